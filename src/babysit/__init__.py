@@ -1,0 +1,58 @@
+"""babysit: train neural networks the way CS231n teaches, and babysit them.
+
+    import babysit as bs
+    data = bs.prepare(bs.load_dataset("mnist1d"))
+    model = bs.build_model("convnet", data.input_shape, data.num_classes)
+    result = bs.fit(model, data, bs.Recipe(optimizer="adam", lr=3e-3, epochs=20))
+"""
+
+from babysit.config import DataConfig, ModelConfig, RunConfig, build_config
+from babysit.data.datasets import DATASETS, Dataset, Split, load_dataset
+from babysit.data.loader import batches
+from babysit.data.preprocess import PREPROCESSORS, Standardize, prepare
+from babysit.errors import BabysitError, ConfigError, DataError
+from babysit.nn.activations import ACTIVATIONS
+from babysit.nn.init import INITS, apply_init
+from babysit.nn.models import MODELS, build_model, convnet, mlp
+from babysit.optim.optimizers import OPTIMIZERS, build_optimizer
+from babysit.run import Run, run
+from babysit.train.history import History
+from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "DATASETS",
+    "INITS",
+    "MODELS",
+    "OPTIMIZERS",
+    "PREPROCESSORS",
+    "BabysitError",
+    "ConfigError",
+    "DataConfig",
+    "DataError",
+    "Dataset",
+    "FitResult",
+    "History",
+    "ModelConfig",
+    "Recipe",
+    "Run",
+    "RunConfig",
+    "Split",
+    "Standardize",
+    "TrainState",
+    "apply_init",
+    "batches",
+    "build_config",
+    "build_model",
+    "build_optimizer",
+    "convnet",
+    "evaluate",
+    "fit",
+    "load_dataset",
+    "mlp",
+    "prepare",
+    "run",
+    "seed_everything",
+]

@@ -1,0 +1,226 @@
+"""Run configuration: composed dataclasses, TOML files and dotted overrides.
+
+A config has three sections, each a dataclass of defaults:
+
+    [data]   DataConfig   which data set, split and preprocessing
+    [model]  ModelConfig  which network and its blocks
+    [train]  Recipe       optimiser and training settings
+
+Sources merge in order: defaults < TOML file < CLI flags < dotted overrides
+(`--train.lr=3e-4`). Unknown keys are rejected with the nearest valid key;
+values are type-checked against the dataclass fields.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from babysit.data.datasets import DATASETS
+from babysit.data.preprocess import PREPROCESSORS
+from babysit.errors import ConfigError, did_you_mean
+from babysit.nn.models import MODELS
+from babysit.train.trainer import Recipe
+
+
+@dataclass
+class DataConfig:
+    """The `[data]` section: data set name, optional local path, validation split, preprocessing."""
+
+    name: str = "mnist1d"
+    path: str | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    preprocess: str = "standardize"
+
+    def __post_init__(self) -> None:
+        DATASETS.get(self.name)
+        PREPROCESSORS.get(self.preprocess)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class ModelConfig:
+    """The `[model]` section: the union of the built-in models' options (each takes its own)."""
+
+    name: str = "convnet"
+    hidden: tuple[int, ...] = (100, 100)
+    channels: tuple[int, ...] = (32, 32, 32)
+    kernel_size: int = 3
+    activation: str = "relu"
+    init: str = "he"
+    bias: float = 0.0
+    batchnorm: bool = False
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        MODELS.get(self.name)
+        if any(h < 1 for h in (*self.hidden, *self.channels)):
+            raise ConfigError("model.hidden and model.channels must be positive sizes")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class RunConfig:
+    """A whole run: data, model and training recipe."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: Recipe = field(default_factory=Recipe)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (TOML/JSON-ready; None values dropped since TOML has no null)."""
+        out = asdict(self)
+        return {s: {k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items() if v is not None} for s, sec in out.items()}
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": Recipe}
+
+# Names other tools use for our keys; spelling distance alone would not find them.
+SYNONYMS = {
+    "learning_rate": "lr",
+    "wd": "weight_decay",
+    "l2": "weight_decay",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "batch": "batch_size",
+    "bs": "batch_size",
+    "optim": "optimizer",
+    "opt": "optimizer",
+    "act": "activation",
+    "dataset": "name",
+    "model": "name",
+}
+
+
+def _suggest_key(section: str, key: str, keys: list[str]) -> str:
+    if SYNONYMS.get(key) in keys:
+        return f" (did you mean '{section}.{SYNONYMS[key]}'?)"
+    hint = did_you_mean(key, keys)
+    return hint.replace("'", f"'{section}.", 1) if hint else ""
+
+
+def valid_keys() -> list[str]:
+    """Every `section.key` a config may set."""
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file; a missing file or bad syntax is a ConfigError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist; pass the path of a TOML file to --config")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file '{p}' is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{p}' is not UTF-8 text") from None
+
+
+def parse_value(text: str) -> Any:
+    """A TOML literal when `text` is one (3e-4, true, [64, 64], "x"), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """Turn `--section.key=value` / `--section.key value` arguments into a nested dict."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
+            raise ConfigError(f"unexpected argument '{arg}'; overrides look like --train.lr=3e-4 (see --help)")
+        key, sep, value = arg[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(args):
+                raise ConfigError(f"override --{key} needs a value, e.g. --{key}=VALUE")
+            value = args[i + 1]
+            i += 1
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = parse_value(value)
+        i += 1
+    return out
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge; `update` wins."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against a field's type hint, converting the harmless cases (int -> float, list -> tuple)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _coerce(value, opt, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        item = typing.get_args(hint)[0]
+        return tuple(_coerce(v, item, key) for v in value)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a new field type needs a case here
+        return value
+    expected = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}[hint]
+    shown = value if not isinstance(value, float) or math.isfinite(value) else str(value)
+    raise ConfigError(f"{key} must be {expected}, got {shown!r}")
+
+
+def build_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict (from TOML and overrides) into a `RunConfig`."""
+    sections = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section '{section}'{did_you_mean(section, SECTIONS)}; sections are {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section '{section}' must be a table of keys, e.g. [{section}]")
+    for section, cls in SECTIONS.items():
+        values = raw.get(section, {})
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(f"unknown config key '{section}.{key}'{_suggest_key(section, key, list(hints))}")
+            kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+        sections[section] = cls(**kwargs)
+    return RunConfig(**sections)

@@ -1,0 +1,1 @@
+"""Data: built-in data sets, preprocessing fitted on train only, in-memory batching."""

@@ -1,0 +1,193 @@
+"""Data sets with train / val / test splits, built in or read from local files.
+
+Contract: a loader in `DATASETS` takes keyword options (at least `path`, which it
+may refuse) and returns `RawData` with a fixed train/test split; `load_dataset`
+validates it, carves the validation split from train by seed, and wraps it in a
+`Dataset`. Every loader works offline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from babysit.errors import ConfigError, DataError
+from babysit.registry import Registry
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs `x` (N, *input_shape) float32 and labels `y` (N,) int64."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        return f"Split(n={len(self)}, x={tuple(self.x.shape)})"
+
+
+@dataclass(frozen=True)
+class RawData:
+    """What a loader returns: a train/test split before validation carving."""
+
+    x_train: np.ndarray | Tensor
+    y_train: np.ndarray | Tensor
+    x_test: np.ndarray | Tensor
+    y_test: np.ndarray | Tensor
+    class_names: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A classification data set: three splits plus what a model needs to know about it."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, ...]
+    class_names: tuple[str, ...]
+    # Fitted preprocessing (train statistics only), kept so it can be saved with a model.
+    preprocessor: object | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, classes={self.num_classes}, input={self.input_shape}, "
+            f"train={len(self.train)}, val={len(self.val)}, test={len(self.test)})"
+        )
+
+    def map(self, fn) -> Dataset:
+        """A copy with `fn(x)` applied to the inputs of every split (labels unchanged)."""
+        return replace(
+            self,
+            train=Split(fn(self.train.x), self.train.y),
+            val=Split(fn(self.val.x), self.val.y),
+            test=Split(fn(self.test.x), self.test.y),
+        )
+
+
+DATASETS: Registry = Registry("data set")
+
+
+def _refuse_path(name: str, path: str | None) -> None:
+    if path is not None:
+        raise ConfigError(f"data set '{name}' is built in and takes no data.path; remove it")
+
+
+@DATASETS.register("mnist1d")
+def mnist1d(path: str | None = None) -> RawData:
+    """MNIST-1D, generated procedurally (Greydanus 2020): 4,000 train / 1,000 test, 10 classes, length 40."""
+    _refuse_path("mnist1d", path)
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    # The generator seeds numpy's global RNG; restore it so loading data has no side effect.
+    state = np.random.get_state()
+    try:
+        d = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(state)
+    x_train = d["x"][:, None, :]  # (N, 1, 40): one channel, so conv1d applies directly
+    x_test = d["x_test"][:, None, :]
+    return RawData(x_train, d["y"], x_test, d["y_test"], [str(i) for i in range(10)])
+
+
+@DATASETS.register("digits")
+def digits(path: str | None = None) -> RawData:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes) as 1x8x8 images; 20% held out as test."""
+    _refuse_path("digits", path)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None, :, :]
+    y = bunch.target
+    # A fixed permutation, independent of the user's seed, so the test set never moves.
+    order = np.random.default_rng(0).permutation(len(y))
+    n_test = len(y) // 5
+    test, train = order[:n_test], order[n_test:]
+    return RawData(x[train], y[train], x[test], y[test], [str(i) for i in range(10)])
+
+
+def validate_arrays(x: Tensor, y: Tensor, num_classes: int, where: str) -> None:
+    """Refuse data a network cannot train on, naming the problem and the fix."""
+    if x.ndim < 2:
+        raise DataError(f"{where}: inputs must be (N, features...) with N samples, got shape {tuple(x.shape)}")
+    if y.ndim != 1:
+        raise DataError(f"{where}: labels must be a 1-D vector of class indices, got shape {tuple(y.shape)}")
+    if len(x) != len(y):
+        raise DataError(f"{where}: {len(x)} inputs but {len(y)} labels; they must have the same length")
+    if len(y) == 0:
+        raise DataError(f"{where}: no samples")
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        row = int(bad.reshape(len(x), -1).any(1).nonzero()[0])
+        raise DataError(
+            f"{where}: inputs contain {int(bad.sum())} NaN/inf values (first in sample {row}); "
+            "clean or impute them before training"
+        )
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise DataError(
+            f"{where}: labels must be integers in 0..{num_classes - 1}, found {lo}..{hi}; "
+            "re-encode the labels as class indices"
+        )
+
+
+def _as_tensors(x, y, where: str) -> tuple[Tensor, Tensor]:
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    y_arr = np.asarray(y)
+    if y_arr.dtype.kind == "f":
+        if not np.all(np.isfinite(y_arr)) or np.any(y_arr != np.round(y_arr)):
+            raise DataError(f"{where}: labels must be whole class indices, found non-integer values")
+    elif y_arr.dtype.kind not in "iub":
+        raise DataError(f"{where}: labels must be integer class indices, got dtype {y_arr.dtype}")
+    return x, torch.as_tensor(y_arr.astype(np.int64))
+
+
+def load_dataset(
+    name: str,
+    *,
+    path: str | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Dataset:
+    """Load a registered data set and carve a validation split from train, deterministically by `seed`.
+
+    Example:
+        >>> data = load_dataset("digits", val_fraction=0.1, seed=0)
+        >>> data.train.x.shape[1:], data.num_classes
+        (torch.Size([1, 8, 8]), 10)
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    raw = DATASETS.get(name)(path=path)
+    num_classes = len(raw.class_names)
+    x_tr, y_tr = _as_tensors(raw.x_train, raw.y_train, f"{name} train split")
+    x_te, y_te = _as_tensors(raw.x_test, raw.y_test, f"{name} test split")
+    validate_arrays(x_tr, y_tr, num_classes, f"{name} train split")
+    validate_arrays(x_te, y_te, num_classes, f"{name} test split")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(
+            f"{name}: train samples have shape {tuple(x_tr.shape[1:])} but test samples "
+            f"{tuple(x_te.shape[1:])}; every sample must have the same shape"
+        )
+    order = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, math.floor(len(y_tr) * val_fraction))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return Dataset(
+        name=name,
+        train=Split(x_tr[train_idx], y_tr[train_idx]),
+        val=Split(x_tr[val_idx], y_tr[val_idx]),
+        test=Split(x_te, y_te),
+        num_classes=num_classes,
+        input_shape=tuple(x_tr.shape[1:]),
+        class_names=tuple(str(c) for c in raw.class_names),
+    )

@@ -1,0 +1,1 @@
+"""Network building blocks: activations, initialisation, models built from them."""

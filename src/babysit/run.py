@@ -1,0 +1,46 @@
+"""From a `RunConfig` to a trained model: the path the CLI, the demo and the tuner share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from babysit.config import DataConfig, ModelConfig, RunConfig
+from babysit.data.datasets import Dataset, load_dataset
+from babysit.data.preprocess import prepare
+from babysit.nn.models import MODELS, build_model
+from babysit.registry import accepted_options
+from babysit.train.trainer import FitResult, fit, seed_everything
+
+
+def load_data(cfg: DataConfig) -> Dataset:
+    """Load the configured data set and fit its preprocessing on the training split."""
+    data = load_dataset(cfg.name, path=cfg.path, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    return prepare(data, cfg.preprocess)
+
+
+def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0) -> nn.Module:
+    """Build the configured model for `data`'s input shape and classes, seeded for reproducible init."""
+    seed_everything(seed)
+    options = {k: v for k, v in asdict(cfg).items() if k != "name"}
+    return build_model(cfg.name, data.input_shape, data.num_classes, **accepted_options(MODELS.get(cfg.name), options))
+
+
+@dataclass
+class Run:
+    """A finished run: its config, data, trained model and result."""
+
+    config: RunConfig
+    data: Dataset
+    model: nn.Module
+    result: FitResult
+
+
+def run(cfg: RunConfig, *, callbacks: Sequence[object] = (), progress: bool = True, data: Dataset | None = None) -> Run:
+    """Load data, build the model and train it as `cfg` says."""
+    data = data if data is not None else load_data(cfg.data)
+    model = model_from_config(cfg.model, data, seed=cfg.train.seed)
+    result = fit(model, data, cfg.train, callbacks=callbacks, progress=progress)
+    return Run(cfg, data, model, result)

@@ -1,0 +1,74 @@
+"""Callbacks: plain objects with optional methods, called at a few named events.
+
+Contract (call order within `fit`):
+
+    on_fit_start(state)
+    for each epoch:
+        on_epoch_start(state)
+        for each batch: on_batch_end(state)     # state.loss is the batch loss (a tensor)
+        on_epoch_end(state)                     # state.history has the epoch's record
+    on_fit_end(state)                           # state.result is set
+
+A callback implements any subset. Setting `state.stop = True` (with
+`state.status` and `state.stop_reason`) ends training after the current batch.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "fit_end")
+
+
+class Callback(Protocol):
+    """Any object; the trainer calls `on_<event>(state)` for the methods it defines."""
+
+
+def emit(callbacks, event: str, state) -> None:
+    """Call `on_<event>(state)` on every callback that defines it."""
+    for cb in callbacks:
+        method = getattr(cb, f"on_{event}", None)
+        if method is not None:
+            method(state)
+
+
+class ProgressBar:
+    """A rich progress bar over all steps, with one line of metrics per epoch (on stderr)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task = None
+
+    def on_fit_start(self, state) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=state.total_steps, epoch=1, loss="-")
+
+    def on_batch_end(self, state) -> None:
+        # Reading the loss forces a device sync; do it only every few steps.
+        if state.step % 10 == 0 or state.step == state.total_steps:
+            self._progress.update(self._task, completed=state.step, epoch=state.epoch + 1, loss=f"{float(state.loss):.4f}")
+
+    def on_epoch_end(self, state) -> None:
+        r = state.history.records[-1]
+        self._progress.console.print(
+            f"epoch {r['epoch']:>3}  train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.3f}  "
+            f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.3f}  ({r['seconds']:.1f}s)"
+        )
+
+    def on_fit_end(self, state) -> None:
+        if self._progress is not None:
+            self._progress.stop()

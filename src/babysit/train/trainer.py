@@ -1,0 +1,251 @@
+"""`fit`: one readable training loop, with callbacks at five named events.
+
+    result = fit(model, data, Recipe(optimizer="adam", lr=1e-3, epochs=10))
+
+Works with any `nn.Module` mapping (N, *input_shape) to (N, C) class scores and
+any `Dataset` (or three (x, y) tensor pairs wrapped in one). Evaluation always
+runs in eval mode (dropout off, batch-norm running statistics), and the final
+test evaluation happens once, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from babysit.data.datasets import Dataset
+from babysit.data.loader import batches, num_batches
+from babysit.errors import ConfigError
+from babysit.optim.optimizers import OPTIMIZERS, build_optimizer, default_lr
+from babysit.train.callbacks import ProgressBar, emit
+from babysit.train.history import History
+
+
+@dataclass
+class Recipe:
+    """How to train: the `[train]` section of a config.
+
+    Args:
+        optimizer: a name from `OPTIMIZERS` (sgd, momentum, adam, ...).
+        lr: learning rate (> 0); None picks the optimiser's default (adam 1e-3, sgd 0.1, momentum 0.01).
+        epochs: passes over the training split.
+        batch_size: samples per mini-batch.
+        momentum: mu for momentum-type optimisers.
+        beta1, beta2, eps: Adam's constants (lectures' defaults 0.9, 0.999, 1e-8).
+        weight_decay: L2 strength added to the gradient (lambda * w).
+        seed: seeds init, shuffling and dropout; same seed, same numbers on the CPU.
+        device: "auto" (CUDA when available), "cpu" or "cuda[:i]".
+    """
+
+    optimizer: str = "adam"
+    lr: float | None = None
+    epochs: int = 10
+    batch_size: int = 100
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        OPTIMIZERS.get(self.optimizer)
+        if self.lr is None:
+            self.lr = default_lr(self.optimizer)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"train.lr must be a positive number, got {self.lr}")
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
+        for name in ("momentum", "beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"train.{name} must be in [0, 1), got {value}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.eps <= 0:
+            raise ConfigError(f"train.eps must be > 0, got {self.eps}")
+
+    def optimizer_options(self) -> dict[str, Any]:
+        """Every optimiser hyperparameter; each optimiser picks the ones it uses."""
+        return {k: v for k, v in asdict(self).items() if k not in ("optimizer", "lr", "epochs", "batch_size", "seed", "device")}
+
+
+@dataclass
+class FitResult:
+    """What a run produced: status, per-epoch history and the final test metrics."""
+
+    status: str  # "completed", "stopped" or "diverged"
+    epochs: int
+    history: History
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+    stop_reason: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready scalars (what `babysit train --json` prints)."""
+        best = self.history.best("val_accuracy")
+        return {
+            "status": self.status,
+            "epochs": self.epochs,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+            "best_val_accuracy": best["val_accuracy"] if best else None,
+            "seconds": round(self.seconds, 3),
+            "stop_reason": self.stop_reason,
+        }
+
+
+@dataclass
+class TrainState:
+    """The narrow view callbacks get of a run in progress."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    recipe: Recipe
+    data: Dataset
+    device: torch.device
+    total_steps: int
+    history: History = field(default_factory=History)
+    epoch: int = 0
+    step: int = 0
+    loss: Tensor | None = None
+    stop: bool = False
+    status: str = "running"
+    stop_reason: str = ""
+    result: FitResult | None = None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch so model init and training are reproducible on the CPU."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; anything else as given (checked)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return dev
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode (restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for xb, yb in batches(x, y, batch_size, shuffle=False):
+        scores = model(xb)
+        total_loss += F.cross_entropy(scores, yb, reduction="sum")
+        correct += (scores.argmax(1) == yb).sum()
+    model.train(was_training)
+    n = len(y)
+    return total_loss.item() / n, correct.item() / n
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    recipe: Recipe | None = None,
+    *,
+    callbacks: Sequence[object] = (),
+    progress: bool = True,
+) -> FitResult:
+    """Train `model` on `data.train`, validating on `data.val` each epoch, then test once.
+
+    Args:
+        model: any module mapping inputs to (N, num_classes) scores.
+        data: a `Dataset` (preprocess it first, e.g. with `babysit.prepare`).
+        recipe: optimiser and schedule settings; defaults to `Recipe()`.
+        callbacks: objects with optional `on_<event>(state)` methods (see `train.callbacks`).
+        progress: show a progress bar and per-epoch metrics on stderr.
+    """
+    recipe = recipe or Recipe()
+    start = time.perf_counter()
+    device = resolve_device(recipe.device)
+    seed_everything(recipe.seed)
+    model.to(device)
+    x_train, y_train = data.train.x.to(device), data.train.y.to(device)
+    x_val, y_val = data.val.x.to(device), data.val.y.to(device)
+    optimizer = build_optimizer(recipe.optimizer, model.parameters(), recipe.lr, **recipe.optimizer_options())
+    shuffle_gen = torch.Generator().manual_seed(recipe.seed)
+    steps_per_epoch = num_batches(len(y_train), recipe.batch_size)
+    state = TrainState(model, optimizer, recipe, data, device, total_steps=steps_per_epoch * recipe.epochs)
+    callbacks = [*callbacks, *([ProgressBar()] if progress else [])]
+
+    emit(callbacks, "fit_start", state)
+    for epoch in range(recipe.epochs):
+        state.epoch = epoch
+        epoch_start = time.perf_counter()
+        emit(callbacks, "epoch_start", state)
+        model.train()
+        # Sums stay on the device; one sync per epoch instead of one per step.
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        for xb, yb in batches(x_train, y_train, recipe.batch_size, generator=shuffle_gen):
+            optimizer.zero_grad(set_to_none=True)
+            scores = model(xb)
+            loss = F.cross_entropy(scores, yb)
+            loss.backward()
+            optimizer.step()
+            state.step += 1
+            state.loss = loss.detach()
+            loss_sum += state.loss * len(yb)
+            correct += (scores.detach().argmax(1) == yb).sum()
+            seen += len(yb)
+            emit(callbacks, "batch_end", state)
+            if state.stop:
+                break
+        val_loss, val_acc = evaluate(model, x_val, y_val)
+        state.history.append(
+            {
+                "epoch": epoch + 1,
+                "step": state.step,
+                "train_loss": loss_sum.item() / max(seen, 1),
+                "train_accuracy": correct.item() / max(seen, 1),
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_start,
+            }
+        )
+        emit(callbacks, "epoch_end", state)
+        if state.stop:
+            break
+
+    test_loss, test_acc = evaluate(model, data.test.x.to(device), data.test.y.to(device))
+    status = state.status if state.stop else "completed"
+    state.status = status
+    state.result = FitResult(
+        status=status,
+        epochs=len(state.history),
+        history=state.history,
+        test_loss=test_loss,
+        test_accuracy=test_acc,
+        seconds=time.perf_counter() - start,
+        stop_reason=state.stop_reason,
+    )
+    emit(callbacks, "fit_end", state)
+    return state.result

@@ -1,0 +1,83 @@
+"""Drive the CLI as a user would: exit codes, one-line errors, JSON output."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from babysit.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def last_json(result):
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_train_mlp_on_digits_reaches_95_percent(optimizer):
+    result = invoke("train", "--data", "digits", "--model", "mlp", "--optimizer", optimizer, "--json")
+    assert result.exit_code == 0, result.output
+    summary = last_json(result)
+    assert summary["status"] == "completed" and summary["epochs"] == 10
+    assert summary["test_accuracy"] >= 0.95
+    assert {"test_loss", "seconds"} <= set(summary)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_train_mlp_on_mnist1d_trains(optimizer):
+    result = invoke("train", "--data", "mnist1d", "--model", "mlp", "--optimizer", optimizer, "--epochs", "5", "--json")
+    assert result.exit_code == 0, result.output
+    assert last_json(result)["test_accuracy"] > 0.3  # chance is 0.1
+
+
+def test_same_command_same_numbers():
+    args = ("train", "--data", "digits", "--model", "mlp", "--epochs", "2", "--seed", "7", "--json")
+    a, b = last_json(invoke(*args)), last_json(invoke(*args))
+    assert a["test_loss"] == b["test_loss"] and a["test_accuracy"] == b["test_accuracy"]
+
+
+def test_config_file_and_dotted_overrides_compose(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[data]\nname = "digits"\n[model]\nname = "mlp"\nhidden = [16]\n[train]\nepochs = 5\n')
+    result = invoke("train", "--config", str(cfg), "--train.epochs=1", "--model.activation", "tanh", "--json")
+    assert result.exit_code == 0, result.output
+    assert last_json(result)["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--config", "{bad}"), "is not valid TOML"),
+        (("--train.learning_rate=0.1",), "did you mean 'train.lr'"),
+        (("--optimizer", "adamw2"), "unknown optimizer 'adamw2'"),
+        (("--lr", "-0.1"), "train.lr must be a positive number"),
+        (("--train.lr",), "needs a value"),
+        (("stray",), "unexpected argument 'stray'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlr = = 1\n")
+    args = tuple(str(bad) if a == "{bad}" else a for a in args)
+    result = invoke("train", "--data", "digits", *args)
+    assert result.exit_code == 2
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_datasets_lists_the_builtin_sets():
+    result = invoke("datasets")
+    assert result.exit_code == 0
+    assert "mnist1d" in result.stdout and "digits" in result.stdout
+
+
+def test_demo_smoke_prints_the_paper_row():
+    result = invoke("demo", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert "CNN (paper)" in result.stdout and "babysit convnet" in result.stdout

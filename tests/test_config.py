@@ -1,0 +1,69 @@
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from babysit.config import build_config, load_toml, parse_overrides, parse_value, valid_keys
+from babysit.errors import ConfigError
+
+
+def test_overrides_parse_typed_values_in_both_forms():
+    raw = parse_overrides(["--train.lr=3e-4", "--model.hidden", "[64, 32]", "--model.activation=tanh", "--data.path", "some/dir/"])
+    assert raw == {"train": {"lr": 3e-4}, "model": {"hidden": [64, 32], "activation": "tanh"}, "data": {"path": "some/dir/"}}
+    cfg = build_config(raw | {"data": {"name": "digits"}})
+    assert cfg.train.lr == 3e-4 and cfg.model.hidden == (64, 32)
+
+
+def test_unknown_keys_and_sections_suggest_the_nearest_valid_one():
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.learning_rat'"):
+        build_config({"train": {"learning_rat": 1.0}})
+    with pytest.raises(ConfigError, match=r"did you mean 'train.epochs'"):
+        build_config({"train": {"epoch": 3}})
+    with pytest.raises(ConfigError, match=r"did you mean 'train'"):
+        build_config({"trian": {}})
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"train": {"lr": "fast"}}, "train.lr must be a number"),
+        ({"train": {"epochs": 2.5}}, "train.epochs must be a whole number"),
+        ({"model": {"batchnorm": "yes"}}, "model.batchnorm must be true or false"),
+        ({"model": {"hidden": ["a"]}}, "model.hidden must be a whole number"),
+        ({"train": {"lr": -0.1}}, "train.lr must be a positive number"),
+        ({"data": {"val_fraction": 0}}, "data.val_fraction"),
+        ({"model": {"name": "resnet"}}, "unknown model 'resnet'"),
+    ],
+)
+def test_wrong_values_name_the_key_and_expectation(raw, message):
+    with pytest.raises(ConfigError) as info:
+        build_config(raw)
+    assert message in str(info.value)
+
+
+def test_toml_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_toml(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nlr = 1")
+    with pytest.raises(ConfigError, match="bad.toml' is not valid TOML"):
+        load_toml(bad)
+
+
+def test_config_round_trips_through_its_dict():
+    cfg = build_config({"model": {"name": "mlp", "hidden": [10]}, "train": {"optimizer": "sgd"}})
+    assert build_config(cfg.to_dict()) == cfg
+    assert "train.lr" in valid_keys()
+
+
+@given(st.one_of(st.integers(-10**9, 10**9), st.floats(allow_nan=False, allow_infinity=False), st.booleans()))
+def test_parse_value_reads_back_toml_scalars(value):
+    text = str(value).lower() if isinstance(value, bool) else repr(value)
+    parsed = parse_value(text)
+    assert parsed == value or (isinstance(value, float) and math.isclose(parsed, value))
+
+
+@given(st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters="/_-."), min_size=1))
+def test_parse_value_never_fails_on_plain_words(text):
+    parse_value(text)  # a bare word is either a TOML literal or kept as a string; never an exception

@@ -1,0 +1,42 @@
+"""Every documented example runs."""
+
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("toml", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_example_configs_train(toml):
+    out = subprocess.run(
+        [sys.executable, "-m", "babysit", "train", "--config", str(toml), "--train.epochs=1", "--json"],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "completed"
+
+
+def test_quickstart_runs(capsys):
+    runpy.run_path(str(EXAMPLES / "quickstart.py"))
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_demo_config_matches_its_example_file():
+    from babysit.cli.demo import DEMO_CONFIG
+    from babysit.config import build_config, load_toml
+
+    assert build_config(load_toml(EXAMPLES / "mnist1d_convnet.toml")) == build_config(DEMO_CONFIG)
+
+
+def test_demo_recipe_beats_90_percent_on_mnist1d(mnist1d):
+    from babysit.cli.demo import DEMO_CONFIG
+    from babysit.config import build_config
+    from babysit.run import run
+
+    cfg = build_config(DEMO_CONFIG)
+    assert run(cfg, progress=False, data=mnist1d).result.test_accuracy >= 0.90
