@@ -16,6 +16,7 @@ from babysit.nn.init import INITS, apply_init
 from babysit.nn.models import MODELS, build_model, convnet, mlp
 from babysit.optim.optimizers import OPTIMIZERS, build_optimizer
 from babysit.run import Run, run
+from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
 from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
 
@@ -33,6 +34,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "Dataset",
+    "DivergenceGuard",
     "FitResult",
     "History",
     "ModelConfig",

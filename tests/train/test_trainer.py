@@ -109,3 +109,17 @@ def test_recipe_picks_an_optimiser_specific_default_lr():
     assert bs.Recipe(optimizer="adam").lr == 1e-3
     assert bs.Recipe(optimizer="sgd").lr == 0.1
     assert bs.Recipe(optimizer="sgd", lr=0.5).lr == 0.5
+
+
+def test_divergence_guard_stops_an_exploding_run(digits):
+    guard = bs.DivergenceGuard()
+    result = bs.fit(small_mlp(digits), digits, bs.Recipe(optimizer="sgd", lr=1e6, epochs=3, device="cpu"), callbacks=[guard], progress=False)
+    assert result.status == "diverged"
+    assert guard.diverged_at is not None and guard.diverged_at <= 5
+    assert "step" in result.stop_reason
+
+
+def test_divergence_guard_leaves_a_healthy_run_alone(digits):
+    guard = bs.DivergenceGuard()
+    result = bs.fit(small_mlp(digits), digits, bs.Recipe(lr=1e-2, epochs=2, device="cpu"), callbacks=[guard], progress=False)
+    assert result.status == "completed" and guard.diverged_at is None

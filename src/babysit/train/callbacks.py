@@ -15,6 +15,7 @@ A callback implements any subset. Setting `state.stop = True` (with
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from rich.console import Console
@@ -72,3 +73,45 @@ class ProgressBar:
     def on_fit_end(self, state) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+class DivergenceGuard:
+    """Stop a run whose loss is NaN/inf or exceeds `factor` x its first loss (LECTURE_DIGEST §6).
+
+    The lectures' rule for killing exploding runs early: "if the cost exceeds 3x
+    the initial cost, stop". Sets `state.status = "diverged"` with the step and
+    the values in `state.stop_reason`; `self.diverged_at` keeps the step.
+
+    Args:
+        factor: multiple of the first batch loss that counts as an explosion.
+        every: check every `every` steps (reading the loss syncs the device).
+    """
+
+    def __init__(self, factor: float = 3.0, every: int = 1) -> None:
+        if factor <= 1.0:
+            raise ValueError(f"DivergenceGuard factor must be > 1, got {factor}")
+        self.factor = factor
+        self.every = max(1, every)
+        self.initial: float | None = None
+        self.diverged_at: int | None = None
+
+    def on_fit_start(self, state) -> None:
+        self.initial, self.diverged_at = None, None
+
+    def on_batch_end(self, state) -> None:
+        if self.initial is not None and state.step % self.every:
+            return
+        loss = float(state.loss)
+        if self.initial is None:
+            self.initial = loss
+        if not math.isfinite(loss):
+            why = f"loss became {loss} at step {state.step}"
+        elif loss > self.factor * self.initial:
+            why = f"loss {loss:.4g} at step {state.step} exceeds {self.factor:g}x the initial loss {self.initial:.4g}"
+        else:
+            return
+        self.diverged_at = state.step
+        state.stop, state.status, state.stop_reason = True, "diverged", why
+
+    def __repr__(self) -> str:
+        return f"DivergenceGuard(factor={self.factor}, every={self.every})"

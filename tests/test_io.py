@@ -1,0 +1,28 @@
+import json
+import os
+
+import pytest
+
+from babysit.io import atomic_write, atomic_write_json
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "sub" / "a.json"
+    atomic_write_json(target, {"x": 1})
+    atomic_write_json(target, {"x": 2})
+    assert json.loads(target.read_text()) == {"x": 2}
+    assert os.listdir(target.parent) == ["a.json"]  # no temporary files left behind
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("good")
+
+    def boom(f):
+        f.write(b"half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert target.read_text() == "good"
+    assert os.listdir(tmp_path) == ["a.txt"]
