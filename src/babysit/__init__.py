@@ -19,6 +19,11 @@ from babysit.run import Run, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
 from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
+from babysit.tune.pruning import PRUNERS
+from babysit.tune.results import TuneResult
+from babysit.tune.search import STRATEGIES, TuneSettings
+from babysit.tune.session import search
+from babysit.tune.space import Param, choice, int_uniform, log_uniform, one_minus_log, uniform
 
 __version__ = "0.1.0"
 
@@ -29,6 +34,8 @@ __all__ = [
     "MODELS",
     "OPTIMIZERS",
     "PREPROCESSORS",
+    "PRUNERS",
+    "STRATEGIES",
     "BabysitError",
     "ConfigError",
     "DataConfig",
@@ -38,23 +45,32 @@ __all__ = [
     "FitResult",
     "History",
     "ModelConfig",
+    "Param",
     "Recipe",
     "Run",
     "RunConfig",
     "Split",
     "Standardize",
     "TrainState",
+    "TuneResult",
+    "TuneSettings",
     "apply_init",
     "batches",
     "build_config",
     "build_model",
     "build_optimizer",
+    "choice",
     "convnet",
     "evaluate",
     "fit",
+    "int_uniform",
     "load_dataset",
+    "log_uniform",
     "mlp",
+    "one_minus_log",
     "prepare",
     "run",
+    "search",
     "seed_everything",
+    "uniform",
 ]
