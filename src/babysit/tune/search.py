@@ -177,14 +177,16 @@ def _random_configs(space: Space, n: int, seed: int, stage: int, first_slot: int
 
 
 def grid_counts(space: Space, n: int) -> list[int]:
-    """Values per parameter for the largest grid of at most `n` points (ties: most balanced, earlier keys first)."""
+    """Values per parameter for the largest grid of at most `n` points (ties: most balanced, then earlier keys get more)."""
     caps = [min(n, int(p.size())) if math.isfinite(p.size()) else n for p in space.values()]
-    best: tuple[int, int, tuple[int, ...]] = (1, -1, tuple(1 for _ in caps))
+    ones = tuple(1 for _ in caps)
+    best: tuple[int, tuple[int, ...], tuple[int, ...]] = (1, ones, ones)
 
     def visit(i: int, counts: tuple[int, ...], product: int) -> None:
         nonlocal best
         if i == len(caps):
-            best = max(best, (product, -max(counts, default=1), counts))
+            # Largest product; then leximin balance (raise the smallest count first); then earlier keys.
+            best = max(best, (product, tuple(sorted(counts)), counts))
             return
         for c in range(1, min(caps[i], n // product) + 1):
             visit(i + 1, (*counts, c), product * c)

@@ -111,14 +111,13 @@ class Param:
         return float(value)
 
     def from_t(self, t: float) -> float:
-        """The value at transformed coordinate `t` (integers rounded into [low, high])."""
-        if self.kind in ("log_uniform", "one_minus_log"):
-            return self._unrounded(t)
+        """The value at transformed coordinate `t`, kept in [low, high] (10^t can land an ulp outside)."""
         if self.kind == "int_uniform":
             return int(min(max(round(self._unrounded(t)), self.low), self.high))
-        return float(t)
+        return min(max(self._unrounded(t), self.low), self.high)
 
     def _unrounded(self, t: float) -> float:
+        """The inverse transform, neither rounded nor clipped (for widening past the range)."""
         return 10.0**t if self.kind == "log_uniform" or self.log else (1.0 - 10.0**t if self.decreasing else t)
 
     def t_range(self) -> tuple[float, float]:
@@ -195,13 +194,13 @@ class Param:
         return self.from_t(float(rng.uniform(*self.t_range())))
 
     def grid(self, n: int) -> list[Any]:
-        """Up to `n` distinct values at the centres of n equal cells in t (the edges are rarely best)."""
+        """Up to `n` distinct values, ascending, at the centres of n equal cells in t (the edges are rarely best)."""
         if self.kind == "choice":
             idx = sorted({round(i * (len(self.choices) - 1) / max(n - 1, 1)) for i in range(n)}) if n > 1 else [0]
             return [self.choices[i] for i in idx]
         lo, hi = self.t_range()
         values = [self.from_t(lo + (i + 0.5) * (hi - lo) / n) for i in range(n)]
-        return list(dict.fromkeys(values))
+        return sorted(set(values))
 
     def size(self) -> float:
         """How many distinct values the parameter has (inf for floats)."""

@@ -4,7 +4,8 @@ Storage. The default is Optuna's JournalFile storage in `runs/tune/<study>/journ
 We chose it over SQLite because it is made for several processes on one machine:
 an append-only JSON-lines log written under a file lock, so concurrent workers
 never hit SQLite's "database is locked" errors, a SIGKILL can at worst leave an
-unfinished last line (which readers skip), and no server is needed. Any Optuna
+unfinished last line (which readers skip), and no server is needed. The lock is a
+kernel flock (`FlockLock`), which a killed worker cannot leave behind. Any Optuna
 RDB URL works too (`postgresql://user@host/db` for several machines; `sqlite:///`
 is accepted, with a long lock timeout, but the journal is the better local store).
 
@@ -41,6 +42,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from babysit.errors import ConfigError
 
+try:
+    import fcntl
+except ImportError:  # Windows: Optuna's own lock files instead
+    fcntl = None
+
 ROOT = Path("runs") / "tune"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 4 * HEARTBEAT_S
@@ -65,7 +71,8 @@ def open_storage(url: str | None, name: str, root: Path = ROOT) -> tuple[BaseSto
     if url is None or "://" not in url:
         path = Path(url) if url else study_dir(name, root) / "journal.log"
         path.parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        lock = FlockLock(f"{path}.flock") if fcntl is not None else optuna.storages.journal.JournalFileOpenLock(str(path))
+        backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock)
         return optuna.storages.JournalStorage(backend), str(path)
     # A long busy timeout makes SQLite writers wait for the lock instead of failing.
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
@@ -76,6 +83,35 @@ def open_storage(url: str | None, name: str, root: Path = ROOT) -> tuple[BaseSto
     except Exception as e:  # sqlalchemy's URL and connection errors: one line naming the store
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot open storage {_redact(url)}: {reason}; check the URL (e.g. postgresql://user:password@host:5432/db) and that the server is running") from None
+
+
+class FlockLock:
+    """The journal's write lock as a kernel `flock`: the OS releases it the moment its holder dies.
+
+    Optuna's default journal locks are lock *files*; a worker SIGKILLed while appending
+    leaves the file behind and every other process waits out a 30 s grace period before
+    breaking it. A kernel lock cannot be left behind. (Local file systems; Optuna's
+    lock files remain the choice for NFS.) Duck-types Optuna's journal lock: acquire, release.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __repr__(self) -> str:
+        return f"FlockLock({self.path!r})"
 
 
 def _redact(url: str) -> str:
@@ -190,14 +226,20 @@ def fail_trial(handle: StudyHandle, trial_id: int, key: str, why: Any) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (POSIX)."""
+    """Whether a process with this id is running on this machine (POSIX; a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # it exists, under another user
-    return True
+    # A SIGKILLed worker whose parent died stays a zombie until init reaps it, and some
+    # container inits never do; Linux shows the state after the last ')' of /proc/<pid>/stat.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): trust kill(0)
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def is_stale(worker: dict[str, Any] | None, last_beat: float, now: float, host: str) -> bool:
