@@ -39,6 +39,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from babysit.errors import ConfigError
 
@@ -76,13 +77,21 @@ def open_storage(url: str | None, name: str, root: Path = ROOT) -> tuple[BaseSto
         return optuna.storages.JournalStorage(backend), str(path)
     # A long busy timeout makes SQLite writers wait for the lock instead of failing.
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs), _redact(url)
-    except ModuleNotFoundError as e:
-        raise ConfigError(f"storage {_redact(url)} needs the Python driver '{e.name}'; install it (for PostgreSQL: pip install psycopg2-binary)") from None
-    except Exception as e:  # sqlalchemy's URL and connection errors: one line naming the store
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot open storage {_redact(url)}: {reason}; check the URL (e.g. postgresql://user:password@host:5432/db) and that the server is running") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs), _redact(url)
+        except (IntegrityError, ProgrammingError) as e:
+            # Machines starting at once on a fresh database race to create Optuna's tables
+            # (PostgreSQL's CREATE TABLE IF NOT EXISTS is not atomic); the loser finds them next time.
+            error: Exception = e
+            time.sleep(0.5 * (attempt + 1))
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"storage {_redact(url)} needs the Python driver '{e.name}'; install it (for PostgreSQL: pip install psycopg2-binary)") from None
+        except Exception as e:  # sqlalchemy's URL and connection errors: one line naming the store
+            error = e
+            break
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    raise ConfigError(f"cannot open storage {_redact(url)}: {reason}; check the URL (e.g. postgresql://user:password@host:5432/db) and that the server is running")
 
 
 class FlockLock:
