@@ -91,7 +91,7 @@ def test_two_machines_share_one_study_through_postgresql(postgres_url, tmp_path)
         for i in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     trials = study.get_trials(deepcopy=False)

@@ -109,3 +109,14 @@ def test_two_caviar_workers_on_one_local_store_lose_and_duplicate_no_trial_over_
         assert t.user_attrs["config"]["model.hidden"] == planned["model.hidden"]
         assert t.user_attrs["config"]["train.lr"] == pytest.approx(planned["train.lr"], rel=1e-12)
     assert len({t.system_attrs[WORKER_KEY]["pid"] for t in trials}) == 2  # both processes did work
+
+
+def test_median_pruning_stops_trials_behind_the_others(tmp_path, digits):
+    settings = bs.TuneSettings(trials=12, epochs=3, prune="median")
+    result = bs.search(BASE, {"train.lr": "log_uniform(1e-5, 0.3)"}, settings, root=tmp_path, progress=False, data=digits)
+    pruned = [t for t in result.trials if t.status == "pruned"]
+    assert result.finished and pruned
+    for t in pruned:
+        assert t.reason.startswith("pruned at epoch") and len(t.history) < 3
+    # What gets pruned is the slow end of the range: pruned trials have smaller learning rates than the best.
+    assert max(t.values["train.lr"] for t in pruned) < result.best.values["train.lr"]

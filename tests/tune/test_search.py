@@ -61,7 +61,7 @@ def test_grid_is_the_largest_within_budget_and_respects_small_parameters(n, size
     assert math.prod(counts) <= n
     assert all(s is None or c <= s for c, s in zip(counts, sizes))
     # No single parameter could take one more value within the budget.
-    for i, (c, s) in enumerate(zip(counts, sizes)):
+    for c, s in zip(counts, sizes):
         if s is None or c < s:
             assert math.prod(counts) // c * (c + 1) > n
 

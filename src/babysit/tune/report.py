@@ -147,7 +147,8 @@ def build_page(result: TuneResult) -> Page:
     page = Page(f"babysit tune: {search.study}")
     sec = page.section("Search")
     s = search.settings
-    sec.table(["setting", "value"], [["strategy", s.strategy], ["trials", s.trials], ["stages", s.num_stages()], ["store", result.where], ["superseded trials (stale or duplicate)", result.superseded]])
+    rows = [["strategy", s.strategy], ["trials", s.trials], ["stages", s.num_stages()], ["store", result.where]]
+    sec.table(["setting", "value"], [*rows, ["superseded trials (stale or duplicate)", result.superseded]])
     sec.table(["stage", "trials", "epochs", "carried", *search.space], [[p.stage, len(p.configs), p.epochs, p.carried, *(str(p.space[k]) for k in search.space)] for p in result.plans])
     for plan in result.plans:
         for note in plan.notes:

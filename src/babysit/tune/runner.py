@@ -31,9 +31,9 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from babysit.config import RunConfig, build_config, valid_keys
+from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
-from babysit.errors import BabysitError, ConfigError, did_you_mean
+from babysit.errors import BabysitError, ConfigError
 from babysit.registry import Registry
 from babysit.run import load_data, run
 from babysit.train.callbacks import DivergenceGuard
@@ -85,18 +85,19 @@ def default_study_name(search: Search) -> str:
 
 def check_space(base: RunConfig, space: dict[str, Param]) -> None:
     """Refuse keys a trial cannot set, and values the config rejects, before any trial runs."""
-    keys = valid_keys()
     for key in space:
-        if key not in keys:
-            raise ConfigError(f"search space key '{key}' is not a config key{did_you_mean(key, keys)}; use section.key, e.g. train.lr")
+        if "." not in key:
+            raise ConfigError(f"search space key '{key}' must be a dotted config key, e.g. train.lr or model.hidden")
         if key.startswith("data."):
             raise ConfigError(f"'{key}' cannot be searched: every trial must see the same data; search model.* and train.* keys")
         if key == "train.epochs":
             raise ConfigError("'train.epochs' is set by the search (tune.epochs, tune.epoch_growth); remove it from the space")
-    # Both ends of every range must make a valid config (e.g. a momentum range reaching 1 does not).
+    # Both ends of every range must make a valid config (unknown keys get the config's suggestion;
+    # a momentum range reaching 1 is refused by the recipe).
     lows = {k: p.from_t(p.t_range()[0]) if p.numeric else p.choices[0] for k, p in space.items()}
     highs = {k: p.from_t(p.t_range()[1]) if p.numeric else p.choices[-1] for k, p in space.items()}
-    for values in (lows, highs):
+    every_choice = [{**lows, k: c} for k, p in space.items() if not p.numeric for c in p.choices]
+    for values in (lows, highs, *every_choice):
         trial_config(base, values, 1)
 
 
@@ -105,7 +106,7 @@ def trial_config(base: RunConfig, values: dict[str, Any], epochs: int, device: s
     raw = base.to_dict()
     for key, value in values.items():
         section, name = key.split(".", 1)
-        current = raw[section].get(name)
+        current = raw.setdefault(section, {}).get(name)
         if isinstance(current, list) and not isinstance(value, (list, tuple)):
             value = [value] * len(current)  # e.g. model.hidden = 64 with two hidden layers -> [64, 64]
         raw[section][name] = value
@@ -214,8 +215,8 @@ def work(search: Search, data: Dataset, *, worker: int = 0, device: str | None =
         reap(handle)
         trial = claim(handle)
         if trial is not None:
-            stage, _ = slot_of(handle.storage.get_trial(handle.trial_id(trial.number)))
-            run_trial(handle, trial, planner.plan(stage, handle.trials()), search, data, device=device, callbacks=[_EpochNotify(notify)])
+            plan = planner.plan(trial.user_attrs["stage"], handle.trials())
+            run_trial(handle, trial, plan, search, data, device=device, callbacks=[_EpochNotify(notify)])
             trained += 1
             notify()
             continue
