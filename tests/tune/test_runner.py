@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -120,3 +121,10 @@ def test_median_pruning_stops_trials_behind_the_others(tmp_path, digits):
         assert t.reason.startswith("pruned at epoch") and len(t.history) < 3
     # What gets pruned is the slow end of the range: pruned trials have smaller learning rates than the best.
     assert max(t.values["train.lr"] for t in pruned) < result.best.values["train.lr"]
+
+
+def test_any_optuna_rdb_url_is_a_store_too(tmp_path, digits):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = bs.search(BASE, {"train.lr": "log_uniform(1e-2, 0.3)"}, bs.TuneSettings(trials=3, epochs=1), storage=url, study="sql", progress=False, data=digits)
+    assert result.finished and result.where == url and [t.status for t in result.trials] == ["complete"] * 3
+    assert len(optuna.load_study(study_name="sql", storage=url).trials) == 3

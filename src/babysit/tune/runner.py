@@ -295,7 +295,7 @@ def default_workers() -> int:
 
 @dataclass
 class Execution:
-    """How to run a search (does not change its results): mode, workers, and the live view callback."""
+    """How to run a search (does not change its results): 'panda' or 'caviar', and caviar's worker count."""
 
     mode: str = "panda"
     workers: int = field(default_factory=default_workers)
