@@ -38,13 +38,14 @@ def trial_table(search: Search, records: list[TrialRecord], rows: int = ROWS) ->
     for r in records[-rows:]:
         style = "bold" if best is not None and r.number == best.number else ""
         status = f"[{STYLE.get(r.status, '')}]{r.status}[/]"
-        acc = r.score if r.score is not None else r.last()
+        # A running trial's progress comes from the epochs it has reported so far.
+        acc = r.score if r.score is not None else (r.reported[max(r.reported)] if r.reported else None)
         table.add_row(
             str(r.number),
             str(r.stage),
             status,
             *(fmt(r.values[k]) if k in r.values else "" for k in search.space),
-            f"{len(r.history)}/{r.epochs}" if r.history else f"-/{r.epochs}",
+            f"{len(r.reported)}/{r.epochs}",
             f"{acc:.3f}" if acc is not None else "",
             style=style,
         )

@@ -42,6 +42,7 @@ class TrialRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
     diverged_at: int | None = None
+    reported: dict[int, float] = field(default_factory=dict)  # epoch -> validation accuracy, as reported while training
 
     @classmethod
     def from_trial(cls, t: FrozenTrial) -> TrialRecord:
@@ -64,6 +65,7 @@ class TrialRecord:
             history=list(a.get("history", [])),
             reason=a.get("reason", ""),
             diverged_at=a.get("diverged_at"),
+            reported=dict(t.intermediate_values),
         )
 
     def last(self, key: str = "val_accuracy") -> float | None:
