@@ -15,6 +15,7 @@ FAST = {
     "init": {"units": 300, "samples": 400},
     "lr": {},  # the good rate needs its 15 epochs to overtake the high one
     "batchnorm": {"epochs": 5, "depth": 6},
+    "optimizers": {},
 }
 
 
