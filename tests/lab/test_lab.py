@@ -16,6 +16,7 @@ FAST = {
     "lr": {},  # the good rate needs its 15 epochs to overtake the high one
     "batchnorm": {"epochs": 5, "depth": 6},
     "optimizers": {},
+    "search": {"repeats": 50},
 }
 
 
