@@ -78,11 +78,11 @@ def search_experiment(per_axis: int = 5, repeats: int = 100, seed: int = 0) -> L
     result.table("How often random beats the grid", ["random better than grid", "repeats"], [[wins, repeats]])
 
     pts = random_points(budget, np.random.default_rng(seed))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), gridspec_kw={"wspace": 0.45})
     xs = np.linspace(0, 1, 400)
     for ax, (title, p) in zip(axes, (("grid layout", grid), ("random layout", pts))):
         ax.scatter(p[:, 0], p[:, 1], color="C0", zorder=3)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="important parameter", ylabel="unimportant parameter", title=title)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"important parameter\n{title}", ylabel="unimportant parameter")
         top = ax.inset_axes([0, 1.02, 1, 0.22], sharex=ax)
         top.plot(xs, important(xs), color="C2")
         top.plot(p[:, 0], important(p[:, 0]), "|", color="C0", ms=12)
@@ -90,7 +90,7 @@ def search_experiment(per_axis: int = 5, repeats: int = 100, seed: int = 0) -> L
         side = ax.inset_axes([1.02, 0, 0.18, 1], sharey=ax)
         side.plot(unimportant(xs), xs, color="C1")
         side.axis("off")
-    fig.suptitle("each point is one trial; the curves are g(x) (top) and h(y) (right)", y=1.12)
+    fig.suptitle("each point is one trial; the curves are g(x) (top) and h(y) (right)", y=1.2)
     result.figure("grid vs random layout with the important and unimportant functions", fig)
 
     result.claim(
