@@ -78,13 +78,14 @@ def _histograms(stats: dict[str, dict], title: str):
     layers = len(next(iter(stats.values()))["acts"])
     fig, axes = plt.subplots(len(labels), layers, figsize=(1.6 * layers, 1.5 * len(labels)), squeeze=False)
     for r, label in enumerate(labels):
+        # One x-range per row, as in the lecture's figure, so a collapse shows as a narrowing spike.
+        lo = min(a.min().item() for a in stats[label]["acts"])
+        hi = max(a.max().item() for a in stats[label]["acts"])
+        if hi - lo < 1e-12:
+            lo, hi = lo - 1, hi + 1
         for c, a in enumerate(stats[label]["acts"]):
             ax = axes[r, c]
-            values = a.flatten()
-            lo, hi = values.min().item(), values.max().item()
-            if hi - lo < 1e-12:
-                lo, hi = lo - 1, hi + 1
-            ax.hist(values.numpy(), bins=40, range=(lo, hi), color="C0")
+            ax.hist(a.flatten().numpy(), bins=40, range=(lo, hi), color="C0")
             ax.set_yticks([])
             ax.tick_params(labelsize=6)
             if r == 0:
