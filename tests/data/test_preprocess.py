@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import babysit as bs
-from babysit.data.preprocess import PCA, PREPROCESSORS, ZCA, Center, Standardize, load_preprocessor
+from babysit.data.preprocess import PCA, PREPROCESSORS, Center, Standardize, load_preprocessor
 from babysit.errors import ConfigError, DataError
 
 
@@ -95,12 +95,16 @@ def test_pca_decorrelates_sorts_variance_and_keeps_k_or_a_fraction():
 
 def test_zca_keeps_the_input_shape_and_stays_closest_to_the_input():
     x = _data(4, n=300, shape=(2, 3))
-    zca, pca = ZCA(eps=1e-8).fit(x), PCA(whiten=True, eps=1e-8).fit(x)
+    zca, pca = PCA(whiten=True, eps=1e-8, zca=True).fit(x), PCA(whiten=True, eps=1e-8).fit(x)
     z = zca.transform(x)
     assert z.shape == x.shape
-    assert torch.allclose(zca.matrix, zca.matrix.T)  # symmetric: U D^-1/2 U^T
     centred = (x - x.mean(0)).flatten(1)
+    # The ZCA matrix U diag(1/sqrt(lambda + eps)) U^T is symmetric.
+    matrix = zca.basis * zca.scale @ zca.basis.T
+    assert torch.allclose(matrix, matrix.T) and torch.allclose(z.flatten(1), centred @ matrix)
     assert (z.flatten(1) - centred).norm() < (pca.transform(x) - centred).norm()
+    with pytest.raises(ConfigError, match="ZCA"):
+        PCA(3, whiten=True, zca=True)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 1.0, 1.5, True, "all"])

@@ -6,6 +6,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import babysit as bs
 from babysit.errors import DataError
@@ -133,3 +135,32 @@ def test_bad_array_files_are_refused(tmp_path):
     ]:
         with pytest.raises(DataError, match=message):
             bs.load_dataset("arrays", path=str(tmp_path / path))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    values=st.lists(st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=3, max_size=3), min_size=10, max_size=30),
+    label_at=st.integers(0, 3),
+    seed=st.integers(0, 100),
+)
+def test_csv_round_trip_keeps_every_row_and_label(tmp_path_factory, values, label_at, seed):
+    rng = np.random.default_rng(seed)
+    x = np.asarray(values, dtype=np.float32)
+    y = rng.integers(0, 4, size=len(x))
+    y[:4] = np.arange(4)  # every class present
+    header = ["a", "b", "c"]
+    header.insert(label_at, "target")
+    lines = [",".join(header)]
+    for row, label in zip(x, y):
+        cells = [repr(float(v)) for v in row]
+        cells.insert(label_at, str(label))
+        lines.append(",".join(cells))
+    path = tmp_path_factory.mktemp("csv") / "d.csv"
+    path.write_text("\n".join(lines) + "\n")
+    data = bs.load_dataset("arrays", path=str(path), label_column="target", val_fraction=0.2)
+    got = torch.cat([s.x for s in (data.train, data.val, data.test)])
+    labels = torch.cat([s.y for s in (data.train, data.val, data.test)])
+    assert data.num_classes == 4 and data.input_shape == (3,)
+    # Same multiset of (features, label) rows: the splits only reorder them.
+    rows = sorted(zip(map(tuple, got.tolist()), labels.tolist()))
+    assert rows == sorted(zip(map(tuple, torch.from_numpy(x).tolist()), y.tolist()))

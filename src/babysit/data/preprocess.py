@@ -221,21 +221,27 @@ class PCA(_Fitted):
     largest eigenvalue first. Whitening divides each kept coordinate by
     sqrt(lambda + eps), so the training covariance becomes ~ the identity;
     eps keeps near-zero-variance directions from exploding. Output: (N, k).
+    ZCA whitening then rotates back, x_zca = x_white U^T: of all whitening
+    transforms the closest to the inputs (Bell & Sejnowski 1997), so images still
+    look like images; it keeps every component and the input shape.
 
     Args:
         components: k >= 1 (int) components, a fraction in (0, 1) of the variance to keep, or None for all.
         whiten: divide by sqrt(eigenvalue + eps).
         eps: the whitening epsilon (cs231n notes use 1e-5 for data of unit scale).
+        zca: rotate the whitened data back to the input axes (needs whiten and all components).
     """
 
     _keys = ("mean", "basis", "scale")
 
-    def __init__(self, components: int | float | None = None, whiten: bool = False, eps: float = 1e-5) -> None:
+    def __init__(self, components: int | float | None = None, whiten: bool = False, eps: float = 1e-5, zca: bool = False) -> None:
         _check_components(components)
         if not eps >= 0:
             raise ConfigError(f"data.whiten_eps must be >= 0, got {eps}")
-        self.components, self.whiten, self.eps = components, whiten, eps
-        self.kind = "pca_whiten" if whiten else "pca"
+        if zca and (not whiten or components is not None):
+            raise ConfigError("ZCA whitening keeps every component and whitens them; use zca with whiten=True, components=None")
+        self.components, self.whiten, self.eps, self.zca = components, whiten, eps, zca
+        self.kind = "zca_whiten" if zca else "pca_whiten" if whiten else "pca"
         self.mean: Tensor | None = None
         self.basis: Tensor | None = None
         self.scale: Tensor | None = None
@@ -256,7 +262,9 @@ class PCA(_Fitted):
         self._check_fitted()
         flat = self._flat(x, len(self.mean))
         to = {"device": x.device, "dtype": x.dtype}
-        return (flat - self.mean.to(**to)) @ self.basis.to(**to) * self.scale.to(**to)
+        basis = self.basis.to(**to)
+        rotated = (flat - self.mean.to(**to)) @ basis * self.scale.to(**to)
+        return (rotated @ basis.T).reshape(x.shape) if self.zca else rotated
 
 
 @PREPROCESSORS.register("pca")
@@ -272,41 +280,9 @@ def pca_whiten(components: int | float | None = None, eps: float = 1e-5) -> PCA:
 
 
 @PREPROCESSORS.register("zca_whiten")
-class ZCA(_Fitted):
-    """Whiten, then rotate back to the input axes: x_zca = (x - mu) U diag(1/sqrt(lambda + eps)) U^T.
-
-    Of all whitening transforms the closest to the original inputs (Bell &
-    Sejnowski 1997), so images still look like images; the shape is kept.
-
-    Args:
-        eps: added to each eigenvalue before the square root.
-    """
-
-    kind = "zca_whiten"
-    _keys = ("mean", "matrix")
-
-    def __init__(self, eps: float = 1e-5) -> None:
-        if not eps >= 0:
-            raise ConfigError(f"data.whiten_eps must be >= 0, got {eps}")
-        self.eps = eps
-        self.mean: Tensor | None = None
-        self.matrix: Tensor | None = None
-
-    def options(self) -> dict[str, Any]:
-        return {"eps": self.eps}
-
-    def fit(self, x: Tensor) -> "ZCA":
-        flat = x.reshape(len(x), -1).to(torch.float64)
-        self.mean = flat.mean(0)
-        values, vectors = _eig_descending(flat - self.mean)
-        self.matrix = vectors * (values + self.eps).rsqrt() @ vectors.T
-        return self
-
-    def transform(self, x: Tensor) -> Tensor:
-        self._check_fitted()
-        flat = self._flat(x, len(self.mean))
-        to = {"device": x.device, "dtype": x.dtype}
-        return ((flat - self.mean.to(**to)) @ self.matrix.to(**to)).reshape(x.shape)
+def zca_whiten(eps: float = 1e-5) -> PCA:
+    """Whiten, then rotate back to the input axes: x_zca = (x - mu) U diag(1/sqrt(lambda + eps)) U^T."""
+    return PCA(None, whiten=True, eps=eps, zca=True)
 
 
 def prepare(data: Dataset, preprocess: str = "standardize", **options: Any) -> Dataset:
