@@ -106,3 +106,17 @@ def test_augmentation_from_the_config_reaches_training():
     cfg = build_config({"data": {"name": "digits", "augment": ["crop", "jitter"], "crop_padding": 1, "jitter": 0.2}})
     data = load_data(cfg.data)
     assert data.augment.names == ("crop", "jitter") and data.augment.options == {"padding": 1, "strength": 0.2}
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
+@pytest.mark.parametrize("shape", [(16, 3, 8, 8), (16, 1, 40)], ids=["images", "signals"])
+def test_every_augmentation_keeps_shape_and_dtype_and_is_seeded_randomness(name, shape):
+    x = torch.rand(shape, dtype=torch.float64) + 0.1
+    transform = AUGMENTATIONS.get(name)()
+    torch.manual_seed(3)
+    a = transform(x)
+    torch.manual_seed(3)
+    b = transform(x)
+    assert a.shape == x.shape and a.dtype == x.dtype and a.device == x.device
+    assert torch.equal(a, b)  # the run's seed fixes the augmentation
+    assert not torch.equal(transform(x), transform(x))  # and it changes from batch to batch
