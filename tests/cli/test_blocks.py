@@ -7,7 +7,6 @@ import pkgutil
 import pytest
 from typer.testing import CliRunner
 
-import babysit
 from babysit.cli import app
 from babysit.cli.blocks import BLOCKS
 from babysit.registry import Registry

@@ -40,7 +40,7 @@ class Recipe:
         optimizer: a name from `OPTIMIZERS` (sgd, momentum, adam, ...).
         lr: learning rate (> 0); None picks the optimiser's default (adam 1e-3, sgd 0.1, momentum 0.01).
         epochs: passes over the training split.
-        batch_size: samples per mini-batch.
+        batch_size: samples per mini-batch (lbfgs ignores it: one full-batch step per epoch).
         momentum: mu for momentum-type optimisers.
         beta1, beta2, eps: Adam's constants (lectures' defaults 0.9, 0.999, 1e-8).
         weight_decay: L2 strength added to the gradient (lambda * w).
