@@ -7,40 +7,58 @@
 """
 
 from babysit.config import DataConfig, ModelConfig, RunConfig, build_config
-from babysit.data.datasets import DATASETS, Dataset, Split, load_dataset
+from babysit.data.augment import AUGMENTATIONS, Augment, with_augmentation
+from babysit.data.datasets import DATASETS, Dataset, Split, load_dataset, select_classes
 from babysit.data.loader import batches
-from babysit.data.preprocess import PREPROCESSORS, Standardize, prepare
+from babysit.data.preprocess import PREPROCESSORS, Standardize, load_preprocessor, prepare
+from babysit.ensemble import Ensemble, Snapshots
 from babysit.errors import BabysitError, ConfigError, DataError
-from babysit.nn.activations import ACTIVATIONS
+from babysit.nn.activations import ACTIVATIONS, Maxout, make_activation
 from babysit.nn.init import INITS, apply_init
 from babysit.nn.models import MODELS, build_model, convnet, mlp
+from babysit.nn.regularize import DROPOUTS, MaxNorm, l1_penalty, max_norm_
+from babysit.optim.averaging import AVERAGING, ParameterAveraging
 from babysit.optim.optimizers import OPTIMIZERS, build_optimizer
+from babysit.optim.schedules import SCHEDULES, LRSchedule, MomentumAnnealing
 from babysit.run import Run, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
 from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
+from babysit.transfer import freeze_all_but_head, param_groups, replace_head
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "AUGMENTATIONS",
+    "AVERAGING",
     "DATASETS",
+    "DROPOUTS",
     "INITS",
     "MODELS",
     "OPTIMIZERS",
     "PREPROCESSORS",
+    "SCHEDULES",
+    "Augment",
     "BabysitError",
     "ConfigError",
     "DataConfig",
     "DataError",
     "Dataset",
     "DivergenceGuard",
+    "Ensemble",
     "FitResult",
     "History",
+    "LRSchedule",
+    "MaxNorm",
+    "Maxout",
     "ModelConfig",
+    "MomentumAnnealing",
+    "ParameterAveraging",
     "Recipe",
     "Run",
     "RunConfig",
+    "Snapshots",
     "Split",
     "Standardize",
     "TrainState",
@@ -52,9 +70,18 @@ __all__ = [
     "convnet",
     "evaluate",
     "fit",
+    "freeze_all_but_head",
+    "l1_penalty",
     "load_dataset",
+    "load_preprocessor",
+    "make_activation",
+    "max_norm_",
     "mlp",
+    "param_groups",
     "prepare",
+    "replace_head",
     "run",
     "seed_everything",
+    "select_classes",
+    "with_augmentation",
 ]

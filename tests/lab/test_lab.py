@@ -17,6 +17,8 @@ FAST = {
     "batchnorm": {"epochs": 5, "depth": 6},
     "optimizers": {},
     "search": {"repeats": 50},
+    "regularization": {"epochs": 30},
+    "transfer": {},
 }
 
 

@@ -15,6 +15,6 @@ PNGs, `results.json` and `index.html` under `runs/lab/<name>/`.
 from babysit.lab.result import EXPERIMENTS, Claim, LabResult, run_experiment
 
 # Importing the experiment modules registers them.
-from babysit.lab import activations, batchnorm, initialization, lr, optimizers, search  # noqa: E402,F401  isort: skip
+from babysit.lab import activations, batchnorm, initialization, lr, optimizers, regularization, search, transfer  # noqa: E402,F401  isort: skip
 
 __all__ = ["EXPERIMENTS", "Claim", "LabResult", "run_experiment"]

@@ -11,15 +11,9 @@ from torch import nn
 from babysit.data.datasets import load_dataset
 from babysit.data.preprocess import prepare
 from babysit.lab.result import EXPERIMENTS, LabResult
+from babysit.nn.init import apply_init
 from babysit.nn.models import mlp
 from babysit.train.trainer import Recipe, fit, seed_everything
-
-
-def _small_init(model: nn.Module, std: float) -> None:
-    """W = std * N(0,1) on every Linear layer: the lectures' 'small random numbers' init."""
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, std)
 
 
 def _bn_output_noise(x: torch.Tensor, batch_size: int, draws: int, seed: int) -> float:
@@ -63,7 +57,7 @@ def batchnorm_experiment(
     for bn in (False, True):
         seed_everything(seed)
         model = mlp(dataset.input_shape, dataset.num_classes, hidden=(width,) * depth, activation="tanh", batchnorm=bn)
-        _small_init(model, init_std)
+        apply_init(model, "small", std=init_std)
         res = fit(model, dataset, Recipe(optimizer="momentum", lr=lr, momentum=0.9, epochs=epochs, seed=seed), progress=False)
         label = "with batch norm" if bn else "without batch norm"
         curves[label] = res.history

@@ -39,8 +39,7 @@ SETUPS = (
 
 def _fill(weight: torch.Tensor, init: str) -> None:
     if init.startswith("std="):
-        with torch.no_grad():
-            weight.normal_(0.0, float(init[4:]))
+        INITS.get("normal")(weight, std=float(init[4:]))
     else:
         INITS.get(init)(weight)
 
