@@ -19,6 +19,8 @@ from babysit.run import Run, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
 from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
+from babysit.watch.probes import Watch, watch
+from babysit.watch.schedule import PROBE_PRESETS
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,7 @@ __all__ = [
     "MODELS",
     "OPTIMIZERS",
     "PREPROCESSORS",
+    "PROBE_PRESETS",
     "BabysitError",
     "ConfigError",
     "DataConfig",
@@ -44,6 +47,7 @@ __all__ = [
     "Split",
     "Standardize",
     "TrainState",
+    "Watch",
     "apply_init",
     "batches",
     "build_config",
@@ -57,4 +61,5 @@ __all__ = [
     "prepare",
     "run",
     "seed_everything",
+    "watch",
 ]
