@@ -6,7 +6,7 @@
     result = bs.fit(model, data, bs.Recipe(optimizer="adam", lr=3e-3, epochs=20))
 """
 
-from babysit.config import DataConfig, ModelConfig, RunConfig, build_config
+from babysit.config import DataConfig, ModelConfig, RunConfig, WatchConfig, build_config
 from babysit.data.datasets import DATASETS, Dataset, Split, load_dataset
 from babysit.data.loader import batches
 from babysit.data.preprocess import PREPROCESSORS, Standardize, prepare
@@ -17,7 +17,10 @@ from babysit.nn.models import MODELS, build_model, convnet, mlp
 from babysit.optim.optimizers import OPTIMIZERS, build_optimizer
 from babysit.run import Run, run
 from babysit.train.callbacks import DivergenceGuard
+from babysit.train.checkpoint import Checkpointer, load_checkpoint
 from babysit.train.history import History
+from babysit.train.record import RunRecord, list_runs, load_run
+from babysit.train.recorded import resume_run, start_run
 from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
 from babysit.watch.probes import Watch, watch
 from babysit.watch.schedule import PROBE_PRESETS
@@ -33,6 +36,7 @@ __all__ = [
     "PREPROCESSORS",
     "PROBE_PRESETS",
     "BabysitError",
+    "Checkpointer",
     "ConfigError",
     "DataConfig",
     "DataError",
@@ -44,10 +48,12 @@ __all__ = [
     "Recipe",
     "Run",
     "RunConfig",
+    "RunRecord",
     "Split",
     "Standardize",
     "TrainState",
     "Watch",
+    "WatchConfig",
     "apply_init",
     "batches",
     "build_config",
@@ -56,10 +62,15 @@ __all__ = [
     "convnet",
     "evaluate",
     "fit",
+    "list_runs",
+    "load_checkpoint",
     "load_dataset",
+    "load_run",
     "mlp",
     "prepare",
+    "resume_run",
     "run",
     "seed_everything",
+    "start_run",
     "watch",
 ]

@@ -85,18 +85,21 @@ class DivergenceGuard:
     Args:
         factor: multiple of the first batch loss that counts as an explosion.
         every: check every `every` steps (reading the loss syncs the device).
+        initial: the reference loss; None takes the run's first batch loss. A resumed
+            run passes the original run's, so the rule keeps its meaning.
     """
 
-    def __init__(self, factor: float = 3.0, every: int = 1) -> None:
+    def __init__(self, factor: float = 3.0, every: int = 1, initial: float | None = None) -> None:
         if factor <= 1.0:
             raise ValueError(f"DivergenceGuard factor must be > 1, got {factor}")
         self.factor = factor
         self.every = max(1, every)
-        self.initial: float | None = None
+        self.reference = initial
+        self.initial: float | None = initial
         self.diverged_at: int | None = None
 
     def on_fit_start(self, state) -> None:
-        self.initial, self.diverged_at = None, None
+        self.initial, self.diverged_at = self.reference, None
 
     def on_batch_end(self, state) -> None:
         if self.initial is not None and state.step % self.every:

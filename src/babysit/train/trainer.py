@@ -24,9 +24,10 @@ from torch import Tensor, nn
 
 from babysit.data.datasets import Dataset
 from babysit.data.loader import batches, num_batches
-from babysit.errors import ConfigError
+from babysit.errors import ConfigError, did_you_mean
 from babysit.optim.optimizers import OPTIMIZERS, build_optimizer, default_lr
 from babysit.train.callbacks import ProgressBar, emit
+from babysit.train.checkpoint import restore_training_state
 from babysit.train.history import History
 
 
@@ -44,6 +45,8 @@ class Recipe:
         weight_decay: L2 strength added to the gradient (lambda * w).
         seed: seeds init, shuffling and dropout; same seed, same numbers on the CPU.
         device: "auto" (CUDA when available), "cpu" or "cuda[:i]".
+        precision: "fp32", or "bf16" for bf16 autocast of the forward pass on CUDA
+            (refused on the CPU, where it would be slow and is not what it is for).
     """
 
     optimizer: str = "adam"
@@ -57,6 +60,7 @@ class Recipe:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         OPTIMIZERS.get(self.optimizer)
@@ -76,6 +80,8 @@ class Recipe:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.eps <= 0:
             raise ConfigError(f"train.eps must be > 0, got {self.eps}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}{did_you_mean(self.precision, PRECISIONS)}")
 
     def optimizer_options(self) -> dict[str, Any]:
         """Every optimiser hyperparameter; each optimiser picks the ones it uses."""
@@ -126,6 +132,7 @@ class TrainState:
     status: str = "running"
     stop_reason: str = ""
     result: FitResult | None = None
+    generator: torch.Generator | None = None  # the shuffling RNG, saved in checkpoints
 
 
 def seed_everything(seed: int) -> None:
@@ -146,6 +153,21 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA GPU is available; use 'auto' or 'cpu'")
     return dev
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(recipe: Recipe, device: torch.device) -> torch.autocast:
+    """The forward pass's autocast context: bf16 on CUDA for precision="bf16", disabled for "fp32".
+
+    Losses stay float32 (autocast runs cross-entropy in float32), and evaluation
+    runs outside it in full precision.
+    """
+    bf16 = recipe.precision == "bf16"
+    if bf16 and device.type != "cuda":
+        raise ConfigError(f"train.precision='bf16' needs a CUDA GPU, but this run is on {device.type}; use train.precision='fp32'")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 @torch.no_grad()
@@ -171,6 +193,7 @@ def fit(
     *,
     callbacks: Sequence[object] = (),
     progress: bool = True,
+    resume_from: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train `model` on `data.train`, validating on `data.val` each epoch, then test once.
 
@@ -180,6 +203,9 @@ def fit(
         recipe: optimiser and schedule settings; defaults to `Recipe()`.
         callbacks: objects with optional `on_<event>(state)` methods (see `train.callbacks`).
         progress: show a progress bar and per-epoch metrics on stderr.
+        resume_from: a checkpoint (`babysit.train.checkpoint.load_checkpoint`) to continue
+            from: weights, optimiser, history, epoch, step and RNG states, so the rest of
+            the run computes what the uninterrupted run would have.
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
@@ -191,11 +217,14 @@ def fit(
     optimizer = build_optimizer(recipe.optimizer, model.parameters(), recipe.lr, **recipe.optimizer_options())
     shuffle_gen = torch.Generator().manual_seed(recipe.seed)
     steps_per_epoch = num_batches(len(y_train), recipe.batch_size)
-    state = TrainState(model, optimizer, recipe, data, device, total_steps=steps_per_epoch * recipe.epochs)
+    state = TrainState(model, optimizer, recipe, data, device, total_steps=steps_per_epoch * recipe.epochs, generator=shuffle_gen)
+    if resume_from is not None:
+        restore_training_state(state, resume_from)
+    amp = autocast(recipe, device)
     callbacks = [*callbacks, *([ProgressBar()] if progress else [])]
 
     emit(callbacks, "fit_start", state)
-    for epoch in range(recipe.epochs):
+    for epoch in range(state.epoch, recipe.epochs):
         state.epoch = epoch
         epoch_start = time.perf_counter()
         emit(callbacks, "epoch_start", state)
@@ -206,8 +235,9 @@ def fit(
         seen = 0
         for xb, yb in batches(x_train, y_train, recipe.batch_size, generator=shuffle_gen):
             optimizer.zero_grad(set_to_none=True)
-            scores = model(xb)
-            loss = F.cross_entropy(scores, yb)
+            with amp:
+                scores = model(xb)
+                loss = F.cross_entropy(scores, yb)
             loss.backward()
             optimizer.step()
             state.step += 1
