@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 import babysit as bs
 from babysit.errors import ConfigError, DataError
@@ -120,3 +121,14 @@ def test_a_crashed_run_is_recorded_as_failed_and_can_be_resumed(digits, tmp_path
     assert after.status == "completed" and [m["epoch"] for m in after.metrics] == [1, 2, 3]
     assert [e["event"] for e in after.events] == ["started", "failed", "resumed", "completed"]
     assert [p["step"] for p in after.probes] == [p["step"] for p in bs.load_run(tmp_path / "ref").probes]
+
+
+def test_resume_refuses_data_whose_preprocessing_changed(digits, tmp_path):
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        bs.start_run(digits_cfg(epochs=3), runs_dir=tmp_path, name="crash", progress=False, data=digits, callbacks=[Boom()])
+    last = tmp_path / "crash" / "checkpoints" / "last.pt"
+    checkpoint = bs.load_checkpoint(last)
+    checkpoint["preprocessor"]["state"]["mean"] += 1.0  # as if the training split had changed
+    torch.save(checkpoint, last)
+    with pytest.raises(DataError, match="the data changed since this run started"):
+        bs.resume_run(tmp_path / "crash", progress=False)
