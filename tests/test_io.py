@@ -26,3 +26,12 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         atomic_write(target, boom)
     assert target.read_text() == "good"
     assert os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_json(tmp_path / "r.json", {})
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -7,14 +7,19 @@
 """
 
 from babysit.config import DataConfig, ModelConfig, RunConfig, WatchConfig, build_config
-from babysit.data.datasets import DATASETS, Dataset, Split, load_dataset
+from babysit.data.augment import AUGMENTATIONS, Augment, with_augmentation
+from babysit.data.datasets import DATASETS, Dataset, Split, load_dataset, select_classes
 from babysit.data.loader import batches
-from babysit.data.preprocess import PREPROCESSORS, Standardize, prepare
+from babysit.data.preprocess import PREPROCESSORS, Standardize, load_preprocessor, prepare
+from babysit.ensemble import Ensemble, Snapshots
 from babysit.errors import BabysitError, ConfigError, DataError
-from babysit.nn.activations import ACTIVATIONS
+from babysit.nn.activations import ACTIVATIONS, Maxout, make_activation
 from babysit.nn.init import INITS, apply_init
 from babysit.nn.models import MODELS, build_model, convnet, mlp
+from babysit.nn.regularize import DROPOUTS, MaxNorm, l1_penalty, max_norm_
+from babysit.optim.averaging import AVERAGING, ParameterAveraging
 from babysit.optim.optimizers import OPTIMIZERS, build_optimizer
+from babysit.optim.schedules import SCHEDULES, LRSchedule, MomentumAnnealing
 from babysit.run import Run, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
@@ -22,6 +27,7 @@ from babysit.train.history import History
 from babysit.train.record import RunRecord, list_runs, load_run
 from babysit.train.recorded import resume_run, start_run
 from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
+from babysit.transfer import freeze_all_but_head, param_groups, replace_head
 from babysit.watch.probes import Watch, watch
 from babysit.watch.schedule import PROBE_PRESETS
 
@@ -29,12 +35,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "AUGMENTATIONS",
+    "AVERAGING",
     "DATASETS",
+    "DROPOUTS",
     "INITS",
     "MODELS",
     "OPTIMIZERS",
     "PREPROCESSORS",
     "PROBE_PRESETS",
+    "SCHEDULES",
+    "Augment",
     "BabysitError",
     "Checkpointer",
     "ConfigError",
@@ -42,13 +53,20 @@ __all__ = [
     "DataError",
     "Dataset",
     "DivergenceGuard",
+    "Ensemble",
     "FitResult",
     "History",
+    "LRSchedule",
+    "MaxNorm",
+    "Maxout",
     "ModelConfig",
+    "MomentumAnnealing",
+    "ParameterAveraging",
     "Recipe",
     "Run",
     "RunConfig",
     "RunRecord",
+    "Snapshots",
     "Split",
     "Standardize",
     "TrainState",
@@ -62,15 +80,24 @@ __all__ = [
     "convnet",
     "evaluate",
     "fit",
+    "freeze_all_but_head",
+    "l1_penalty",
     "list_runs",
     "load_checkpoint",
     "load_dataset",
+    "load_preprocessor",
     "load_run",
+    "make_activation",
+    "max_norm_",
     "mlp",
+    "param_groups",
     "prepare",
+    "replace_head",
     "resume_run",
     "run",
     "seed_everything",
+    "select_classes",
     "start_run",
     "watch",
+    "with_augmentation",
 ]

@@ -22,27 +22,44 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from babysit.data.augment import AUGMENTATIONS
 from babysit.data.datasets import DATASETS
 from babysit.data.preprocess import PREPROCESSORS
 from babysit.errors import ConfigError, did_you_mean
 from babysit.nn.models import MODELS
+from babysit.nn.regularize import DROPOUTS
 from babysit.train.trainer import Recipe
 from babysit.watch.schedule import PROBE_PRESETS
 
 
 @dataclass
 class DataConfig:
-    """The `[data]` section: data set name, optional local path, validation split, preprocessing."""
+    """The `[data]` section: data set name, optional local path, validation split, preprocessing, augmentation.
+
+    `label_column` names the label column of an `arrays` CSV file;
+    `pca_components` (k, a variance fraction in (0, 1), or all when unset) and
+    `whiten_eps` go to the PCA / whitening preprocessors; `augment` lists
+    training-only batch augmentations (flip, crop, jitter) with `crop_padding`
+    and `jitter` (their strength).
+    """
 
     name: str = "mnist1d"
     path: str | None = None
     val_fraction: float = 0.1
     seed: int = 0
     preprocess: str = "standardize"
+    label_column: str = "label"
+    pca_components: int | float | None = None
+    whiten_eps: float = 1e-5
+    augment: tuple[str, ...] = ()
+    crop_padding: int = 4
+    jitter: float = 0.4
 
     def __post_init__(self) -> None:
         DATASETS.get(self.name)
         PREPROCESSORS.get(self.preprocess)
+        for name in self.augment:
+            AUGMENTATIONS.get(name)
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -60,9 +77,15 @@ class ModelConfig:
     bias: float = 0.0
     batchnorm: bool = False
     dropout: float = 0.0
+    slope: float = 0.01
+    alpha: float = 1.0
+    pieces: int = 2
+    init_std: float | None = None
+    dropout_kind: str = "inverted"
 
     def __post_init__(self) -> None:
         MODELS.get(self.name)
+        DROPOUTS.get(self.dropout_kind)
         if any(h < 1 for h in (*self.hidden, *self.channels)):
             raise ConfigError("model.hidden and model.channels must be positive sizes")
         if not 0.0 <= self.dropout < 1.0:

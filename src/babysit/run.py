@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from babysit.config import DataConfig, ModelConfig, RunConfig
+from babysit.data.augment import with_augmentation
 from babysit.data.datasets import Dataset, load_dataset
 from babysit.data.preprocess import prepare
 from babysit.nn.models import MODELS, build_model
@@ -18,9 +19,10 @@ from babysit.train.trainer import FitResult, fit, seed_everything
 
 
 def load_data(cfg: DataConfig) -> Dataset:
-    """Load the configured data set and fit its preprocessing on the training split."""
-    data = load_dataset(cfg.name, path=cfg.path, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    return prepare(data, cfg.preprocess)
+    """Load the configured data set, fit its preprocessing on the training split, attach its augmentation."""
+    data = load_dataset(cfg.name, path=cfg.path, val_fraction=cfg.val_fraction, seed=cfg.seed, label_column=cfg.label_column)
+    data = prepare(data, cfg.preprocess, components=cfg.pca_components, eps=cfg.whiten_eps)
+    return with_augmentation(data, cfg.augment, padding=cfg.crop_padding, strength=cfg.jitter)
 
 
 def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0) -> nn.Module:

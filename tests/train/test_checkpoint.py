@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import babysit as bs
+from babysit.data.augment import with_augmentation
 from babysit.errors import DataError
 from babysit.run import model_from_config
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
@@ -32,7 +33,7 @@ def test_best_and_last_hold_what_they_claim(digits, tmp_path):
     model = small_mlp(digits)
     model.load_state_dict(best["model"])
     assert bs.evaluate(model, digits.val.x, digits.val.y)[1] == top["val_accuracy"]
-    assert set(best["rng"]) == {"torch", "shuffle", "cuda"} and best["preprocessor"]["class"] == "Standardize"
+    assert set(best["rng"]) == {"torch", "shuffle", "cuda"} and bs.load_preprocessor(best["preprocessor"]).transform(digits.train.x[:1]).shape == (1, 1, 8, 8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary files left
 
 
@@ -81,19 +82,57 @@ def test_lr_1e6_diverges_within_a_few_steps_and_its_best_checkpoint_loads(digits
     assert math.isfinite(loss)
 
 
+class Crash(Exception):
+    pass
+
+
+class CrashAfter:
+    """Die at the end of epoch `epoch` (after the checkpoint is written), as a killed process would."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, state):
+        if len(state.history) == self.epoch:
+            raise Crash
+
+
+def crash_and_resume(make_model, data, recipe, directory, at=2):
+    """Train until a crash after epoch `at`, then resume a fresh model from last.pt."""
+    with pytest.raises(Crash):
+        bs.fit(make_model(), data, recipe, callbacks=[Checkpointer(directory), CrashAfter(at)], progress=False)
+    state = load_checkpoint(directory / "last.pt")
+    assert state["epoch"] == at
+    torch.manual_seed(123)  # whatever the RNG did in between is undone by the checkpoint
+    return bs.fit(make_model(), data, recipe, progress=False, resume_from=state)
+
+
 def test_resuming_from_a_checkpoint_continues_the_same_run(digits, tmp_path):
     recipe = bs.Recipe(optimizer="momentum", epochs=4, batch_size=64, device="cpu", seed=5)
     full = bs.fit(small_mlp(digits, dropout=0.3), digits, recipe, progress=False)
-
-    stopper = Checkpointer(tmp_path)
-    first = bs.Recipe(optimizer="momentum", epochs=2, batch_size=64, device="cpu", seed=5)
-    bs.fit(small_mlp(digits, dropout=0.3), digits, first, callbacks=[stopper], progress=False)
-    state = load_checkpoint(tmp_path / "last.pt")
-    torch.manual_seed(123)  # whatever the RNG did in between is undone by the checkpoint
-    resumed = bs.fit(small_mlp(digits, dropout=0.3), digits, recipe, progress=False, resume_from=state)
-
+    resumed = crash_and_resume(lambda: small_mlp(digits, dropout=0.3), digits, recipe, tmp_path)
     assert without_seconds(resumed.history.records) == without_seconds(full.history.records)
     assert resumed.test_loss == full.test_loss and resumed.test_accuracy == full.test_accuracy
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        # Every stateful block of a recipe: an LR schedule, momentum annealing, an EMA of the weights,
+        # and (through the data) random augmentation.
+        {"optimizer": "momentum", "schedule": "step", "period": 1, "gamma": 0.5, "momentum": 0.5, "momentum_final": 0.9, "averaging": "ema"},
+        {"optimizer": "adam", "schedule": "cyclic", "period": 2, "averaging": "polyak", "max_norm": 3.0},
+        {"optimizer": "lbfgs", "lr": 0.5},
+    ],
+    ids=["step-ema", "cyclic-polyak", "lbfgs"],
+)
+def test_resume_continues_schedules_averages_and_augmentation(digits, tmp_path, recipe):
+    data = with_augmentation(digits, ["flip", "crop"], padding=1)
+    settings = bs.Recipe(**{"epochs": 4, "batch_size": 128, "device": "cpu", "seed": 1, **recipe})
+    full = bs.fit(small_mlp(data), data, settings, progress=False)
+    resumed = crash_and_resume(lambda: small_mlp(data), data, settings, tmp_path)
+    assert without_seconds(resumed.history.records) == without_seconds(full.history.records)
+    assert resumed.test_loss == full.test_loss
 
 
 def test_damaged_or_missing_checkpoints_are_one_clear_error(tmp_path):

@@ -128,7 +128,7 @@ def test_resume_refuses_data_whose_preprocessing_changed(digits, tmp_path):
         bs.start_run(digits_cfg(epochs=3), runs_dir=tmp_path, name="crash", progress=False, data=digits, callbacks=[Boom()])
     last = tmp_path / "crash" / "checkpoints" / "last.pt"
     checkpoint = bs.load_checkpoint(last)
-    checkpoint["preprocessor"]["state"]["mean"] += 1.0  # as if the training split had changed
+    checkpoint["preprocessor"]["mean"] += 1.0  # as if the training split had changed
     torch.save(checkpoint, last)
     with pytest.raises(DataError, match="the data changed since this run started"):
         bs.resume_run(tmp_path / "crash", progress=False)

@@ -11,6 +11,9 @@ Contract (call order within `fit`):
 
 A callback implements any subset. Setting `state.stop = True` (with
 `state.status` and `state.stop_reason`) ends training after the current batch.
+A callback with state that a resumed run needs also defines `state_dict()` and
+`load_state_dict(d)`: checkpoints save it, and a resumed `fit` loads it right
+after `on_fit_start`.
 """
 
 from __future__ import annotations
@@ -85,21 +88,25 @@ class DivergenceGuard:
     Args:
         factor: multiple of the first batch loss that counts as an explosion.
         every: check every `every` steps (reading the loss syncs the device).
-        initial: the reference loss; None takes the run's first batch loss. A resumed
-            run passes the original run's, so the rule keeps its meaning.
     """
 
-    def __init__(self, factor: float = 3.0, every: int = 1, initial: float | None = None) -> None:
+    def __init__(self, factor: float = 3.0, every: int = 1) -> None:
         if factor <= 1.0:
             raise ValueError(f"DivergenceGuard factor must be > 1, got {factor}")
         self.factor = factor
         self.every = max(1, every)
-        self.reference = initial
-        self.initial: float | None = initial
+        self.initial: float | None = None
         self.diverged_at: int | None = None
 
     def on_fit_start(self, state) -> None:
-        self.initial, self.diverged_at = self.reference, None
+        self.initial, self.diverged_at = None, None
+
+    def state_dict(self) -> dict[str, float | None]:
+        """The reference loss, so a resumed run compares against the original run's first loss."""
+        return {"initial": self.initial}
+
+    def load_state_dict(self, state: dict[str, float | None]) -> None:
+        self.initial = state["initial"]
 
     def on_batch_end(self, state) -> None:
         if self.initial is not None and state.step % self.every:

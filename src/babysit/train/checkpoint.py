@@ -11,11 +11,13 @@ object), written atomically through `babysit.io` and read back with
     history       the per-epoch records so far (History.records)
     rng           {"torch": CPU RNG state, "shuffle": the batch-shuffling generator's
                    state, "cuda": one state per GPU (empty on the CPU)}
-    preprocessor  {"class": name, "state": state_dict} of the data's fitted preprocessing, or None
+    preprocessor  the data's fitted preprocessing (its state_dict(); rebuild it with
+                  `babysit.load_preprocessor`), or None
     config        RunConfig.to_dict() of the run, or None
     metric        {"name": ..., "value": ...}: what made it the best (None before the first epoch)
     status        the run's status when it was written
-    extra         callback state a resumed run needs (e.g. the divergence guard's reference loss)
+    callbacks     the state of every callback with `state_dict()` (LR schedule, parameter
+                  average, divergence guard), by class name ("Name#2" for a second one)
 
 Python's and numpy's RNGs are not saved: `fit` draws only from torch's.
 """
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,13 +53,30 @@ def training_state(state: TrainState) -> dict[str, Any]:
         "step": state.step,
         "history": [dict(r) for r in state.history.records],
         "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state(), "cuda": cuda},
-        "preprocessor": {"class": type(pre).__name__, "state": pre.state_dict()} if pre is not None else None,
+        "preprocessor": pre.state_dict() if pre is not None else None,
         "status": state.status,
+        "callbacks": {key: cb.state_dict() for key, cb in _stateful(state.callbacks)},
     }
 
 
+def _stateful(callbacks: list[object]) -> list[tuple[str, Any]]:
+    """The callbacks that save state, keyed by class name (then "Name#2", "Name#3", ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for cb in callbacks:
+        if callable(getattr(cb, "state_dict", None)) and callable(getattr(cb, "load_state_dict", None)):
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
+    return out
+
+
 def restore_training_state(state: TrainState, checkpoint: dict[str, Any]) -> None:
-    """Load a checkpoint into a fresh `fit` state, so training continues where it was saved."""
+    """Load a checkpoint into a fresh `fit` state, so training continues where it was saved.
+
+    Callbacks' own state is loaded separately, by `restore_callback_states`, once
+    their `on_fit_start` has built what it restores into.
+    """
     state.model.load_state_dict(checkpoint["model"])
     state.optimizer.load_state_dict(checkpoint["optimizer"])
     state.history = History([dict(r) for r in checkpoint["history"]])
@@ -68,6 +86,14 @@ def restore_training_state(state: TrainState, checkpoint: dict[str, Any]) -> Non
     state.generator.set_state(rng["shuffle"])
     if rng["cuda"] and state.device.type == "cuda":
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def restore_callback_states(state: TrainState, checkpoint: dict[str, Any]) -> None:
+    """Load each saved callback state into the callback of the same key (others keep theirs)."""
+    saved = checkpoint.get("callbacks", {})
+    for key, cb in _stateful(state.callbacks):
+        if key in saved:
+            cb.load_state_dict(saved[key])
 
 
 def _serialize(checkpoint: dict[str, Any]) -> bytes:
@@ -106,7 +132,6 @@ class Checkpointer:
         config: the run's config dict, stored in every checkpoint.
         metric: the History key that picks the best epoch.
         mode: "max" (accuracy) or "min" (loss).
-        extra: called at each save; its dict is stored as checkpoint["extra"].
     """
 
     def __init__(
@@ -116,12 +141,11 @@ class Checkpointer:
         config: dict[str, Any] | None = None,
         metric: str = "val_accuracy",
         mode: str = "max",
-        extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"Checkpointer mode must be 'max' or 'min', got {mode!r}")
         self.directory = Path(directory)
-        self.config, self.metric, self.mode, self.extra = config, metric, mode, extra
+        self.config, self.metric, self.mode = config, metric, mode
         self.best: float | None = None
 
     @property
@@ -136,7 +160,6 @@ class Checkpointer:
         checkpoint = training_state(state)
         checkpoint["config"] = self.config
         checkpoint["metric"] = {"name": self.metric, "value": value} if value is not None else None
-        checkpoint["extra"] = self.extra() if self.extra is not None else {}
         return _serialize(checkpoint)
 
     def on_fit_start(self, state: TrainState) -> None:

@@ -75,8 +75,10 @@ def _check_same_data(checkpoint: dict[str, Any], data: Dataset) -> None:
     if saved is None or pre is None:
         return
     now = pre.state_dict()
-    same = saved["class"] == type(pre).__name__ and saved["state"].keys() == now.keys()
-    if not same or not all(torch.equal(saved["state"][k], now[k].cpu()) for k in now):
+    same = saved.keys() == now.keys() and all(
+        torch.equal(v, now[k].cpu()) if isinstance(v, torch.Tensor) else v == now[k] for k, v in saved.items()
+    )
+    if not same:
         raise DataError("the data changed since this run started (its preprocessing statistics differ); resume needs the same data")
 
 
@@ -92,11 +94,10 @@ def _train(
     recorder = RunRecorder(path, cfg.to_dict(), resumed=checkpoint is not None)
     try:
         data = data if data is not None else load_data(cfg.data)
-        extra = checkpoint["extra"] if checkpoint is not None else {}
         if checkpoint is not None:
             _check_same_data(checkpoint, data)
-        guard = DivergenceGuard(cfg.watch.divergence_factor, initial=extra.get("divergence_reference"))
-        checkpointer = Checkpointer(path / "checkpoints", config=cfg.to_dict(), extra=lambda: {"divergence_reference": guard.initial})
+        guard = DivergenceGuard(cfg.watch.divergence_factor)
+        checkpointer = Checkpointer(path / "checkpoints", config=cfg.to_dict())
         with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
             done = run(
                 cfg,
