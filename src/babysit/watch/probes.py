@@ -215,7 +215,8 @@ class _Snapshot:
     """Gradient norms and a copy of the weights, taken just before the optimiser step.
 
     The weights are copied into one flat vector (one op however many tensors), so the
-    update is one subtraction after the step; the norms cost one small op per tensor.
+    update is one subtraction after the step; the norms cost one small op per tensor
+    before the step (gradients) and one after (weight and update together).
     """
 
     def __init__(self, names: list[str], params: list[Tensor], grad_norms: Tensor | None, before: Tensor | None) -> None:
@@ -236,13 +237,13 @@ class _Snapshot:
         """[grad norms..., weight norms..., update norms...] (updates NaN when no step was taken)."""
         if not self.params:
             return None
-        weight_norms = torch.stack([torch.linalg.vector_norm(w) for w in self.before.split(self.sizes)])
-        if updated:
-            delta = _flat(self.params).sub_(self.before)
-            update_norms = torch.stack([torch.linalg.vector_norm(d) for d in delta.split(self.sizes)])
-        else:
-            update_norms = torch.full_like(weight_norms, math.nan)
-        return torch.cat((self.grad_norms, weight_norms, update_norms))
+        if not updated:
+            weight_norms = torch.stack([torch.linalg.vector_norm(w) for w in self.before.split(self.sizes)])
+            return torch.cat((self.grad_norms, weight_norms, torch.full_like(weight_norms, math.nan)))
+        # Weights and updates side by side, (2, P): one norm op per tensor gives both.
+        pair = torch.stack((self.before, _flat(self.params).sub_(self.before)))
+        norms = torch.stack([torch.linalg.vector_norm(p, dim=1) for p in pair.split(self.sizes, dim=1)], dim=1)
+        return torch.cat((self.grad_norms, norms.reshape(-1)))
 
 
 def _flat(tensors: list[Tensor]) -> Tensor:
