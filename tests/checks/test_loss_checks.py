@@ -121,3 +121,8 @@ def test_a_custom_layer_that_ignores_eval_mode_is_caught(digits):
 
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), NoisyLayer())
     assert eval_mode(make_ctx(net, digits)).status == "fail"
+
+
+def test_an_eval_function_that_returns_no_tensor_is_a_clear_error(digits):
+    with pytest.raises(bs.ConfigError, match="must return a tensor of class scores, got list"):
+        eval_mode(make_ctx(small(digits), digits, eval_fn=lambda model, x: [0.0]))

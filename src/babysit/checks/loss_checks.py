@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose.findings import Finding
+from babysit.errors import ConfigError
 
 # Tolerance: loss within [0.75, 1.6] x ln(C) passes. Class scores of std σ add about σ²/2 to ln(C);
 # He/Xavier-initialised nets give σ ≈ 0.5-1.5 (2.3-3.4 for 10 classes on the built-in models), hence the wider top.
@@ -129,16 +130,23 @@ def _buffers(model: nn.Module) -> dict[str, Tensor]:
 def eval_mode(ctx: CheckContext) -> CheckResult:
     """Evaluation is deterministic, per sample, and leaves batch-norm statistics alone."""
     model = ctx.copy_model()  # in training mode, as it is when a training loop calls the evaluation
-    evaluate = ctx.eval_fn or default_eval
+    user_fn = ctx.eval_fn or default_eval
+
+    def evaluate(model: nn.Module, x: Tensor) -> Tensor:
+        scores = user_fn(model, x)
+        if not isinstance(scores, Tensor):
+            raise ConfigError(f"eval_fn(model, x) must return a tensor of class scores, got {type(scores).__name__}")
+        return scores.detach()
+
     x, _ = ctx.batch("val", 64)
     k = max(1, len(x) // 4)
     before = _buffers(model)
-    full = evaluate(model, x).detach()
+    full = evaluate(model, x)
     changed = [n for n, b in _buffers(model).items() if not torch.equal(b, before[n])]
     model.train()
-    again = evaluate(model, x).detach()
+    again = evaluate(model, x)
     model.train()
-    part = evaluate(model, x[:k]).detach()
+    part = evaluate(model, x[:k])
     scale = float(full.abs().max()) + 1e-12
     repeat_diff = float((full - again).abs().max()) / scale
     batch_diff = float((full[:k] - part).abs().max()) / scale
