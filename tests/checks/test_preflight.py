@@ -73,3 +73,9 @@ def test_bad_inputs_are_one_clear_error(digits):
     frozen = small(digits).requires_grad_(False)
     with pytest.raises(bs.ConfigError, match="no trainable parameters"):
         bs.check(frozen, digits, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"sweep_steps": 0}, "sweep_steps must be at least 1"), ({"sweep_start": 1.0, "sweep_end": 0.1}, "0 < sweep_start < sweep_end")])
+def test_check_settings_refuse_bad_budgets(kwargs, message):
+    with pytest.raises(bs.ConfigError, match=message):
+        bs.CheckSettings(**kwargs)
