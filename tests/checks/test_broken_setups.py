@@ -29,18 +29,6 @@ def mlp(data, **kw):
     return bs.mlp(data.input_shape, data.num_classes, **kw)
 
 
-def set_linear(model, weight_std=None, bias=None):
-    """Overwrite every Linear layer (schemes the init registry may not have yet)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Linear):
-                if weight_std is not None:
-                    m.weight.normal_(0.0, weight_std) if weight_std > 0 else m.weight.zero_()
-                if bias is not None:
-                    m.bias.fill_(bias)
-    return model
-
-
 def badly_scaled():
     """Digits as 64 raw features, each multiplied by 10^U(-2, 3) and shifted: no preprocessing."""
     raw = bs.load_dataset("digits")
@@ -76,9 +64,9 @@ def with_cube(data, factor):
 BROKEN = {
     "lr=1e-7": (lambda d: mlp(d), None, bs.Recipe(lr=1e-7), None, FAST, {"lr_too_low"}),
     "lr=10": (lambda d: mlp(d), None, bs.Recipe(lr=10.0), None, FAST, {"lr_too_high"}),
-    "zero init": (lambda d: set_linear(mlp(d), weight_std=0.0, bias=0.0), None, bs.Recipe(), None, FAST, {"init_symmetry"}),
-    "0.01 init, 10-layer tanh": (lambda d: set_linear(mlp(d, hidden=(100,) * 10, activation="tanh"), weight_std=0.01, bias=0.0), None, bs.Recipe(), None, FAST, {"activations_vanish"}),
-    "std 1.0 init, tanh": (lambda d: set_linear(mlp(d, activation="tanh"), weight_std=1.0, bias=0.0), None, bs.Recipe(), None, FAST, {"saturation"}),
+    "zero init": (lambda d: mlp(d, init="zeros"), None, bs.Recipe(), None, FAST, {"init_symmetry"}),
+    "0.01 init, 10-layer tanh": (lambda d: mlp(d, hidden=(100,) * 10, activation="tanh", init="small"), None, bs.Recipe(), None, FAST, {"activations_vanish"}),
+    "std 1.0 init, tanh": (lambda d: mlp(d, activation="tanh", init="normal", init_std=1.0), None, bs.Recipe(), None, FAST, {"saturation"}),
     "ReLU bias -5": (lambda d: mlp(d, bias=-5.0), None, bs.Recipe(), None, FAST, {"dead_relu"}),
     "unscaled features": (lambda d: mlp(d), badly_scaled, bs.Recipe(), None, FAST, {"data_scales", "data_not_centred"}),
     "shuffled labels": (lambda d: mlp(d), lambda: shuffled_labels(bs.prepare(bs.load_dataset("digits"))), bs.Recipe(), None, FAST, {"input_independent"}),
@@ -94,7 +82,11 @@ HEALTHY = {
     "MLP batch norm + dropout 0.2, Adam": (lambda d: mlp(d, batchnorm=True, dropout=0.2), None, bs.Recipe(lr=1e-3)),
     "convnet He, SGD": (lambda d: (bs.seed_everything(0), bs.convnet(d.input_shape, d.num_classes))[1], None, bs.Recipe(optimizer="sgd", lr=0.1)),
     "MLP leaky ReLU, SGD": (lambda d: mlp(d, activation="leaky_relu"), None, bs.Recipe(optimizer="sgd")),
-    "MLP sigmoid-free 3 layers, weight decay": (lambda d: mlp(d, hidden=(128, 64, 32)), None, bs.Recipe(lr=1e-3, weight_decay=1e-4)),
+    "MLP 3 layers, weight decay": (lambda d: mlp(d, hidden=(128, 64, 32)), None, bs.Recipe(lr=1e-3, weight_decay=1e-4)),
+    "MLP maxout, vanilla dropout, nesterov + step decay": (
+        lambda d: mlp(d, activation="maxout", dropout=0.2, dropout_kind="vanilla"), None,
+        bs.Recipe(optimizer="nesterov", lr=0.01, schedule="step", period=2),
+    ),
     "MNIST-1D convnet with batch norm (demo recipe)": (
         lambda d: (bs.seed_everything(0), bs.convnet(d.input_shape, d.num_classes, kernel_size=5, batchnorm=True))[1],
         "mnist1d", bs.Recipe(lr=1e-2),

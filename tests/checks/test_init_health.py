@@ -10,15 +10,9 @@ from babysit.checks.init_health import forward_hooks, init_health, layer_stats
 from .conftest import make_ctx
 
 
-def deep_tanh(scale=None, init="xavier", depth=10, width=100):
+def deep_tanh(init="xavier", depth=10, width=100, **kw):
     bs.seed_everything(0)
-    net = bs.mlp((64,), 10, hidden=(width,) * depth, activation="tanh", init=init)
-    if scale is not None:
-        with torch.no_grad():
-            for m in net.modules():
-                if isinstance(m, nn.Linear):
-                    m.weight.normal_(0.0, scale)
-    return net
+    return bs.mlp((64,), 10, hidden=(width,) * depth, activation="tanh", init=init, **kw)
 
 
 def unit_gaussian_data(n=256, d=64):
@@ -57,7 +51,7 @@ def test_hooks_are_removed_even_when_the_forward_pass_fails():
 
 def test_small_init_in_a_deep_tanh_net_vanishes():
     # LECTURE_DIGEST §3: W = 0.01 N(0,1), 10 tanh layers: the std shrinks layer by layer to about 0.
-    r = init_health(make_ctx(deep_tanh(scale=0.01), unit_gaussian_data()))
+    r = init_health(make_ctx(deep_tanh(init="small"), unit_gaussian_data()))
     assert r.status == "fail" and r.findings[0].rule == "activations_vanish"
     stds = [s["act_std"] for s in r.evidence["layers"].values() if s["type"] == "Tanh"]
     assert stds == sorted(stds, reverse=True) and stds[-1] < 1e-8
@@ -66,7 +60,7 @@ def test_small_init_in_a_deep_tanh_net_vanishes():
 
 
 def test_unit_std_init_saturates_tanh():
-    r = init_health(make_ctx(deep_tanh(scale=1.0, depth=3), unit_gaussian_data()))
+    r = init_health(make_ctx(deep_tanh(init="normal", init_std=1.0, depth=3), unit_gaussian_data()))
     assert r.findings[0].rule == "saturation" and r.findings[0].severity == "error"
     assert max(s.get("saturated_fraction", 0) for s in r.evidence["layers"].values()) > 0.5
 
@@ -87,10 +81,7 @@ def test_large_negative_relu_bias_kills_the_units():
 
 
 def test_zero_init_is_reported_as_broken_symmetry_first():
-    net = bs.mlp((64,), 10, hidden=(32, 32))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
+    net = bs.mlp((64,), 10, hidden=(32, 32), init="zeros")
     r = init_health(make_ctx(net, unit_gaussian_data()))
     assert r.findings[0].rule == "init_symmetry" and r.findings[0].evidence["identical_layers"] == ["1", "3"]
 

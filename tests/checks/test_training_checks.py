@@ -75,3 +75,11 @@ def test_training_checks_leave_the_users_model_untouched(digits):
     overfit_tiny(ctx)
     input_baseline(ctx)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_brief_training_keeps_a_constant_rate_whatever_the_schedule(digits):
+    # A per-epoch step decay over 300 one-step epochs would shrink the rate to nothing.
+    ctx = make_ctx(small(digits), digits, bs.Recipe(lr=1e-2, schedule="step", period=1, gamma=0.1, device="cpu"))
+    recipe = ctx.short_recipe(300, 20, batch_size=20)
+    assert recipe.schedule == "none" and recipe.epochs == 300 and recipe.lr == 1e-2
+    assert overfit_tiny(ctx).status == "pass"

@@ -11,8 +11,9 @@ so that they test the model and the data, not the configured learning rate.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -21,6 +22,8 @@ from torch import Tensor, nn
 from babysit.data.datasets import Dataset
 from babysit.diagnose.findings import Finding, json_ready
 from babysit.errors import ConfigError
+from babysit.nn.regularize import VanillaDropout
+from babysit.optim.optimizers import FULL_BATCH
 from babysit.registry import Registry
 from babysit.train.trainer import Recipe
 
@@ -129,6 +132,25 @@ class CheckContext:
         """The range test's proposal when there is one, else the recipe's learning rate."""
         return self.lr if self.lr is not None else float(self.recipe.lr)
 
+    def short_recipe(self, steps: int, n_train: int, batch_size: int | None = None, lr: float | None = None, **changes: Any) -> Recipe:
+        """The recipe for a check's brief training: enough epochs for `steps` steps, on the check device.
+
+        The rate stays constant (no schedule, no momentum annealing): a per-epoch
+        schedule over a few hundred tiny epochs would decay it to nothing.
+
+        Args:
+            steps: optimiser steps wanted (the caller stops `fit` there).
+            n_train: training samples the run will see.
+            batch_size: defaults to the recipe's; `lr` defaults to `train_lr()`.
+            changes: any other Recipe fields to override (e.g. weight_decay=0).
+        """
+        batch_size = batch_size or self.recipe.batch_size
+        per_epoch = 1 if self.recipe.optimizer in FULL_BATCH else math.ceil(n_train / batch_size)
+        return replace(
+            self.recipe, lr=lr or self.train_lr(), epochs=math.ceil(steps / per_epoch), batch_size=batch_size,
+            device=str(self.device), schedule="none", momentum_final=None, **changes,
+        )
+
     def batch(self, split: str = "train", n: int | None = None) -> tuple[Tensor, Tensor]:
         """The first `n` samples (default `settings.batch`) of a seeded permutation of a split, on the device."""
         part = getattr(self.data, split)
@@ -137,11 +159,11 @@ class CheckContext:
         return part.x[order].to(self.device), part.y[order].to(self.device)
 
 
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, VanillaDropout)
 
 
 def strip_dropout(model: nn.Module) -> nn.Module:
-    """Replace every torch dropout layer of `model` (a copy) by an identity, in place."""
+    """Replace every dropout layer of `model` (a copy; torch's and babysit's vanilla form) by an identity, in place."""
     for parent in model.modules():
         for name, child in parent.named_children():
             if isinstance(child, _DROPOUT):

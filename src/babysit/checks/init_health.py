@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose import layer_rules
 from babysit.diagnose.findings import Finding
+from babysit.nn.init import AFFINE
 
-_AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _DEAD_TYPES = (nn.ReLU, nn.ReLU6)
 HIST_BINS = 20
 
@@ -67,7 +67,7 @@ def output_stats(module: nn.Module, out: Tensor) -> dict[str, Any]:
         stats["saturated_fraction"] = float((units.abs() > 0.99).float().mean())
     elif isinstance(module, nn.Sigmoid):
         stats["saturated_fraction"] = float(((units < 0.01) | (units > 0.99)).float().mean())
-    if isinstance(module, _AFFINE):
+    if isinstance(module, AFFINE):
         # Units of one layer that compute the same value on every sample: symmetry was never broken.
         per_unit = out.reshape(len(out), out.shape[1], -1)
         spread = (per_unit.amax(1) - per_unit.amin(1)).max()

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose.findings import Finding
 from babysit.errors import ConfigError
+from babysit.nn.regularize import l1_penalty
 
 # Tolerance: loss within [0.75, 1.6] x ln(C) passes. Class scores of std σ add about σ²/2 to ln(C);
 # He/Xavier-initialised nets give σ ≈ 0.5-1.5 (2.3-3.4 for 10 classes on the built-in models), hence the wider top.
@@ -89,9 +90,14 @@ def regularization(ctx: CheckContext) -> CheckResult:
     penalty = float(l2_penalty(model))
     strong, configured = ctx.settings.reg_strength, float(ctx.recipe.weight_decay)
     losses = {f"{lam:g}": data_loss + lam * penalty for lam in (0.0, 1e-3, 1e-1, 1e1, strong)}
-    share = configured * penalty / data_loss if data_loss > 0 else math.inf
-    evidence = {"data_loss": data_loss, "penalty": penalty, "loss_by_strength": losses, "weight_decay": configured, "configured_share": share}
-    summary = f"loss {data_loss:.4g} -> {losses[f'{strong:g}']:.4g} at reg {strong:g}; weight_decay {configured:g} adds {share:.1%}"
+    # The configured regularization at init: the L2 that weight_decay stands for, plus the recipe's L1 term.
+    configured_reg = configured * penalty + float(l1_penalty(model, ctx.recipe.l1))
+    share = configured_reg / data_loss if data_loss > 0 else math.inf
+    evidence = {
+        "data_loss": data_loss, "penalty": penalty, "loss_by_strength": losses,
+        "weight_decay": configured, "l1": ctx.recipe.l1, "configured_share": share,
+    }
+    summary = f"loss {data_loss:.4g} -> {losses[f'{strong:g}']:.4g} at reg {strong:g}; the configured reg adds {share:.1%}"
     if penalty <= 0:
         finding = Finding(
             "regularization_no_effect",
@@ -106,10 +112,11 @@ def regularization(ctx: CheckContext) -> CheckResult:
         finding = Finding(
             "regularization_dominates",
             "warning",
-            f"weight_decay {configured:g} makes the L2 penalty {share:.2g}x the data loss at init: the model will be pulled to zero",
+            f"the configured regularization (weight_decay {configured:g}, l1 {ctx.recipe.l1:g}) is {share:.2g}x the data loss at init: "
+            "the model will be pulled to zero",
             evidence=evidence,
             lecture_rule="LECTURE_DIGEST §5.5: find the learning rate with small regularization first; §9: choose λ by cross-validation",
-            fix=f"lower train.weight_decay below {data_loss / penalty:.2g} (start near 1e-4) and tune it on validation",
+            fix="lower train.weight_decay / train.l1 (start near 1e-4) and tune them on validation",
         )
         return CheckResult("regularization", summary, evidence, [finding])
     return CheckResult("regularization", summary, evidence)

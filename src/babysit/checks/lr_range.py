@@ -30,13 +30,14 @@ or the inputs are broken, and the other checks say which.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose.findings import Finding
+from babysit.optim.optimizers import FULL_BATCH
 from babysit.train.trainer import fit
 
 if TYPE_CHECKING:
@@ -103,8 +104,7 @@ def run_sweep(ctx: CheckContext) -> Sweep:
     """Train a copy of the model for `settings.sweep_steps` mini-batches with an exponentially growing rate."""
     s = ctx.settings
     factor = (s.sweep_end / s.sweep_start) ** (1.0 / max(1, s.sweep_steps - 1))
-    per_epoch = math.ceil(len(ctx.data.train) / ctx.recipe.batch_size)
-    recipe = replace(ctx.recipe, lr=s.sweep_start, epochs=math.ceil(s.sweep_steps / per_epoch), device=str(ctx.device))
+    recipe = ctx.short_recipe(s.sweep_steps, len(ctx.data.train), lr=s.sweep_start)
     sweep = Sweep()
     fit(ctx.copy_model(), ctx.data, recipe, callbacks=[_SweepCallback(sweep, factor, s.sweep_steps)], progress=False)
     return sweep
@@ -163,6 +163,8 @@ def _verdict(configured: float, proposal: dict[str, Any], sweep: Sweep) -> Findi
 def lr_range(ctx: CheckContext) -> CheckResult:
     """Learning-rate range test: propose a rate and a search range; judge the configured rate."""
     s = ctx.settings
+    if ctx.recipe.optimizer in FULL_BATCH:
+        return CheckResult("lr_range", f"not for {ctx.recipe.optimizer}: a full-batch method with its own step-size search", skipped=True)
     sweep = run_sweep(ctx)
     steps_per_decade = s.sweep_steps / math.log10(s.sweep_end / s.sweep_start)
     proposal = suggest(sweep, steps_per_decade)

@@ -21,9 +21,9 @@ from dataclasses import replace
 import torch
 
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
-from babysit.data.datasets import Dataset, Split
+from babysit.data.datasets import Split
 from babysit.diagnose.findings import Finding
-from babysit.train.trainer import Recipe, fit
+from babysit.train.trainer import fit
 
 # The baseline margin must exceed this many binomial standard errors of the zero-input accuracy (and 5 points).
 BASELINE_SIGMAS = 3.0
@@ -48,11 +48,6 @@ class _StopWhen:
             state.stop, state.status, state.stop_reason = True, "stopped", "tiny subset fitted"
 
 
-def _short_recipe(ctx: CheckContext, steps: int, batch_size: int, n_train: int, **changes) -> Recipe:
-    epochs = math.ceil(steps / math.ceil(n_train / batch_size))
-    return replace(ctx.recipe, lr=ctx.train_lr(), epochs=epochs, batch_size=batch_size, device=str(ctx.device), **changes)
-
-
 @CHECKS.register("overfit_tiny")
 def overfit_tiny(ctx: CheckContext) -> CheckResult:
     """Overfit ≈20 training samples without regularization: 100% training accuracy."""
@@ -60,7 +55,8 @@ def overfit_tiny(ctx: CheckContext) -> CheckResult:
     x, y = ctx.batch("train", s.overfit_samples)
     tiny = Split(x, y)
     data = replace(ctx.data, train=tiny, val=tiny, test=tiny)
-    recipe = _short_recipe(ctx, s.overfit_steps, len(y), len(y), weight_decay=0.0)
+    # No regularization of any kind (dropout is stripped from the copy below).
+    recipe = ctx.short_recipe(s.overfit_steps, len(y), batch_size=len(y), weight_decay=0.0, l1=0.0, max_norm=None)
     fitted_loss = FITTED_LOSS * math.log(ctx.data.num_classes)
     stop = _StopWhen(s.overfit_steps, fitted_loss)
     result = fit(ctx.copy_model(dropout=False), data, recipe, callbacks=[stop], progress=False)
@@ -93,7 +89,7 @@ def overfit_tiny(ctx: CheckContext) -> CheckResult:
 def input_baseline(ctx: CheckContext) -> CheckResult:
     """Training on real inputs beats the same training on all-zero inputs."""
     s = ctx.settings
-    recipe = _short_recipe(ctx, s.baseline_steps, ctx.recipe.batch_size, len(ctx.data.train))
+    recipe = ctx.short_recipe(s.baseline_steps, len(ctx.data.train))
     n_val = min(len(ctx.data.val), 1000)
     val = Split(*ctx.batch("val", n_val))
     real = replace(ctx.data, val=val, test=val)

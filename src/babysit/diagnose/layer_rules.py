@@ -20,7 +20,7 @@ from babysit.diagnose.findings import Finding
 LayerStats = dict[str, dict[str, Any]]
 
 # Module types whose outputs are the activations the lectures plot per layer.
-ACTIVATION_TYPES = frozenset({"ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "ReLU6", "Hardtanh"})
+ACTIVATION_TYPES = frozenset({"ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "ReLU6", "Hardtanh", "Maxout"})
 
 # Activation std relative to the first activation layer (LECTURE_DIGEST §3, the 10-layer demo).
 VANISH_WARN, VANISH_ERROR = 1e-1, 1e-3
