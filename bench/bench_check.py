@@ -1,7 +1,9 @@
 """How long `babysit check` takes on the MNIST-1D convnet (goal: under a minute on a CPU).
 
-Baseline, measured in the same run: one training epoch of the same model and
-recipe. The ratio says how many epochs of training the whole preflight costs.
+Baseline, measured in the same run (after a warm-up epoch): one training epoch
+of the same model and recipe. The ratio says how many epochs of training the
+whole preflight costs. On a CPU shared with other jobs, torch's default of one
+thread per core can slow everything down many times; OMP_NUM_THREADS=1 avoids it.
 
     .venv/bin/python bench/bench_check.py
 """
@@ -23,8 +25,10 @@ def main() -> int:
     cfg = bs.build_config(DEMO_CONFIG)
     data = load_data(cfg.data)
 
+    one_epoch = replace(cfg.train, epochs=1)
+    bs.fit(model_from_config(cfg.model, data, seed=0), data, one_epoch, progress=False)  # warm-up: imports, allocator
     start = time.perf_counter()
-    bs.fit(model_from_config(cfg.model, data, seed=0), data, replace(cfg.train, epochs=1), progress=False)
+    bs.fit(model_from_config(cfg.model, data, seed=0), data, one_epoch, progress=False)
     epoch = time.perf_counter() - start
 
     start = time.perf_counter()
