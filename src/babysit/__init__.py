@@ -6,11 +6,15 @@
     result = bs.fit(model, data, bs.Recipe(optimizer="adam", lr=3e-3, epochs=20))
 """
 
+from babysit.checks.base import CHECKS, CheckSettings
+from babysit.checks.preflight import CheckReport, check
 from babysit.config import DataConfig, ModelConfig, RunConfig, WatchConfig, build_config
 from babysit.data.augment import AUGMENTATIONS, Augment, with_augmentation
 from babysit.data.datasets import DATASETS, Dataset, Split, load_dataset, select_classes
 from babysit.data.loader import batches
 from babysit.data.preprocess import PREPROCESSORS, Standardize, load_preprocessor, prepare
+from babysit.diagnose.findings import Finding
+from babysit.diagnose.rules import RULES, diagnose
 from babysit.ensemble import Ensemble, Snapshots
 from babysit.errors import BabysitError, ConfigError, DataError
 from babysit.nn.activations import ACTIVATIONS, Maxout, make_activation
@@ -37,6 +41,7 @@ __all__ = [
     "ACTIVATIONS",
     "AUGMENTATIONS",
     "AVERAGING",
+    "CHECKS",
     "DATASETS",
     "DROPOUTS",
     "INITS",
@@ -44,9 +49,12 @@ __all__ = [
     "OPTIMIZERS",
     "PREPROCESSORS",
     "PROBE_PRESETS",
+    "RULES",
     "SCHEDULES",
     "Augment",
     "BabysitError",
+    "CheckReport",
+    "CheckSettings",
     "Checkpointer",
     "ConfigError",
     "DataConfig",
@@ -54,6 +62,7 @@ __all__ = [
     "Dataset",
     "DivergenceGuard",
     "Ensemble",
+    "Finding",
     "FitResult",
     "History",
     "LRSchedule",
@@ -77,7 +86,9 @@ __all__ = [
     "build_config",
     "build_model",
     "build_optimizer",
+    "check",
     "convnet",
+    "diagnose",
     "evaluate",
     "fit",
     "freeze_all_but_head",
