@@ -132,3 +132,14 @@ def test_resume_refuses_data_whose_preprocessing_changed(digits, tmp_path):
     torch.save(checkpoint, last)
     with pytest.raises(DataError, match="the data changed since this run started"):
         bs.resume_run(tmp_path / "crash", progress=False)
+
+
+def test_the_diagnosis_reads_a_recorded_run(digits, tmp_path):
+    bs.start_run(digits_cfg(optimizer="sgd", lr=1e6), runs_dir=tmp_path, name="boom", progress=False, data=digits)
+    assert bs.diagnose(bs.load_run(tmp_path / "boom"))[0].rule == "loss_explodes"
+
+    dead = bs.build_config({**digits_cfg(epochs=1).to_dict(), "model": {"name": "mlp", "hidden": [64], "bias": -30.0}})
+    bs.start_run(dead, runs_dir=tmp_path, name="dead", progress=False, data=digits)
+    record = bs.load_run(tmp_path / "dead")
+    assert record.probes[0]["layers"]["2"]["dead_fraction"] > 0.9
+    assert "dead_relu" in [f.rule for f in bs.diagnose(record)]
