@@ -6,11 +6,15 @@
     result = bs.fit(model, data, bs.Recipe(optimizer="adam", lr=3e-3, epochs=20))
 """
 
-from babysit.config import DataConfig, ModelConfig, RunConfig, build_config
+from babysit.checks.base import CHECKS, CheckSettings
+from babysit.checks.preflight import CheckReport, check
+from babysit.config import DataConfig, ModelConfig, RunConfig, WatchConfig, build_config
 from babysit.data.augment import AUGMENTATIONS, Augment, with_augmentation
 from babysit.data.datasets import DATASETS, Dataset, Split, load_dataset, select_classes
 from babysit.data.loader import batches
 from babysit.data.preprocess import PREPROCESSORS, Standardize, load_preprocessor, prepare
+from babysit.diagnose.findings import Finding
+from babysit.diagnose.rules import RULES, diagnose
 from babysit.ensemble import Ensemble, Snapshots
 from babysit.errors import BabysitError, ConfigError, DataError
 from babysit.nn.activations import ACTIVATIONS, Maxout, make_activation
@@ -22,9 +26,14 @@ from babysit.optim.optimizers import OPTIMIZERS, build_optimizer
 from babysit.optim.schedules import SCHEDULES, LRSchedule, MomentumAnnealing
 from babysit.run import Run, run
 from babysit.train.callbacks import DivergenceGuard
+from babysit.train.checkpoint import Checkpointer, load_checkpoint
 from babysit.train.history import History
+from babysit.train.record import RunRecord, list_runs, load_run
+from babysit.train.recorded import resume_run, start_run
 from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
 from babysit.transfer import freeze_all_but_head, param_groups, replace_head
+from babysit.watch.probes import Watch, watch
+from babysit.watch.schedule import PROBE_PRESETS
 
 __version__ = "0.1.0"
 
@@ -32,21 +41,28 @@ __all__ = [
     "ACTIVATIONS",
     "AUGMENTATIONS",
     "AVERAGING",
+    "CHECKS",
     "DATASETS",
     "DROPOUTS",
     "INITS",
     "MODELS",
     "OPTIMIZERS",
     "PREPROCESSORS",
+    "PROBE_PRESETS",
+    "RULES",
     "SCHEDULES",
     "Augment",
     "BabysitError",
+    "CheckReport",
+    "CheckSettings",
+    "Checkpointer",
     "ConfigError",
     "DataConfig",
     "DataError",
     "Dataset",
     "DivergenceGuard",
     "Ensemble",
+    "Finding",
     "FitResult",
     "History",
     "LRSchedule",
@@ -58,30 +74,41 @@ __all__ = [
     "Recipe",
     "Run",
     "RunConfig",
+    "RunRecord",
     "Snapshots",
     "Split",
     "Standardize",
     "TrainState",
+    "Watch",
+    "WatchConfig",
     "apply_init",
     "batches",
     "build_config",
     "build_model",
     "build_optimizer",
+    "check",
     "convnet",
+    "diagnose",
     "evaluate",
     "fit",
     "freeze_all_but_head",
     "l1_penalty",
+    "list_runs",
+    "load_checkpoint",
     "load_dataset",
     "load_preprocessor",
+    "load_run",
     "make_activation",
     "max_norm_",
     "mlp",
     "param_groups",
     "prepare",
     "replace_head",
+    "resume_run",
     "run",
     "seed_everything",
     "select_classes",
+    "start_run",
+    "watch",
     "with_augmentation",
 ]

@@ -5,6 +5,7 @@ A config has three sections, each a dataclass of defaults:
     [data]   DataConfig   which data set, split and preprocessing
     [model]  ModelConfig  which network and its blocks
     [train]  Recipe       optimiser and training settings
+    [watch]  WatchConfig  probes and divergence guard of a recorded run (`babysit train`)
 
 Sources merge in order: defaults < TOML file < CLI flags < dotted overrides
 (`--train.lr=3e-4`). Unknown keys are rejected with the nearest valid key;
@@ -28,6 +29,7 @@ from babysit.errors import ConfigError, did_you_mean
 from babysit.nn.models import MODELS
 from babysit.nn.regularize import DROPOUTS
 from babysit.train.trainer import Recipe
+from babysit.watch.schedule import PROBE_PRESETS
 
 
 @dataclass
@@ -93,12 +95,32 @@ class ModelConfig:
 
 
 @dataclass
+class WatchConfig:
+    """The `[watch]` section: how `babysit train` watches a run (see docs/run-record.md).
+
+    Args:
+        probes: probe preset, 'off', 'light' or 'full' (`PROBE_PRESETS`).
+        divergence_factor: stop as "diverged" once the loss exceeds this multiple of
+            the initial loss, or is NaN/inf (the lectures' rule is 3x).
+    """
+
+    probes: str = "light"
+    divergence_factor: float = 3.0
+
+    def __post_init__(self) -> None:
+        PROBE_PRESETS.get(self.probes)
+        if not self.divergence_factor > 1.0:
+            raise ConfigError(f"watch.divergence_factor must be > 1 (the lectures use 3), got {self.divergence_factor}")
+
+
+@dataclass
 class RunConfig:
-    """A whole run: data, model and training recipe."""
+    """A whole run: data, model, training recipe and how it is watched."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: Recipe = field(default_factory=Recipe)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (TOML/JSON-ready; None values dropped since TOML has no null)."""
@@ -106,7 +128,7 @@ class RunConfig:
         return {s: {k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items() if v is not None} for s, sec in out.items()}
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": Recipe}
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": Recipe, "watch": WatchConfig}
 
 # Names other tools use for our keys; spelling distance alone would not find them.
 SYNONYMS = {

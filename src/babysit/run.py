@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -34,17 +36,25 @@ def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0) -> nn.Modu
 
 @dataclass
 class Run:
-    """A finished run: its config, data, trained model and result."""
+    """A finished run: its config, data, trained model and result (and its record folder, if recorded)."""
 
     config: RunConfig
     data: Dataset
     model: nn.Module
     result: FitResult
+    record: Path | None = None
 
 
-def run(cfg: RunConfig, *, callbacks: Sequence[object] = (), progress: bool = True, data: Dataset | None = None) -> Run:
-    """Load data, build the model and train it as `cfg` says."""
+def run(
+    cfg: RunConfig,
+    *,
+    callbacks: Sequence[object] = (),
+    progress: bool = True,
+    data: Dataset | None = None,
+    resume_from: dict[str, Any] | None = None,
+) -> Run:
+    """Load data, build the model and train it as `cfg` says (continuing `resume_from`, a checkpoint, if given)."""
     data = data if data is not None else load_data(cfg.data)
     model = model_from_config(cfg.model, data, seed=cfg.train.seed)
-    result = fit(model, data, cfg.train, callbacks=callbacks, progress=progress)
+    result = fit(model, data, cfg.train, callbacks=callbacks, progress=progress, resume_from=resume_from)
     return Run(cfg, data, model, result)

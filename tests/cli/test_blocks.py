@@ -43,7 +43,7 @@ def test_blocks_lists_every_entry_of_every_registry_with_its_description():
 def test_no_block_registry_is_left_out():
     # Every Registry defined in the block packages appears in `babysit blocks`.
     listed = {id(reg) for reg, _ in BLOCKS.values()}
-    for package in ("babysit.nn", "babysit.data", "babysit.optim"):
+    for package in ("babysit.nn", "babysit.data", "babysit.optim", "babysit.watch"):
         for info in pkgutil.iter_modules(importlib.import_module(package).__path__, package + "."):
             module = importlib.import_module(info.name)
             for name, value in vars(module).items():

@@ -21,6 +21,7 @@ from babysit.optim.averaging import AVERAGING
 from babysit.optim.optimizers import OPTIMIZERS
 from babysit.optim.schedules import SCHEDULES
 from babysit.registry import Registry
+from babysit.watch.schedule import PROBE_PRESETS
 
 # Each registry with the config key that selects one of its entries.
 BLOCKS: dict[str, tuple[Registry, str]] = {
@@ -34,6 +35,7 @@ BLOCKS: dict[str, tuple[Registry, str]] = {
     "optimizer": (OPTIMIZERS, "train.optimizer"),
     "schedule": (SCHEDULES, "train.schedule"),
     "averaging": (AVERAGING, "train.averaging"),
+    "probes": (PROBE_PRESETS, "watch.probes"),
 }
 
 

@@ -16,6 +16,8 @@ makes `fit` evaluate it, and copies it into the model when training ends.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -81,6 +83,14 @@ class ParameterAveraging:
     def on_fit_end(self, state) -> None:
         if self.averaged is not None:
             state.model.load_state_dict(self.averaged.module.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running average (weights and count), saved in checkpoints for a resumed run."""
+        return self.averaged.state_dict() if self.averaged is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.averaged is not None and state:
+            self.averaged.load_state_dict(state)
 
     def __repr__(self) -> str:
         return f"ParameterAveraging({self.name!r}, {self.options})"

@@ -17,6 +17,8 @@ where a0 is each parameter group's initial lr. `LRSchedule` and
 from __future__ import annotations
 
 import math
+from typing import Any
+
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR, LRScheduler, StepLR
 
@@ -84,6 +86,17 @@ class LRSchedule:
     def on_epoch_end(self, state) -> None:
         if self.scheduler is not None:
             self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's position, saved in checkpoints so that a resumed run continues the schedule."""
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a saved schedule; called after `on_fit_start`, whose fresh scheduler reset the lr."""
+        if self.scheduler is not None and state:
+            self.scheduler.load_state_dict(state)
+            for group, lr in zip(self.scheduler.optimizer.param_groups, self.scheduler.get_last_lr()):
+                group["lr"] = lr
 
     def __repr__(self) -> str:
         return f"LRSchedule({self.name!r}, {self.options})"

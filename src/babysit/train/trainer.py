@@ -24,11 +24,12 @@ from torch import Tensor, nn
 
 from babysit.data.datasets import Dataset
 from babysit.data.loader import batches, num_batches
-from babysit.errors import ConfigError
+from babysit.errors import ConfigError, did_you_mean
 from babysit.nn.regularize import l1_penalty
 from babysit.optim.optimizers import FULL_BATCH, OPTIMIZERS, build_optimizer, default_lr
 from babysit.train.blocks import full_batch_closure, recipe_callbacks, trainable_parameters
 from babysit.train.callbacks import ProgressBar, emit
+from babysit.train.checkpoint import restore_callback_states, restore_training_state
 from babysit.train.history import History
 
 
@@ -58,6 +59,8 @@ class Recipe:
         ema_decay: per-step decay of the "ema" average.
         body_lr_factor: lr of every layer but the head, as a fraction of lr (transfer
             learning: 0.1 fine-tunes the body gently, 0 freezes it).
+        precision: "fp32", or "bf16" for bf16 autocast of the forward pass on CUDA
+            (refused on the CPU, where it would be slow and is not what it is for).
     """
 
     optimizer: str = "adam"
@@ -82,6 +85,7 @@ class Recipe:
     averaging: str = "none"
     ema_decay: float = 0.99
     body_lr_factor: float = 1.0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         OPTIMIZERS.get(self.optimizer)
@@ -101,6 +105,8 @@ class Recipe:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.eps <= 0:
             raise ConfigError(f"train.eps must be > 0, got {self.eps}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}{did_you_mean(self.precision, PRECISIONS)}")
         self._check_blocks()
 
     def _check_blocks(self) -> None:
@@ -168,6 +174,8 @@ class TrainState:
     result: FitResult | None = None
     # The module validation and test evaluate: the model itself, or its parameter average.
     eval_model: nn.Module | None = None
+    generator: torch.Generator | None = None  # the shuffling RNG, saved in checkpoints
+    callbacks: list[object] = field(default_factory=list)  # this fit's callbacks, whose state checkpoints save
 
     def __post_init__(self) -> None:
         if self.eval_model is None:
@@ -194,6 +202,21 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(recipe: Recipe, device: torch.device) -> torch.autocast:
+    """The forward pass's autocast context: bf16 on CUDA for precision="bf16", disabled for "fp32".
+
+    Losses stay float32 (autocast runs cross-entropy in float32), and evaluation
+    runs outside it in full precision.
+    """
+    bf16 = recipe.precision == "bf16"
+    if bf16 and device.type != "cuda":
+        raise ConfigError(f"train.precision='bf16' needs a CUDA GPU, but this run is on {device.type}; use train.precision='fp32'")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode (restored afterwards)."""
@@ -217,6 +240,7 @@ def fit(
     *,
     callbacks: Sequence[object] = (),
     progress: bool = True,
+    resume_from: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train `model` on `data.train`, validating on `data.val` each epoch, then test once.
 
@@ -226,6 +250,9 @@ def fit(
         recipe: optimiser and schedule settings; defaults to `Recipe()`.
         callbacks: objects with optional `on_<event>(state)` methods (see `train.callbacks`).
         progress: show a progress bar and per-epoch metrics on stderr.
+        resume_from: a checkpoint (`babysit.train.checkpoint.load_checkpoint`) to continue
+            from: weights, optimiser, history, epoch, step and RNG states, so the rest of
+            the run computes what the uninterrupted run would have.
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
@@ -239,11 +266,18 @@ def fit(
     full_batch = recipe.optimizer in FULL_BATCH  # L-BFGS: one deterministic step per epoch
     batch_size = len(y_train) if full_batch else recipe.batch_size
     steps_per_epoch = num_batches(len(y_train), batch_size)
-    state = TrainState(model, optimizer, recipe, data, device, total_steps=steps_per_epoch * recipe.epochs)
     callbacks = [*recipe_callbacks(recipe), *callbacks, *([ProgressBar()] if progress else [])]
+    state = TrainState(
+        model, optimizer, recipe, data, device, total_steps=steps_per_epoch * recipe.epochs, generator=shuffle_gen, callbacks=callbacks
+    )
+    if resume_from is not None:
+        restore_training_state(state, resume_from)
+    amp = autocast(recipe, device)
 
     emit(callbacks, "fit_start", state)
-    for epoch in range(recipe.epochs):
+    if resume_from is not None:
+        restore_callback_states(state, resume_from)  # after fit_start, which (re)builds their internals
+    for epoch in range(state.epoch, recipe.epochs):
         state.epoch = epoch
         epoch_start = time.perf_counter()
         emit(callbacks, "epoch_start", state)
@@ -254,8 +288,9 @@ def fit(
         seen = 0
         for xb, yb in batches(x_train, y_train, batch_size, generator=shuffle_gen, transform=data.augment):
             optimizer.zero_grad(set_to_none=True)
-            scores = model(xb)
-            loss = F.cross_entropy(scores, yb)
+            with amp:
+                scores = model(xb)
+                loss = F.cross_entropy(scores, yb)
             (loss + l1_penalty(model, recipe.l1)).backward()
             # L-BFGS re-evaluates through the closure (its first call repeats this step's forward pass).
             optimizer.step(full_batch_closure(optimizer, model, xb, yb, recipe.l1) if full_batch else None)
