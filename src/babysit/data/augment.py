@@ -138,11 +138,13 @@ class Augment:
 
     def __init__(self, names: Sequence[str], **options: Any) -> None:
         self.names = tuple(names)
-        self.options = options
+        self.options: dict[str, Any] = {}  # only the options some chosen transform uses
         self._transforms = []
         for name in self.names:
             factory = AUGMENTATIONS.get(name)
-            self._transforms.append(factory(**accepted_options(factory, options)))
+            used = accepted_options(factory, options)
+            self.options.update(used)
+            self._transforms.append(factory(**used))
 
     def __call__(self, x: Tensor) -> Tensor:
         if x.ndim not in (3, 4):
