@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +12,7 @@ from babysit.checks.lr_range import plot_lr_range
 from babysit.checks.preflight import CheckReport, check as run_checks
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
 from babysit.cli.train import config_from_cli
-from babysit.io import atomic_write, atomic_write_json
+from babysit.io import atomic_write, atomic_write_json, json_line
 from babysit.run import load_data, model_from_config
 
 
@@ -56,7 +55,7 @@ def check(
     report = run_checks(net, dataset, cfg.train, settings=CheckSettings(gradcheck=gradcheck), progress=not as_json)
     written = save_report(report, out_dir) if out_dir else []
     if as_json:
-        print(json.dumps(report.to_dict()))
+        print(json_line(report.to_dict()))
     else:
         report.print(out)
         if report.suggested_lr is not None:
