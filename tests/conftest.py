@@ -15,6 +15,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _runs_dir(tmp_path_factory):
+    """Run records of CLI tests (and their subprocesses) go to a temporary folder, not ./runs."""
+    previous = os.environ.get("BABYSIT_RUNS_DIR")
+    os.environ["BABYSIT_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    yield
+    if previous is None:
+        del os.environ["BABYSIT_RUNS_DIR"]
+    else:
+        os.environ["BABYSIT_RUNS_DIR"] = previous
+
+
 @functools.lru_cache(maxsize=None)
 def _load(name: str) -> bs.Dataset:
     return bs.prepare(bs.load_dataset(name))

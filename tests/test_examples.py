@@ -1,6 +1,7 @@
 """Every documented example runs."""
 
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -16,6 +17,7 @@ def test_example_configs_train(toml):
     out = subprocess.run(
         [sys.executable, "-m", "babysit", "train", "--config", str(toml), "--train.epochs=1", "--json"],
         capture_output=True, text=True, check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # one thread per xdist worker on the 2-core CI machine
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "completed"

@@ -5,6 +5,7 @@ A config has three sections, each a dataclass of defaults:
     [data]   DataConfig   which data set, split and preprocessing
     [model]  ModelConfig  which network and its blocks
     [train]  Recipe       optimiser and training settings
+    [watch]  WatchConfig  probes and divergence guard of a recorded run (`babysit train`)
 
 Sources merge in order: defaults < TOML file < CLI flags < dotted overrides
 (`--train.lr=3e-4`). Unknown keys are rejected with the nearest valid key;
@@ -21,26 +22,46 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from babysit.data.augment import AUGMENTATIONS
 from babysit.data.datasets import DATASETS
 from babysit.data.preprocess import PREPROCESSORS
 from babysit.errors import ConfigError, did_you_mean
 from babysit.nn.models import MODELS
+from babysit.nn.regularize import DROPOUTS
 from babysit.train.trainer import Recipe
+from babysit.watch.schedule import PROBE_PRESETS
 
 
 @dataclass
 class DataConfig:
-    """The `[data]` section: data set name, optional local path, validation split, preprocessing."""
+    """The `[data]` section: data set name, optional local path, validation split, preprocessing, augmentation.
+
+    `label_column` names the label column of an `arrays` CSV file;
+    `pca_components` (k, a variance fraction in (0, 1), or all when unset) and
+    `whiten_eps` go to the PCA / whitening preprocessors; `augment` lists
+    training-only batch augmentations (flip, crop, jitter, affine) with
+    `crop_padding`, `jitter` (its strength) and `affine_degrees` / `affine_stretch`.
+    """
 
     name: str = "mnist1d"
     path: str | None = None
     val_fraction: float = 0.1
     seed: int = 0
     preprocess: str = "standardize"
+    label_column: str = "label"
+    pca_components: int | float | None = None
+    whiten_eps: float = 1e-5
+    augment: tuple[str, ...] = ()
+    crop_padding: int = 4
+    jitter: float = 0.4
+    affine_degrees: float = 10.0
+    affine_stretch: float = 0.1
 
     def __post_init__(self) -> None:
         DATASETS.get(self.name)
         PREPROCESSORS.get(self.preprocess)
+        for name in self.augment:
+            AUGMENTATIONS.get(name)
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -58,9 +79,15 @@ class ModelConfig:
     bias: float = 0.0
     batchnorm: bool = False
     dropout: float = 0.0
+    slope: float = 0.01
+    alpha: float = 1.0
+    pieces: int = 2
+    init_std: float | None = None
+    dropout_kind: str = "inverted"
 
     def __post_init__(self) -> None:
         MODELS.get(self.name)
+        DROPOUTS.get(self.dropout_kind)
         if any(h < 1 for h in (*self.hidden, *self.channels)):
             raise ConfigError("model.hidden and model.channels must be positive sizes")
         if not 0.0 <= self.dropout < 1.0:
@@ -68,12 +95,32 @@ class ModelConfig:
 
 
 @dataclass
+class WatchConfig:
+    """The `[watch]` section: how `babysit train` watches a run (see docs/run-record.md).
+
+    Args:
+        probes: probe preset, 'off', 'light' or 'full' (`PROBE_PRESETS`).
+        divergence_factor: stop as "diverged" once the loss exceeds this multiple of
+            the initial loss, or is NaN/inf (the lectures' rule is 3x).
+    """
+
+    probes: str = "light"
+    divergence_factor: float = 3.0
+
+    def __post_init__(self) -> None:
+        PROBE_PRESETS.get(self.probes)
+        if not self.divergence_factor > 1.0:
+            raise ConfigError(f"watch.divergence_factor must be > 1 (the lectures use 3), got {self.divergence_factor}")
+
+
+@dataclass
 class RunConfig:
-    """A whole run: data, model and training recipe."""
+    """A whole run: data, model, training recipe and how it is watched."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: Recipe = field(default_factory=Recipe)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (TOML/JSON-ready; None values dropped since TOML has no null)."""
@@ -81,7 +128,7 @@ class RunConfig:
         return {s: {k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items() if v is not None} for s, sec in out.items()}
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": Recipe}
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": Recipe, "watch": WatchConfig}
 
 # Names other tools use for our keys; spelling distance alone would not find them.
 SYNONYMS = {

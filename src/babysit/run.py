@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from babysit.config import DataConfig, ModelConfig, RunConfig
+from babysit.data.augment import with_augmentation
 from babysit.data.datasets import Dataset, load_dataset
 from babysit.data.preprocess import prepare
 from babysit.nn.models import MODELS, build_model
@@ -16,9 +19,12 @@ from babysit.train.trainer import FitResult, fit, seed_everything
 
 
 def load_data(cfg: DataConfig) -> Dataset:
-    """Load the configured data set and fit its preprocessing on the training split."""
-    data = load_dataset(cfg.name, path=cfg.path, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    return prepare(data, cfg.preprocess)
+    """Load the configured data set, fit its preprocessing on the training split, attach its augmentation."""
+    data = load_dataset(cfg.name, path=cfg.path, val_fraction=cfg.val_fraction, seed=cfg.seed, label_column=cfg.label_column)
+    data = prepare(data, cfg.preprocess, components=cfg.pca_components, eps=cfg.whiten_eps)
+    return with_augmentation(
+        data, cfg.augment, padding=cfg.crop_padding, strength=cfg.jitter, degrees=cfg.affine_degrees, stretch=cfg.affine_stretch
+    )
 
 
 def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0) -> nn.Module:
@@ -30,17 +36,25 @@ def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0) -> nn.Modu
 
 @dataclass
 class Run:
-    """A finished run: its config, data, trained model and result."""
+    """A finished run: its config, data, trained model and result (and its record folder, if recorded)."""
 
     config: RunConfig
     data: Dataset
     model: nn.Module
     result: FitResult
+    record: Path | None = None
 
 
-def run(cfg: RunConfig, *, callbacks: Sequence[object] = (), progress: bool = True, data: Dataset | None = None) -> Run:
-    """Load data, build the model and train it as `cfg` says."""
+def run(
+    cfg: RunConfig,
+    *,
+    callbacks: Sequence[object] = (),
+    progress: bool = True,
+    data: Dataset | None = None,
+    resume_from: dict[str, Any] | None = None,
+) -> Run:
+    """Load data, build the model and train it as `cfg` says (continuing `resume_from`, a checkpoint, if given)."""
     data = data if data is not None else load_data(cfg.data)
     model = model_from_config(cfg.model, data, seed=cfg.train.seed)
-    result = fit(model, data, cfg.train, callbacks=callbacks, progress=progress)
+    result = fit(model, data, cfg.train, callbacks=callbacks, progress=progress, resume_from=resume_from)
     return Run(cfg, data, model, result)

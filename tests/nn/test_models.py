@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -7,7 +5,7 @@ from torch import nn
 import babysit as bs
 from babysit.errors import ConfigError
 from babysit.nn.activations import ACTIVATIONS
-from babysit.nn.init import INITS, apply_init, fan_in
+from babysit.nn.regularize import VanillaDropout
 
 
 @pytest.mark.parametrize("shape", [(1, 40), (1, 8, 8), (3, 32, 32)])
@@ -33,19 +31,34 @@ def test_every_activation_builds_into_a_model(name):
     assert isinstance(net[2], type(ACTIVATIONS.get(name)()))
 
 
-# The lectures' formulas: xavier std = 1/sqrt(fan_in), he std = 1/sqrt(fan_in/2).
-EXPECTED_STD = {"xavier": lambda n: 1 / math.sqrt(n), "he": lambda n: 1 / math.sqrt(n / 2)}
+def test_maxout_affine_layers_output_pieces_times_width_and_double_the_parameters():
+    relu_net = bs.mlp((10,), 3, hidden=(8, 6))
+    maxout_net = bs.mlp((10,), 3, hidden=(8, 6), activation="maxout", pieces=2, batchnorm=True)
+    linears = [m for m in maxout_net if isinstance(m, nn.Linear)]
+    assert [l.out_features for l in linears] == [16, 12, 3]  # hidden sizes count units after the max
+    assert [l.in_features for l in linears] == [10, 8, 6]
+    hidden = lambda net: sum(l.weight.numel() for l in net if isinstance(l, nn.Linear) and l.out_features != 3)
+    assert hidden(maxout_net) == 2 * hidden(relu_net)
+    conv = bs.convnet((3, 16, 16), 4, channels=(8,), activation="maxout", pieces=3)
+    assert conv[0].out_channels == 24 and conv(torch.randn(2, 3, 16, 16)).shape == (2, 4)
 
 
-@pytest.mark.parametrize("name", INITS.names())
-@pytest.mark.parametrize("layer", [nn.Linear(400, 300), nn.Conv2d(16, 64, 5)])
-def test_every_init_matches_its_formula(name, layer):
-    torch.manual_seed(0)
-    apply_init(layer, name, bias=0.01)
-    expected = EXPECTED_STD[name](fan_in(layer.weight))
-    assert abs(layer.weight.std().item() - expected) < 0.05 * expected
-    assert abs(layer.weight.mean().item()) < 0.05 * expected
-    assert torch.all(layer.bias == 0.01)
+def test_activation_options_reach_the_activation_that_takes_them():
+    net = bs.mlp((4,), 2, hidden=(3,), activation="leaky_relu", slope=0.2, alpha=3.0)
+    assert net[2].negative_slope == 0.2
+    assert bs.mlp((4,), 2, hidden=(3,), activation="elu", alpha=0.5)[2].alpha == 0.5
+
+
+@pytest.mark.parametrize("kind, module", [("inverted", nn.Dropout), ("vanilla", VanillaDropout)])
+def test_model_dropout_is_a_drop_probability_converted_to_the_keep_probability(kind, module):
+    net = bs.mlp((4,), 2, hidden=(3,), dropout=0.2, dropout_kind=kind)
+    layer = net[3]
+    assert isinstance(layer, module)
+    keep = layer.keep if kind == "vanilla" else 1 - layer.p
+    assert keep == pytest.approx(0.8)
+    # In a convnet, dropout drops whole channels of the 2-d feature maps.
+    conv_drop = bs.convnet((2, 8, 8), 2, channels=(4,), dropout=0.5, dropout_kind=kind)[2]
+    assert conv_drop.spatial == 2 if kind == "vanilla" else isinstance(conv_drop, nn.Dropout2d)
 
 
 def test_unknown_names_are_config_errors_with_suggestions():
@@ -57,3 +70,5 @@ def test_unknown_names_are_config_errors_with_suggestions():
         bs.build_model("mlp", (4,), 2, channels=(3,))
     with pytest.raises(ConfigError, match="flat features"):
         bs.convnet((10,), 2)
+    with pytest.raises(ConfigError, match="did you mean 'vanilla'"):
+        bs.mlp((4,), 2, dropout=0.5, dropout_kind="vanila")

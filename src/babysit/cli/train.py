@@ -1,8 +1,7 @@
-"""`babysit train` and `babysit datasets`."""
+"""`babysit train` (a recorded run, or the continuation of one) and `babysit datasets`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,7 +11,13 @@ from rich.table import Table
 from babysit.cli.app import OVERRIDES, app, out, user_errors
 from babysit.config import RunConfig, build_config, load_toml, merge, parse_overrides
 from babysit.data.datasets import DATASETS
-from babysit.run import run
+from babysit.errors import ConfigError
+from babysit.io import json_line
+from babysit.train.recorded import resume_run, start_run
+
+# Where run records go unless --runs-dir says otherwise (the environment variable lets a
+# test session or a cluster job point every command at one place).
+RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", envvar="BABYSIT_RUNS_DIR", help="Folder holding run records.")
 
 
 def config_from_cli(config: Optional[Path], flags: dict[str, dict[str, Any]], extra: list[str]) -> RunConfig:
@@ -27,7 +32,7 @@ def config_from_cli(config: Optional[Path], flags: dict[str, dict[str, Any]], ex
 def print_result(summary: dict[str, Any], as_json: bool) -> None:
     """The final metrics as a table, or as one JSON object on the last line of stdout."""
     if as_json:
-        print(json.dumps(summary))
+        print(json_line(summary))
         return
     table = Table(title="result", show_header=False)
     for k, v in summary.items():
@@ -46,16 +51,25 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same numbers on the CPU)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name: the record goes to RUNS_DIR/NAME (default: data-model-date-time)."),
+    runs_dir: Path = RUNS_DIR,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the killed run in this folder from its last checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on the last line."),
 ) -> None:
-    """Train a model. Any config key can be overridden as --section.key=value (e.g. --train.lr=3e-4)."""
-    cfg = config_from_cli(
-        config,
-        {"data": {"name": data}, "model": {"name": model}, "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed}},
-        ctx.args,
-    )
-    result = run(cfg, progress=not as_json).result
-    print_result(result.summary(), as_json)
+    """Train a model, recording the run in RUNS_DIR/NAME (config, metrics, probes, checkpoints).
+
+    Any config key can be overridden as --section.key=value (e.g. --train.lr=3e-4).
+    A run whose loss explodes stops as "diverged"; --resume RUN_DIR continues a killed run.
+    """
+    flags = {"data": {"name": data}, "model": {"name": model}, "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed}}
+    if resume is not None:
+        given = [f"--{k}" for s in flags.values() for k, v in s.items() if v is not None] + (["--config"] if config else []) + ctx.args
+        if given or name:
+            raise ConfigError(f"--resume continues a run with its saved config; drop {', '.join(given + (['--name'] if name else []))}")
+        done = resume_run(resume, progress=not as_json)
+    else:
+        done = start_run(config_from_cli(config, flags, ctx.args), runs_dir=runs_dir, name=name, progress=not as_json)
+    print_result({**done.result.summary(), "run_dir": str(done.record)}, as_json)
 
 
 @app.command()

@@ -1,1 +1,3 @@
-"""Data: built-in data sets, preprocessing fitted on train only, in-memory batching."""
+"""Data: built-in data sets, preprocessing fitted on train only, in-memory batching, augmentation."""
+
+from babysit.data import readers  # noqa: F401  (importing registers the local-file data sets)

@@ -3,13 +3,14 @@
 Contract: a loader in `DATASETS` takes keyword options (at least `path`, which it
 may refuse) and returns `RawData` with a fixed train/test split; `load_dataset`
 validates it, carves the validation split from train by seed, and wraps it in a
-`Dataset`. Every loader works offline.
+`Dataset`. Every loader works offline. The built-in generated sets live here; the
+loaders of a user's local files (cifar10, arrays) live in `data/readers.py`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from babysit.errors import ConfigError, DataError
-from babysit.registry import Registry
+from babysit.registry import Registry, accepted_options
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Dataset:
     class_names: tuple[str, ...]
     # Fitted preprocessing (train statistics only), kept so it can be saved with a model.
     preprocessor: object | None = field(default=None, repr=False)
+    # Random batch transform `fit` applies to training batches only (see `data.augment`).
+    augment: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -66,12 +69,14 @@ class Dataset:
         )
 
     def map(self, fn) -> Dataset:
-        """A copy with `fn(x)` applied to the inputs of every split (labels unchanged)."""
+        """A copy with `fn(x)` applied to the inputs of every split (labels unchanged; input_shape follows `fn`)."""
+        train = Split(fn(self.train.x), self.train.y)
         return replace(
             self,
-            train=Split(fn(self.train.x), self.train.y),
+            train=train,
             val=Split(fn(self.val.x), self.val.y),
             test=Split(fn(self.test.x), self.test.y),
+            input_shape=tuple(train.x.shape[1:]),
         )
 
 
@@ -116,6 +121,31 @@ def digits(path: str | None = None) -> RawData:
     return RawData(x[train], y[train], x[test], y[test], [str(i) for i in range(10)])
 
 
+@DATASETS.register("spiral")
+def spiral(path: str | None = None) -> RawData:
+    """cs231n's 3-class 2-D spiral (300 train / 100 test points per class): not linearly separable."""
+    _refuse_path("spiral", path)
+    x_train, y_train = make_spiral(300, classes=3, seed=0)
+    x_test, y_test = make_spiral(100, classes=3, seed=1)
+    return RawData(x_train, y_train, x_test, y_test, [str(i) for i in range(3)])
+
+
+def make_spiral(per_class: int, classes: int = 3, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """K interleaved spiral arms in 2-D (the cs231n "neural networks case study" data).
+
+    Arm j: radius r in linspace(0, 1), angle t in linspace(4j, 4(j+1)) + noise * N(0, 1);
+    point (r sin t, r cos t). Returns x (K*per_class, 2) float32 and y (K*per_class,) int64.
+    """
+    rng = np.random.default_rng(seed)
+    r = np.linspace(0.0, 1.0, per_class)
+    xs, ys = [], []
+    for j in range(classes):
+        t = np.linspace(4.0 * j, 4.0 * (j + 1), per_class) + rng.standard_normal(per_class) * noise
+        xs.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1))
+        ys.append(np.full(per_class, j))
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
+
+
 def validate_arrays(x: Tensor, y: Tensor, num_classes: int, where: str) -> None:
     """Refuse data a network cannot train on, naming the problem and the fix."""
     if x.ndim < 2:
@@ -141,7 +171,8 @@ def validate_arrays(x: Tensor, y: Tensor, num_classes: int, where: str) -> None:
         )
 
 
-def _as_tensors(x, y, where: str) -> tuple[Tensor, Tensor]:
+def as_tensors(x, y, where: str) -> tuple[Tensor, Tensor]:
+    """Inputs as a float32 tensor and labels as int64 class indices; non-integer labels are refused."""
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     y_arr = np.asarray(y)
     if y_arr.dtype.kind == "f":
@@ -158,8 +189,16 @@ def load_dataset(
     path: str | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    **options,
 ) -> Dataset:
     """Load a registered data set and carve a validation split from train, deterministically by `seed`.
+
+    Args:
+        name: a name from `DATASETS`.
+        path: the local file or folder of loaders that read one (cifar10, arrays).
+        val_fraction: share of the training split held out for validation.
+        seed: seeds the validation carving (the test split never moves).
+        **options: loader options (e.g. `label_column` for arrays); each loader takes its own.
 
     Example:
         >>> data = load_dataset("digits", val_fraction=0.1, seed=0)
@@ -168,10 +207,11 @@ def load_dataset(
     """
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
-    raw = DATASETS.get(name)(path=path)
+    loader = DATASETS.get(name)
+    raw = loader(path=path, **accepted_options(loader, options))
     num_classes = len(raw.class_names)
-    x_tr, y_tr = _as_tensors(raw.x_train, raw.y_train, f"{name} train split")
-    x_te, y_te = _as_tensors(raw.x_test, raw.y_test, f"{name} test split")
+    x_tr, y_tr = as_tensors(raw.x_train, raw.y_train, f"{name} train split")
+    x_te, y_te = as_tensors(raw.x_test, raw.y_test, f"{name} test split")
     validate_arrays(x_tr, y_tr, num_classes, f"{name} train split")
     validate_arrays(x_te, y_te, num_classes, f"{name} test split")
     if x_tr.shape[1:] != x_te.shape[1:]:
@@ -190,4 +230,31 @@ def load_dataset(
         num_classes=num_classes,
         input_shape=tuple(x_tr.shape[1:]),
         class_names=tuple(str(c) for c in raw.class_names),
+    )
+
+
+def select_classes(data: Dataset, classes: Sequence[int], train_size: int | None = None) -> Dataset:
+    """The samples of `classes` only, relabelled 0..len(classes)-1 in the given order.
+
+    For transfer learning without downloads: pre-train on some classes, transfer
+    to the others. `train_size` keeps the first n training samples (the training
+    split is already in a seeded random order), to mimic a small target set.
+    """
+    keep = [int(c) for c in classes]
+    if len(set(keep)) != len(keep) or not all(0 <= c < data.num_classes for c in keep):
+        raise ConfigError(f"classes must be distinct indices in 0..{data.num_classes - 1}, got {list(classes)}")
+    lookup = torch.full((data.num_classes,), -1, dtype=torch.int64)
+    lookup[keep] = torch.arange(len(keep))
+
+    def pick(split: Split, limit: int | None = None) -> Split:
+        idx = (lookup[split.y] >= 0).nonzero().squeeze(1)[:limit]
+        return Split(split.x[idx], lookup[split.y[idx]])
+
+    return replace(
+        data,
+        train=pick(data.train, train_size),
+        val=pick(data.val),
+        test=pick(data.test),
+        num_classes=len(keep),
+        class_names=tuple(data.class_names[c] for c in keep),
     )

@@ -6,7 +6,7 @@ slice per batch, which is what makes small-data training fast on CPU and GPU.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -20,6 +20,7 @@ def batches(
     shuffle: bool = True,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    transform: Callable[[Tensor], Tensor] | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield `(x_batch, y_batch)` pairs covering the split once.
 
@@ -30,6 +31,7 @@ def batches(
         shuffle: draw a fresh permutation (from `generator`, a CPU generator, for
             reproducibility) instead of the stored order.
         drop_last: skip the final short batch.
+        transform: applied to each input batch (the training split's augmentation).
     """
     n = len(y)
     if shuffle:
@@ -39,10 +41,12 @@ def batches(
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         if order is None:
-            yield x[start : start + batch_size], y[start : start + batch_size]
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         else:
             idx = order[start : start + batch_size]
-            yield x[idx], y[idx]
+            # index_select: one row copy per sample, ~2x faster on CPU than x[idx]'s generic indexing.
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+        yield (transform(xb) if transform is not None else xb), yb
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:

@@ -1,1 +1,1 @@
-"""Network building blocks: activations, initialisation, models built from them."""
+"""Network building blocks: activations, initialisation, regularizers (dropout, L1, max-norm), models built from them."""

@@ -11,6 +11,9 @@ Contract (call order within `fit`):
 
 A callback implements any subset. Setting `state.stop = True` (with
 `state.status` and `state.stop_reason`) ends training after the current batch.
+A callback with state that a resumed run needs also defines `state_dict()` and
+`load_state_dict(d)`: checkpoints save it, and a resumed `fit` loads it right
+after `on_fit_start`.
 """
 
 from __future__ import annotations
@@ -97,6 +100,13 @@ class DivergenceGuard:
 
     def on_fit_start(self, state) -> None:
         self.initial, self.diverged_at = None, None
+
+    def state_dict(self) -> dict[str, float | None]:
+        """The reference loss, so a resumed run compares against the original run's first loss."""
+        return {"initial": self.initial}
+
+    def load_state_dict(self, state: dict[str, float | None]) -> None:
+        self.initial = state["initial"]
 
     def on_batch_end(self, state) -> None:
         if self.initial is not None and state.step % self.every:

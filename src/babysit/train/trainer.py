@@ -24,9 +24,12 @@ from torch import Tensor, nn
 
 from babysit.data.datasets import Dataset
 from babysit.data.loader import batches, num_batches
-from babysit.errors import ConfigError
-from babysit.optim.optimizers import OPTIMIZERS, build_optimizer, default_lr
+from babysit.errors import ConfigError, did_you_mean
+from babysit.nn.regularize import l1_penalty
+from babysit.optim.optimizers import FULL_BATCH, OPTIMIZERS, build_optimizer, default_lr
+from babysit.train.blocks import full_batch_closure, recipe_callbacks, trainable_parameters
 from babysit.train.callbacks import ProgressBar, emit
+from babysit.train.checkpoint import restore_callback_states, restore_training_state
 from babysit.train.history import History
 
 
@@ -38,12 +41,26 @@ class Recipe:
         optimizer: a name from `OPTIMIZERS` (sgd, momentum, adam, ...).
         lr: learning rate (> 0); None picks the optimiser's default (adam 1e-3, sgd 0.1, momentum 0.01).
         epochs: passes over the training split.
-        batch_size: samples per mini-batch.
+        batch_size: samples per mini-batch (lbfgs ignores it: one full-batch step per epoch).
         momentum: mu for momentum-type optimisers.
         beta1, beta2, eps: Adam's constants (lectures' defaults 0.9, 0.999, 1e-8).
         weight_decay: L2 strength added to the gradient (lambda * w).
         seed: seeds init, shuffling and dropout; same seed, same numbers on the CPU.
         device: "auto" (CUDA when available), "cpu" or "cuda[:i]".
+        rho: RMSProp's cache decay (0.9, 0.99, 0.999).
+        schedule: a name from `SCHEDULES` (none, step, exponential, inverse_time, cyclic),
+            stepped per epoch; `period` (epochs per step or cycle), `gamma` (step factor)
+            and `decay_rate` (k of a0*e^-kt and a0/(1+kt)) are its options.
+        momentum_final: anneal momentum linearly from `momentum` to this over the epochs
+            (e.g. 0.5 -> 0.99); momentum and nesterov only.
+        l1: L1 strength lambda (lambda * sum |w| over weight matrices, added to the loss).
+        max_norm: c of the max-norm constraint ||w|| <= c per unit, applied after each step.
+        averaging: a name from `AVERAGING` (none, polyak, ema): evaluate averaged weights.
+        ema_decay: per-step decay of the "ema" average.
+        body_lr_factor: lr of every layer but the head, as a fraction of lr (transfer
+            learning: 0.1 fine-tunes the body gently, 0 freezes it).
+        precision: "fp32", or "bf16" for bf16 autocast of the forward pass on CUDA
+            (refused on the CPU, where it would be slow and is not what it is for).
     """
 
     optimizer: str = "adam"
@@ -57,6 +74,18 @@ class Recipe:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
+    rho: float = 0.99
+    schedule: str = "none"
+    period: int = 5
+    gamma: float = 0.5
+    decay_rate: float = 0.1
+    momentum_final: float | None = None
+    l1: float = 0.0
+    max_norm: float | None = None
+    averaging: str = "none"
+    ema_decay: float = 0.99
+    body_lr_factor: float = 1.0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         OPTIMIZERS.get(self.optimizer)
@@ -76,6 +105,23 @@ class Recipe:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.eps <= 0:
             raise ConfigError(f"train.eps must be > 0, got {self.eps}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}{did_you_mean(self.precision, PRECISIONS)}")
+        self._check_blocks()
+
+    def _check_blocks(self) -> None:
+        """Validate the schedule, regularization, averaging and transfer settings."""
+        recipe_callbacks(self)  # their constructors check names and ranges
+        if not 0.0 <= self.rho < 1.0:
+            raise ConfigError(f"train.rho must be in [0, 1), got {self.rho}")
+        if self.momentum_final is not None and self.optimizer not in ("momentum", "nesterov"):
+            raise ConfigError(f"train.momentum_final anneals momentum; optimizer '{self.optimizer}' has none, use momentum or nesterov")
+        if self.l1 < 0:
+            raise ConfigError(f"train.l1 must be >= 0, got {self.l1}")
+        if not 0.0 <= self.body_lr_factor <= 1.0:
+            raise ConfigError(f"train.body_lr_factor must be in [0, 1] (0.1 to fine-tune, 0 to freeze), got {self.body_lr_factor}")
+        if self.body_lr_factor != 1.0 and self.optimizer in FULL_BATCH:
+            raise ConfigError(f"optimizer '{self.optimizer}' takes one learning rate for all layers; leave train.body_lr_factor at 1")
 
     def optimizer_options(self) -> dict[str, Any]:
         """Every optimiser hyperparameter; each optimiser picks the ones it uses."""
@@ -126,6 +172,14 @@ class TrainState:
     status: str = "running"
     stop_reason: str = ""
     result: FitResult | None = None
+    # The module validation and test evaluate: the model itself, or its parameter average.
+    eval_model: nn.Module | None = None
+    generator: torch.Generator | None = None  # the shuffling RNG, saved in checkpoints
+    callbacks: list[object] = field(default_factory=list)  # this fit's callbacks, whose state checkpoints save
+
+    def __post_init__(self) -> None:
+        if self.eval_model is None:
+            self.eval_model = self.model
 
 
 def seed_everything(seed: int) -> None:
@@ -146,6 +200,21 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA GPU is available; use 'auto' or 'cpu'")
     return dev
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(recipe: Recipe, device: torch.device) -> torch.autocast:
+    """The forward pass's autocast context: bf16 on CUDA for precision="bf16", disabled for "fp32".
+
+    Losses stay float32 (autocast runs cross-entropy in float32), and evaluation
+    runs outside it in full precision.
+    """
+    bf16 = recipe.precision == "bf16"
+    if bf16 and device.type != "cuda":
+        raise ConfigError(f"train.precision='bf16' needs a CUDA GPU, but this run is on {device.type}; use train.precision='fp32'")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 @torch.no_grad()
@@ -171,6 +240,7 @@ def fit(
     *,
     callbacks: Sequence[object] = (),
     progress: bool = True,
+    resume_from: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train `model` on `data.train`, validating on `data.val` each epoch, then test once.
 
@@ -180,6 +250,9 @@ def fit(
         recipe: optimiser and schedule settings; defaults to `Recipe()`.
         callbacks: objects with optional `on_<event>(state)` methods (see `train.callbacks`).
         progress: show a progress bar and per-epoch metrics on stderr.
+        resume_from: a checkpoint (`babysit.train.checkpoint.load_checkpoint`) to continue
+            from: weights, optimiser, history, epoch, step and RNG states, so the rest of
+            the run computes what the uninterrupted run would have.
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
@@ -188,14 +261,23 @@ def fit(
     model.to(device)
     x_train, y_train = data.train.x.to(device), data.train.y.to(device)
     x_val, y_val = data.val.x.to(device), data.val.y.to(device)
-    optimizer = build_optimizer(recipe.optimizer, model.parameters(), recipe.lr, **recipe.optimizer_options())
+    optimizer = build_optimizer(recipe.optimizer, trainable_parameters(model, recipe), recipe.lr, **recipe.optimizer_options())
     shuffle_gen = torch.Generator().manual_seed(recipe.seed)
-    steps_per_epoch = num_batches(len(y_train), recipe.batch_size)
-    state = TrainState(model, optimizer, recipe, data, device, total_steps=steps_per_epoch * recipe.epochs)
-    callbacks = [*callbacks, *([ProgressBar()] if progress else [])]
+    full_batch = recipe.optimizer in FULL_BATCH  # L-BFGS: one deterministic step per epoch
+    batch_size = len(y_train) if full_batch else recipe.batch_size
+    steps_per_epoch = num_batches(len(y_train), batch_size)
+    callbacks = [*recipe_callbacks(recipe), *callbacks, *([ProgressBar()] if progress else [])]
+    state = TrainState(
+        model, optimizer, recipe, data, device, total_steps=steps_per_epoch * recipe.epochs, generator=shuffle_gen, callbacks=callbacks
+    )
+    if resume_from is not None:
+        restore_training_state(state, resume_from)
+    amp = autocast(recipe, device)
 
     emit(callbacks, "fit_start", state)
-    for epoch in range(recipe.epochs):
+    if resume_from is not None:
+        restore_callback_states(state, resume_from)  # after fit_start, which (re)builds their internals
+    for epoch in range(state.epoch, recipe.epochs):
         state.epoch = epoch
         epoch_start = time.perf_counter()
         emit(callbacks, "epoch_start", state)
@@ -204,12 +286,14 @@ def fit(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen = 0
-        for xb, yb in batches(x_train, y_train, recipe.batch_size, generator=shuffle_gen):
+        for xb, yb in batches(x_train, y_train, batch_size, generator=shuffle_gen, transform=data.augment):
             optimizer.zero_grad(set_to_none=True)
-            scores = model(xb)
-            loss = F.cross_entropy(scores, yb)
-            loss.backward()
-            optimizer.step()
+            with amp:
+                scores = model(xb)
+                loss = F.cross_entropy(scores, yb)
+            (loss + l1_penalty(model, recipe.l1)).backward()
+            # L-BFGS re-evaluates through the closure (its first call repeats this step's forward pass).
+            optimizer.step(full_batch_closure(optimizer, model, xb, yb, recipe.l1) if full_batch else None)
             state.step += 1
             state.loss = loss.detach()
             loss_sum += state.loss * len(yb)
@@ -218,7 +302,7 @@ def fit(
             emit(callbacks, "batch_end", state)
             if state.stop:
                 break
-        val_loss, val_acc = evaluate(model, x_val, y_val)
+        val_loss, val_acc = evaluate(state.eval_model, x_val, y_val)
         state.history.append(
             {
                 "epoch": epoch + 1,
@@ -235,7 +319,7 @@ def fit(
         if state.stop:
             break
 
-    test_loss, test_acc = evaluate(model, data.test.x.to(device), data.test.y.to(device))
+    test_loss, test_acc = evaluate(state.eval_model, data.test.x.to(device), data.test.y.to(device))
     status = state.status if state.stop else "completed"
     state.status = status
     state.result = FitResult(

@@ -1,0 +1,149 @@
+"""What watching costs: a plain PyTorch loop against babysit's `fit` with probes off, light and full.
+
+Goal (issue 4): the default preset ('light') costs <= 5% over the plain loop,
+'full' (every step) <= 50%. Both are ratios against the plain loop measured in
+this same run, on the same model, data, batch size and optimiser:
+
+- MNIST-1D: the built-in convnet on the built-in data (36 steps per epoch);
+- CIFAR-sized: a 3-block convnet on random 3x32x32 tensors (timing needs no real images).
+
+The plain loop is what a user would write: shuffle, forward, loss, backward,
+Adam step, the epoch's training loss and accuracy, and a validation pass per
+epoch (the same work `fit` does). Each round runs every variant once, back to
+back, and divides its time by the plain loop's of the same round; the ratio
+shown is the median over `--repeats` rounds, so slow drifts in background load
+cancel. On the CPU the clock is the process's CPU time with one torch thread,
+which a busy shared machine disturbs far less than wall time; on CUDA it is
+wall time.
+
+    python bench/bench_probes.py                 # both models, about five minutes on 2 CPU cores
+    python bench/bench_probes.py --epochs 2 --repeats 1   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+import babysit as bs
+from babysit.data.datasets import Dataset, Split
+
+GOALS = {"off": 1.05, "light": 1.05, "full": 1.50}
+
+
+def mnist1d() -> tuple[Dataset, torch.nn.Module]:
+    data = bs.prepare(bs.load_dataset("mnist1d"))
+    bs.seed_everything(0)
+    return data, bs.convnet(data.input_shape, data.num_classes, channels=(32, 32, 32), kernel_size=5)
+
+
+def cifar_sized(n_train: int = 2000, n_val: int = 500) -> tuple[Dataset, torch.nn.Module]:
+    g = torch.Generator().manual_seed(0)
+    split = lambda n: Split(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))  # noqa: E731
+    data = Dataset("random-cifar", split(n_train), split(n_val), split(n_val), 10, (3, 32, 32), tuple("0123456789"))
+    bs.seed_everything(0)
+    return data, bs.convnet(data.input_shape, data.num_classes, channels=(32, 64, 128), kernel_size=3)
+
+
+MODELS = {"mnist1d": ("MNIST-1D convnet", mnist1d), "cifar": ("CIFAR-sized convnet", cifar_sized)}
+
+
+def plain_loop(model: torch.nn.Module, data: Dataset, epochs: int, batch_size: int, device: torch.device) -> None:
+    """The hand-written PyTorch loop babysit is measured against."""
+    model.to(device)
+    x, y = data.train.x.to(device), data.train.y.to(device)
+    xv, yv = data.val.x.to(device), data.val.y.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(y), generator=g).to(device)
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+        for i in range(0, len(y), batch_size):
+            idx = order[i : i + batch_size]
+            opt.zero_grad(set_to_none=True)
+            scores = model(x[idx])
+            loss = F.cross_entropy(scores, y[idx])
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (scores.detach().argmax(1) == y[idx]).sum()
+        loss_sum.item(), correct.item()
+        model.eval()
+        with torch.no_grad():
+            scores = model(xv)
+            F.cross_entropy(scores, yv).item(), (scores.argmax(1) == yv).float().mean().item()
+
+
+def babysit_fit(model: torch.nn.Module, data: Dataset, epochs: int, batch_size: int, device: torch.device, preset: str) -> None:
+    recipe = bs.Recipe(optimizer="adam", lr=1e-3, epochs=epochs, batch_size=batch_size, device=str(device))
+    with bs.watch(preset=preset) as w:
+        bs.fit(model, data, recipe, callbacks=[w], progress=False)
+
+
+def bench(data: Dataset, model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Median plain-loop seconds and the median ratio of each preset to the plain loop of its round."""
+    variants = {"plain": lambda m: plain_loop(m, data, args.epochs, args.batch_size, device)}
+    for preset in ("off", "light", "full"):
+        variants[preset] = lambda m, p=preset: babysit_fit(m, data, args.epochs, args.batch_size, device, p)
+    variants["plain"](copy.deepcopy(model))  # warm-up: allocator, kernels, lazy imports
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
+    rounds: list[dict[str, float]] = []
+    for _ in range(args.repeats):
+        seconds = {}
+        for key, fn in variants.items():
+            m = copy.deepcopy(model)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = clock()
+            fn(m)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds[key] = clock() - start
+        rounds.append(seconds)
+    ratios = {k: statistics.median(r[k] / r["plain"] for r in rounds) for k in GOALS}
+    return {"plain": statistics.median(r["plain"] for r in rounds), **ratios}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    # One thread by default: on a shared CPU, OpenMP threads waiting on each other swamp the
+    # difference being measured.
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    console = Console(stderr=True)
+    clock = "wall" if device.type == "cuda" else "CPU"
+    table = Table(title=f"probe overhead vs a plain PyTorch loop ({device}, {torch.get_num_threads()} threads, median of {args.repeats})")
+    for column in ("model", "steps", f"plain ({clock} s)", "off", "light", "full"):
+        table.add_column(column, justify="right")
+    failures = []
+    for key in args.models:
+        name, build = MODELS[key]
+        data, model = build()
+        steps = args.epochs * -(-len(data.train) // args.batch_size)
+        console.print(f"timing {name}: {steps} steps x 4 variants x {args.repeats} repeats ...")
+        t = bench(data, model, args, device)
+        ratios = {k: t[k] for k in GOALS}
+        failures += [f"{name} {k}: {r:.3f}x > {GOALS[k]:.2f}x" for k, r in ratios.items() if r > GOALS[k]]
+        table.add_row(name, str(steps), f"{t['plain']:.2f}", *(f"{ratios[k]:.3f}x" for k in GOALS))
+    Console().print(table)
+    Console().print(f"goals: light <= {GOALS['light']:.2f}x, full <= {GOALS['full']:.2f}x of the plain loop")
+    Console().print("all goals met" if not failures else "missed: " + "; ".join(failures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Preflight checks: the lectures' sanity checks before training (`check(model, data)`)."""

@@ -1,0 +1,173 @@
+"""Batched data augmentation on the batch's device, for the training split only (LECTURE_DIGEST §9).
+
+"Add randomness in training, average it out at test": flips, random crops and
+colour jitter make new training images from old ones. Every transform here acts
+on a whole batch at once, (N, C, L) signals or (N, C, H, W) images, with random
+numbers drawn on the batch's device (no per-sample Python, no host round trip).
+
+Contract: `AUGMENTATIONS.get(name)(**options)` returns `transform(x) -> x` of the
+same shape; `with_augmentation(data, names)` attaches their composition to a
+`Dataset`, and `fit` applies it to training batches only (validation and test
+are never augmented). Batches arrive preprocessed, so crops pad with 0, the
+training mean after zero-centring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from babysit.data.datasets import Dataset
+from babysit.errors import ConfigError
+from babysit.registry import Registry, accepted_options
+
+AUGMENTATIONS: Registry = Registry("augmentation")
+
+Transform = Callable[[Tensor], Tensor]
+
+
+def _per_sample(x: Tensor, values: Tensor) -> Tensor:
+    """(N,) values shaped to broadcast over (N, C, *spatial)."""
+    return values.reshape(len(x), *[1] * (x.ndim - 1))
+
+
+def _uniform(x: Tensor, low: float, high: float) -> Tensor:
+    return _per_sample(x, torch.empty(len(x), device=x.device, dtype=x.dtype).uniform_(low, high))
+
+
+@AUGMENTATIONS.register("flip")
+def flip(p: float = 0.5) -> Transform:
+    """Mirror each image left-right with probability 1/2 (the last axis)."""
+
+    def transform(x: Tensor) -> Tensor:
+        mask = torch.rand(len(x), device=x.device) < p
+        return torch.where(_per_sample(x, mask), x.flip(-1), x)
+
+    return transform
+
+
+@AUGMENTATIONS.register("crop")
+def crop(padding: int = 4) -> Transform:
+    """Zero-pad each side by `padding` pixels, then cut a random window of the original size."""
+    if padding < 0:
+        raise ConfigError(f"data.crop_padding must be >= 0, got {padding}")
+
+    def transform(x: Tensor) -> Tensor:
+        if padding == 0:
+            return x
+        n, spatial = len(x), x.shape[2:]
+        padded = F.pad(x, [padding] * 2 * len(spatial))
+        # One random offset per sample and axis; gather every window with one advanced index.
+        starts = torch.randint(0, 2 * padding + 1, (n, len(spatial)), device=x.device)
+        rows = torch.arange(n, device=x.device)
+        if len(spatial) == 1:
+            cols = starts[:, 0:1] + torch.arange(spatial[0], device=x.device)  # (N, L)
+            return padded[rows[:, None], :, cols].permute(0, 2, 1)  # (N, L, C) -> (N, C, L)
+        ys = starts[:, 0:1] + torch.arange(spatial[0], device=x.device)  # (N, H)
+        xs = starts[:, 1:2] + torch.arange(spatial[1], device=x.device)  # (N, W)
+        out = padded[rows[:, None, None], :, ys[:, :, None], xs[:, None, :]]  # (N, H, W, C)
+        return out.permute(0, 3, 1, 2)
+
+    return transform
+
+
+def _gray(x: Tensor) -> Tensor:
+    """(N, 1, *spatial) luminance: ITU-R 601 weights for RGB, the channel mean otherwise."""
+    if x.shape[1] == 3:
+        weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)
+        return (x * weights.reshape(1, 3, *[1] * (x.ndim - 2))).sum(1, keepdim=True)
+    return x.mean(1, keepdim=True)
+
+
+@AUGMENTATIONS.register("jitter")
+def jitter(strength: float = 0.4) -> Transform:
+    """Colour jitter: brightness, contrast and saturation each scaled by a random factor in [1-s, 1+s]."""
+    if not 0.0 <= strength < 1.0:
+        raise ConfigError(f"data.jitter must be in [0, 1), got {strength}")
+
+    def transform(x: Tensor) -> Tensor:
+        lo, hi = 1.0 - strength, 1.0 + strength
+        x = x * _uniform(x, lo, hi)  # brightness: blend with black
+        mean = _gray(x).mean(dim=tuple(range(1, x.ndim)), keepdim=True)
+        x = (x - mean) * _uniform(x, lo, hi) + mean  # contrast: blend with the image's mean grey
+        gray = _gray(x)
+        return (x - gray) * _uniform(x, lo, hi) + gray  # saturation: blend with the grey image
+
+    return transform
+
+
+@AUGMENTATIONS.register("affine")
+def affine(degrees: float = 10.0, stretch: float = 0.1) -> Transform:
+    """Random small rotation (±degrees) and stretch/shear (±stretch) of each image; signals are only stretched."""
+    if degrees < 0 or not 0 <= stretch < 1:
+        raise ConfigError(f"affine augmentation needs degrees >= 0 and stretch in [0, 1), got {degrees}, {stretch}")
+
+    def transform(x: Tensor) -> Tensor:
+        n, kw = len(x), {"device": x.device, "dtype": x.dtype}
+        # A random matrix near the identity stretches and shears: I + U(-s, s) per entry.
+        matrix = torch.eye(2, **kw) + torch.empty(n, 2, 2, **kw).uniform_(-stretch, stretch)
+        if x.ndim == 3:  # a signal (N, C, L) is a one-row image: stretch along its axis only
+            matrix[:, 0, 1] = matrix[:, 1, 0] = 0
+            matrix[:, 1, 1] = 1
+        else:
+            angle = torch.empty(n, **kw).uniform_(-degrees, degrees) * (torch.pi / 180)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            matrix = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1) @ matrix
+        theta = torch.cat([matrix, torch.zeros(n, 2, 1, **kw)], dim=2)
+        image = x.unsqueeze(2) if x.ndim == 3 else x
+        grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+        # Outside the image is 0, the training mean after zero-centring (as for crop's padding).
+        out = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out.squeeze(2) if x.ndim == 3 else out
+
+    return transform
+
+
+class Augment:
+    """Named batch transforms applied in order: `Augment(["flip", "crop"], padding=4)(x)`.
+
+    Args:
+        names: entries of `AUGMENTATIONS`.
+        **options: their options (padding for crop, strength for jitter); each takes its own.
+    """
+
+    def __init__(self, names: Sequence[str], **options: Any) -> None:
+        self.names = tuple(names)
+        self.options: dict[str, Any] = {}  # only the options some chosen transform uses
+        self._transforms = []
+        for name in self.names:
+            factory = AUGMENTATIONS.get(name)
+            used = accepted_options(factory, options)
+            self.options.update(used)
+            self._transforms.append(factory(**used))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.ndim not in (3, 4):
+            raise ConfigError(f"augmentation needs (N, C, L) or (N, C, H, W) batches, got shape {tuple(x.shape)}")
+        for transform in self._transforms:
+            x = transform(x)
+        return x
+
+    def __repr__(self) -> str:
+        return f"Augment({list(self.names)}, {self.options})"
+
+
+def with_augmentation(data: Dataset, names: Sequence[str], **options: Any) -> Dataset:
+    """A copy of `data` whose training batches `fit` augments with `names` (none: no augmentation).
+
+    Example:
+        >>> data = with_augmentation(prepare(load_dataset("digits")), ["flip", "crop"], padding=1)
+    """
+    if not names:
+        return replace(data, augment=None)
+    if len(data.input_shape) not in (2, 3):
+        raise ConfigError(
+            f"data.augment works on images or signals shaped (C, H, W) or (C, L); '{data.name}' inputs are "
+            f"{data.input_shape}; remove data.augment"
+        )
+    return replace(data, augment=Augment(names, **options))

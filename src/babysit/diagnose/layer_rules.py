@@ -1,0 +1,218 @@
+"""Rules over per-layer statistics: activation scale, dead ReLUs, saturation, gradient flow, update ratios.
+
+Each function reads statistics in the run record's probe schema (see
+`diagnose.record`) and returns findings; the preflight initialisation check
+feeds them the statistics of one forward pass, the diagnosis rules the probes of
+a training run. Layers arrive in module order, which serves as depth.
+
+Thresholds are module constants, calibrated on healthy networks (He/Xavier
+init, standardised data) so that they stay silent there: a warning that fires
+on healthy models is noise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from babysit.diagnose.findings import Finding
+
+LayerStats = dict[str, dict[str, Any]]
+
+# Module types whose outputs are the activations the lectures plot per layer.
+ACTIVATION_TYPES = frozenset({"ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "ReLU6", "Hardtanh", "Maxout"})
+
+# Activation std relative to the first activation layer (LECTURE_DIGEST §3, the 10-layer demo).
+VANISH_WARN, VANISH_ERROR = 1e-1, 1e-3
+EXPLODE_WARN, EXPLODE_ERROR = 1e2, 1e4
+# Fraction of units never active on the batch (§1: 10-20% is common and tolerable).
+DEAD_WARN, DEAD_ERROR = 0.4, 0.8
+# Fraction of tanh/sigmoid outputs in the flat tails (|tanh| > 0.99, sigmoid < 0.01 or > 0.99).
+SATURATED_WARN, SATURATED_ERROR = 0.2, 0.5
+# Relative gradient (grad_norm / weight_norm) of the last weight over the first one. Measured on the
+# healthy controls of tests/checks/test_broken_setups.py: 2-22; the 10-layer tanh net at 0.01 init: ~2e7.
+GRAD_RATIO_WARN, GRAD_RATIO_ERROR = 1e2, 1e4
+# ||dW|| / ||W|| per step should be about 1e-3 (§7). Medians measured on the healthy controls: 2e-3 to
+# 1.5e-2 (Adam 1e-3 to SGD 0.1); lr = 1e-7 gives ~5e-7, Adam at lr = 10 gives ~0.7.
+UPDATE_LOW_ERROR, UPDATE_LOW_WARN, UPDATE_HIGH_WARN, UPDATE_HIGH_ERROR = 1e-6, 1e-5, 3e-2, 3e-1
+
+RULE_INIT = "LECTURE_DIGEST §3: activation std should stay about constant across layers (Xavier for tanh, He for ReLU)"
+RULE_DEAD = "LECTURE_DIGEST §1: a ReLU that is never active gets no gradient; 10-20% dead is common and tolerable"
+RULE_SATURATED = "LECTURE_DIGEST §1/§3: saturated tanh/sigmoid units have dσ/dx≈0 and kill the gradient"
+RULE_GRADIENTS = "LECTURE_DIGEST §3: weight gradients are upstream gradient × input, so they shrink or grow with the activations"
+RULE_UPDATES = "LECTURE_DIGEST §7: ||ΔW||/||W|| per layer should be about 1e-3; higher -> lower the LR, lower -> raise it"
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _severity(value: float, warn: float, error: float) -> str | None:
+    """'error' / 'warning' / None for a value that is bad when large."""
+    if value >= error:
+        return "error"
+    return "warning" if value >= warn else None
+
+
+def activation_layers(layers: LayerStats) -> LayerStats:
+    """The nonlinearity outputs (what the lectures plot); all layers when the net has none."""
+    acts = {n: s for n, s in layers.items() if s.get("type") in ACTIVATION_TYPES}
+    return acts or dict(layers)
+
+
+def activation_scale(layers: LayerStats, where: dict[str, Any] | None = None) -> list[Finding]:
+    """Activation std vanishing or exploding with depth, relative to the first activation layer."""
+    acts = [(n, s["act_std"]) for n, s in activation_layers(layers).items() if _finite(s.get("act_std"))]
+    if len(acts) < 2:
+        return []
+    first_name, ref = acts[0]
+    stds = {n: v for n, v in acts}
+    if ref <= 0:
+        # The first layer is already flat (zero output); the symmetry or dead-unit checks explain why.
+        return []
+    smallest = min(acts[1:], key=lambda a: a[1])
+    largest = max(acts[1:], key=lambda a: a[1])
+    found = []
+    sev = _severity(ref / max(smallest[1], 1e-300), 1 / VANISH_WARN, 1 / VANISH_ERROR)
+    if sev:
+        found.append(
+            Finding(
+                "activations_vanish",
+                sev,
+                f"activations vanish with depth: std {ref:.3g} in layer {first_name} falls to {smallest[1]:.3g} in layer {smallest[0]}",
+                evidence={**(where or {}), "act_std": stds, "ratio": smallest[1] / ref},
+                lecture_rule=RULE_INIT,
+                fix="initialise with Xavier (tanh) or He (ReLU) instead of a small constant scale, or add batch norm",
+            )
+        )
+    sev = _severity(largest[1] / ref, EXPLODE_WARN, EXPLODE_ERROR)
+    if sev:
+        found.append(
+            Finding(
+                "activations_explode",
+                sev,
+                f"activations explode with depth: std {ref:.3g} in layer {first_name} grows to {largest[1]:.3g} in layer {largest[0]}",
+                evidence={**(where or {}), "act_std": stds, "ratio": largest[1] / ref},
+                lecture_rule=RULE_INIT,
+                fix="scale the initial weights by 1/sqrt(fan_in) (Xavier) or sqrt(2/fan_in) (He), or add batch norm",
+            )
+        )
+    return found
+
+
+def dead_units(layers: LayerStats, where: dict[str, Any] | None = None) -> list[Finding]:
+    """ReLU layers whose units are never active on the batch."""
+    dead = {n: s["dead_fraction"] for n, s in layers.items() if _finite(s.get("dead_fraction"))}
+    if not dead:
+        return []
+    worst = max(dead, key=dead.get)
+    sev = _severity(dead[worst], DEAD_WARN, DEAD_ERROR)
+    if not sev:
+        return []
+    return [
+        Finding(
+            "dead_relu",
+            sev,
+            f"{dead[worst]:.0%} of the ReLU units in layer {worst} are dead (never active on the batch)",
+            evidence={**(where or {}), "dead_fraction": dead},
+            lecture_rule=RULE_DEAD,
+            fix="use He init with zero (or 0.01) biases; if it happens during training, lower the learning rate or try Leaky ReLU",
+        )
+    ]
+
+
+def saturated_units(layers: LayerStats, where: dict[str, Any] | None = None) -> list[Finding]:
+    """Tanh/sigmoid layers with many outputs in their flat tails."""
+    sat = {n: s["saturated_fraction"] for n, s in layers.items() if _finite(s.get("saturated_fraction"))}
+    if not sat:
+        return []
+    worst = max(sat, key=sat.get)
+    sev = _severity(sat[worst], SATURATED_WARN, SATURATED_ERROR)
+    if not sev:
+        return []
+    return [
+        Finding(
+            "saturation",
+            sev,
+            f"{sat[worst]:.0%} of the {layers[worst].get('type', '')} outputs in layer {worst} are saturated (at ±1 / 0-1)",
+            evidence={**(where or {}), "saturated_fraction": sat},
+            lecture_rule=RULE_SATURATED,
+            fix="shrink the initial weights to Xavier scale N(0,1)/sqrt(fan_in), standardise the inputs, or use ReLU",
+        )
+    ]
+
+
+def _weights(params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Weight tensors only: biases and norm shifts start at 0, so their ratios say nothing."""
+    return {n: p for n, p in params.items() if not n.endswith("bias")}
+
+
+def gradient_flow(params: dict[str, dict[str, Any]], where: dict[str, Any] | None = None) -> list[Finding]:
+    """Relative gradients (grad_norm / weight_norm) shrinking or growing from the last layer to the first."""
+    rel = {
+        n: p["grad_norm"] / p["weight_norm"]
+        for n, p in _weights(params).items()
+        if _finite(p.get("grad_norm")) and _finite(p.get("weight_norm")) and p["weight_norm"] > 0
+    }
+    if len(rel) < 2:
+        return []
+    names = list(rel)
+    first, last = rel[names[0]], rel[names[-1]]
+    evidence = {**(where or {}), "relative_grad": rel}
+    if last > 0 and (sev := _severity(last / max(first, 1e-300), GRAD_RATIO_WARN, GRAD_RATIO_ERROR)):
+        return [
+            Finding(
+                "gradients_vanish",
+                sev,
+                f"gradients vanish towards the input: relative gradient {first:.2g} in {names[0]} vs {last:.2g} in {names[-1]}",
+                evidence=evidence,
+                lecture_rule=RULE_GRADIENTS,
+                fix="use He/Xavier init, ReLU instead of saturating activations, or batch norm",
+            )
+        ]
+    if first > 0 and (sev := _severity(first / max(last, 1e-300), GRAD_RATIO_WARN, GRAD_RATIO_ERROR)):
+        return [
+            Finding(
+                "gradients_explode",
+                sev,
+                f"gradients explode towards the input: relative gradient {first:.2g} in {names[0]} vs {last:.2g} in {names[-1]}",
+                evidence=evidence,
+                lecture_rule=RULE_GRADIENTS,
+                fix="scale the initialisation down (Xavier/He), add batch norm, or lower the learning rate",
+            )
+        ]
+    return []
+
+
+def update_ratios(ratios: dict[str, float], where: dict[str, Any] | None = None) -> list[Finding]:
+    """Per-layer ||ΔW||/||W|| (typically a median over steps) far from the lectures' 1e-3."""
+    # A ratio of exactly 0 is a frozen layer (transfer learning), not a learning-rate problem.
+    live = {n: r for n, r in ratios.items() if _finite(r) and r > 0}
+    if not live:
+        return []
+    hi_name, lo_name = max(live, key=live.get), min(live, key=live.get)
+    hi, lo = live[hi_name], live[lo_name]
+    evidence = {**(where or {}), "update_ratio": live}
+    if sev := _severity(hi, UPDATE_HIGH_WARN, UPDATE_HIGH_ERROR):
+        return [
+            Finding(
+                "update_ratio_high",
+                sev,
+                f"updates are too large: ||ΔW||/||W|| = {hi:.2g} in {hi_name} (about 1e-3 is healthy)",
+                evidence=evidence,
+                lecture_rule=RULE_UPDATES,
+                fix=f"lower the learning rate about {hi / 1e-3:.0f}x, or add a decay schedule",
+            )
+        ]
+    if sev := _severity(1 / lo, 1 / UPDATE_LOW_WARN, 1 / UPDATE_LOW_ERROR):
+        return [
+            Finding(
+                "update_ratio_low",
+                sev,
+                f"updates are too small: ||ΔW||/||W|| = {lo:.2g} in {lo_name} (about 1e-3 is healthy)",
+                evidence=evidence,
+                lecture_rule=RULE_UPDATES,
+                fix=f"raise the learning rate about {1e-3 / lo:.0f}x (run the learning-rate range test)",
+            )
+        ]
+    return []

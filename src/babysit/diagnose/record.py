@@ -1,0 +1,82 @@
+"""What the diagnosis rules read from a run: metrics, probes, events, summary.
+
+The run record (written while training, see `watch/` and `train/record.py`) has
+this JSON schema; the rules read only these four parts:
+
+    metrics: [{"epoch", "step", "train_loss", "train_accuracy",
+               "val_loss", "val_accuracy", "lr", "seconds"}, ...]        one per epoch
+    probes:  [{"step", "epoch",
+               "layers": {qualified name: {"type", "act_mean", "act_std",
+                                            "hist_edges", "hist_counts",
+                                            "dead_fraction"        (ReLU family),
+                                            "saturated_fraction"   (tanh/sigmoid)}},
+               "params": {qualified name: {"grad_norm", "weight_norm", "update_ratio"}}}, ...]
+    events:  [{"step", "event", "detail"}, ...]
+    summary: {"status": "completed" | "stopped" | "diverged", "stop_reason", "test_accuracy", ...} or None
+
+Layers and params appear in module order (input side first), which is what the
+rules use as depth. Anything with these four attributes (`RecordLike`) is
+accepted; `run_view` also takes the dict form, a `FitResult` or a `History`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from babysit.errors import DataError
+
+
+@runtime_checkable
+class RecordLike(Protocol):
+    """Any run record exposing the four parts the rules read."""
+
+    metrics: list[dict[str, Any]]
+    probes: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+
+
+@dataclass
+class RunView:
+    """The parts of a run record the diagnosis rules read (see the module docstring for the schema)."""
+
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+
+    def series(self, key: str) -> list[float]:
+        """Per-epoch values of `key` (NaN where an epoch lacks it, so index i is epoch i+1)."""
+        return [float(m[key]) if isinstance(m.get(key), (int, float)) else float("nan") for m in self.metrics]
+
+    def __repr__(self) -> str:
+        status = (self.summary or {}).get("status", "?")
+        return f"RunView(epochs={len(self.metrics)}, probes={len(self.probes)}, events={len(self.events)}, status={status})"
+
+
+def run_view(record: Any) -> RunView:
+    """Normalise a record (RecordLike, its dict form, a FitResult or a History) into a `RunView`.
+
+    Raises:
+        DataError: `record` has none of the parts the rules read.
+    """
+    if isinstance(record, RunView):
+        return record
+    if isinstance(record, Mapping):
+        if not {"metrics", "probes", "events", "summary"} & set(record):
+            raise DataError("a run record needs 'metrics', 'probes', 'events' or 'summary'; is this a run record file?")
+        return RunView(
+            list(record.get("metrics") or []),
+            list(record.get("probes") or []),
+            list(record.get("events") or []),
+            record.get("summary"),
+        )
+    if isinstance(record, RecordLike):
+        return RunView(list(record.metrics), list(record.probes), list(record.events), record.summary)
+    history = getattr(record, "history", record)
+    if hasattr(history, "records"):
+        summary = record.summary() if callable(getattr(record, "summary", None)) else None
+        return RunView(metrics=list(history.records), summary=summary)
+    raise DataError(f"cannot read a run record from {type(record).__name__}; pass a record dict, a RunRecord or a FitResult")

@@ -1,0 +1,293 @@
+"""Diagnosis rules over a run record: read the curves and probes, say what is wrong (LECTURE_DIGEST §7).
+
+Contract: a rule is `rule(run: RunView) -> list[Finding]` registered in `RULES`;
+its docstring's first line is its description. Rules must stay silent on
+missing data (a record without probes, a run of one epoch). `diagnose` runs all
+of them in registry order and ranks the findings; the order puts causes before
+symptoms: a divergence first, then layer health (dead or saturated units,
+vanishing activations explain a flat loss), then the curves, then the
+regularization balance.
+
+    findings = diagnose(result)            # a FitResult, a RunRecord or its dict
+    print(findings[0].title, findings[0].fix)
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from babysit.diagnose import layer_rules
+from babysit.diagnose.findings import Finding, rank
+from babysit.diagnose.record import RunView, run_view
+from babysit.registry import Registry
+
+Rule = Callable[[RunView], list[Finding]]
+RULES: Registry = Registry("diagnosis rule")
+
+# Relative change of the train loss that counts as "not moving".
+FLAT = 0.02
+# "Flat then sudden drop": a drop of at least this fraction in one epoch after a flat start.
+SUDDEN_DROP = 0.2
+# Explosion: the lectures' early-stopping rule, 3x the initial cost (§6).
+EXPLODE_FACTOR = 3.0
+# Train/val accuracy gaps.
+GAP_WARN, GAP_INFO = 0.15, 0.07
+# Train accuracy (measured with dropout on) this far below val: too much regularization.
+REVERSE_GAP = 0.1
+# Underfitting: a plateaued train accuracy below this with no gap.
+UNDERFIT_ACCURACY = 0.8
+# Train accuracy at which a flat or stalled loss means "converged", not "stuck".
+CONVERGED = 0.9
+
+
+def _finite(values: Iterable[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)]
+
+
+def _relative_drop(losses: list[float]) -> float:
+    """How far the train loss fell below its first epoch, as a fraction of it."""
+    return (losses[0] - min(losses)) / abs(losses[0]) if losses[0] else 0.0
+
+
+def _rises(losses: list[float]) -> int:
+    """Epochs whose train loss rose more than 1% over the previous one (a bouncing loss)."""
+    return sum(b > 1.01 * a for a, b in zip(losses, losses[1:]))
+
+
+def _latest_probe(run: RunView, part: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The last probe that has `part` ("layers" or "params"), and where it was taken."""
+    for probe in reversed(run.probes):
+        if probe.get(part):
+            return probe[part], {"step": probe.get("step"), "epoch": probe.get("epoch")}
+    return {}, {}
+
+
+@RULES.register("loss_explodes")
+def loss_explodes(run: RunView) -> list[Finding]:
+    """Loss NaN/inf or above 3x its start: learning rate too high."""
+    losses = run.series("train_loss")
+    summary = run.summary or {}
+    evidence: dict[str, Any] = {"train_loss": losses}
+    why = ""
+    if summary.get("status") == "diverged":
+        why = summary.get("stop_reason") or "the run was stopped as diverged"
+    elif bad := [i + 1 for i, (t, v) in enumerate(zip(losses, run.series("val_loss"))) if not (math.isfinite(t) and math.isfinite(v))]:
+        why = f"the loss became NaN/inf in epoch {bad[0]}"
+    elif losses and max(losses) > EXPLODE_FACTOR * losses[0]:
+        peak = max(range(len(losses)), key=losses.__getitem__)
+        why = f"the train loss rose to {losses[peak]:.3g} at epoch {peak + 1}, over {EXPLODE_FACTOR:g}x its first value {losses[0]:.3g}"
+    if not why:
+        return []
+    lr = run.series("lr")
+    evidence["lr"] = lr[0] if lr else None
+    return [
+        Finding(
+            "loss_explodes",
+            "error",
+            f"the loss exploded: {why}",
+            evidence=evidence,
+            lecture_rule="LECTURE_DIGEST §7: loss explodes / NaN -> learning rate too high; §6: stop a run whose cost exceeds 3x the initial cost",
+            fix="lower the learning rate 10x (run the learning-rate range test to pick one)",
+        )
+    ]
+
+
+@RULES.register("activations")
+def activations(run: RunView) -> list[Finding]:
+    """Activation std vanishing or exploding with depth (latest probe)."""
+    layers, where = _latest_probe(run, "layers")
+    return layer_rules.activation_scale(layers, where)
+
+
+@RULES.register("dead_relu")
+def dead_relu(run: RunView) -> list[Finding]:
+    """ReLU layers with many units that never fire (latest probe)."""
+    layers, where = _latest_probe(run, "layers")
+    return layer_rules.dead_units(layers, where)
+
+
+@RULES.register("saturation")
+def saturation(run: RunView) -> list[Finding]:
+    """Tanh/sigmoid layers stuck in their flat tails (latest probe)."""
+    layers, where = _latest_probe(run, "layers")
+    return layer_rules.saturated_units(layers, where)
+
+
+@RULES.register("gradient_flow")
+def gradient_flow(run: RunView) -> list[Finding]:
+    """Relative gradients vanishing or exploding from the output layer to the input layer (latest probe)."""
+    params, where = _latest_probe(run, "params")
+    return layer_rules.gradient_flow(params, where)
+
+
+@RULES.register("loss_flat")
+def loss_flat(run: RunView) -> list[Finding]:
+    """The train loss does not move and the scores stay at chance: learning rate too low."""
+    losses, accs = run.series("train_loss"), run.series("train_accuracy")
+    if len(_finite(losses)) < 3 or len(_finite(losses)) < len(losses):
+        return []
+    # A tiny learning rate moves the loss by tiny, steady steps; a bouncing flat loss is the plateau rule's.
+    drop = _relative_drop(losses)
+    if drop >= FLAT or _rises(losses) or accs[-1] >= CONVERGED:
+        return []
+    lr = run.series("lr")
+    return [
+        Finding(
+            "loss_flat",
+            "error",
+            f"the loss is flat: {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs ({drop:.1%} lower), train accuracy {accs[-1]:.2f}",
+            evidence={"train_loss": losses, "train_accuracy": accs, "relative_drop": drop, "lr": lr[-1] if lr else None},
+            lecture_rule="LECTURE_DIGEST §7: loss flat -> learning rate too low (§5: 1e-6 barely moves the loss)",
+            fix="raise the learning rate 10-100x (the learning-rate range test proposes one)",
+        )
+    ]
+
+
+@RULES.register("flat_then_drop")
+def flat_then_drop(run: RunView) -> list[Finding]:
+    """The loss sits flat for epochs, then drops suddenly: bad initialisation."""
+    losses = run.series("train_loss")
+    if len(losses) < 4 or len(_finite(losses)) < len(losses):
+        return []
+    for k in range(2, len(losses) - 1):
+        start = losses[: k + 1]
+        flat = max(start) - min(start) < FLAT * abs(start[0])
+        if not flat:
+            return []
+        if losses[k + 1] < (1 - SUDDEN_DROP) * losses[k]:
+            return [
+                Finding(
+                    "flat_then_drop",
+                    "warning",
+                    f"the loss stayed flat for {k + 1} epochs at {losses[0]:.4g}, then dropped to {losses[k + 1]:.4g} in epoch {k + 2}",
+                    evidence={"train_loss": losses, "flat_epochs": k + 1},
+                    lecture_rule="LECTURE_DIGEST §7: flat then sudden drop -> bad initialisation",
+                    fix="initialise with He (ReLU) or Xavier (tanh) so training starts moving at once, or add batch norm",
+                )
+            ]
+    return []
+
+
+@RULES.register("plateau")
+def plateau(run: RunView) -> list[Finding]:
+    """The loss drops, then bounces on a plateau far from fitting the data: learning rate too high."""
+    losses, accs = run.series("train_loss"), run.series("train_accuracy")
+    if len(losses) < 4 or len(_finite(losses)) < len(losses) or accs[-1] >= CONVERGED:
+        return []
+    half = len(losses) // 2
+    first, second = losses[:half], losses[half:]
+    stalled = min(second) >= (1 - FLAT) * min(first)
+    rises = _rises(second)
+    if not (stalled and rises):
+        return []
+    return [
+        Finding(
+            "plateau",
+            "warning",
+            f"the loss stopped falling after epoch {half} and bounces around {statistics.median(second):.4g} "
+            f"(rises in {rises} of {len(second) - 1} epochs) with train accuracy {accs[-1]:.2f}",
+            evidence={"train_loss": losses, "train_accuracy": accs, "plateau_from_epoch": half + 1},
+            lecture_rule="LECTURE_DIGEST §7: fast drop then plateau -> learning rate too high",
+            fix="lower the learning rate 3-10x, or decay it when the loss plateaus",
+        )
+    ]
+
+
+@RULES.register("update_ratio")
+def update_ratio(run: RunView) -> list[Finding]:
+    """Per-layer update/weight ratio (median over probes) far from 1e-3."""
+    per_param: dict[str, list[float]] = {}
+    for probe in run.probes:
+        for name, p in (probe.get("params") or {}).items():
+            r = p.get("update_ratio")
+            if not name.endswith("bias") and isinstance(r, (int, float)) and math.isfinite(r):
+                per_param.setdefault(name, []).append(float(r))
+    medians = {n: statistics.median(v) for n, v in per_param.items()}
+    return layer_rules.update_ratios(medians, {"probes": len(run.probes)})
+
+
+@RULES.register("regularization_too_strong")
+def regularization_too_strong(run: RunView) -> list[Finding]:
+    """Train accuracy (with dropout on) far below validation accuracy: too much regularization."""
+    train, val = run.series("train_accuracy"), run.series("val_accuracy")
+    if len(train) < 2 or not (math.isfinite(train[-1]) and math.isfinite(val[-1])):
+        return []
+    gap = val[-1] - train[-1]
+    # Two epochs in a row: in the first epoch train accuracy averages over the early, untrained steps.
+    if gap < REVERSE_GAP or val[-2] - train[-2] < REVERSE_GAP:
+        return []
+    return [
+        Finding(
+            "regularization_too_strong",
+            "warning",
+            f"train accuracy {train[-1]:.2f} stays {gap:.2f} below validation accuracy {val[-1]:.2f}: regularization (dropout) too strong",
+            evidence={"train_accuracy": train, "val_accuracy": val},
+            lecture_rule="LECTURE_DIGEST §9: dropout keeps p=0.5 of hidden units (0.8 of inputs); it can hurt with little data or a small net",
+            fix="lower dropout (drop at most half of the hidden units) and weight decay, or widen the network",
+        )
+    ]
+
+
+@RULES.register("underfitting")
+def underfitting(run: RunView) -> list[Finding]:
+    """No train/val gap, low accuracy and a stalled loss: the model lacks capacity."""
+    losses, train, val = run.series("train_loss"), run.series("train_accuracy"), run.series("val_accuracy")
+    if len(losses) < 4 or len(_finite(losses)) < len(losses) or not math.isfinite(val[-1]):
+        return []
+    gap = train[-1] - val[-1]
+    recent = losses[-3:]
+    stalled = recent[0] - recent[-1] < FLAT * abs(recent[0])
+    # A loss that never moved is the flat-loss rule's (learning rate), not a capacity problem.
+    if not (stalled and train[-1] < UNDERFIT_ACCURACY and abs(gap) < GAP_INFO) or _relative_drop(losses) < FLAT:
+        return []
+    return [
+        Finding(
+            "underfitting",
+            "warning",
+            f"underfitting: train accuracy {train[-1]:.2f} ≈ val {val[-1]:.2f} and the loss has stalled at {losses[-1]:.4g}",
+            evidence={"train_accuracy": train, "val_accuracy": val, "train_loss": losses},
+            lecture_rule="LECTURE_DIGEST §7: no gap between train and val accuracy -> underfitting: increase capacity",
+            fix="increase capacity (wider or deeper layers), reduce regularization, or train longer",
+        )
+    ]
+
+
+@RULES.register("overfitting")
+def overfitting(run: RunView) -> list[Finding]:
+    """A large train/val accuracy gap: overfitting."""
+    train, val, val_loss = run.series("train_accuracy"), run.series("val_accuracy"), run.series("val_loss")
+    if not train or not (math.isfinite(train[-1]) and math.isfinite(val[-1])):
+        return []
+    gap = train[-1] - val[-1]
+    if gap < GAP_INFO:
+        return []
+    finite_val = _finite(val_loss)
+    rose = bool(finite_val) and val_loss[-1] > 1.2 * min(finite_val)
+    return [
+        Finding(
+            "overfitting",
+            "warning" if gap >= GAP_WARN else "info",
+            f"overfitting: train accuracy {train[-1]:.2f} vs val {val[-1]:.2f} (gap {gap:.2f})"
+            + (f"; val loss rose from {min(finite_val):.3g} to {val_loss[-1]:.3g}" if rose else ""),
+            evidence={"train_accuracy": train, "val_accuracy": val, "val_loss": val_loss, "gap": gap},
+            lecture_rule="LECTURE_DIGEST §7: a big gap between train and val accuracy -> overfitting",
+            fix="increase regularization (weight decay, dropout p=0.5, data augmentation) or get more data; stop at the best val epoch",
+        )
+    ]
+
+
+def diagnose(record: Any, rules: Iterable[str] | None = None) -> list[Finding]:
+    """Run the diagnosis rules over a run record and return the ranked findings.
+
+    Args:
+        record: a RunRecord (or anything `RecordLike`), its JSON dict, a `FitResult` or a `History`.
+        rules: names from `RULES` to run; all of them by default.
+    """
+    run = run_view(record)
+    found: list[Finding] = []
+    for name in rules if rules is not None else RULES.names():
+        found += RULES.get(name)(run)
+    return rank(found)

@@ -1,0 +1,135 @@
+"""Learning-rate schedules and momentum annealing, stepped once per epoch (LECTURE_DIGEST §8).
+
+Contract: `SCHEDULES.get(name)(optimizer, **options)` returns a torch
+`LRScheduler` (or None for "none"); after it is built, the learning rate during
+epoch t (0-based) is
+
+    none          a0
+    step          a0 * gamma^floor(t / period)        ("halve every 5 epochs")
+    exponential   a0 * e^(-k t)                       (k = decay_rate)
+    inverse_time  a0 / (1 + k t)                      ("1/t decay")
+    cyclic        a0 * (1 + cos(pi * (t mod period) / period)) / 2   (restarts; snapshot ensembles)
+
+where a0 is each parameter group's initial lr. `LRSchedule` and
+`MomentumAnnealing` are callbacks: `fit` builds them from the recipe.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR, LRScheduler, StepLR
+
+from babysit.errors import ConfigError
+from babysit.registry import Registry, accepted_options
+
+SCHEDULES: Registry = Registry("schedule")
+
+
+@SCHEDULES.register("none")
+def none(optimizer: torch.optim.Optimizer) -> None:
+    """Constant learning rate; the lectures' advice is to start here and look at the curve."""
+    return None
+
+
+@SCHEDULES.register("step")
+def step(optimizer: torch.optim.Optimizer, period: int = 5, gamma: float = 0.5) -> LRScheduler:
+    """Multiply the lr by gamma every `period` epochs (e.g. halve every 5, or x0.1 every 20)."""
+    return StepLR(optimizer, step_size=period, gamma=gamma)
+
+
+@SCHEDULES.register("exponential")
+def exponential(optimizer: torch.optim.Optimizer, decay_rate: float = 0.1) -> LRScheduler:
+    """a0 * e^(-k t): smooth decay by a constant factor e^(-k) per epoch."""
+    return ExponentialLR(optimizer, gamma=math.exp(-decay_rate))
+
+
+@SCHEDULES.register("inverse_time")
+def inverse_time(optimizer: torch.optim.Optimizer, decay_rate: float = 0.1) -> LRScheduler:
+    """a0 / (1 + k t): the 1/t decay, fast at first then ever slower."""
+    return LambdaLR(optimizer, lambda t: 1.0 / (1.0 + decay_rate * t))
+
+
+@SCHEDULES.register("cyclic")
+def cyclic(optimizer: torch.optim.Optimizer, period: int = 5) -> LRScheduler:
+    """Cosine from a0 to 0 over `period` epochs, then restart: one snapshot per cycle (Huang 2017)."""
+    return CosineAnnealingWarmRestarts(optimizer, T_0=period)
+
+
+class LRSchedule:
+    """Callback stepping a named schedule at the end of every epoch.
+
+    Args:
+        name: a name from `SCHEDULES`.
+        period: epochs between steps (step) or per cycle (cyclic), >= 1.
+        gamma: the step schedule's factor, in (0, 1].
+        decay_rate: k of the exponential and inverse_time schedules, >= 0.
+    """
+
+    def __init__(self, name: str, period: int = 5, gamma: float = 0.5, decay_rate: float = 0.1) -> None:
+        self.factory = SCHEDULES.get(name)
+        if period < 1:
+            raise ConfigError(f"train.period must be at least 1 epoch, got {period}")
+        if not 0.0 < gamma <= 1.0:
+            raise ConfigError(f"train.gamma must be in (0, 1] (the lr is multiplied by it), got {gamma}")
+        if decay_rate < 0:
+            raise ConfigError(f"train.decay_rate must be >= 0, got {decay_rate}")
+        self.name = name
+        self.options = accepted_options(self.factory, {"period": period, "gamma": gamma, "decay_rate": decay_rate})
+        self.scheduler: LRScheduler | None = None
+
+    def on_fit_start(self, state) -> None:
+        self.scheduler = self.factory(state.optimizer, **self.options)
+
+    def on_epoch_end(self, state) -> None:
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's position, saved in checkpoints so that a resumed run continues the schedule."""
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a saved schedule; called after `on_fit_start`, whose fresh scheduler reset the lr."""
+        if self.scheduler is not None and state:
+            self.scheduler.load_state_dict(state)
+            for group, lr in zip(self.scheduler.optimizer.param_groups, self.scheduler.get_last_lr()):
+                group["lr"] = lr
+
+    def __repr__(self) -> str:
+        return f"LRSchedule({self.name!r}, {self.options})"
+
+
+class MomentumAnnealing:
+    """Callback raising momentum linearly from `start` to `final` over the epochs (e.g. 0.5 -> 0.99).
+
+    During epoch t of T, mu_t = start + (final - start) * t / (T - 1). Acts on
+    every parameter group that has a momentum (SGD momentum and Nesterov).
+    """
+
+    def __init__(self, start: float, final: float, epochs: int) -> None:
+        for name, value in (("momentum", start), ("momentum_final", final)):
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"train.{name} must be in [0, 1), got {value}")
+        self.start, self.final, self.epochs = start, final, epochs
+
+    def momentum_at(self, epoch: int) -> float:
+        """mu during `epoch` (0-based)."""
+        if self.epochs <= 1:
+            return self.final
+        return self.start + (self.final - self.start) * min(epoch, self.epochs - 1) / (self.epochs - 1)
+
+    def on_fit_start(self, state) -> None:
+        if not any("momentum" in g for g in state.optimizer.param_groups):
+            raise ConfigError("train.momentum_final anneals momentum; use optimizer 'momentum' or 'nesterov'")
+
+    def on_epoch_start(self, state) -> None:
+        mu = self.momentum_at(state.epoch)
+        for group in state.optimizer.param_groups:
+            if "momentum" in group:
+                group["momentum"] = mu
+
+    def __repr__(self) -> str:
+        return f"MomentumAnnealing({self.start} -> {self.final} over {self.epochs} epochs)"

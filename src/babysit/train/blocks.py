@@ -1,0 +1,60 @@
+"""How `fit` applies a recipe's building blocks: callbacks, parameter groups, the L-BFGS closure.
+
+Kept out of `trainer.py` so the loop stays short: each block is a callback
+(schedules, momentum annealing, max-norm, averaging) or a small function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from babysit.nn.regularize import MaxNorm, l1_penalty
+from babysit.optim.averaging import ParameterAveraging
+from babysit.optim.schedules import LRSchedule, MomentumAnnealing
+from babysit.transfer import param_groups
+
+if TYPE_CHECKING:
+    from babysit.train.trainer import Recipe
+
+
+def recipe_callbacks(recipe: Recipe) -> list[object]:
+    """The callbacks that carry out `recipe`'s schedule, momentum annealing, max-norm and averaging.
+
+    Order matters at `batch_end`: the max-norm projection happens before the
+    step's weights enter the average.
+    """
+    # Built even when off ("none"), so that creating a Recipe validates their options.
+    schedule = LRSchedule(recipe.schedule, period=recipe.period, gamma=recipe.gamma, decay_rate=recipe.decay_rate)
+    averaging = ParameterAveraging(recipe.averaging, ema_decay=recipe.ema_decay)
+    callbacks: list[object] = [schedule] if recipe.schedule != "none" else []
+    if recipe.momentum_final is not None:
+        callbacks.append(MomentumAnnealing(recipe.momentum, recipe.momentum_final, recipe.epochs))
+    if recipe.max_norm is not None:
+        callbacks.append(MaxNorm(recipe.max_norm))
+    if recipe.averaging != "none":
+        callbacks.append(averaging)
+    return callbacks
+
+
+def trainable_parameters(model: nn.Module, recipe: Recipe) -> Iterable[nn.Parameter] | list[dict]:
+    """What the optimiser updates: all parameters, or head/body groups when `body_lr_factor` != 1."""
+    if recipe.body_lr_factor == 1.0:
+        return model.parameters()
+    return param_groups(model, recipe.lr, recipe.body_lr_factor)
+
+
+def full_batch_closure(optimizer: torch.optim.Optimizer, model: nn.Module, x: Tensor, y: Tensor, l1: float) -> Callable[[], Tensor]:
+    """The closure L-BFGS calls to re-evaluate the loss and gradient during its line search."""
+
+    def closure() -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y) + l1_penalty(model, l1)
+        loss.backward()
+        return loss
+
+    return closure

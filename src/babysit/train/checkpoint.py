@@ -1,0 +1,186 @@
+"""Checkpoints: the best epoch (by a validation metric) and the last, safe to load and resume.
+
+A checkpoint is a plain dict of tensors, numbers and strings (never a pickled
+object), written atomically through `babysit.io` and read back with
+`torch.load(weights_only=True)`:
+
+    format        1
+    model         model.state_dict()
+    optimizer     optimizer.state_dict()
+    epoch, step   completed epochs and optimiser steps
+    history       the per-epoch records so far (History.records)
+    rng           {"torch": CPU RNG state, "shuffle": the batch-shuffling generator's
+                   state, "cuda": one state per GPU (empty on the CPU)}
+    preprocessor  the data's fitted preprocessing (its state_dict(); rebuild it with
+                  `babysit.load_preprocessor`), or None
+    config        RunConfig.to_dict() of the run, or None
+    metric        {"name": ..., "value": ...}: what made it the best (None before the first epoch)
+    status        the run's status when it was written
+    callbacks     the state of every callback with `state_dict()` (LR schedule, parameter
+                  average, divergence guard), by class name ("Name#2" for a second one)
+
+Python's and numpy's RNGs are not saved: `fit` draws only from torch's.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from babysit.errors import DataError
+from babysit.io import atomic_write_bytes
+from babysit.train.history import History
+
+if TYPE_CHECKING:
+    from babysit.train.trainer import TrainState
+
+FORMAT = 1
+
+
+def training_state(state: TrainState) -> dict[str, Any]:
+    """Everything `fit` needs to continue `state` exactly: weights, optimiser, counters, history, RNGs."""
+    cuda = torch.cuda.get_rng_state_all() if state.device.type == "cuda" else []
+    pre = state.data.preprocessor
+    return {
+        "format": FORMAT,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "epoch": len(state.history),
+        "step": state.step,
+        "history": [dict(r) for r in state.history.records],
+        "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state(), "cuda": cuda},
+        "preprocessor": pre.state_dict() if pre is not None else None,
+        "status": state.status,
+        "callbacks": {key: cb.state_dict() for key, cb in _stateful(state.callbacks)},
+    }
+
+
+def _stateful(callbacks: list[object]) -> list[tuple[str, Any]]:
+    """The callbacks that save state, keyed by class name (then "Name#2", "Name#3", ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for cb in callbacks:
+        if callable(getattr(cb, "state_dict", None)) and callable(getattr(cb, "load_state_dict", None)):
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
+    return out
+
+
+def restore_training_state(state: TrainState, checkpoint: dict[str, Any]) -> None:
+    """Load a checkpoint into a fresh `fit` state, so training continues where it was saved.
+
+    Callbacks' own state is loaded separately, by `restore_callback_states`, once
+    their `on_fit_start` has built what it restores into.
+    """
+    state.model.load_state_dict(checkpoint["model"])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
+    state.history = History([dict(r) for r in checkpoint["history"]])
+    state.epoch, state.step = checkpoint["epoch"], checkpoint["step"]
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    state.generator.set_state(rng["shuffle"])
+    if rng["cuda"] and state.device.type == "cuda":
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def restore_callback_states(state: TrainState, checkpoint: dict[str, Any]) -> None:
+    """Load each saved callback state into the callback of the same key (others keep theirs)."""
+    saved = checkpoint.get("callbacks", {})
+    for key, cb in _stateful(state.callbacks):
+        if key in saved:
+            cb.load_state_dict(saved[key])
+
+
+def _serialize(checkpoint: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    return buf.getvalue()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with `torch.load(weights_only=True)` onto the CPU; DataError if missing or damaged."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"checkpoint '{p}' does not exist; a run writes checkpoints/last.pt after its first epoch")
+    try:
+        checkpoint = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise DataError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {e}); it is damaged or not a babysit checkpoint") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise DataError(f"'{p}' is not a babysit checkpoint (format {FORMAT})")
+    return checkpoint
+
+
+class Checkpointer:
+    """Write checkpoints/last.pt every epoch and checkpoints/best.pt when the metric improves.
+
+    Each file is serialised once and written atomically (temporary file, fsync,
+    rename through `babysit.io`), so a kill mid-write leaves the previous one.
+
+    At the start of a fresh run both files hold the initial weights, so even a
+    run that diverges in its first steps keeps a loadable checkpoint. A diverged
+    epoch, or one whose metric is NaN/inf, writes nothing: a good checkpoint is
+    never overwritten by a broken model (LECTURE_DIGEST §6).
+
+    Args:
+        directory: where best.pt and last.pt go.
+        config: the run's config dict, stored in every checkpoint.
+        metric: the History key that picks the best epoch.
+        mode: "max" (accuracy) or "min" (loss).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        config: dict[str, Any] | None = None,
+        metric: str = "val_accuracy",
+        mode: str = "max",
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"Checkpointer mode must be 'max' or 'min', got {mode!r}")
+        self.directory = Path(directory)
+        self.config, self.metric, self.mode = config, metric, mode
+        self.best: float | None = None
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.pt"
+
+    def _payload(self, state: TrainState, value: float | None) -> bytes:
+        checkpoint = training_state(state)
+        checkpoint["config"] = self.config
+        checkpoint["metric"] = {"name": self.metric, "value": value} if value is not None else None
+        return _serialize(checkpoint)
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if state.history:  # resumed: the files already hold this run's checkpoints
+            best = state.history.best(self.metric, self.mode)
+            self.best = best[self.metric] if best else None
+            return
+        payload = self._payload(state, None)
+        atomic_write_bytes(self.last_path, payload)
+        atomic_write_bytes(self.best_path, payload)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        value = state.history.records[-1].get(self.metric, math.nan)
+        if state.status == "diverged" or not math.isfinite(value):
+            return
+        improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        payload = self._payload(state, value)
+        atomic_write_bytes(self.last_path, payload)
+        if improved:
+            self.best = value
+            atomic_write_bytes(self.best_path, payload)
+
+    def __repr__(self) -> str:
+        return f"Checkpointer({str(self.directory)!r}, metric={self.metric!r}, mode={self.mode!r}, best={self.best})"

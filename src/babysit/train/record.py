@@ -1,0 +1,252 @@
+"""The run record: one folder per run under runs/<name>/, written as the run happens.
+
+The schema is a contract that the report, the diagnosis and the tuner read; it
+is documented in docs/run-record.md:
+
+    config.json     RunConfig.to_dict()
+    env.json        versions, device, threads, hostname, start time
+    metrics.jsonl   one History record per epoch, appended and flushed as it arrives
+    probes.jsonl    one line per probed step (babysit.watch records)
+    events.jsonl    {"step", "event", "detail"}: started, resumed, diverged, completed, ...
+    summary.json    FitResult.summary() plus best_epoch and steps, written at the end
+    checkpoints/    best.pt and last.pt (babysit.train.checkpoint)
+
+JSON lines are appended and flushed line by line, so a run killed at any moment
+keeps everything up to the kill; a final line cut short by the kill is skipped
+when reading. Non-finite numbers are written as JSON's NaN / Infinity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from babysit.errors import ConfigError, DataError
+from babysit.io import atomic_write_json, atomic_write_text
+from babysit.train.history import History
+
+if TYPE_CHECKING:
+    from babysit.train.trainer import TrainState
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
+    """Append one JSON line and flush it to the OS at once (a SIGKILL cannot lose it)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(obj) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file ([] if absent); a last line cut short by a kill is skipped."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # written when the run was killed
+            raise DataError(f"{path}, line {i + 1}: not valid JSON; the run record is damaged") from None
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"cannot read '{path}' ({e}); the run record is damaged") from None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """What ran the run: versions, device, threads, host, process and start time."""
+    from babysit import __version__
+
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "babysit": __version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "pid": os.getpid(),
+        "argv": sys.argv,
+        "start_time": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def create_run_dir(runs_dir: str | Path, name: str | None, stem: str) -> Path:
+    """A new, empty runs/<name>/ folder; a taken `name` is an error, a generated one gets a suffix.
+
+    Args:
+        runs_dir: the folder holding runs (created if missing).
+        name: the run's name; None generates `<stem>-<date>-<time>`.
+        stem: the start of generated names, e.g. "digits-mlp".
+    """
+    root = Path(runs_dir)
+    if name is not None:
+        if not NAME.fullmatch(name):
+            raise ConfigError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (no slashes), e.g. --name digits-lr1e-3")
+        path = root / name
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise ConfigError(f"run '{path}' already exists; pick another --name, or continue it with --resume {path}") from None
+        return path
+    base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        path = root / (base if i == 1 else f"{base}-{i}")
+        try:
+            path.mkdir(exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"could not find a free run name starting with '{base}' in '{root}'; pass --name")
+
+
+class RunRecorder:
+    """Callback writing a run record: config and environment at the start, metrics per epoch,
+    events, the summary at the end; `probe` is the sink for `babysit.watch` records.
+
+    Args:
+        path: the run folder (runs/<name>/), already created.
+        config: RunConfig.to_dict() of the run.
+        resumed: the run continues from a checkpoint: the metrics and probes written
+            after that checkpoint are dropped (the resumed run writes them again) and
+            a "resumed" event is added; config.json and env.json are kept.
+    """
+
+    def __init__(self, path: str | Path, config: dict[str, Any], *, resumed: bool = False) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.resumed = resumed
+        self.state: TrainState | None = None  # set once the run has started
+
+    def event(self, step: int, event: str, detail: Any = "") -> None:
+        """Append one line to events.jsonl."""
+        append_jsonl(self.path / "events.jsonl", {"step": step, "event": event, "detail": detail, "time": time.time()})
+
+    def probe(self, record: dict[str, Any]) -> None:
+        """Append one probed step to probes.jsonl (the watch's sink)."""
+        append_jsonl(self.path / "probes.jsonl", record)
+
+    @property
+    def started(self) -> bool:
+        return self.state is not None
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self.state = state
+        if self.resumed:
+            # Keep what the checkpoint covers; the steps after it are recomputed identically.
+            metrics = "".join(json.dumps(r) + "\n" for r in state.history.records)
+            atomic_write_text(self.path / "metrics.jsonl", metrics)
+            probes = [p for p in read_jsonl(self.path / "probes.jsonl") if p["step"] <= state.step]
+            atomic_write_text(self.path / "probes.jsonl", "".join(json.dumps(p) + "\n" for p in probes))
+            (self.path / "summary.json").unlink(missing_ok=True)
+            env = environment(state.device)
+            self.event(state.step, "resumed", f"from epoch {state.epoch} on {env['hostname']} ({env['device']}), pid {env['pid']}")
+            return
+        atomic_write_json(self.path / "config.json", self.config)
+        atomic_write_json(self.path / "env.json", environment(state.device))
+        self.event(0, "started", f"{state.total_steps} steps planned")
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        append_jsonl(self.path / "metrics.jsonl", state.history.records[-1])
+
+    def on_fit_end(self, state: TrainState) -> None:
+        result = state.result
+        best = result.history.best("val_accuracy")
+        summary = {**result.summary(), "best_epoch": best["epoch"] if best else None, "steps": state.step}
+        self.event(state.step, result.status, result.stop_reason)
+        atomic_write_json(self.path / "summary.json", summary)
+
+    def fail(self, error: BaseException) -> None:
+        """Record a started run that ended with an exception ("interrupted" for Ctrl-C, else "failed")."""
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        detail = f"{type(error).__name__}: {error}"
+        step = self.state.step if self.state is not None else 0
+        self.event(step, status, detail)
+        atomic_write_json(self.path / "summary.json", {"status": status, "stop_reason": detail, "steps": step})
+
+    def __repr__(self) -> str:
+        return f"RunRecorder({str(self.path)!r}, resumed={self.resumed})"
+
+
+@dataclass
+class RunRecord:
+    """A run record read back from disk (see docs/run-record.md for every field)."""
+
+    path: Path
+    config: dict[str, Any]
+    env: dict[str, Any]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def status(self) -> str:
+        """The summary's status; "incomplete" when there is none (killed, or still running)."""
+        return self.summary["status"] if self.summary else "incomplete"
+
+    def best(self, key: str = "val_accuracy", mode: str = "max") -> dict[str, Any] | None:
+        """The epoch record with the best finite `key`, or None."""
+        return History(self.metrics).best(key, mode)
+
+    def __repr__(self) -> str:
+        return f"RunRecord({self.name!r}, status={self.status!r}, epochs={len(self.metrics)}, probes={len(self.probes)})"
+
+
+def load_run(path: str | Path, *, probes: bool = True) -> RunRecord:
+    """Read runs/<name>/ back; `probes=False` skips probes.jsonl (the largest file) for listings.
+
+    Example:
+        >>> run = load_run("runs/digits-mlp-20240101-120000")   # doctest: +SKIP
+        >>> run.status, run.best()["val_accuracy"], run.probes[0]["layers"].keys()
+    """
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise DataError(f"'{p}' is not a run record (no config.json); runs live in runs/<name>/, see `babysit runs`")
+    env_path, summary_path = p / "env.json", p / "summary.json"
+    return RunRecord(
+        path=p,
+        config=_read_json(p / "config.json"),
+        env=_read_json(env_path) if env_path.is_file() else {},
+        metrics=read_jsonl(p / "metrics.jsonl"),
+        probes=read_jsonl(p / "probes.jsonl") if probes else [],
+        events=read_jsonl(p / "events.jsonl"),
+        summary=_read_json(summary_path) if summary_path.is_file() else None,
+    )
+
+
+def list_runs(runs_dir: str | Path) -> list[RunRecord]:
+    """Every run record under `runs_dir` (without probes), oldest first."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = [load_run(d, probes=False) for d in root.iterdir() if (d / "config.json").is_file()]
+    return sorted(runs, key=lambda r: (r.env.get("start_time", ""), r.name))

@@ -1,0 +1,115 @@
+"""Recorded runs: what `babysit train` does, as two library calls.
+
+    run = start_run(cfg, runs_dir="runs")        # runs/<data>-<model>-<date>-<time>/
+    run = resume_run("runs/digits-mlp-...")      # after a kill: continue from last.pt
+
+A recorded run trains with four callbacks around `fit`: the divergence guard
+(stop at NaN/inf or `watch.divergence_factor` x the initial loss), the probes
+(`watch.probes` preset, streamed to probes.jsonl), the checkpointer (best.pt by
+validation accuracy, last.pt every epoch) and the run recorder (docs/run-record.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from babysit.config import RunConfig, build_config
+from babysit.data.datasets import Dataset
+from babysit.errors import ConfigError, DataError
+from babysit.run import Run, load_data, run
+from babysit.train.callbacks import DivergenceGuard
+from babysit.train.checkpoint import Checkpointer, load_checkpoint
+from babysit.train.record import RunRecorder, create_run_dir, load_run
+from babysit.watch.probes import watch
+
+
+def start_run(
+    cfg: RunConfig,
+    *,
+    runs_dir: str | Path = "runs",
+    name: str | None = None,
+    progress: bool = True,
+    data: Dataset | None = None,
+    callbacks: Sequence[object] = (),
+) -> Run:
+    """Train `cfg` with guard, probes and checkpoints, recording it in `runs_dir/<name>/`.
+
+    Args:
+        cfg: the run's config.
+        runs_dir: the folder holding run records.
+        name: the run's folder name; None generates `<data>-<model>-<date>-<time>`.
+        progress: show progress on stderr.
+        data: an already prepared data set (must be what `cfg.data` loads).
+        callbacks: more callbacks, called after babysit's own.
+    """
+    path = create_run_dir(runs_dir, name, stem=f"{cfg.data.name}-{cfg.model.name}")
+    return _train(cfg, path, data=data, checkpoint=None, progress=progress, callbacks=callbacks)
+
+
+def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[object] = ()) -> Run:
+    """Continue a killed or interrupted run from its checkpoints/last.pt, with its saved config.
+
+    On the CPU the resumed run ends with the same metrics as an uninterrupted one:
+    the checkpoint restores weights, optimiser, history and every RNG `fit` draws from.
+    """
+    path = Path(path)
+    record = load_run(path, probes=False)
+    if record.status == "completed":
+        raise ConfigError(f"run '{path}' already completed; there is nothing to resume (start a new run to train longer)")
+    if record.status == "diverged":
+        raise ConfigError(f"run '{path}' diverged; resuming would repeat it: start a new run with a lower train.lr")
+    cfg = build_config(record.config)
+    checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
+    return _train(cfg, path, data=None, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
+
+
+def _check_same_data(checkpoint: dict[str, Any], data: Dataset) -> None:
+    """Refuse to resume on data whose fitted preprocessing differs from the checkpoint's."""
+    saved = checkpoint.get("preprocessor")
+    pre = data.preprocessor
+    if saved is None or pre is None:
+        return
+    now = pre.state_dict()
+    same = saved.keys() == now.keys() and all(
+        torch.equal(v, now[k].cpu()) if isinstance(v, torch.Tensor) else v == now[k] for k, v in saved.items()
+    )
+    if not same:
+        raise DataError("the data changed since this run started (its preprocessing statistics differ); resume needs the same data")
+
+
+def _train(
+    cfg: RunConfig,
+    path: Path,
+    *,
+    data: Dataset | None,
+    checkpoint: dict[str, Any] | None,
+    progress: bool,
+    callbacks: Sequence[object],
+) -> Run:
+    recorder = RunRecorder(path, cfg.to_dict(), resumed=checkpoint is not None)
+    try:
+        data = data if data is not None else load_data(cfg.data)
+        if checkpoint is not None:
+            _check_same_data(checkpoint, data)
+        guard = DivergenceGuard(cfg.watch.divergence_factor)
+        checkpointer = Checkpointer(path / "checkpoints", config=cfg.to_dict())
+        with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
+            done = run(
+                cfg,
+                callbacks=[guard, probes, checkpointer, recorder, *callbacks],
+                progress=progress,
+                data=data,
+                resume_from=checkpoint,
+            )
+        return replace(done, record=path)
+    except BaseException as error:
+        if recorder.started:
+            recorder.fail(error)
+        elif not any(path.iterdir()):
+            path.rmdir()  # nothing was recorded (bad data or settings): leave no empty run behind
+        raise

@@ -1,0 +1,290 @@
+"""`watch`: per-layer probes through PyTorch's own hooks, in `fit` or in your own loop.
+
+    with bs.watch(model, optimizer, preset="light") as w:
+        for xb, yb in batches:
+            optimizer.zero_grad()
+            F.cross_entropy(model(xb), yb).backward()
+            optimizer.step()             # the step hooks finish each probed step's record
+    w.records[0]["layers"]["1"]["act_std"], w.records[0]["params"]["0.weight"]["update_ratio"]
+
+In `fit`, pass the watch as a callback; it attaches to the model and optimiser
+being trained: `with bs.watch() as w: bs.fit(model, data, recipe, callbacks=[w])`.
+
+Which hooks, and why these:
+- forward hooks on every probed layer (Linear, Conv, norm layers, activation
+  modules), installed only for the steps the schedule picks and removed after
+  them, so an unprobed step pays nothing per layer. Only training-mode passes
+  are measured (validation runs in eval mode between steps), the first one of
+  the step for each layer;
+- the optimiser's step pre-hook: gradient norms per parameter tensor (gradients
+  are final there, also for shared parameters) and a copy of the weights;
+- the optimiser's step post-hook: ‖W_after − W_before‖ / ‖W_before‖, the update
+  ratio the lectures want near 1e-3 (LECTURE_DIGEST §7), then the step's record
+  is read back to the CPU in one transfer and handed to the sink.
+Backward module hooks are not needed for any of these and would refuse in-place
+activations, so none are installed.
+
+A record (one per probed step) is the probes.jsonl line of docs/run-record.md:
+{"step", "epoch", "layers": {name: {...}}, "params": {name: {"grad_norm",
+"weight_norm", "update_ratio"}}}.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from babysit.errors import ConfigError
+from babysit.watch.schedule import Schedule, make_schedule
+from babysit.watch.stats import describe, layer_kind, measure, unit_count
+
+Record = dict[str, Any]
+
+
+class Watch:
+    """Probes on one model (and optimiser); a context manager and a `fit` callback.
+
+    Build it with `babysit.watch(...)`. Attributes: `records` (finished records,
+    when no sink is given), `last` (the newest record), `step` (optimiser steps
+    seen), `epoch` (1-based, set by `fit`; set it yourself in your own loop if
+    you want it recorded).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        schedule: Schedule,
+        sink: Callable[[Record], None] | None = None,
+        bins: int = 20,
+    ) -> None:
+        if bins < 1:
+            raise ConfigError(f"watch(bins=...) must be at least 1, got {bins}")
+        self.model, self.optimizer = model, optimizer
+        self.schedule, self.bins = schedule, bins
+        self.records: list[Record] = []
+        self._sink = sink if sink is not None else self.records.append
+        self.last: Record | None = None
+        self.step = 0
+        self.epoch = 0
+        self._layers: list[tuple[str, nn.Module, str]] = []
+        self._params: list[tuple[str, nn.Parameter]] = []
+        self._handles: list[Any] = []  # optimiser step hooks, for as long as attached
+        self._forward_handles: list[Any] = []  # forward hooks, only while a probed step runs
+        self._pending: dict[str, tuple[tuple[Tensor, ...], str, str, int, int]] = {}
+        self._snapshot: _Snapshot | None = None
+        self._armed = False
+
+    # -- attaching and detaching ------------------------------------------------------
+
+    def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, step: int = 0) -> Watch:
+        """Install the hooks on `model` (and `optimizer`), counting steps from `step`; replaces earlier ones."""
+        self.close()
+        self.model, self.optimizer, self.step = model, optimizer, step
+        self._layers = [(name or type(m).__name__, m, kind) for name, m in model.named_modules() if (kind := layer_kind(m))]
+        trained = {id(p) for g in optimizer.param_groups for p in g["params"]} if optimizer is not None else None
+        self._params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and (trained is None or id(p) in trained)]
+        if optimizer is not None:
+            self._handles = [
+                optimizer.register_step_pre_hook(self._before_step),
+                optimizer.register_step_post_hook(self._after_step),
+            ]
+        self._arm()
+        return self
+
+    def close(self) -> None:
+        """Remove every hook this watch installed (safe to call twice).
+
+        Without an optimiser, a step still open (a forward pass measured but not
+        yet ended with `end_step`) is finished first, so `with watch(model): model(x)`
+        yields one record.
+        """
+        if self.optimizer is None and self._pending:
+            self.end_step()
+        self._disarm()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._snapshot = None
+
+    def __enter__(self) -> Watch:
+        if self.model is not None:
+            self.attach(self.model, self.optimizer, step=self.step)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- fit callback -------------------------------------------------------------------
+
+    def on_fit_start(self, state) -> None:
+        self.attach(state.model, state.optimizer, step=state.step)
+
+    def on_epoch_start(self, state) -> None:
+        self.epoch = state.epoch + 1
+
+    def on_fit_end(self, state) -> None:
+        self.close()
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def end_step(self) -> None:
+        """Finish the current step: write its record if it was probed, then arm the next one.
+
+        The optimiser's step post-hook calls this; call it yourself only when
+        watching without an optimiser (e.g. forward passes at initialisation).
+        """
+        if self._armed:
+            self._finish()
+        self.step += 1
+        self._arm()
+
+    def _arm(self) -> None:
+        """Decide whether the next step is probed; forward hooks exist exactly while it is."""
+        self._pending.clear()
+        self._armed = bool(self.schedule(self.step + 1))
+        if self._armed and not self._forward_handles:
+            self._forward_handles = [
+                module.register_forward_hook(functools.partial(self._on_forward, name, kind)) for name, module, kind in self._layers
+            ]
+        elif not self._armed:
+            self._disarm()
+
+    def _disarm(self) -> None:
+        for handle in self._forward_handles:
+            handle.remove()
+        self._forward_handles = []
+        self._pending.clear()
+        self._armed = False
+
+    def _on_forward(self, name: str, kind: str, module: nn.Module, args: Any, output: Any) -> None:
+        if not module.training or name in self._pending or not isinstance(output, Tensor) or not output.is_floating_point():
+            return
+        self._pending[name] = (measure(output, kind, self.bins), type(module).__name__, kind, output.numel(), unit_count(output))
+
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._armed:
+            self._snapshot = _Snapshot.take([(n, p) for n, p in self._params if p.grad is not None])
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.end_step()
+
+    def _finish(self) -> None:
+        """Assemble the step's record from the device statistics, with one transfer to the CPU."""
+        snapshot = self._snapshot
+        if snapshot is None:  # no optimiser step: gradient and weight norms, no update
+            snapshot = _Snapshot.take([(n, p) for n, p in self._params if p.grad is not None])
+            norms = snapshot.norms(updated=False)
+        else:
+            norms = snapshot.norms(updated=True)
+        packed = [t for stats, *_ in self._pending.values() for t in stats]
+        values = _read_back(packed + ([norms] if norms is not None else []))
+
+        record: Record = {"step": self.step + 1, "epoch": self.epoch, "layers": {}, "params": {}}
+        i = 0
+        for name, (stats, type_name, kind, numel, units) in self._pending.items():
+            size = sum(t.numel() for t in stats)
+            record["layers"][name] = {"type": type_name, **describe(values[i : i + size], kind, numel, units, self.bins)}
+            i += size
+        k = len(snapshot.names)
+        for j, name in enumerate(snapshot.names):
+            grad_norm, weight_norm, update_norm = values[i + j], values[i + k + j], values[i + 2 * k + j]
+            # ||dW|| / ||W|| is undefined for an all-zero tensor (e.g. a bias at its zero init).
+            ratio = update_norm / weight_norm if weight_norm > 0 else math.nan
+            record["params"][name] = {"grad_norm": grad_norm, "weight_norm": weight_norm, "update_ratio": ratio}
+        self._pending.clear()
+        self._snapshot = None
+        self.last = record
+        self._sink(record)
+
+    def __repr__(self) -> str:
+        attached = type(self.model).__name__ if self.model is not None else "nothing"
+        return (
+            f"Watch(schedule={self.schedule!r}, on={attached}, layers={len(self._layers)}, "
+            f"params={len(self._params)}, step={self.step}, records={len(self.records)})"
+        )
+
+
+class _Snapshot:
+    """Gradient norms and a copy of the weights, taken just before the optimiser step.
+
+    The weights are copied into one flat vector (one op however many tensors), so the
+    update is one subtraction after the step; the norms cost one small op per tensor
+    before the step (gradients) and one after (weight and update together).
+    """
+
+    def __init__(self, names: list[str], params: list[Tensor], grad_norms: Tensor | None, before: Tensor | None) -> None:
+        self.names, self.params, self.grad_norms, self.before = names, params, grad_norms, before
+        self.sizes = [p.numel() for p in params]
+
+    @classmethod
+    @torch.no_grad()
+    def take(cls, named: list[tuple[str, nn.Parameter]]) -> _Snapshot:
+        params = [p for _, p in named]
+        if not params:
+            return cls([], [], None, None)
+        grad_norms = torch.stack([torch.linalg.vector_norm(p.grad, dtype=torch.float32) for p in params])
+        return cls([n for n, _ in named], params, grad_norms, _flat(params))
+
+    @torch.no_grad()
+    def norms(self, updated: bool) -> Tensor | None:
+        """[grad norms..., weight norms..., update norms...] (updates NaN when no step was taken)."""
+        if not self.params:
+            return None
+        if not updated:
+            weight_norms = torch.stack([torch.linalg.vector_norm(w) for w in self.before.split(self.sizes)])
+            return torch.cat((self.grad_norms, weight_norms, torch.full_like(weight_norms, math.nan)))
+        # Weights and updates side by side, (2, P): one norm op per tensor gives both.
+        pair = torch.stack((self.before, _flat(self.params).sub_(self.before)))
+        norms = torch.stack([torch.linalg.vector_norm(p, dim=1) for p in pair.split(self.sizes, dim=1)], dim=1)
+        return torch.cat((self.grad_norms, norms.reshape(-1)))
+
+
+def _flat(tensors: list[Tensor]) -> Tensor:
+    """All tensors as one float32 vector (a copy); called under no_grad."""
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    return flat if flat.dtype == torch.float32 else flat.float()
+
+
+def _read_back(tensors: list[Tensor]) -> list[float]:
+    """All small statistic tensors (on the model's device) as floats: a single device-to-host transfer."""
+    return torch.cat(tensors).float().tolist() if tensors else []
+
+
+def watch(
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    preset: str | None = None,
+    every: int | Schedule | None = None,
+    sink: Callable[[Record], None] | None = None,
+    bins: int = 20,
+) -> Watch:
+    """Watch a network's layers while it trains; use it as `with watch(model, optimizer) as w:`.
+
+    Args:
+        model: the network; leave it out when passing the watch to `fit` as a
+            callback (it attaches to the model and optimiser `fit` trains).
+        optimizer: its optimiser; the step hooks count steps, measure gradient
+            norms and update ratios. Without one, call `w.end_step()` yourself
+            (or let the `with` block end) to close a step.
+        preset: 'off', 'light' (default) or 'full' (every step); see `PROBE_PRESETS`.
+        every: instead of a preset, probe every `every` steps or when `every(step)` is true.
+        sink: called with each finished record (e.g. a JSON-lines writer); by
+            default records accumulate in `w.records`.
+        bins: histogram bins per layer.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+        >>> with watch(net) as w:
+        ...     _ = net(torch.randn(32, 8))
+        >>> sorted(w.records[0]["layers"])
+        ['0', '1']
+    """
+    return Watch(model, optimizer, schedule=make_schedule(preset, every), sink=sink, bins=bins)

@@ -1,0 +1,103 @@
+"""Initialisation health: the lectures' activation-statistics experiment as a check."""
+
+import pytest
+import torch
+from torch import nn
+
+import babysit as bs
+from babysit.checks.init_health import forward_hooks, init_health, layer_stats
+
+from .conftest import make_ctx
+
+
+def deep_tanh(init="xavier", depth=10, width=100, **kw):
+    bs.seed_everything(0)
+    return bs.mlp((64,), 10, hidden=(width,) * depth, activation="tanh", init=init, **kw)
+
+
+def unit_gaussian_data(n=256, d=64):
+    from .conftest import tabular
+
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(0))
+    return tabular(x, x[:64], x[:64], classes=10)
+
+
+def test_layer_stats_match_a_direct_computation():
+    bs.seed_everything(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4), nn.Tanh(), nn.Linear(4, 2), nn.Sigmoid())
+    x = torch.randn(50, 8)
+    stats = layer_stats(net, x)
+    h1 = torch.relu(net[0](x))
+    h2 = torch.tanh(net[2](h1))
+    h3 = torch.sigmoid(net[4](h2))
+    assert list(stats) == ["0", "1", "2", "3", "4", "5"]
+    assert stats["1"]["type"] == "ReLU" and stats["1"]["act_std"] == pytest.approx(h1.std(unbiased=False).item(), rel=1e-5)
+    assert stats["1"]["dead_fraction"] == pytest.approx(((h1 > 0).sum(0) == 0).float().mean().item())
+    assert stats["3"]["saturated_fraction"] == pytest.approx((h2.abs() > 0.99).float().mean().item())
+    assert stats["5"]["saturated_fraction"] == pytest.approx(((h3 < 0.01) | (h3 > 0.99)).float().mean().item())
+    assert sum(stats["1"]["hist_counts"]) == h1.numel() and len(stats["1"]["hist_edges"]) == 21
+    assert stats["0"]["identical_units"] is False
+
+
+def test_hooks_are_removed_even_when_the_forward_pass_fails():
+    net = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    with pytest.raises(RuntimeError):
+        with forward_hooks(dict(net.named_children()), lambda *a: None):
+            net(torch.randn(2, 5))  # wrong width
+    assert all(not m._forward_hooks for m in net.modules())
+    layer_stats(net, torch.randn(2, 3))
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_small_init_in_a_deep_tanh_net_vanishes():
+    # LECTURE_DIGEST §3: W = 0.01 N(0,1), 10 tanh layers: the std shrinks layer by layer to about 0.
+    r = init_health(make_ctx(deep_tanh(init="small"), unit_gaussian_data()))
+    assert r.status == "fail" and r.findings[0].rule == "activations_vanish"
+    stds = [s["act_std"] for s in r.evidence["layers"].values() if s["type"] == "Tanh"]
+    assert stds == sorted(stds, reverse=True) and stds[-1] < 1e-8
+    # Each layer multiplies the std by about 0.01 * sqrt(100) = 0.1 (tanh is linear near 0).
+    assert stds[5] / stds[4] == pytest.approx(0.1, rel=0.2)
+
+
+def test_unit_std_init_saturates_tanh():
+    r = init_health(make_ctx(deep_tanh(init="normal", init_std=1.0, depth=3), unit_gaussian_data()))
+    assert r.findings[0].rule == "saturation" and r.findings[0].severity == "error"
+    assert max(s.get("saturated_fraction", 0) for s in r.evidence["layers"].values()) > 0.5
+
+
+@pytest.mark.parametrize("activation, init", [("tanh", "xavier"), ("relu", "he"), ("leaky_relu", "he")])
+def test_xavier_and_he_init_are_healthy_in_a_deep_net(activation, init):
+    bs.seed_everything(0)
+    net = bs.mlp((64,), 10, hidden=(100,) * 10, activation=activation, init=init)
+    r = init_health(make_ctx(net, unit_gaussian_data()))
+    assert r.status == "pass", r.findings
+
+
+def test_large_negative_relu_bias_kills_the_units():
+    bs.seed_everything(0)
+    net = bs.mlp((64,), 10, hidden=(100, 100), bias=-5.0)
+    r = init_health(make_ctx(net, unit_gaussian_data()))
+    assert r.findings[0].rule == "dead_relu" and r.findings[0].severity == "error"
+
+
+def test_zero_init_is_reported_as_broken_symmetry_first():
+    net = bs.mlp((64,), 10, hidden=(32, 32), init="zeros")
+    r = init_health(make_ctx(net, unit_gaussian_data()))
+    assert r.findings[0].rule == "init_symmetry" and r.findings[0].evidence["identical_layers"] == ["1", "3"]
+
+
+def test_a_zero_output_layer_alone_is_not_a_symmetry_problem():
+    bs.seed_everything(0)
+    net = bs.mlp((64,), 10, hidden=(32,))
+    with torch.no_grad():
+        net[-1].weight.zero_()
+    assert "init_symmetry" not in [f.rule for f in init_health(make_ctx(net, unit_gaussian_data())).findings]
+
+
+def test_the_check_leaves_the_users_model_untouched():
+    bs.seed_everything(0)
+    net = bs.mlp((64,), 10, hidden=(16,), batchnorm=True).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    init_health(make_ctx(net, unit_gaussian_data()))
+    assert not net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

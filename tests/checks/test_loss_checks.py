@@ -1,0 +1,128 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import babysit as bs
+from babysit.checks.loss_checks import eval_mode, initial_loss, l2_penalty, regularization
+
+from .conftest import make_ctx
+
+
+def small(digits, **kw):
+    bs.seed_everything(0)
+    return bs.mlp(digits.input_shape, digits.num_classes, hidden=(32,), **kw)
+
+
+def test_zero_scores_give_exactly_ln_c(digits):
+    net = small(digits)
+    with torch.no_grad():
+        net[-1].weight.zero_()
+    r = initial_loss(make_ctx(net, digits))
+    assert r.status == "pass"
+    assert r.evidence["loss"] == pytest.approx(math.log(10), abs=1e-6) and r.evidence["expected"] == pytest.approx(2.302585, abs=1e-6)
+
+
+def test_initial_loss_matches_cross_entropy_on_the_batch(digits):
+    ctx = make_ctx(small(digits), digits)
+    x, y = ctx.batch()
+    expected = F.cross_entropy(small(digits)(x), y).item()
+    assert initial_loss(ctx).evidence["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("scale, status", [(1.0, "pass"), (2.5, "warn"), (30.0, "fail")])
+def test_large_scores_are_explained_by_their_std(digits, scale, status):
+    net = small(digits)
+    with torch.no_grad():
+        net[-1].weight.mul_(scale)
+    r = initial_loss(make_ctx(net, digits))
+    assert r.status == status
+    if status != "pass":
+        f = r.findings[0]
+        assert f.rule == "initial_loss_high" and "scores are too large" in f.title and "init" in f.fix
+        assert f.evidence["score_std"] > 2.0
+
+
+def test_l2_penalty_is_the_objective_behind_torch_weight_decay():
+    # d/dw (lambda/2 ||w||^2) = lambda w: one SGD step with weight_decay equals one step on the penalised objective.
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    x, y, lam = torch.randn(8, 4), torch.randint(0, 3, (8,)), 0.3
+    opt = torch.optim.SGD(a.parameters(), lr=0.1, weight_decay=lam)
+    F.cross_entropy(a(x), y).backward()
+    opt.step()
+    (F.cross_entropy(b(x), y) + lam * l2_penalty_with_grad(b)).backward()
+    with torch.no_grad():
+        for p in b.parameters():
+            p -= 0.1 * p.grad
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert l2_penalty(a).item() == pytest.approx(0.5 * sum((p.double() ** 2).sum().item() for p in a.parameters()))
+
+
+def l2_penalty_with_grad(model):
+    return 0.5 * sum((p ** 2).sum() for p in model.parameters())
+
+
+def test_turning_regularization_up_raises_the_loss(digits):
+    r = regularization(make_ctx(small(digits), digits))
+    losses = list(r.evidence["loss_by_strength"].values())
+    assert r.status == "pass" and losses == sorted(losses) and losses[-1] > 100 * losses[0]
+
+
+def test_all_zero_weights_cannot_be_regularized(digits):
+    net = small(digits)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+    r = regularization(make_ctx(net, digits))
+    assert r.status == "fail" and r.findings[0].rule == "regularization_no_effect"
+
+
+def test_a_weight_decay_that_swamps_the_data_loss_is_flagged(digits):
+    r = regularization(make_ctx(small(digits), digits, bs.Recipe(weight_decay=1.0, device="cpu")))
+    assert r.status == "warn" and r.findings[0].rule == "regularization_dominates"
+    assert r.evidence["configured_share"] > 1.0
+    assert regularization(make_ctx(small(digits), digits, bs.Recipe(weight_decay=1e-4, device="cpu"))).status == "pass"
+
+
+def test_eval_without_model_eval_is_caught_for_batch_norm(digits):
+    forgetful = lambda model, x: model(x)  # noqa: E731  (the bug: no model.eval())
+    r = eval_mode(make_ctx(small(digits, batchnorm=True), digits, eval_fn=forgetful))
+    f = r.findings[0]
+    assert r.status == "fail" and f.rule == "eval_mode" and "running statistics" in f.title
+    assert f.evidence["batch_difference"] > 1e-3 and "model.eval()" in f.fix
+
+
+def test_eval_without_model_eval_is_caught_for_dropout(digits):
+    forgetful = lambda model, x: model(x)  # noqa: E731
+    r = eval_mode(make_ctx(small(digits, dropout=0.5), digits, eval_fn=forgetful))
+    assert r.status == "fail" and "dropout is active" in r.findings[0].title
+
+
+def test_a_correct_eval_function_and_the_default_pass(digits):
+    def careful(model, x):
+        model.eval()
+        with torch.no_grad():
+            return model(x)
+
+    net = small(digits, batchnorm=True, dropout=0.5)
+    assert eval_mode(make_ctx(net, digits, eval_fn=careful)).status == "pass"
+    assert eval_mode(make_ctx(net, digits)).status == "pass"
+
+
+def test_a_custom_layer_that_ignores_eval_mode_is_caught(digits):
+    class NoisyLayer(nn.Module):  # forgets to check self.training
+        def forward(self, x):
+            return x + 0.1 * torch.randn_like(x)
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), NoisyLayer())
+    assert eval_mode(make_ctx(net, digits)).status == "fail"
+
+
+def test_an_eval_function_that_returns_no_tensor_is_a_clear_error(digits):
+    with pytest.raises(bs.ConfigError, match="must return a tensor of class scores, got list"):
+        eval_mode(make_ctx(small(digits), digits, eval_fn=lambda model, x: [0.0]))

@@ -1,0 +1,146 @@
+"""Per-layer statistics and probe schedules: invariants checked against plain torch references."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from babysit.watch.schedule import PROBE_PRESETS, Periodic
+from babysit.watch.stats import (
+    HIST_SAMPLE,
+    describe,
+    histogram_on_device,
+    histogram_on_host,
+    hist_range,
+    layer_kind,
+    measure,
+    unit_count,
+)
+
+BINS = 10
+
+
+def stats_of(y, kind):
+    return describe(torch.cat(measure(y, kind, BINS)).float().tolist(), kind, y.numel(), unit_count(y), BINS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    d=st.integers(1, 12),
+    scale=st.floats(1e-3, 1e3),
+    shift=st.floats(-5, 5),
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(["plain", "relu"]),
+)
+def test_histogram_mean_std_and_dead_units_match_torch(n, d, scale, shift, seed, kind):
+    y = torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) * scale + shift
+    if kind == "relu":
+        y = y.clamp_min(0)
+    s = stats_of(y, kind)
+    assert sum(s["hist_counts"]) == y.numel()  # small layers: every value lands in a bin
+    lo, hi = y.min().item(), y.max().item()
+    if lo == hi:  # constant data: the range is widened by 1 each way, like torch.histc's
+        lo, hi = lo - 1, hi + 1
+    assert s["hist_edges"][0] == pytest.approx(lo, abs=1e-6 * scale)
+    assert s["hist_edges"][-1] == pytest.approx(hi, abs=1e-5 * scale)
+    assert len(s["hist_edges"]) == BINS + 1 and all(b >= a for a, b in zip(s["hist_edges"], s["hist_edges"][1:]))
+    assert s["act_mean"] == pytest.approx(y.mean().item(), rel=1e-4, abs=1e-5 * scale)
+    assert s["act_std"] == pytest.approx(y.std(unbiased=False).item(), rel=1e-3, abs=1e-5 * scale)
+    if kind == "relu":
+        assert s["dead_fraction"] == pytest.approx(1.0 - (y > 0).any(0).float().mean().item())
+    else:
+        assert "dead_fraction" not in s and "saturated_fraction" not in s
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 30), d=st.integers(1, 10), gain=st.floats(0.01, 20), seed=st.integers(0, 10_000))
+def test_saturation_matches_the_lecture_thresholds(n, d, gain, seed):
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) * gain
+    t, s = torch.tanh(x), torch.sigmoid(x)
+    tanh_stats, sigmoid_stats = stats_of(t, "tanh"), stats_of(s, "sigmoid")
+    assert tanh_stats["saturated_fraction"] == pytest.approx((t.abs() > 0.99).float().mean().item())
+    assert sigmoid_stats["saturated_fraction"] == pytest.approx(((s < 0.01) | (s > 0.99)).float().mean().item())
+    assert sum(tanh_stats["hist_counts"]) == t.numel() and tanh_stats["hist_edges"][0] == -1.0
+    assert sum(sigmoid_stats["hist_counts"]) == s.numel() and sigmoid_stats["hist_edges"][-1] == 1.0
+
+
+def test_large_layers_histogram_a_fixed_sample_that_matches_the_whole():
+    y = torch.randn(256, 64, 10, generator=torch.Generator().manual_seed(0)).relu()
+    s = stats_of(y, "relu")
+    assert sum(s["hist_counts"]) == HIST_SAMPLE
+    edges = torch.tensor(s["hist_edges"])
+    exact = torch.histogram(y.reshape(-1), bins=edges).hist
+    exact = exact / exact.sum()
+    sampled = torch.tensor(s["hist_counts"], dtype=torch.float64) / HIST_SAMPLE
+    assert (sampled - exact.double()).abs().max() < 0.02  # a 4096-value sample: ~0.8% standard error per bin
+    assert s["act_std"] == pytest.approx(y.std(unbiased=False).item(), rel=1e-4)  # moments use every value
+    again = stats_of(y, "relu")
+    assert again == s  # the same positions every time: no RNG is drawn
+
+
+def test_a_constant_layer_output_has_one_full_bin():
+    s = stats_of(torch.full((5, 3), 2.0), "plain")
+    assert s["act_std"] == 0.0 and s["hist_edges"][0] == 1.0 and s["hist_edges"][-1] == 3.0
+    full = [i for i, c in enumerate(s["hist_counts"]) if c]
+    assert len(full) == 1 and s["hist_counts"][full[0]] == 15
+    assert s["hist_edges"][full[0]] <= 2.0 <= s["hist_edges"][full[0] + 1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(math.nan), st.just(math.inf)), min_size=1, max_size=50))
+def test_cuda_histogram_path_counts_like_the_cpu_one(values):
+    x = torch.tensor(values, dtype=torch.float32)
+    lo, hi = torch.aminmax(x)
+    host, device = histogram_on_host(x, lo, hi, BINS), histogram_on_device(x, lo, hi, BINS)
+    assert host.sum() == device.sum()
+    # Float rounding may move a value sitting on a bin edge to the neighbouring bin, no further.
+    a, b = hist_range(lo.item(), hi.item())
+    if math.isfinite(b - a):
+        edges = torch.linspace(a, b, BINS + 1, dtype=torch.float64)[1:-1]
+        on_edge = [sum(abs(v - e) <= 1e-5 * (b - a) for v in values if math.isfinite(v)) for e in edges.tolist()]
+        drift = (host.cumsum(0) - device.cumsum(0))[:-1].abs()
+        assert all(d <= n for d, n in zip(drift.tolist(), on_edge))
+
+
+@pytest.mark.parametrize(
+    "module, kind",
+    [
+        (nn.Linear(2, 2), "plain"),
+        (nn.Conv2d(1, 1, 3), "plain"),
+        (nn.BatchNorm1d(2), "plain"),
+        (nn.ReLU(), "relu"),
+        (nn.LeakyReLU(), "relu"),
+        (nn.ELU(), "relu"),
+        (nn.Tanh(), "tanh"),
+        (nn.Sigmoid(), "sigmoid"),
+        (nn.GELU(), "plain"),
+        (nn.Softmax(dim=1), None),
+        (nn.Sequential(), None),
+        (nn.Dropout(), None),
+        (nn.Flatten(), None),
+    ],
+)
+def test_which_layers_are_probed(module, kind):
+    assert layer_kind(module) == kind
+
+
+@given(period=st.integers(0, 60), warmup=st.integers(0, 300), steps=st.integers(1, 2000))
+def test_periodic_schedule_probes_exactly_the_doubling_and_periodic_steps(period, warmup, steps):
+    schedule = Periodic(period=period, warmup=warmup)
+    probed = [s for s in range(1, steps + 1) if schedule(s)]
+    doubling = {2**k for k in range(12) if 2**k <= min(warmup, steps)}
+    periodic = set(range(period, steps + 1, period)) if period else set()
+    assert set(probed) == doubling | periodic
+    assert len(probed) <= (steps // period if period else 0) + math.floor(math.log2(max(warmup, 1))) + 1
+
+
+def test_presets_cost_in_the_expected_order():
+    steps = range(1, 10_001)
+    counts = {name: sum(PROBE_PRESETS.get(name)()(s) for s in steps) for name in PROBE_PRESETS}
+    assert counts["off"] == 0 and counts["full"] == 10_000
+    assert counts["light"] == 200 + 7  # every 50th, plus the doubling steps 1..64 (none of them a multiple of 50)
+    assert list(PROBE_PRESETS) == ["off", "light", "full"]
