@@ -205,8 +205,19 @@ def run_trial(handle: StudyHandle, trial: optuna.Trial, plan: StagePlan, search:
         handle.study.tell(trial, state=TrialState.PRUNED)
 
 
-def work(search: Search, data: Dataset, *, worker: int = 0, device: str | None = None, on_change: Callable[[], None] | None = None) -> int:
-    """The worker loop (module docstring) until the search is done; returns how many trials it trained."""
+def work(
+    search: Search,
+    data: Dataset,
+    *,
+    worker: int = 0,
+    device: str | None = None,
+    on_change: Callable[[], None] | None = None,
+    callbacks: Sequence[object] = (),
+) -> int:
+    """The worker loop (module docstring) until the search is done; returns how many trials it trained.
+
+    `on_change` is called after each trial and while waiting; `callbacks` join every trial's training.
+    """
     handle = search.open(worker)
     planner = Planner(search)
     trained = 0
@@ -216,7 +227,7 @@ def work(search: Search, data: Dataset, *, worker: int = 0, device: str | None =
         trial = claim(handle)
         if trial is not None:
             plan = planner.plan(trial.user_attrs["stage"], handle.trials())
-            run_trial(handle, trial, plan, search, data, device=device, callbacks=[_EpochNotify(notify)])
+            run_trial(handle, trial, plan, search, data, device=device, callbacks=callbacks)
             trained += 1
             notify()
             continue
@@ -228,23 +239,13 @@ def work(search: Search, data: Dataset, *, worker: int = 0, device: str | None =
             time.sleep(POLL_S)
 
 
-class _EpochNotify:
-    """A training callback calling `notify()` after each epoch (the live view of the current trial)."""
-
-    def __init__(self, notify: Callable[[], None]) -> None:
-        self.notify = notify
-
-    def on_epoch_end(self, state) -> None:
-        self.notify()
-
-
 MODES: Registry = Registry("execution mode")
 
 
 @MODES.register("panda")
-def panda(search: Search, data: Dataset, workers: int, on_change: Callable[[], None]) -> None:
+def panda(search: Search, data: Dataset, workers: int, on_change: Callable[[], None], callbacks: Sequence[object]) -> None:
     """One trial at a time, in this process: babysit one model when compute is scarce."""
-    work(search, data, on_change=on_change)
+    work(search, data, on_change=on_change, callbacks=callbacks)
 
 
 def worker_devices(workers: int, device: str) -> list[str | None]:
@@ -267,8 +268,11 @@ def _worker_main(search: Search, data: Dataset, index: int, device: str | None, 
 
 
 @MODES.register("caviar")
-def caviar(search: Search, data: Dataset, workers: int, on_change: Callable[[], None]) -> None:
-    """N worker processes pulling trials from one study: train many in parallel when compute is plentiful."""
+def caviar(search: Search, data: Dataset, workers: int, on_change: Callable[[], None], callbacks: Sequence[object]) -> None:
+    """N worker processes pulling trials from one study: train many in parallel when compute is plentiful.
+
+    `callbacks` live in this process and cannot follow trials into the workers; they are not used.
+    """
     devices = worker_devices(workers, search.base.train.device)
     # CPU workers share the cores: each gets its slice of torch threads instead of oversubscribing.
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -306,9 +310,20 @@ class Execution:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
 
 
-def execute(search: Search, execution: Execution, data: Dataset | None = None, on_change: Callable[[], None] | None = None) -> StudyHandle:
-    """Run (or resume) `search` to the end; returns the study handle for the results."""
+def execute(
+    search: Search,
+    execution: Execution,
+    data: Dataset | None = None,
+    on_change: Callable[[], None] | None = None,
+    callbacks: Sequence[object] = (),
+) -> StudyHandle:
+    """Run (or resume) `search` to the end; returns the study handle for the results.
+
+    Args:
+        on_change: called whenever the study may have changed (the live view's refresh).
+        callbacks: training callbacks for every trial run in this process (panda).
+    """
     handle = search.open()  # creates the study, or refuses a changed search, before any worker starts
     data = data if data is not None else load_data(search.base.data)
-    MODES.get(execution.mode)(search, data, execution.workers, on_change or (lambda: None))
+    MODES.get(execution.mode)(search, data, execution.workers, on_change or (lambda: None), callbacks)
     return handle

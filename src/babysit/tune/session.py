@@ -40,7 +40,7 @@ def search(
             runs/tune/<study>/journal.log under `root`.
         study: the study name; default data-model-strategy-<hash of the search>, so the
             same call resumes the same study.
-        progress: show the live table of trials on stderr.
+        progress: show the live table of trials on stderr (in panda, with the current trial's probes).
         data: the prepared data set, when already loaded (must match base's [data]).
     """
     cfg = base if isinstance(base, RunConfig) else build_config(base)
@@ -48,8 +48,9 @@ def search(
     execution = Execution(mode, workers or default_workers())
     handle = job.open()
     if progress:
-        with LiveView(handle, job) as view:
-            execute(job, execution, data, on_change=view.refresh)
+        # Panda trains here, so the view can also show the current trial's probes.
+        with LiveView(handle, job, probes=execution.mode == "panda") as view:
+            execute(job, execution, data, on_change=view.refresh, callbacks=view.callbacks())
     else:
         execute(job, execution, data)
     return collect(handle, job)
