@@ -262,12 +262,16 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"config section '{section}' must be a table of keys, e.g. [{section}]")
     for section, cls in SECTIONS.items():
-        values = raw.get(section, {})
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            if key not in hints:
-                raise ConfigError(f"unknown config key '{section}.{key}'{_suggest_key(section, key, list(hints))}")
-            kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
-        sections[section] = cls(**kwargs)
+        sections[section] = build_section(section, cls, raw.get(section, {}))
     return RunConfig(**sections)
+
+
+def build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
+    """Validate one table of keys into the dataclass `cls` (unknown keys and wrong types are ConfigErrors)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key '{section}.{key}'{_suggest_key(section, key, list(hints))}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    return cls(**kwargs)
