@@ -16,7 +16,7 @@ FAST = {
     "lr": {},  # the good rate needs its 15 epochs to overtake the high one
     "batchnorm": {"epochs": 5, "depth": 6},
     "optimizers": {},
-    "search": {"repeats": 50},
+    "search": {"repeats": 50, "real_per_axis": 3, "real_epochs": 1},
     "regularization": {"epochs": 30},
     "transfer": {},
 }
