@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,6 +13,7 @@ from babysit.cli.app import OVERRIDES, app, err, out, user_errors
 from babysit.cli.train import config_from_cli
 from babysit.config import build_section, load_toml, merge
 from babysit.errors import ConfigError
+from babysit.io import json_line
 from babysit.tune.live import fmt
 from babysit.tune.report import write_report
 from babysit.tune.results import TuneResult
@@ -109,6 +109,6 @@ def tune(
     if not result.finished:
         err.print("[yellow]the search has not finished (another machine may still be working); re-run to continue[/]")
     if as_json:
-        print(json.dumps({**result.summary(), "report": str(report_path), "export": str(export) if export and result.best else None}))
+        print(json_line({**result.summary(), "report": str(report_path), "export": str(export) if export and result.best else None}))
     else:
         print_result(result, report_path, export)
