@@ -18,6 +18,7 @@ import copy
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,10 +29,15 @@ from torch import nn
 
 from babysit.checks import data_checks, gradcheck, init_health, loss_checks, lr_range, training_checks  # noqa: F401  (register)
 from babysit.checks.base import CHECKS, STATUS_STYLE, CheckContext, CheckResult, CheckSettings, EvalFn
+from babysit.checks.lr_range import plot_lr_range
 from babysit.data.datasets import Dataset
 from babysit.diagnose.findings import Finding, findings_table, rank
 from babysit.errors import ConfigError, DataError
+from babysit.io import atomic_write, atomic_write_json
 from babysit.train.trainer import Recipe, resolve_device, seed_everything
+
+# The file a saved preflight report goes to (in a run folder, the report reads it).
+CHECK_FILE = "check.json"
 
 PIPELINE = (
     "feature_scales",
@@ -81,6 +87,19 @@ class CheckReport:
             "checks": [r.to_dict() for r in self.results],
             "findings": [f.to_dict() for f in self.findings()],
         }
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write check.json (`to_dict`) and, when the range test ran, its plot lr_range.png into `folder`, atomically.
+
+        Saved into a run folder, `babysit report` puts the checks and their findings in the run's report.
+        """
+        folder = Path(folder)
+        written = [atomic_write_json(folder / CHECK_FILE, self.to_dict())]
+        sweep = next((r for r in self.results if r.name == "lr_range" and r.evidence.get("lrs")), None)
+        if sweep is not None:
+            fig = plot_lr_range(sweep.evidence)
+            written.append(atomic_write(folder / "lr_range.png", lambda f: fig.savefig(f, format="png", dpi=100)))
+        return written
 
     def table(self) -> Table:
         """A rich table: one row per check with its status, numbers and fix."""

@@ -225,15 +225,21 @@ def plateau(run: RunView) -> list[Finding]:
 
 @RULES.register("update_ratio")
 def update_ratio(run: RunView) -> list[Finding]:
-    """Per-layer update/weight ratio (median over probes) far from 1e-3."""
+    """Per-layer update/weight ratio (median over the later half of the probes) far from 1e-3."""
+    # Adam's first steps move every weight by about lr whatever its gradient (m̂/√v̂ ≈ ±1), so early
+    # ratios overstate the steady state: healthy Adam runs at lr 3e-3 median 3e-2 over all probes of the
+    # 'light' preset (mostly steps 1-64) but 1e-2 over their later half. At least the last 3 probes count.
+    probes = [p for p in run.probes if p.get("params")]
+    settled = probes[min(len(probes) // 2, max(0, len(probes) - 3)) :]
     per_param: dict[str, list[float]] = {}
-    for probe in run.probes:
-        for name, p in (probe.get("params") or {}).items():
+    for probe in settled:
+        for name, p in probe["params"].items():
             r = p.get("update_ratio")
             if not name.endswith("bias") and isinstance(r, (int, float)) and math.isfinite(r):
                 per_param.setdefault(name, []).append(float(r))
     medians = {n: statistics.median(v) for n, v in per_param.items()}
-    return layer_rules.update_ratios(medians, {"probes": len(run.probes)})
+    steps = [p.get("step") for p in settled]
+    return layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []})
 
 
 @RULES.register("regularization_too_strong")
