@@ -312,6 +312,11 @@ def overfitting(run: RunView) -> list[Finding]:
     ]
 
 
+# The rules over per-layer probes (the rest read the curves): the same evidence as the preflight's
+# initialisation check, so a report merging both lists them beside it (`report.run_report.merged_findings`).
+LAYER_RULES = ("symmetry", "dead_relu", "saturation", "activations", "gradient_flow")
+
+
 def diagnose(record: Any, rules: Iterable[str] | None = None) -> list[Finding]:
     """Run the diagnosis rules over a run record and return the ranked findings.
 

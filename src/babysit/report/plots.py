@@ -20,6 +20,7 @@ from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from babysit.diagnose import layer_rules
 
@@ -72,6 +73,7 @@ def learning_curves(metrics: list[dict[str, Any]], best_epoch: int | None = None
         if best_epoch is not None:
             ax.axvline(best_epoch, color="0.4", ls=":", lw=1, label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if key == "loss":
@@ -164,6 +166,8 @@ def _lines(ax: Any, series: dict[str, tuple[list[int], list[float]]], log: bool 
         ax.set_yscale("log")
     elif log is None:
         _log_scale_if_wide(ax, [v for _, values in series.values() for v in values], span=10.0)
+        if ax.get_yscale() == "linear":
+            ax.set_ylim(bottom=0)  # from 0: a steady std reads as steady, not as noise around its value
     if any(s > 0 for steps, _ in series.values() for s in steps):
         ax.set_xscale("log")
     ax.set_xlabel("step")
