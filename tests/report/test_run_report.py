@@ -208,9 +208,11 @@ def test_a_damaged_check_file_is_one_clear_error(runs, tmp_path):
     (copy / "check.json").write_text("{not json")
     with pytest.raises(DataError, match="cannot read .*check.json.*babysit check --out"):
         run_report(copy)
-    (copy / "check.json").write_text('{"status": "pass"}')
-    with pytest.raises(DataError, match="is not a babysit check report"):
-        run_report(copy)
+    for bad in ('{"status": "pass"}', '[1, 2]', '{"checks": [{"name": "x", "findings": [{"rule": "x", "severity": "fatal", "title": "t"}]}]}',
+                '{"checks": [{"findings": [{"surprise": 1}]}]}', '{"checks": [3]}'):
+        (copy / "check.json").write_text(bad)
+        with pytest.raises(DataError, match="is not a babysit check report"):
+            run_report(copy)
 
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path):

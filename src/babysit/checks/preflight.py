@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
@@ -110,7 +111,7 @@ class CheckReport:
         table.add_column("fix")
         for r in self.results:
             fix = rank(r.findings)[0].fix if r.findings else ""
-            table.add_row(r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", r.summary, fix)
+            table.add_row(r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", escape(r.summary), escape(fix))
         return table
 
     def print(self, console: Console | None = None) -> None:

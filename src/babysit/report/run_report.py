@@ -76,8 +76,14 @@ def read_check(path: Path) -> dict[str, Any] | None:
         saved = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"cannot read '{file}' ({e}); rewrite it with `babysit check --out {path}`") from None
-    if not isinstance(saved, dict) or not isinstance(saved.get("checks"), list):
-        raise DataError(f"'{file}' is not a babysit check report; rewrite it with `babysit check --out {path}`")
+    try:
+        if not isinstance(saved, dict) or not isinstance(saved.get("checks"), list):
+            raise TypeError("no list of checks")
+        for c in saved["checks"]:
+            for f in c.get("findings", []):
+                Finding(**f)  # every finding must be one babysit can read
+    except (TypeError, ValueError, AttributeError):
+        raise DataError(f"'{file}' is not a babysit check report; rewrite it with `babysit check --out {path}`") from None
     return saved
 
 
