@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from babysit.io import atomic_write, atomic_write_json
+from babysit.io import atomic_write, atomic_write_json, json_line
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -35,3 +35,8 @@ def test_written_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_json_line_is_strict_json():
+    line = json_line({"a": float("nan"), "b": [1.0, float("inf")], "c": (2, "x")})
+    assert json.loads(line) == {"a": None, "b": [1.0, None], "c": [2, "x"]}

@@ -34,6 +34,11 @@ from babysit.train.record import RunRecord, list_runs, load_run
 from babysit.train.recorded import resume_run, start_run
 from babysit.train.trainer import FitResult, Recipe, TrainState, evaluate, fit, seed_everything
 from babysit.transfer import freeze_all_but_head, param_groups, replace_head
+from babysit.tune.pruning import PRUNERS
+from babysit.tune.results import TuneResult
+from babysit.tune.search import STRATEGIES, TuneSettings
+from babysit.tune.session import search
+from babysit.tune.space import Param, choice, int_uniform, log_uniform, one_minus_log, uniform
 from babysit.watch.probes import Watch, watch
 from babysit.watch.schedule import PROBE_PRESETS
 
@@ -51,8 +56,10 @@ __all__ = [
     "OPTIMIZERS",
     "PREPROCESSORS",
     "PROBE_PRESETS",
+    "PRUNERS",
     "RULES",
     "SCHEDULES",
+    "STRATEGIES",
     "Augment",
     "BabysitError",
     "CheckReport",
@@ -73,6 +80,7 @@ __all__ = [
     "Maxout",
     "ModelConfig",
     "MomentumAnnealing",
+    "Param",
     "ParameterAveraging",
     "Recipe",
     "Run",
@@ -83,6 +91,8 @@ __all__ = [
     "Split",
     "Standardize",
     "TrainState",
+    "TuneResult",
+    "TuneSettings",
     "Watch",
     "WatchConfig",
     "apply_init",
@@ -91,30 +101,36 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "check",
+    "choice",
     "convnet",
     "diagnose",
     "doctor",
     "evaluate",
     "fit",
     "freeze_all_but_head",
+    "int_uniform",
     "l1_penalty",
     "list_runs",
     "load_checkpoint",
     "load_dataset",
     "load_preprocessor",
     "load_run",
+    "log_uniform",
     "make_activation",
     "max_norm_",
     "mlp",
+    "one_minus_log",
     "param_groups",
     "prepare",
     "replace_head",
     "resume_run",
     "run",
     "run_report",
+    "search",
     "seed_everything",
     "select_classes",
     "start_run",
+    "uniform",
     "watch",
     "with_augmentation",
 ]

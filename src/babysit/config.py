@@ -39,8 +39,8 @@ class DataConfig:
     `label_column` names the label column of an `arrays` CSV file;
     `pca_components` (k, a variance fraction in (0, 1), or all when unset) and
     `whiten_eps` go to the PCA / whitening preprocessors; `augment` lists
-    training-only batch augmentations (flip, crop, jitter) with `crop_padding`
-    and `jitter` (their strength).
+    training-only batch augmentations (flip, crop, jitter, affine) with
+    `crop_padding`, `jitter` (its strength) and `affine_degrees` / `affine_stretch`.
     """
 
     name: str = "mnist1d"
@@ -54,6 +54,8 @@ class DataConfig:
     augment: tuple[str, ...] = ()
     crop_padding: int = 4
     jitter: float = 0.4
+    affine_degrees: float = 10.0
+    affine_stretch: float = 0.1
 
     def __post_init__(self) -> None:
         DATASETS.get(self.name)
@@ -267,12 +269,16 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"config section '{section}' must be a table of keys, e.g. [{section}]")
     for section, cls in SECTIONS.items():
-        values = raw.get(section, {})
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            if key not in hints:
-                raise ConfigError(f"unknown config key '{section}.{key}'{_suggest_key(section, key, list(hints))}")
-            kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
-        sections[section] = cls(**kwargs)
+        sections[section] = build_section(section, cls, raw.get(section, {}))
     return RunConfig(**sections)
+
+
+def build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
+    """Validate one table of keys into the dataclass `cls` (unknown keys and wrong types are ConfigErrors)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key '{section}.{key}'{_suggest_key(section, key, list(hints))}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    return cls(**kwargs)

@@ -8,6 +8,7 @@ goes through here: write a temporary file in the same folder, fsync it, then
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -48,6 +49,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 `text` to `path` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN/inf float replaced by None, so it serialises as strict JSON.
+
+    Python's json writes NaN and Infinity, which JSON itself (and jq, browsers,
+    most parsers) rejects; a diverged run's test loss is NaN.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def json_line(obj: Any) -> str:
+    """One line of strict JSON (what `--json` prints for scripts)."""
+    return json.dumps(json_safe(obj), allow_nan=False, default=str)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

@@ -22,7 +22,9 @@ def load_data(cfg: DataConfig) -> Dataset:
     """Load the configured data set, fit its preprocessing on the training split, attach its augmentation."""
     data = load_dataset(cfg.name, path=cfg.path, val_fraction=cfg.val_fraction, seed=cfg.seed, label_column=cfg.label_column)
     data = prepare(data, cfg.preprocess, components=cfg.pca_components, eps=cfg.whiten_eps)
-    return with_augmentation(data, cfg.augment, padding=cfg.crop_padding, strength=cfg.jitter)
+    return with_augmentation(
+        data, cfg.augment, padding=cfg.crop_padding, strength=cfg.jitter, degrees=cfg.affine_degrees, stretch=cfg.affine_stretch
+    )
 
 
 def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0) -> nn.Module:

@@ -81,3 +81,12 @@ def test_demo_smoke_prints_the_paper_row():
     result = invoke("demo", "--epochs", "1")
     assert result.exit_code == 0, result.output
     assert "CNN (paper)" in result.stdout and "babysit convnet" in result.stdout
+
+
+def test_a_diverged_run_prints_strict_json():
+    result = invoke("train", "--data", "digits", "--model", "mlp", "--optimizer", "sgd", "--lr", "1e6", "--json")
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip().splitlines()[-1]
+    assert "NaN" not in line and "Infinity" not in line  # strict JSON: jq and browsers reject NaN
+    summary = json.loads(line)
+    assert summary["status"] == "diverged" and summary["test_loss"] is None

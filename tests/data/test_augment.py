@@ -120,3 +120,17 @@ def test_every_augmentation_keeps_shape_and_dtype_and_is_seeded_randomness(name,
     assert a.shape == x.shape and a.dtype == x.dtype and a.device == x.device
     assert torch.equal(a, b)  # the run's seed fixes the augmentation
     assert not torch.equal(transform(x), transform(x))  # and it changes from batch to batch
+
+
+def test_affine_without_rotation_or_stretch_is_the_identity_and_otherwise_moves_pixels():
+    torch.manual_seed(0)
+    images, signals = torch.randn(8, 1, 8, 8), torch.randn(8, 1, 40)
+    for x in (images, signals):
+        assert torch.allclose(AUGMENTATIONS.get("affine")(degrees=0.0, stretch=0.0)(x), x, atol=1e-6)
+        moved = AUGMENTATIONS.get("affine")(degrees=15.0, stretch=0.2)(x)
+        assert moved.shape == x.shape and not torch.allclose(moved, x, atol=1e-3)
+
+
+def test_affine_rejects_bad_ranges():
+    with pytest.raises(ConfigError, match="stretch in"):
+        AUGMENTATIONS.get("affine")(stretch=1.5)

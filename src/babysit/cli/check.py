@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +11,7 @@ from babysit.checks.base import CheckSettings
 from babysit.checks.preflight import check as run_checks
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
 from babysit.cli.train import config_from_cli
+from babysit.io import json_line
 from babysit.run import load_data, model_from_config
 
 
@@ -44,7 +44,7 @@ def check(
     report = run_checks(net, dataset, cfg.train, settings=CheckSettings(gradcheck=gradcheck), progress=not as_json)
     written = report.save(out_dir) if out_dir else []
     if as_json:
-        print(json.dumps(report.to_dict()))
+        print(json_line(report.to_dict()))
     else:
         report.print(out)
         if report.suggested_lr is not None:

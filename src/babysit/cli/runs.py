@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,6 +9,7 @@ from rich.table import Table
 
 from babysit.cli.app import app, out, user_errors
 from babysit.cli.train import RUNS_DIR
+from babysit.io import json_line
 from babysit.train.record import RunRecord, list_runs
 
 STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "interrupted": "yellow", "incomplete": "yellow"}
@@ -45,7 +45,7 @@ def runs(
     rows = [run_row(r) for r in list_runs(runs_dir)]
     if as_json:
         for row in rows:
-            print(json.dumps(row))
+            print(json_line(row))
         return
     if not rows:
         out.print(f"no runs in '{runs_dir}' yet; `babysit train` records one there")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,6 +12,7 @@ from babysit.cli.app import OVERRIDES, app, out, user_errors
 from babysit.config import RunConfig, build_config, load_toml, merge, parse_overrides
 from babysit.data.datasets import DATASETS
 from babysit.errors import ConfigError
+from babysit.io import json_line
 from babysit.train.recorded import resume_run, start_run
 
 # Where run records go unless --runs-dir says otherwise (the environment variable lets a
@@ -32,7 +32,7 @@ def config_from_cli(config: Optional[Path], flags: dict[str, dict[str, Any]], ex
 def print_result(summary: dict[str, Any], as_json: bool) -> None:
     """The final metrics as a table, or as one JSON object on the last line of stdout."""
     if as_json:
-        print(json.dumps(summary))
+        print(json_line(summary))
         return
     table = Table(title="result", show_header=False)
     for k, v in summary.items():

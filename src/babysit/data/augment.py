@@ -101,6 +101,33 @@ def jitter(strength: float = 0.4) -> Transform:
     return transform
 
 
+@AUGMENTATIONS.register("affine")
+def affine(degrees: float = 10.0, stretch: float = 0.1) -> Transform:
+    """Random small rotation (±degrees) and stretch/shear (±stretch) of each image; signals are only stretched."""
+    if degrees < 0 or not 0 <= stretch < 1:
+        raise ConfigError(f"affine augmentation needs degrees >= 0 and stretch in [0, 1), got {degrees}, {stretch}")
+
+    def transform(x: Tensor) -> Tensor:
+        n, kw = len(x), {"device": x.device, "dtype": x.dtype}
+        # A random matrix near the identity stretches and shears: I + U(-s, s) per entry.
+        matrix = torch.eye(2, **kw) + torch.empty(n, 2, 2, **kw).uniform_(-stretch, stretch)
+        if x.ndim == 3:  # a signal (N, C, L) is a one-row image: stretch along its axis only
+            matrix[:, 0, 1] = matrix[:, 1, 0] = 0
+            matrix[:, 1, 1] = 1
+        else:
+            angle = torch.empty(n, **kw).uniform_(-degrees, degrees) * (torch.pi / 180)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            matrix = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1) @ matrix
+        theta = torch.cat([matrix, torch.zeros(n, 2, 1, **kw)], dim=2)
+        image = x.unsqueeze(2) if x.ndim == 3 else x
+        grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+        # Outside the image is 0, the training mean after zero-centring (as for crop's padding).
+        out = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out.squeeze(2) if x.ndim == 3 else out
+
+    return transform
+
+
 class Augment:
     """Named batch transforms applied in order: `Augment(["flip", "crop"], padding=4)(x)`.
 
@@ -111,11 +138,13 @@ class Augment:
 
     def __init__(self, names: Sequence[str], **options: Any) -> None:
         self.names = tuple(names)
-        self.options = options
+        self.options: dict[str, Any] = {}  # only the options some chosen transform uses
         self._transforms = []
         for name in self.names:
             factory = AUGMENTATIONS.get(name)
-            self._transforms.append(factory(**accepted_options(factory, options)))
+            used = accepted_options(factory, options)
+            self.options.update(used)
+            self._transforms.append(factory(**used))
 
     def __call__(self, x: Tensor) -> Tensor:
         if x.ndim not in (3, 4):

@@ -1,0 +1,50 @@
+"""Early stopping of trials: Optuna's pruners, fed by a training callback.
+
+The divergence rule (NaN/inf or loss > 3x the first loss, LECTURE_DIGEST §6) is
+`babysit.train.callbacks.DivergenceGuard`; this module adds the optional
+statistical pruners for longer searches. `OptunaReporter` reports each epoch's
+validation accuracy to the trial and stops the run when the pruner says so.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from babysit.registry import Registry
+
+PRUNERS: Registry = Registry("pruner")
+
+
+@PRUNERS.register("none")
+def no_pruning() -> optuna.pruners.BasePruner:
+    """No statistical pruning; diverging trials are still stopped."""
+    return optuna.pruners.NopPruner()
+
+
+@PRUNERS.register("median")
+def median_pruning() -> optuna.pruners.BasePruner:
+    """Stop a trial whose validation accuracy falls below the median of earlier trials at the same epoch."""
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
+@PRUNERS.register("halving")
+def successive_halving() -> optuna.pruners.BasePruner:
+    """Successive halving (Jamieson & Talwalkar 2016): at epochs 1, 3, 9, ... keep the top third."""
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+
+
+class OptunaReporter:
+    """A training callback: report each epoch's validation accuracy to `trial`; stop when it should be pruned."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def on_epoch_end(self, state) -> None:
+        record = state.history.records[-1]
+        self.trial.report(record["val_accuracy"], record["epoch"])
+        if not state.stop and self.trial.should_prune():
+            state.stop, state.status = True, "pruned"
+            state.stop_reason = f"pruned at epoch {record['epoch']}: validation accuracy {record['val_accuracy']:.3f} is behind the other trials"
+
+    def __repr__(self) -> str:
+        return f"OptunaReporter(trial={self.trial.number})"
