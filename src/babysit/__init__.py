@@ -15,6 +15,7 @@ from babysit.data.loader import batches
 from babysit.data.preprocess import PREPROCESSORS, Standardize, load_preprocessor, prepare
 from babysit.diagnose.findings import Finding
 from babysit.diagnose.rules import RULES, diagnose
+from babysit.doctor import DoctorResult, doctor
 from babysit.ensemble import Ensemble, Snapshots
 from babysit.errors import BabysitError, ConfigError, DataError
 from babysit.nn.activations import ACTIVATIONS, Maxout, make_activation
@@ -24,6 +25,7 @@ from babysit.nn.regularize import DROPOUTS, MaxNorm, l1_penalty, max_norm_
 from babysit.optim.averaging import AVERAGING, ParameterAveraging
 from babysit.optim.optimizers import OPTIMIZERS, build_optimizer
 from babysit.optim.schedules import SCHEDULES, LRSchedule, MomentumAnnealing
+from babysit.report.run_report import RunReport, run_report
 from babysit.run import Run, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
@@ -68,6 +70,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "DivergenceGuard",
+    "DoctorResult",
     "Ensemble",
     "Finding",
     "FitResult",
@@ -83,6 +86,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunRecord",
+    "RunReport",
     "Snapshots",
     "Split",
     "Standardize",
@@ -100,6 +104,7 @@ __all__ = [
     "choice",
     "convnet",
     "diagnose",
+    "doctor",
     "evaluate",
     "fit",
     "freeze_all_but_head",
@@ -120,6 +125,7 @@ __all__ = [
     "replace_head",
     "resume_run",
     "run",
+    "run_report",
     "search",
     "seed_everything",
     "select_classes",

@@ -68,7 +68,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The `[model]` section: the union of the built-in models' options (each takes its own)."""
+    """The `[model]` section: the union of the built-in models' options (each takes its own).
+
+    `script` is the Python file (`path.py` or `path.py:function`) of the model
+    named "script": your own network (contract in `babysit.nn.script`).
+    """
 
     name: str = "convnet"
     hidden: tuple[int, ...] = (100, 100)
@@ -84,10 +88,13 @@ class ModelConfig:
     pieces: int = 2
     init_std: float | None = None
     dropout_kind: str = "inverted"
+    script: str | None = None
 
     def __post_init__(self) -> None:
         MODELS.get(self.name)
         DROPOUTS.get(self.dropout_kind)
+        if self.script is not None and self.name != "script":
+            raise ConfigError(f"model.script is read by model 'script' only, but model.name is '{self.name}'; set model.name = 'script' (--model script)")
         if any(h < 1 for h in (*self.hidden, *self.channels)):
             raise ConfigError("model.hidden and model.channels must be positive sizes")
         if not 0.0 <= self.dropout < 1.0:

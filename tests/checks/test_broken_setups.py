@@ -1,10 +1,10 @@
 """Acceptance: deliberately broken set-ups are named correctly FIRST; healthy controls raise no error.
 
-Each set-up runs what a user gets today: the preflight checks (`bs.check`) and a
-short training run whose curves the diagnosis rules read (`bs.diagnose`). The
-first finding of the merged, ranked list must name the problem that was put
-there. Everything runs on digits (or MNIST-1D for one control) in about a
-second per set-up.
+Each set-up runs what `babysit doctor` does: the preflight checks (`bs.check`)
+and a short training run with probes, whose curves and per-layer statistics the
+diagnosis rules read (`bs.diagnose`). The first finding of the merged, ranked
+list must name the problem that was put there. Everything runs on digits (or
+MNIST-1D for one control) in about a second per set-up.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 import babysit as bs
 from babysit.checks.base import CheckSettings
 from babysit.data.datasets import Split
-from babysit.diagnose.findings import rank
+from babysit.report.run_report import merged_findings
 
 from .conftest import FAST
 from .test_gradcheck import CubeLayer
@@ -67,6 +67,7 @@ BROKEN = {
     "zero init": (lambda d: mlp(d, init="zeros"), None, bs.Recipe(), None, FAST, {"init_symmetry"}),
     "0.01 init, 10-layer tanh": (lambda d: mlp(d, hidden=(100,) * 10, activation="tanh", init="small"), None, bs.Recipe(), None, FAST, {"activations_vanish"}),
     "std 1.0 init, tanh": (lambda d: mlp(d, activation="tanh", init="normal", init_std=1.0), None, bs.Recipe(), None, FAST, {"saturation"}),
+    "std 1.0 init, 5-layer ReLU": (lambda d: mlp(d, hidden=(100,) * 5, init="normal", init_std=1.0), None, bs.Recipe(), None, FAST, {"activations_explode"}),
     "ReLU bias -5": (lambda d: mlp(d, bias=-5.0), None, bs.Recipe(), None, FAST, {"dead_relu"}),
     "unscaled features": (lambda d: mlp(d), badly_scaled, bs.Recipe(), None, FAST, {"data_scales", "data_not_centred"}),
     "shuffled labels": (lambda d: mlp(d), lambda: shuffled_labels(bs.prepare(bs.load_dataset("digits"))), bs.Recipe(), None, FAST, {"input_independent"}),
@@ -95,11 +96,14 @@ HEALTHY = {
 
 
 def findings_for(make, data, recipe, eval_fn=None, settings: CheckSettings = FAST, epochs=5):
-    """Preflight findings, then the findings of a short run's curves, ranked together."""
+    """Preflight findings, then the findings of a short probed run (curves and per-layer probes), ranked together."""
     recipe = replace(recipe, device="cpu")
     report = bs.check(make(data), data, recipe, eval_fn=eval_fn, settings=settings, progress=False)
-    result = bs.fit(make(data), data, replace(recipe, epochs=epochs), callbacks=[bs.DivergenceGuard()], progress=False)
-    return rank(report.findings() + bs.diagnose(result))
+    probes = bs.watch(preset="light")
+    result = bs.fit(make(data), data, replace(recipe, epochs=epochs), callbacks=[bs.DivergenceGuard(), probes], progress=False)
+    assert probes.records, "the run must carry probe evidence"
+    run = {"metrics": result.history.records, "probes": probes.records, "summary": result.summary()}
+    return merged_findings(run, report.to_dict())  # what `babysit doctor` and its report list
 
 
 @pytest.mark.parametrize("name", list(BROKEN))

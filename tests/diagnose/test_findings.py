@@ -48,3 +48,14 @@ def test_findings_table_renders_errors_first():
     console.print(findings_table([Finding("a", "info", "minor thing"), Finding("b", "error", "broken thing", fix="do X")]))
     text = console.export_text()
     assert text.index("broken thing") < text.index("minor thing") and "do X" in text
+
+
+def test_findings_table_prints_user_strings_as_text():
+    from rich.console import Console
+
+    from babysit.diagnose.findings import Finding, findings_table
+
+    console = Console(record=True, width=200)
+    console.print(findings_table([Finding("class_missing", "error", "class [bold]cat[/] has no samples", fix="add [red]cats[/]")]))
+    text = console.export_text()
+    assert "class [bold]cat[/] has no samples" in text and "add [red]cats[/]" in text

@@ -97,8 +97,8 @@ def symmetry(stats: dict[str, dict[str, Any]]) -> list[Finding]:
             "error",
             f"every unit of layer {stuck[0]} computes the same output: the weights are zero or constant, so symmetry is never broken",
             evidence={"identical_layers": stuck},
-            lecture_rule="LECTURE_DIGEST §3: with all-zero weights every neuron computes the same output and gets the same gradient",
-            fix="initialise weights randomly: He (ReLU) or Xavier (tanh), e.g. model.init = 'he'",
+            lecture_rule=layer_rules.RULE_SYMMETRY,
+            fix=layer_rules.FIX_SYMMETRY,
         )
     ]
 

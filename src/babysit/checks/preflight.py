@@ -18,20 +18,27 @@ import copy
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
 from babysit.checks import data_checks, gradcheck, init_health, loss_checks, lr_range, training_checks  # noqa: F401  (register)
 from babysit.checks.base import CHECKS, STATUS_STYLE, CheckContext, CheckResult, CheckSettings, EvalFn
+from babysit.checks.lr_range import plot_lr_range
 from babysit.data.datasets import Dataset
 from babysit.diagnose.findings import Finding, findings_table, rank
 from babysit.errors import ConfigError, DataError
+from babysit.io import atomic_write, atomic_write_json
 from babysit.train.trainer import Recipe, resolve_device, seed_everything
+
+# The file a saved preflight report goes to (in a run folder, the report reads it).
+CHECK_FILE = "check.json"
 
 PIPELINE = (
     "feature_scales",
@@ -82,6 +89,19 @@ class CheckReport:
             "findings": [f.to_dict() for f in self.findings()],
         }
 
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write check.json (`to_dict`) and, when the range test ran, its plot lr_range.png into `folder`, atomically.
+
+        Saved into a run folder, `babysit report` puts the checks and their findings in the run's report.
+        """
+        folder = Path(folder)
+        written = [atomic_write_json(folder / CHECK_FILE, self.to_dict())]
+        sweep = next((r for r in self.results if r.name == "lr_range" and r.evidence.get("lrs")), None)
+        if sweep is not None:
+            fig = plot_lr_range(sweep.evidence)
+            written.append(atomic_write(folder / "lr_range.png", lambda f: fig.savefig(f, format="png", dpi=100)))
+        return written
+
     def table(self) -> Table:
         """A rich table: one row per check with its status, numbers and fix."""
         table = Table(title="preflight checks")
@@ -91,7 +111,7 @@ class CheckReport:
         table.add_column("fix")
         for r in self.results:
             fix = rank(r.findings)[0].fix if r.findings else ""
-            table.add_row(r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", r.summary, fix)
+            table.add_row(r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", escape(r.summary), escape(fix))
         return table
 
     def print(self, console: Console | None = None) -> None:

@@ -8,22 +8,11 @@ from typing import Optional
 import typer
 
 from babysit.checks.base import CheckSettings
-from babysit.checks.lr_range import plot_lr_range
-from babysit.checks.preflight import CheckReport, check as run_checks
+from babysit.checks.preflight import check as run_checks
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
 from babysit.cli.train import config_from_cli
-from babysit.io import atomic_write, atomic_write_json, json_line
+from babysit.io import json_line
 from babysit.run import load_data, model_from_config
-
-
-def save_report(report: CheckReport, folder: Path) -> list[Path]:
-    """Write check.json and, when the range test ran, lr_range.png into `folder` (atomically)."""
-    written = [atomic_write_json(folder / "check.json", report.to_dict())]
-    sweep = next((r for r in report.results if r.name == "lr_range" and r.evidence.get("lrs")), None)
-    if sweep is not None:
-        fig = plot_lr_range(sweep.evidence)
-        written.append(atomic_write(folder / "lr_range.png", lambda f: fig.savefig(f, format="png", dpi=100)))
-    return written
 
 
 @app.command(context_settings=OVERRIDES)
@@ -38,7 +27,7 @@ def check(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (kept for config parity with train)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same numbers on the CPU)."),
     gradcheck: bool = typer.Option(False, "--gradcheck", help="Also run the numerical gradient check of user-defined modules."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for check.json and the range-test plot lr_range.png."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for check.json and lr_range.png (a run folder: `babysit report` shows them)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on the last line."),
 ) -> None:
     """Run the preflight checks (loss at init, tiny overfit, LR range test, ...). Exit code 1 if a check fails.
@@ -53,7 +42,7 @@ def check(
     dataset = load_data(cfg.data)
     net = model_from_config(cfg.model, dataset, seed=cfg.train.seed)
     report = run_checks(net, dataset, cfg.train, settings=CheckSettings(gradcheck=gradcheck), progress=not as_json)
-    written = save_report(report, out_dir) if out_dir else []
+    written = report.save(out_dir) if out_dir else []
     if as_json:
         print(json_line(report.to_dict()))
     else:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 SEVERITIES = ("error", "warning", "info")
@@ -89,5 +90,6 @@ def findings_table(findings: Iterable[Finding], title: str = "diagnosis") -> Tab
     table.add_column("fix")
     table.add_column("lecture rule", style="dim")
     for f in rank(findings):
-        table.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", f"{f.title}\n[dim]{f.rule}[/]", f.fix, f.lecture_rule)
+        # Titles and fixes can quote user strings (class names, layer names): printed as text, never as markup.
+        table.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", f"{escape(f.title)}\n[dim]{f.rule}[/]", escape(f.fix), escape(f.lecture_rule))
     return table

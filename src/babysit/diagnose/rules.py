@@ -4,9 +4,13 @@ Contract: a rule is `rule(run: RunView) -> list[Finding]` registered in `RULES`;
 its docstring's first line is its description. Rules must stay silent on
 missing data (a record without probes, a run of one epoch). `diagnose` runs all
 of them in registry order and ranks the findings; the order puts causes before
-symptoms: a divergence first, then layer health (dead or saturated units,
-vanishing activations explain a flat loss), then the curves, then the
-regularization balance.
+symptoms: a divergence first, then layer health (zero weights, then dead or
+saturated units, which in turn make activations vanish; vanishing activations
+explain a flat loss), then the curves, then the regularization balance.
+
+The layer rules judge two probes of a run: the first (the initialisation, where
+the lectures' activation-statistics demo looks) and the latest (what training
+made of it), and report the worse; the title names the step.
 
     findings = diagnose(result)            # a FitResult, a RunRecord or its dict
     print(findings[0].title, findings[0].fix)
@@ -17,10 +21,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from babysit.diagnose import layer_rules
-from babysit.diagnose.findings import Finding, rank
+from babysit.diagnose.findings import SEVERITIES, Finding, rank
 from babysit.diagnose.record import RunView, run_view
 from babysit.registry import Registry
 
@@ -57,12 +62,31 @@ def _rises(losses: list[float]) -> int:
     return sum(b > 1.01 * a for a, b in zip(losses, losses[1:]))
 
 
-def _latest_probe(run: RunView, part: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The last probe that has `part` ("layers" or "params"), and where it was taken."""
-    for probe in reversed(run.probes):
-        if probe.get(part):
-            return probe[part], {"step": probe.get("step"), "epoch": probe.get("epoch")}
-    return {}, {}
+def _first_and_latest(run: RunView, part: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The first and the latest probe that have `part` ("layers" or "params"), each with where it was taken."""
+    probes = [p for p in run.probes if p.get(part)]
+    chosen = probes[:1] + probes[-1:] if len(probes) > 1 else probes
+    return [(p[part], {"step": p.get("step"), "epoch": p.get("epoch")}) for p in chosen]
+
+
+def _gravity(found: list[Finding]) -> int:
+    """0 when `found` holds an error, 1 for a warning, 2 for an info, 3 when empty (smaller is worse)."""
+    return min((SEVERITIES.index(f.severity) for f in found), default=len(SEVERITIES))
+
+
+def _worse_probe(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str, Any]], list[Finding]]) -> list[Finding]:
+    """`judge`'s findings on the first or the latest probe, whichever is worse (the latest at equal severity).
+
+    A fault of the initialisation shows at the first probe even when training
+    later hides part of it (the 0.01-init tanh net's deep layers grow back from
+    1e-10 to 1e-2); a fault training causes (ReLUs dying at a high learning
+    rate) shows at the latest.
+    """
+    verdicts = [judge(stats, where) for stats, where in _first_and_latest(run, part)]
+    if not verdicts:
+        return []
+    worst = min(reversed(verdicts), key=_gravity)  # min keeps the first minimum: the latest probe on a tie
+    return [replace(f, title=f"{f.title} at step {f.evidence['step']}") if f.evidence.get("step") is not None else f for f in worst]
 
 
 @RULES.register("loss_explodes")
@@ -95,32 +119,35 @@ def loss_explodes(run: RunView) -> list[Finding]:
     ]
 
 
-@RULES.register("activations")
-def activations(run: RunView) -> list[Finding]:
-    """Activation std vanishing or exploding with depth (latest probe)."""
-    layers, where = _latest_probe(run, "layers")
-    return layer_rules.activation_scale(layers, where)
+@RULES.register("symmetry")
+def symmetry(run: RunView) -> list[Finding]:
+    """Hidden weight tensors that are all zero at the first probe: symmetry never broken."""
+    probes = _first_and_latest(run, "params")
+    return layer_rules.zero_weights(*probes[0]) if probes else []
 
 
 @RULES.register("dead_relu")
 def dead_relu(run: RunView) -> list[Finding]:
-    """ReLU layers with many units that never fire (latest probe)."""
-    layers, where = _latest_probe(run, "layers")
-    return layer_rules.dead_units(layers, where)
+    """ReLU layers with many units that never fire (first or latest probe)."""
+    return _worse_probe(run, "layers", layer_rules.dead_units)
 
 
 @RULES.register("saturation")
 def saturation(run: RunView) -> list[Finding]:
-    """Tanh/sigmoid layers stuck in their flat tails (latest probe)."""
-    layers, where = _latest_probe(run, "layers")
-    return layer_rules.saturated_units(layers, where)
+    """Tanh/sigmoid layers stuck in their flat tails (first or latest probe)."""
+    return _worse_probe(run, "layers", layer_rules.saturated_units)
+
+
+@RULES.register("activations")
+def activations(run: RunView) -> list[Finding]:
+    """Activation std vanishing or exploding with depth (first or latest probe)."""
+    return _worse_probe(run, "layers", layer_rules.activation_scale)
 
 
 @RULES.register("gradient_flow")
 def gradient_flow(run: RunView) -> list[Finding]:
-    """Relative gradients vanishing or exploding from the output layer to the input layer (latest probe)."""
-    params, where = _latest_probe(run, "params")
-    return layer_rules.gradient_flow(params, where)
+    """Relative gradients vanishing or exploding from the output layer to the input layer (first or latest probe)."""
+    return _worse_probe(run, "params", layer_rules.gradient_flow)
 
 
 @RULES.register("loss_flat")
@@ -198,15 +225,21 @@ def plateau(run: RunView) -> list[Finding]:
 
 @RULES.register("update_ratio")
 def update_ratio(run: RunView) -> list[Finding]:
-    """Per-layer update/weight ratio (median over probes) far from 1e-3."""
+    """Per-layer update/weight ratio (median over the later half of the probes) far from 1e-3."""
+    # Adam's first steps move every weight by about lr whatever its gradient (m̂/√v̂ ≈ ±1), so early
+    # ratios overstate the steady state: healthy Adam runs at lr 3e-3 median 3e-2 over all probes of the
+    # 'light' preset (mostly steps 1-64) but 1e-2 over their later half. At least the last 3 probes count.
+    probes = [p for p in run.probes if p.get("params")]
+    settled = probes[min(len(probes) // 2, max(0, len(probes) - 3)) :]
     per_param: dict[str, list[float]] = {}
-    for probe in run.probes:
-        for name, p in (probe.get("params") or {}).items():
+    for probe in settled:
+        for name, p in probe["params"].items():
             r = p.get("update_ratio")
             if not name.endswith("bias") and isinstance(r, (int, float)) and math.isfinite(r):
                 per_param.setdefault(name, []).append(float(r))
     medians = {n: statistics.median(v) for n, v in per_param.items()}
-    return layer_rules.update_ratios(medians, {"probes": len(run.probes)})
+    steps = [p.get("step") for p in settled]
+    return layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []})
 
 
 @RULES.register("regularization_too_strong")
@@ -277,6 +310,11 @@ def overfitting(run: RunView) -> list[Finding]:
             fix="increase regularization (weight decay, dropout p=0.5, data augmentation) or get more data; stop at the best val epoch",
         )
     ]
+
+
+# The rules over per-layer probes (the rest read the curves): the same evidence as the preflight's
+# initialisation check, so a report merging both lists them beside it (`report.run_report.merged_findings`).
+LAYER_RULES = ("symmetry", "dead_relu", "saturation", "activations", "gradient_flow")
 
 
 def diagnose(record: Any, rules: Iterable[str] | None = None) -> list[Finding]:

@@ -26,6 +26,7 @@ from babysit.errors import ConfigError
 from babysit.nn.activations import ACTIVATIONS, make_activation, pieces_of
 from babysit.nn.init import apply_init
 from babysit.nn.regularize import DROPOUTS
+from babysit.nn.script import build_from_script
 from babysit.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -147,6 +148,14 @@ def convnet(
         features *= s
     layers += [nn.Flatten(), nn.Linear(features, num_classes)]
     return apply_init(nn.Sequential(*layers), init, bias, init_std)
+
+
+@MODELS.register("script")
+def script(input_shape: Sequence[int], num_classes: int, *, script: str | None = None) -> nn.Module:
+    """Your own network: build_model(input_shape, num_classes) from the Python file model.script (see nn/script.py)."""
+    if not script:
+        raise ConfigError("model 'script' needs model.script = 'path/to/net.py', a file defining build_model(input_shape, num_classes)")
+    return build_from_script(script, tuple(input_shape), num_classes)
 
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **options) -> nn.Module:

@@ -32,6 +32,12 @@ th{background:#f3f3f3}figure{margin:1em 0}figcaption{color:#555;font-size:90%}
 img{max-width:100%}.note{color:#555}
 .sev-error{color:#b00020;font-weight:bold}.sev-warning{color:#a15c00;font-weight:bold}.sev-info{color:#1f5fa8}
 .sev-pass{color:#2e7d32;font-weight:bold}.sev-warn{color:#a15c00;font-weight:bold}.sev-fail{color:#b00020;font-weight:bold}
+.card{border:1px solid #ddd;border-left:6px solid #888;border-radius:4px;padding:.5em 1em;margin:.8em 0;background:#fcfcfc}
+.card h3{margin:.2em 0 .5em;font-size:1.05em}.card dl{display:grid;grid-template-columns:max-content 1fr;gap:.25em 1em;margin:0}
+.card dt{color:#666}.card dd{margin:0;overflow-wrap:anywhere}
+.badge{display:inline-block;border-radius:3px;padding:0 .45em;margin-right:.5em;color:#fff;background:#888;font-size:85%;text-transform:uppercase}
+.card.error{border-left-color:#b00020}.badge.error{background:#b00020}.card.warning{border-left-color:#e69500}.badge.warning{background:#c77800}
+.card.info{border-left-color:#1f5fa8}.badge.info{background:#1f5fa8}pre{background:#f6f6f6;padding:.8em;overflow-x:auto}
 """
 
 
@@ -64,13 +70,26 @@ class Section:
         self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
         return self
 
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], row_classes: Sequence[str] | None = None) -> Section:
-        """A table; every cell is escaped, floats shown with 4 significant digits."""
+    def table(
+        self,
+        header: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        row_classes: Sequence[str] | None = None,
+        cell_classes: Sequence[Sequence[str]] | None = None,
+    ) -> Section:
+        """A table; every cell is escaped, floats shown with 4 significant digits.
+
+        Args:
+            row_classes: a CSS class per row ("" for none).
+            cell_classes: a CSS class per cell, rows like `rows` (e.g. "sev-fail" on a status cell).
+        """
         head = "".join(f"<th>{_cell(h)}</th>" for h in header)
         body = []
         for i, row in enumerate(rows):
             cls = f' class="{html.escape(row_classes[i])}"' if row_classes and row_classes[i] else ""
-            body.append(f"<tr{cls}>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>")
+            classes = cell_classes[i] if cell_classes else [""] * len(row)
+            cells = "".join((f'<td class="{html.escape(k)}">' if k else "<td>") + f"{_cell(c)}</td>" for c, k in zip(row, classes))
+            body.append(f"<tr{cls}>{cells}</tr>")
         self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
         return self
 
@@ -78,6 +97,20 @@ class Section:
         """A matplotlib figure embedded as PNG, with an optional caption."""
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         self.parts.append(f'<figure><img alt="{html.escape(caption)}" src="{figure_data_uri(fig)}">{cap}</figure>')
+        return self
+
+    def card(self, title: str, fields: Sequence[tuple[str, str]], tag: str = "") -> Section:
+        """A boxed item (one finding): a title with an optional tag badge, then labelled fields; all escaped.
+
+        Args:
+            title: the heading line.
+            fields: (label, text) pairs shown as a two-column list.
+            tag: a short word shown as a badge and used as the box's CSS class ("error", "warning", "info" are styled).
+        """
+        cls = html.escape(tag)
+        badge = f'<span class="badge {cls}">{cls}</span>' if tag else ""
+        rows = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>" for label, value in fields)
+        self.parts.append(f'<div class="card {cls}"><h3>{badge}{html.escape(title)}</h3><dl>{rows}</dl></div>')
         return self
 
     def code(self, text: str) -> Section:

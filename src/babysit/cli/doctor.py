@@ -1,0 +1,79 @@
+"""`babysit doctor [MODEL_SCRIPT]`: preflight, a short probed run, the diagnosis and the report, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from babysit.checks.base import CheckSettings
+from babysit.cli.app import OVERRIDES, app, err, out, user_errors
+from babysit.cli.train import RUNS_DIR, config_from_cli
+from babysit.doctor import doctor as run_doctor
+from babysit.errors import ConfigError
+
+# The short run's default length: enough epochs for the curves to have a shape, still seconds on small data.
+DOCTOR_EPOCHS = 5
+
+
+def split_script(tokens: list[str]) -> tuple[str | None, list[str]]:
+    """MODEL_SCRIPT and the dotted overrides among the extra command-line tokens, in their order.
+
+    An override is `--section.key=value` or `--section.key value`; any other token is the script.
+    """
+    scripts, overrides, i = [], [], 0
+    while i < len(tokens):
+        take = (1 if "=" in tokens[i] else 2) if tokens[i].startswith("--") else 0
+        if take:
+            overrides += tokens[i : i + take]
+            i += take
+        else:
+            scripts.append(tokens[i])
+            i += 1
+    if len(scripts) > 1:
+        raise ConfigError(f"give one MODEL_SCRIPT, got {len(scripts)}: {', '.join(scripts)}")
+    return (scripts[0] if scripts else None), overrides
+
+
+@app.command(context_settings=OVERRIDES)
+@user_errors
+def doctor(
+    ctx: typer.Context,
+    script: Optional[str] = typer.Argument(
+        None, help="Python file defining build_model(input_shape, num_classes) -> nn.Module ('path.py:function' for another name)."
+    ),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config with [data], [model], [train] sections."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data set name (see `babysit datasets`)."),
+    model: Optional[str] = typer.Option(None, "--model", help="A built-in model (mlp, convnet) instead of MODEL_SCRIPT."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="Optimiser name: sgd, momentum, adam, ..."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    epochs: int = typer.Option(DOCTOR_EPOCHS, "--epochs", help="Epochs of the short training run (a look, not the real training)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same numbers on the CPU)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name: the record goes to RUNS_DIR/NAME (default: data-model-date-time)."),
+    runs_dir: Path = RUNS_DIR,
+    gradcheck: bool = typer.Option(False, "--gradcheck", help="Also run the numerical gradient check of user-defined modules."),
+) -> None:
+    """Check a model, train it briefly with probes, diagnose it and write the report; prints the report's path.
+
+    The model is MODEL_SCRIPT (your own nn.Module) or --model (built-in), with the same flags,
+    --config and --section.key=value overrides as `babysit train`. Exit code 1 if an error-level
+    problem is found. Opens nothing: the last line of stdout is the path of report.html.
+    """
+    # click hands the first unknown token to MODEL_SCRIPT, even an override (--train.lr=0.1 net.py):
+    # rejoined in their order, the tokens split into the script and the overrides again.
+    script, extra = split_script(([script] if script is not None else []) + ctx.args)
+    if script is not None and model is not None:
+        raise ConfigError(f"give a MODEL_SCRIPT or --model, not both (got '{script}' and --model {model})")
+    model_flags = {"name": "script", "script": str(Path(script).resolve())} if script is not None else {"name": model}
+    cfg = config_from_cli(
+        config,
+        {"data": {"name": data}, "model": model_flags, "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed}},
+        extra,
+    )
+    done = run_doctor(cfg, runs_dir=runs_dir, name=name, settings=CheckSettings(gradcheck=gradcheck))
+    done.report.print(out)
+    err.print(f"run record: {done.run_dir}")
+    print(done.report_path)
+    if done.report.status == "error":
+        raise typer.Exit(1)

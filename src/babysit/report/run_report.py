@@ -1,0 +1,292 @@
+"""The run report: one self-contained HTML page (and a terminal summary) from a run folder.
+
+    report = bs.run_report("runs/digits-mlp-20240501-120000")
+    report.print()                 # rich summary and ranked findings
+    report.write()                 # runs/<name>/report.html, images embedded, no network
+
+What it reads: the run record (docs/run-record.md) and, when present,
+`check.json` in the same folder (written by `babysit check --out RUN_DIR` and by
+`babysit doctor`). What the page shows, in order: the findings first (the
+preflight's and the diagnosis rules', ranked, each with its evidence, the
+lecture rule and the fix), then the learning curves, the per-layer activation
+histograms and std over time, the update/weight ratios against 1e-3, the
+relative gradients, the dead/saturated fractions, per-class validation accuracy
+of the best checkpoint, the preflight checks with the learning-rate range test,
+the config, and the environment and events. Every string from the user (run
+name, class names, config values, finding texts) is escaped by `Page`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.table import Table
+
+from babysit.checks.lr_range import plot_lr_range
+from babysit.checks.preflight import CHECK_FILE
+from babysit.config import RunConfig
+from babysit.data.datasets import Dataset
+from babysit.diagnose.findings import Finding, findings_table, rank
+from babysit.diagnose.rules import LAYER_RULES, RULES, diagnose
+from babysit.errors import BabysitError, DataError
+from babysit.report import plots
+from babysit.report.classes import ClassAccuracy, class_accuracy
+from babysit.report.html import Page, Section
+from babysit.train.record import RunRecord, load_run
+
+REPORT_FILE = "report.html"
+# Evidence lists and dicts longer than this are shown as their first and last items.
+SHOWN = 8
+
+
+def fmt(value: Any) -> str:
+    """Evidence as short text: 3 significant digits, long lists and dicts elided in the middle."""
+    if isinstance(value, bool):
+        return str(value).lower()  # as in the TOML config
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        items = [fmt(v) for v in value]
+        return "[" + _elide(items, "values") + "]"
+    if isinstance(value, dict):
+        return _elide([f"{k}: {fmt(v)}" for k, v in value.items()], "entries")
+    return str(value)
+
+
+def _elide(items: list[str], noun: str) -> str:
+    if len(items) <= SHOWN:
+        return ", ".join(items)
+    return f"{', '.join(items[:3])}, …, {', '.join(items[-3:])} ({len(items)} {noun})"
+
+
+def read_check(path: Path) -> dict[str, Any] | None:
+    """The saved preflight report (check.json) of a run folder, or None when there is none."""
+    file = path / CHECK_FILE
+    if not file.is_file():
+        return None
+    try:
+        saved = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"cannot read '{file}' ({e}); rewrite it with `babysit check --out {path}`") from None
+    try:
+        if not isinstance(saved, dict) or not isinstance(saved.get("checks"), list):
+            raise TypeError("no list of checks")
+        for c in saved["checks"]:
+            for f in c.get("findings", []):
+                Finding(**f)  # every finding must be one babysit can read
+    except (TypeError, ValueError, AttributeError):
+        raise DataError(f"'{file}' is not a babysit check report; rewrite it with `babysit check --out {path}`") from None
+    return saved
+
+
+def merged_findings(record: Any, check: dict[str, Any] | None) -> list[Finding]:
+    """The preflight findings and the diagnosis of the run, ranked together, one per rule id.
+
+    At equal severity the order is the procedure's (LECTURE_DIGEST §5, §7), so
+    a cause comes before its symptoms: the data checks, the initialisation
+    check and the run's per-layer probes (dead ReLUs make the range test find
+    no descent at low rates), the other checks, then the run's curves. A rule
+    that fires twice keeps its more severe finding, the earlier at a tie.
+
+    Args:
+        record: the run (anything `diagnose` reads: a RunRecord, its dict form, ...).
+        check: a saved preflight report (`CheckReport.to_dict()`, check.json), or None.
+    """
+    checks = (check or {}).get("checks", [])
+    split = next((i + 1 for i, c in enumerate(checks) if c.get("name") == "init_health"), 0)
+    before, after = ([Finding(**f) for c in part for f in c.get("findings", [])] for part in (checks[:split], checks[split:]))
+    curve_rules = [name for name in RULES.names() if name not in LAYER_RULES]
+    found = before + diagnose(record, rules=LAYER_RULES) + after + diagnose(record, rules=curve_rules)
+    seen: set[str] = set()
+    unique = []
+    for f in rank(found):
+        if f.rule not in seen:
+            seen.add(f.rule)
+            unique.append(f)
+    return unique
+
+
+@dataclass
+class RunReport:
+    """A run record with its ranked findings, preflight report and per-class results, ready to render.
+
+    Build it with `run_report(path)`.
+    """
+
+    record: RunRecord
+    findings: list[Finding]
+    check: dict[str, Any] | None = None
+    classes: ClassAccuracy | None = None
+    classes_note: str = ""  # why per-class results are missing
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The headline numbers: status, epochs, best validation accuracy (epoch), test accuracy, set-up."""
+        return _facts(self.record)
+
+    @property
+    def status(self) -> str:
+        """"error", "warning", "info" (the worst finding) or "ok"."""
+        return self.findings[0].severity if self.findings else "ok"
+
+    def page(self) -> Page:
+        """The HTML page (see the module docstring for its sections)."""
+        page = Page(f"babysit report: {self.record.name}")
+        self._findings(page.section("Findings"))
+        self._curves(page.section("Learning curves"))
+        self._probes(page)
+        self._classes(page.section("Per-class validation accuracy"))
+        self._checks(page.section("Preflight checks"))
+        self._config(page.section("Configuration"))
+        self._environment(page.section("Run"))
+        return page
+
+    def write(self, path: str | Path | None = None) -> Path:
+        """Write the page atomically to `path` (default: report.html in the run folder); returns the path."""
+        return self.page().write(path if path is not None else self.record.path / REPORT_FILE)
+
+    def print(self, console: Console | None = None) -> None:
+        """The terminal summary: the run's facts, then the ranked findings (or that none were found)."""
+        console = console or Console()
+        facts = Table(title=f"run {escape(self.record.name)}", show_header=False)
+        for key, value in self.facts.items():
+            facts.add_row(key, escape(fmt(value)))
+        body = findings_table(self.findings, title="findings (most important first)") if self.findings else "[green]no problems found[/]"
+        console.print(Group(facts, body))
+
+    def _findings(self, sec: Section) -> None:
+        sec.text(" · ".join(f"{k}: {fmt(v)}" for k, v in self.facts.items()))
+        if not self.findings:
+            sec.text("No problems found: every preflight check passed and no diagnosis rule fired.", "sev-pass")
+        if self.check is None:
+            sec.text(f"No preflight report ({CHECK_FILE}) in this run folder: `babysit check --out {self.record.path}` adds one.", "note")
+        for f in self.findings:
+            fields = [(k.replace("_", " "), fmt(v)) for k, v in f.evidence.items()]
+            fields += [("lecture rule", f.lecture_rule), ("fix", f.fix), ("rule", f.rule)]
+            sec.card(f.title, fields, tag=f.severity)
+
+    def _curves(self, sec: Section) -> None:
+        fig = plots.learning_curves(self.record.metrics, self.facts.get("best epoch"))
+        if fig is None:
+            sec.text("No epoch finished: nothing to plot.", "note")
+            return
+        sec.figure(fig, caption="train (o) and validation (s) per epoch; LECTURE_DIGEST §7 reads these shapes")
+
+    def _probes(self, page: Page) -> None:
+        probes = self.record.probes
+        sec = page.section("Activations per layer")
+        if not probes:
+            sec.text("No probes recorded (watch.probes = 'off'): train with --watch.probes=light to see the layers.", "note")
+            return
+        figures = [
+            (sec, plots.activation_histograms(probes), "histograms of each activation layer's output at the first, last and evenly spaced probed steps"),
+            (sec, plots.activation_std(probes), "activation std per layer; dark = input side, light = output side"),
+            (page.section("Update/weight ratios"), plots.update_ratios(probes),
+             "||ΔW||/||W|| of each weight tensor per probed step (log axis); about 1e-3 is healthy"),
+            (page.section("Gradient flow"), plots.relative_gradients(probes),
+             "||∇W||/||W|| per weight tensor; a wide fan from output to input means vanishing or exploding gradients"),
+            (page.section("Dead and saturated units"), plots.unit_health(probes),
+             "fraction of dead ReLU units and of saturated tanh/sigmoid outputs per layer"),
+        ]
+        for target, fig, caption in figures:
+            if fig is None:
+                target.text("Nothing of this kind in the probes (no such layers or parameters).", "note")
+            else:
+                target.figure(fig, caption=caption)
+
+    def _classes(self, sec: Section) -> None:
+        c = self.classes
+        if c is None:
+            sec.text(f"Not available: {self.classes_note}", "note")
+            return
+        sec.text(f"Best checkpoint (epoch {c.epoch}) on the validation split: {c.overall:.2%} of {sum(c.counts)} samples.")
+        rows = []
+        for i, name in enumerate(c.class_names):
+            other = c.confused_with(i)
+            rows.append([name, c.counts[i], f"{c.accuracy[i]:.1%}" if math.isfinite(c.accuracy[i]) else "-",
+                         f"{other[0]} ({other[1]})" if other else "-"])
+        sec.table(["class", "samples", "accuracy", "most often mistaken for"], rows)
+        sec.figure(plots.confusion(c.matrix, c.class_names), caption="confusion matrix, each row normalised by its class's samples")
+
+    def _checks(self, sec: Section) -> None:
+        if self.check is None:
+            sec.text(f"No {CHECK_FILE} here: run `babysit check --out {self.record.path}` (or `babysit doctor`) to add the checks.", "note")
+            return
+        checks = self.check["checks"]
+        statuses = [str(c.get("status", "")) for c in checks]
+        sec.table(
+            ["check", "status", "result", "seconds"],
+            [[c.get("name", ""), s, c.get("summary", ""), c.get("seconds", "")] for c, s in zip(checks, statuses)],
+            cell_classes=[["", f"sev-{s}", "", ""] for s in statuses],
+        )
+        sweep = next((c["evidence"] for c in checks if c.get("name") == "lr_range" and (c.get("evidence") or {}).get("lrs")), None)
+        if sweep is not None:
+            evidence = {**sweep, **{k: plots.finite(sweep.get(k, [])) for k in ("lrs", "losses", "smoothed")}}
+            sec.figure(plot_lr_range(evidence), caption="learning-rate range test: loss while the rate grows exponentially; the proposal and the search range")
+
+    def _config(self, sec: Section) -> None:
+        defaults = RunConfig().to_dict()
+        changed, unchanged = [], []
+        for section, values in self.record.config.items():
+            for key, value in values.items():
+                default = defaults.get(section, {}).get(key)
+                if value == default:
+                    unchanged.append(f"{section}.{key} = {fmt(value)}")
+                else:
+                    changed.append([f"{section}.{key}", fmt(value), fmt(default)])
+        if changed:
+            sec.table(["set for this run", "value", "babysit's default"], changed)
+        sec.text("At their defaults: " + ", ".join(unchanged) if unchanged else "No key at its default.", "note")
+
+    def _environment(self, sec: Section) -> None:
+        env = self.record.env
+        sec.table(["key", "value"], [[k, " ".join(map(str, v)) if isinstance(v, list) else v] for k, v in env.items()])
+        if self.record.events:
+            sec.table(["step", "event", "detail"], [[e.get("step", ""), e.get("event", ""), e.get("detail", "")] for e in self.record.events])
+
+    def __repr__(self) -> str:
+        return f"RunReport({self.record.name!r}, {self.status}, findings={[f.rule for f in self.findings]})"
+
+
+def _facts(record: RunRecord) -> dict[str, Any]:
+    """The headline numbers of a run: status, epochs, best validation accuracy, test accuracy, recipe."""
+    cfg, summary, best = record.config, record.summary or {}, record.best()
+    train = cfg.get("train", {})
+    facts: dict[str, Any] = {"status": record.status, "epochs": len(record.metrics)}
+    if best:
+        facts["best val accuracy"] = f"{best['val_accuracy']:.2%}"
+        facts["best epoch"] = best["epoch"]
+    if isinstance(summary.get("test_accuracy"), (int, float)):
+        facts["test accuracy"] = f"{summary['test_accuracy']:.2%}"
+    model = cfg.get("model", {})
+    net = Path(model["script"]).name if model.get("script") else model.get("name", "?")
+    facts["setup"] = f"{cfg.get('data', {}).get('name', '?')} / {net} / {train.get('optimizer', '?')} lr {fmt(train.get('lr'))}"
+    return facts
+
+
+def run_report(path: str | Path, *, per_class: bool = True, data: Dataset | None = None) -> RunReport:
+    """Read a run folder, diagnose it (with its check.json findings when present), and evaluate it per class.
+
+    Args:
+        path: the run folder (runs/<name>/).
+        per_class: rebuild the data and best model for per-class validation
+            accuracy (costs a data load and one pass over the validation split).
+        data: the run's data set when already loaded (must be what its config loads).
+    """
+    record = load_run(path)
+    check = read_check(record.path)
+    classes, note = None, "turned off"
+    if per_class:
+        try:
+            classes = class_accuracy(record, data)
+        except BabysitError as e:
+            note = str(e)
+    return RunReport(record, merged_findings(record, check), check, classes, note)
