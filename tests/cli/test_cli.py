@@ -90,3 +90,10 @@ def test_a_diverged_run_prints_strict_json():
     assert "NaN" not in line and "Infinity" not in line  # strict JSON: jq and browsers reject NaN
     summary = json.loads(line)
     assert summary["status"] == "diverged" and summary["test_loss"] is None
+
+
+@pytest.mark.parametrize("command", ["train", "check", "doctor"])
+def test_help_shows_the_config_sections_literally(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "[data], [model], [train]" in result.stdout  # not eaten as rich markup

@@ -10,7 +10,7 @@ import typer
 from babysit.checks.base import CheckSettings
 from babysit.checks.preflight import check as run_checks
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
-from babysit.cli.train import config_from_cli
+from babysit.cli.train import ConfigFile, DataName, OptimizerName, Seed, config_from_cli, shortcuts
 from babysit.io import json_line
 from babysit.run import load_data, model_from_config
 
@@ -19,13 +19,13 @@ from babysit.run import load_data, model_from_config
 @user_errors
 def check(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config with [data], [model], [train] sections."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set name (see `babysit datasets`)."),
+    config: ConfigFile = None,
+    data: DataName = None,
     model: Optional[str] = typer.Option(None, "--model", help="Model name: mlp or convnet."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="Optimiser name: sgd, momentum, adam, ..."),
+    optimizer: OptimizerName = None,
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate to judge."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (kept for config parity with train)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same numbers on the CPU)."),
+    seed: Seed = None,
     gradcheck: bool = typer.Option(False, "--gradcheck", help="Also run the numerical gradient check of user-defined modules."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for check.json and lr_range.png (a run folder: `babysit report` shows them)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on the last line."),
@@ -36,7 +36,7 @@ def check(
     """
     cfg = config_from_cli(
         config,
-        {"data": {"name": data}, "model": {"name": model}, "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed}},
+        shortcuts(data, model, optimizer, lr, epochs, seed),
         ctx.args,
     )
     dataset = load_data(cfg.data)

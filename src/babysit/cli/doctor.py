@@ -9,7 +9,7 @@ import typer
 
 from babysit.checks.base import CheckSettings
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
-from babysit.cli.train import RUNS_DIR, config_from_cli
+from babysit.cli.train import RUNS_DIR, ConfigFile, DataName, OptimizerName, Seed, config_from_cli, shortcuts
 from babysit.doctor import doctor as run_doctor
 from babysit.errors import ConfigError
 
@@ -43,13 +43,13 @@ def doctor(
     script: Optional[str] = typer.Argument(
         None, help="Python file defining build_model(input_shape, num_classes) -> nn.Module ('path.py:function' for another name)."
     ),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config with [data], [model], [train] sections."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set name (see `babysit datasets`)."),
+    config: ConfigFile = None,
+    data: DataName = None,
     model: Optional[str] = typer.Option(None, "--model", help="A built-in model (mlp, convnet) instead of MODEL_SCRIPT."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="Optimiser name: sgd, momentum, adam, ..."),
+    optimizer: OptimizerName = None,
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     epochs: int = typer.Option(DOCTOR_EPOCHS, "--epochs", help="Epochs of the short training run (a look, not the real training)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same numbers on the CPU)."),
+    seed: Seed = None,
     name: Optional[str] = typer.Option(None, "--name", help="Run name: the record goes to RUNS_DIR/NAME (default: data-model-date-time)."),
     runs_dir: Path = RUNS_DIR,
     gradcheck: bool = typer.Option(False, "--gradcheck", help="Also run the numerical gradient check of user-defined modules."),
@@ -66,11 +66,7 @@ def doctor(
     if script is not None and model is not None:
         raise ConfigError(f"give a MODEL_SCRIPT or --model, not both (got '{script}' and --model {model})")
     model_flags = {"name": "script", "script": str(Path(script).resolve())} if script is not None else {"name": model}
-    cfg = config_from_cli(
-        config,
-        {"data": {"name": data}, "model": model_flags, "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed}},
-        extra,
-    )
+    cfg = config_from_cli(config, shortcuts(data, model_flags, optimizer, lr, epochs, seed), extra)
     done = run_doctor(cfg, runs_dir=runs_dir, name=name, settings=CheckSettings(gradcheck=gradcheck))
     done.report.print(out)
     err.print(f"run record: {done.run_dir}")

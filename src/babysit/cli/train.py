@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -18,6 +18,22 @@ from babysit.train.recorded import resume_run, start_run
 # Where run records go unless --runs-dir says otherwise (the environment variable lets a
 # test session or a cluster job point every command at one place).
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", envvar="BABYSIT_RUNS_DIR", help="Folder holding run records.")
+
+
+# The config shortcuts every run-building command (train, check, doctor) takes.
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help=r"TOML config with \[data], \[model], \[train] sections.")]
+DataName = Annotated[Optional[str], typer.Option("--data", help="Data set name (see `babysit datasets`).")]
+OptimizerName = Annotated[Optional[str], typer.Option("--optimizer", help="Optimiser name: sgd, momentum, adam, ...")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed (same seed, same numbers on the CPU).")]
+
+
+def shortcuts(data: str | None, model: str | dict | None, optimizer: str | None, lr: float | None, epochs: int | None, seed: int | None) -> dict[str, dict[str, Any]]:
+    """The shortcut flags as config sections (None: not given); `model` is a name or a whole [model] table."""
+    return {
+        "data": {"name": data},
+        "model": model if isinstance(model, dict) else {"name": model},
+        "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed},
+    }
 
 
 def config_from_cli(config: Optional[Path], flags: dict[str, dict[str, Any]], extra: list[str]) -> RunConfig:
@@ -44,13 +60,13 @@ def print_result(summary: dict[str, Any], as_json: bool) -> None:
 @user_errors
 def train(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config with [data], [model], [train] sections."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set name (see `babysit datasets`)."),
+    config: ConfigFile = None,
+    data: DataName = None,
     model: Optional[str] = typer.Option(None, "--model", help="Model name: mlp or convnet."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="Optimiser name: sgd, momentum, adam, ..."),
+    optimizer: OptimizerName = None,
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same numbers on the CPU)."),
+    seed: Seed = None,
     name: Optional[str] = typer.Option(None, "--name", help="Run name: the record goes to RUNS_DIR/NAME (default: data-model-date-time)."),
     runs_dir: Path = RUNS_DIR,
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the killed run in this folder from its last checkpoint."),
@@ -61,7 +77,7 @@ def train(
     Any config key can be overridden as --section.key=value (e.g. --train.lr=3e-4).
     A run whose loss explodes stops as "diverged"; --resume RUN_DIR continues a killed run.
     """
-    flags = {"data": {"name": data}, "model": {"name": model}, "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed}}
+    flags = shortcuts(data, model, optimizer, lr, epochs, seed)
     if resume is not None:
         given = [f"--{k}" for s in flags.values() for k, v in s.items() if v is not None] + (["--config"] if config else []) + ctx.args
         if given or name:

@@ -70,7 +70,7 @@ def print_result(result: TuneResult, report: Path, export: Optional[Path]) -> No
 def tune(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base run config (TOML, as for `babysit train`)."),
-    search_file: Optional[Path] = typer.Option(None, "--search", "-s", help="Search file: [tune]-style settings at top level and a [space] table."),
+    search_file: Optional[Path] = typer.Option(None, "--search", "-s", help=r"Search file: \[tune]-style settings at top level and a \[space] table."),
     param: list[str] = typer.Option([], "--param", "-p", help="A range, KEY=SPEC, e.g. 'train.lr=log_uniform(1e-4, 1)' (repeatable)."),
     data: Optional[str] = typer.Option(None, "--data", help="Data set name."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name: mlp or convnet."),
