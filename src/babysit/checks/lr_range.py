@@ -82,9 +82,9 @@ class _SweepCallback:
         self.best = min(self.best, self.ema)
         if not math.isfinite(loss) or (state.step > 5 and self.ema > DIVERGE_FACTOR * self.best):
             self.sweep.diverged_at = self.sweep.lrs[-1]
-            state.stop, state.status, state.stop_reason = True, "stopped", "range test diverged"
+            state.request_stop("stopped", "range test diverged")
         elif state.step >= self.steps:
-            state.stop, state.status, state.stop_reason = True, "stopped", "range test done"
+            state.request_stop("stopped", "range test done")
         for group in state.optimizer.param_groups:
             group["lr"] *= self.factor
 

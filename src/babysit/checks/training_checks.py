@@ -40,12 +40,12 @@ class _StopWhen:
 
     def on_batch_end(self, state) -> None:
         if state.step >= self.steps:
-            state.stop, state.status, state.stop_reason = True, "stopped", "step budget used"
+            state.request_stop("stopped", "step budget used")
 
     def on_epoch_end(self, state) -> None:
         last = state.history.records[-1]
         if self.fitted_loss is not None and last["train_accuracy"] >= 1.0 and last["train_loss"] <= self.fitted_loss:
-            state.stop, state.status, state.stop_reason = True, "stopped", "tiny subset fitted"
+            state.request_stop("stopped", "tiny subset fitted")
 
 
 @CHECKS.register("overfit_tiny")

@@ -6,6 +6,7 @@ import math
 
 import matplotlib.pyplot as plt
 
+from babysit.checks.lr_range import smooth
 from babysit.data.datasets import load_dataset
 from babysit.data.preprocess import prepare
 from babysit.lab.result import EXPERIMENTS, LabResult
@@ -22,16 +23,6 @@ class _StepLosses:
 
     def on_batch_end(self, state) -> None:
         self.losses.append(float(state.loss))
-
-
-def _smooth(values: list[float], window: int) -> list[float]:
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= window:
-            acc -= values[i - window]
-        out.append(acc / min(i + 1, window))
-    return out
 
 
 @EXPERIMENTS.register("lr")
@@ -72,7 +63,7 @@ def lr_experiment(
     colors = {"too low": "C0", "good": "C2", "high": "C1", "too high": "C3"}
     for label, losses in curves.items():
         shown = [min(v, 10.0) if math.isfinite(v) else 10.0 for v in losses]
-        ax.plot(_smooth(shown, 10), label=f"{label} (lr={rates[label]:g})", color=colors[label])
+        ax.plot(smooth(shown, 10), label=f"{label} (lr={rates[label]:g})", color=colors[label])
         if summary[label]["status"] == "diverged":
             ax.plot(len(shown) - 1, min(ax.get_ylim()[1], shown[-1]), "x", ms=12, mew=3, color=colors[label])
     ax.set_xlabel("iteration")

@@ -9,8 +9,8 @@ Contract (call order within `fit`):
         on_epoch_end(state)                     # state.history has the epoch's record
     on_fit_end(state)                           # state.result is set
 
-A callback implements any subset. Setting `state.stop = True` (with
-`state.status` and `state.stop_reason`) ends training after the current batch.
+A callback implements any subset. `state.request_stop(status, reason)` ends
+training after the current batch.
 A callback with state that a resumed run needs also defines `state_dict()` and
 `load_state_dict(d)`: checkpoints save it, and a resumed `fit` loads it right
 after `on_fit_start`.
@@ -121,7 +121,7 @@ class DivergenceGuard:
         else:
             return
         self.diverged_at = state.step
-        state.stop, state.status, state.stop_reason = True, "diverged", why
+        state.request_stop("diverged", why)
 
     def __repr__(self) -> str:
         return f"DivergenceGuard(factor={self.factor}, every={self.every})"

@@ -177,6 +177,10 @@ class TrainState:
     generator: torch.Generator | None = None  # the shuffling RNG, saved in checkpoints
     callbacks: list[object] = field(default_factory=list)  # this fit's callbacks, whose state checkpoints save
 
+    def request_stop(self, status: str, reason: str) -> None:
+        """End training after the current batch, recording why (what a callback calls)."""
+        self.stop, self.status, self.stop_reason = True, status, reason
+
     def __post_init__(self) -> None:
         if self.eval_model is None:
             self.eval_model = self.model
