@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import babysit as bs
 from babysit.cli.demo import DEMO_CONFIG
-from babysit.run import load_data, model_from_config
+from babysit.build import load_data, model_from_config
 
 GOAL_SECONDS = 60.0
 

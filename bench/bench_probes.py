@@ -40,16 +40,16 @@ GOALS = {"off": 1.05, "light": 1.05, "full": 1.50}
 
 def mnist1d() -> tuple[Dataset, torch.nn.Module]:
     data = bs.prepare(bs.load_dataset("mnist1d"))
-    bs.seed_everything(0)
-    return data, bs.convnet(data.input_shape, data.num_classes, channels=(32, 32, 32), kernel_size=5)
+    bs.train.seed_everything(0)
+    return data, bs.blocks.convnet(data.input_shape, data.num_classes, channels=(32, 32, 32), kernel_size=5)
 
 
 def cifar_sized(n_train: int = 2000, n_val: int = 500) -> tuple[Dataset, torch.nn.Module]:
     g = torch.Generator().manual_seed(0)
     split = lambda n: Split(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))  # noqa: E731
     data = Dataset("random-cifar", split(n_train), split(n_val), split(n_val), 10, (3, 32, 32), tuple("0123456789"))
-    bs.seed_everything(0)
-    return data, bs.convnet(data.input_shape, data.num_classes, channels=(32, 64, 128), kernel_size=3)
+    bs.train.seed_everything(0)
+    return data, bs.blocks.convnet(data.input_shape, data.num_classes, channels=(32, 64, 128), kernel_size=3)
 
 
 MODELS = {"mnist1d": ("MNIST-1D convnet", mnist1d), "cifar": ("CIFAR-sized convnet", cifar_sized)}

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 import babysit as bs
-from babysit.run import load_data, run
+from babysit.build import load_data, run
 from babysit.tune.runner import trial_config
 
 SEEDS = (0, 1, 2)
@@ -54,7 +54,7 @@ STRATEGIES = {
 }
 
 
-def epoch_budget(result: bs.TuneResult) -> int:
+def epoch_budget(result: bs.tune.TuneResult) -> int:
     return sum(len(p.configs) * p.epochs for p in result.plans)
 
 
@@ -83,7 +83,7 @@ def main() -> int:
             for name, kwargs in STRATEGIES.items():
                 start = time.perf_counter()
                 console.print(f"seed {seed}: {name} ...")
-                result = bs.search(base, SPACE, bs.TuneSettings(seed=seed, **kwargs), root=root, progress=False, data=data)
+                result = bs.search(base, SPACE, bs.tune.TuneSettings(seed=seed, **kwargs), root=root, progress=False, data=data)
                 best = result.best
                 found[name] = best.score
                 retrained[name], test = retrain(base, best.values, data)

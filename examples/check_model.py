@@ -32,5 +32,5 @@ data = bs.prepare(bs.load_dataset("digits"))
 report = bs.check(SmallNet(), data, bs.Recipe(optimizer="adam", lr=1e-3), eval_fn=my_evaluation)
 report.print()  # one row per check: pass / warn / fail, the numbers, the fix
 print(f"status: {report.status}, suggested learning rate: {report.suggested_lr:.2g}")
-for finding in report.findings():  # errors first, upstream causes before their symptoms
+for finding in report.findings:  # errors first, upstream causes before their symptoms
     print(f"{finding.severity}: {finding.title} -> {finding.fix}")

@@ -18,13 +18,13 @@ import babysit as bs
 def main(seed: int = 0, target_size: int = 200) -> dict[str, float]:
     """Test accuracy on digits 5-9 for each strategy."""
     data = bs.prepare(bs.load_dataset("mnist1d"))
-    source = bs.select_classes(data, range(5))
-    target = bs.select_classes(data, range(5, 10), train_size=target_size)
+    source = bs.data.select_classes(data, range(5))
+    target = bs.data.select_classes(data, range(5, 10), train_size=target_size)
 
     def convnet(num_classes: int):
-        return bs.convnet(data.input_shape, num_classes, channels=(32, 32, 32), kernel_size=5, batchnorm=True)
+        return bs.blocks.convnet(data.input_shape, num_classes, channels=(32, 32, 32), kernel_size=5, batchnorm=True)
 
-    bs.seed_everything(seed)
+    bs.train.seed_everything(seed)
     pretrained = convnet(source.num_classes)
     pre = bs.fit(pretrained, source, bs.Recipe(lr=1e-2, epochs=15, seed=seed), progress=False)
     print(f"pre-trained on digits 0-4: test accuracy {pre.test_accuracy:.1%}")
@@ -32,10 +32,10 @@ def main(seed: int = 0, target_size: int = 200) -> dict[str, float]:
     results = {}
     recipe = bs.Recipe(lr=1e-2, epochs=20, batch_size=20, seed=seed)
     for strategy, body_lr_factor in (("freeze all but the head", 0.0), ("fine-tune all, body lr x0.1", 0.1)):
-        bs.seed_everything(seed)
-        model = bs.replace_head(pretrained, target.num_classes)
+        bs.train.seed_everything(seed)
+        model = bs.blocks.replace_head(pretrained, target.num_classes)
         results[strategy] = bs.fit(model, target, replace(recipe, body_lr_factor=body_lr_factor), progress=False).test_accuracy
-    bs.seed_everything(seed)
+    bs.train.seed_everything(seed)
     results["from scratch"] = bs.fit(convnet(target.num_classes), target, recipe, progress=False).test_accuracy
 
     print(f"digits 5-9 from {len(target.train)} training signals:")

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import babysit as bs
 
 torch.manual_seed(0)
-model = bs.mlp((64,), 10, hidden=(100, 100), activation="tanh", init="xavier")
+model = bs.blocks.mlp((64,), 10, hidden=(100, 100), activation="tanh", init="xavier")
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
 x, y = torch.randn(512, 64), torch.randint(0, 10, (512,))
 

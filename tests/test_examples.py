@@ -38,7 +38,7 @@ def test_demo_config_matches_its_example_file():
 def test_demo_recipe_beats_90_percent_on_mnist1d(mnist1d):
     from babysit.cli.demo import DEMO_CONFIG
     from babysit.config import build_config
-    from babysit.run import run
+    from babysit.build import run
 
     cfg = build_config(DEMO_CONFIG)
     assert run(cfg, progress=False, data=mnist1d).result.test_accuracy >= 0.90

@@ -15,15 +15,15 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "transfer_mnist1d.p
 
 
 def test_replace_head_swaps_the_last_linear_and_keeps_the_body():
-    bs.seed_everything(0)
-    net = bs.mlp((6,), 10, hidden=(8, 8))
-    new = bs.replace_head(net, 3)
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp((6,), 10, hidden=(8, 8))
+    new = bs.blocks.replace_head(net, 3)
     assert head_name(net) == "5" and new[5].out_features == 3 and new[5].in_features == 8
     assert net[5].out_features == 10  # the original is untouched
     assert torch.equal(new[1].weight, net[1].weight) and new[1].weight is not net[1].weight
     assert new[5].bias.abs().sum() == 0
     with pytest.raises(ConfigError, match="no nn.Linear"):
-        bs.replace_head(nn.Sequential(nn.ReLU()), 2)
+        bs.blocks.replace_head(nn.Sequential(nn.ReLU()), 2)
 
 
 def test_frozen_batch_norm_computes_the_eval_mode_output_in_training_too():
@@ -40,8 +40,8 @@ def test_frozen_batch_norm_computes_the_eval_mode_output_in_training_too():
 
 
 def test_freezing_trains_only_the_head(mnist1d):
-    bs.seed_everything(0)
-    net = bs.convnet(mnist1d.input_shape, 10, channels=(8, 8), batchnorm=True)
+    bs.train.seed_everything(0)
+    net = bs.blocks.convnet(mnist1d.input_shape, 10, channels=(8, 8), batchnorm=True)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     head = head_name(net)
     bs.fit(net, mnist1d, bs.Recipe(lr=1e-2, epochs=1, body_lr_factor=0.0, device="cpu"), progress=False)
@@ -55,8 +55,8 @@ def test_freezing_trains_only_the_head(mnist1d):
 
 
 def test_fine_tuning_puts_the_body_in_a_group_with_a_lower_learning_rate():
-    net = bs.mlp((6,), 3, hidden=(8,))
-    groups = bs.param_groups(net, 1e-2, 0.1)
+    net = bs.blocks.mlp((6,), 3, hidden=(8,))
+    groups = bs.blocks.param_groups(net, 1e-2, 0.1)
     assert [g["lr"] for g in groups] == [1e-2, pytest.approx(1e-3)]
     assert groups[0]["params"] == list(net[3].parameters())
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(net.parameters()))
@@ -69,8 +69,8 @@ def test_fine_tuning_puts_the_body_in_a_group_with_a_lower_learning_rate():
 def test_fine_tuning_moves_the_body_less_than_the_head(mnist1d):
     moved = {}
     for factor in (1.0, 0.1):
-        bs.seed_everything(0)
-        net = bs.mlp(mnist1d.input_shape, 10, hidden=(32,))
+        bs.train.seed_everything(0)
+        net = bs.blocks.mlp(mnist1d.input_shape, 10, hidden=(32,))
         start = net[1].weight.clone()
         bs.fit(net, mnist1d, bs.Recipe(optimizer="sgd", lr=0.05, epochs=1, body_lr_factor=factor, device="cpu"), progress=False)
         moved[factor] = (net[1].weight - start).norm().item()

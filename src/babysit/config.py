@@ -28,7 +28,7 @@ from babysit.data.preprocess import PREPROCESSORS
 from babysit.errors import ConfigError, did_you_mean
 from babysit.nn.models import MODELS
 from babysit.nn.regularize import DROPOUTS
-from babysit.train.trainer import Recipe
+from babysit.train.state import Recipe
 from babysit.watch.schedule import PROBE_PRESETS
 
 

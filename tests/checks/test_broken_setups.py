@@ -25,8 +25,8 @@ from .test_gradcheck import CubeLayer
 
 
 def mlp(data, **kw):
-    bs.seed_everything(0)
-    return bs.mlp(data.input_shape, data.num_classes, **kw)
+    bs.train.seed_everything(0)
+    return bs.blocks.mlp(data.input_shape, data.num_classes, **kw)
 
 
 def badly_scaled():
@@ -56,7 +56,7 @@ def forgetful_eval(model, x):
 
 
 def with_cube(data, factor):
-    bs.seed_everything(0)
+    bs.train.seed_everything(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), CubeLayer(32, factor), nn.Linear(32, 10))
 
 
@@ -81,7 +81,7 @@ HEALTHY = {
     "MLP ReLU He, Adam": (lambda d: mlp(d), None, bs.Recipe(lr=1e-3)),
     "MLP tanh Xavier, momentum": (lambda d: mlp(d, activation="tanh", init="xavier"), None, bs.Recipe(optimizer="momentum")),
     "MLP batch norm + dropout 0.2, Adam": (lambda d: mlp(d, batchnorm=True, dropout=0.2), None, bs.Recipe(lr=1e-3)),
-    "convnet He, SGD": (lambda d: (bs.seed_everything(0), bs.convnet(d.input_shape, d.num_classes))[1], None, bs.Recipe(optimizer="sgd", lr=0.1)),
+    "convnet He, SGD": (lambda d: (bs.train.seed_everything(0), bs.blocks.convnet(d.input_shape, d.num_classes))[1], None, bs.Recipe(optimizer="sgd", lr=0.1)),
     "MLP leaky ReLU, SGD": (lambda d: mlp(d, activation="leaky_relu"), None, bs.Recipe(optimizer="sgd")),
     "MLP 3 layers, weight decay": (lambda d: mlp(d, hidden=(128, 64, 32)), None, bs.Recipe(lr=1e-3, weight_decay=1e-4)),
     "MLP maxout, vanilla dropout, nesterov + step decay": (
@@ -89,7 +89,7 @@ HEALTHY = {
         bs.Recipe(optimizer="nesterov", lr=0.01, schedule="step", period=2),
     ),
     "MNIST-1D convnet with batch norm (demo recipe)": (
-        lambda d: (bs.seed_everything(0), bs.convnet(d.input_shape, d.num_classes, kernel_size=5, batchnorm=True))[1],
+        lambda d: (bs.train.seed_everything(0), bs.blocks.convnet(d.input_shape, d.num_classes, kernel_size=5, batchnorm=True))[1],
         "mnist1d", bs.Recipe(lr=1e-2),
     ),
 }
@@ -100,7 +100,7 @@ def findings_for(make, data, recipe, eval_fn=None, settings: CheckSettings = FAS
     recipe = replace(recipe, device="cpu")
     report = bs.check(make(data), data, recipe, eval_fn=eval_fn, settings=settings, progress=False)
     probes = bs.watch(preset="light")
-    result = bs.fit(make(data), data, replace(recipe, epochs=epochs), callbacks=[bs.DivergenceGuard(), probes], progress=False)
+    result = bs.fit(make(data), data, replace(recipe, epochs=epochs), callbacks=[bs.train.DivergenceGuard(), probes], progress=False)
     assert probes.records, "the run must carry probe evidence"
     run = {"metrics": result.history.records, "probes": probes.records, "summary": result.summary()}
     return merged_findings(run, report.to_dict())  # what `babysit doctor` and its report list

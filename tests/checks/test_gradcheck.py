@@ -74,6 +74,6 @@ def test_the_check_finds_user_modules_and_flags_the_broken_one(digits):
 
 def test_the_check_is_opt_in_and_skips_torch_only_models(digits):
     assert gradcheck(make_ctx(net_with(CubeLayer(8)), digits)).status == "skip"
-    bs.seed_everything(0)
-    plain = bs.mlp(digits.input_shape, 10, hidden=(8,))
+    bs.train.seed_everything(0)
+    plain = bs.blocks.mlp(digits.input_shape, 10, hidden=(8,))
     assert gradcheck(make_ctx(plain, digits, settings=CheckSettings(gradcheck=True))).status == "skip"

@@ -11,8 +11,8 @@ from .conftest import make_ctx
 
 
 def deep_tanh(init="xavier", depth=10, width=100, **kw):
-    bs.seed_everything(0)
-    return bs.mlp((64,), 10, hidden=(width,) * depth, activation="tanh", init=init, **kw)
+    bs.train.seed_everything(0)
+    return bs.blocks.mlp((64,), 10, hidden=(width,) * depth, activation="tanh", init=init, **kw)
 
 
 def unit_gaussian_data(n=256, d=64):
@@ -23,7 +23,7 @@ def unit_gaussian_data(n=256, d=64):
 
 
 def test_layer_stats_match_a_direct_computation():
-    bs.seed_everything(0)
+    bs.train.seed_everything(0)
     net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4), nn.Tanh(), nn.Linear(4, 2), nn.Sigmoid())
     x = torch.randn(50, 8)
     stats = layer_stats(net, x)
@@ -67,36 +67,36 @@ def test_unit_std_init_saturates_tanh():
 
 @pytest.mark.parametrize("activation, init", [("tanh", "xavier"), ("relu", "he"), ("leaky_relu", "he")])
 def test_xavier_and_he_init_are_healthy_in_a_deep_net(activation, init):
-    bs.seed_everything(0)
-    net = bs.mlp((64,), 10, hidden=(100,) * 10, activation=activation, init=init)
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp((64,), 10, hidden=(100,) * 10, activation=activation, init=init)
     r = init_health(make_ctx(net, unit_gaussian_data()))
     assert r.status == "pass", r.findings
 
 
 def test_large_negative_relu_bias_kills_the_units():
-    bs.seed_everything(0)
-    net = bs.mlp((64,), 10, hidden=(100, 100), bias=-5.0)
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp((64,), 10, hidden=(100, 100), bias=-5.0)
     r = init_health(make_ctx(net, unit_gaussian_data()))
     assert r.findings[0].rule == "dead_relu" and r.findings[0].severity == "error"
 
 
 def test_zero_init_is_reported_as_broken_symmetry_first():
-    net = bs.mlp((64,), 10, hidden=(32, 32), init="zeros")
+    net = bs.blocks.mlp((64,), 10, hidden=(32, 32), init="zeros")
     r = init_health(make_ctx(net, unit_gaussian_data()))
     assert r.findings[0].rule == "init_symmetry" and r.findings[0].evidence["identical_layers"] == ["1", "3"]
 
 
 def test_a_zero_output_layer_alone_is_not_a_symmetry_problem():
-    bs.seed_everything(0)
-    net = bs.mlp((64,), 10, hidden=(32,))
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp((64,), 10, hidden=(32,))
     with torch.no_grad():
         net[-1].weight.zero_()
     assert "init_symmetry" not in [f.rule for f in init_health(make_ctx(net, unit_gaussian_data())).findings]
 
 
 def test_the_check_leaves_the_users_model_untouched():
-    bs.seed_everything(0)
-    net = bs.mlp((64,), 10, hidden=(16,), batchnorm=True).eval()
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp((64,), 10, hidden=(16,), batchnorm=True).eval()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     init_health(make_ctx(net, unit_gaussian_data()))
     assert not net.training

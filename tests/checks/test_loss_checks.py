@@ -12,8 +12,8 @@ from .conftest import make_ctx
 
 
 def small(digits, **kw):
-    bs.seed_everything(0)
-    return bs.mlp(digits.input_shape, digits.num_classes, hidden=(32,), **kw)
+    bs.train.seed_everything(0)
+    return bs.blocks.mlp(digits.input_shape, digits.num_classes, hidden=(32,), **kw)
 
 
 def test_zero_scores_give_exactly_ln_c(digits):

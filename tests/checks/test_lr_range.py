@@ -74,8 +74,8 @@ def test_a_sweep_without_descent_proposes_nothing():
 
 
 def test_the_sweep_grows_the_rate_geometrically_and_stops_on_divergence(digits):
-    bs.seed_everything(0)
-    net = bs.mlp(digits.input_shape, 10, hidden=(32,))
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp(digits.input_shape, 10, hidden=(32,))
     sweep = run_sweep(make_ctx(net, digits, settings=CheckSettings(sweep_steps=80)))
     ratios = [b / a for a, b in zip(sweep.lrs, sweep.lrs[1:])]
     assert sweep.lrs[0] == pytest.approx(1e-7) and max(ratios) == pytest.approx(min(ratios))
@@ -86,8 +86,8 @@ def test_the_sweep_grows_the_rate_geometrically_and_stops_on_divergence(digits):
 
 @pytest.mark.parametrize("lr, rule", [(1e-7, "lr_too_low"), (10.0, "lr_too_high"), (1e-3, None)])
 def test_the_configured_rate_is_judged_against_the_sweep(digits, lr, rule):
-    bs.seed_everything(0)
-    ctx = make_ctx(bs.mlp(digits.input_shape, 10, hidden=(32,)), digits, bs.Recipe(lr=lr, device="cpu"))
+    bs.train.seed_everything(0)
+    ctx = make_ctx(bs.blocks.mlp(digits.input_shape, 10, hidden=(32,)), digits, bs.Recipe(lr=lr, device="cpu"))
     r = lr_range(ctx)
     assert [f.rule for f in r.findings] == ([rule] if rule else [])
     if rule:
@@ -96,8 +96,8 @@ def test_the_configured_rate_is_judged_against_the_sweep(digits, lr, rule):
 
 
 def test_plot_has_a_log_axis_and_the_proposal(digits):
-    bs.seed_everything(0)
-    r = lr_range(make_ctx(bs.mlp(digits.input_shape, 10, hidden=(32,)), digits))
+    bs.train.seed_everything(0)
+    r = lr_range(make_ctx(bs.blocks.mlp(digits.input_shape, 10, hidden=(32,)), digits))
     fig = plot_lr_range(r.evidence)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
@@ -112,7 +112,7 @@ def grid_vs_proposal(data, make, optimizer, epochs, grid):
     """Final metric at the proposed rate, and the best over a log grid (same init, same data order)."""
     proposal = bs.check(make(), data, bs.Recipe(optimizer=optimizer, device="cpu"), only=["lr_range"], progress=False).suggested_lr
     def score(lr):
-        r = bs.fit(make(), data, bs.Recipe(optimizer=optimizer, lr=lr, epochs=epochs, device="cpu"), callbacks=[bs.DivergenceGuard()], progress=False)
+        r = bs.fit(make(), data, bs.Recipe(optimizer=optimizer, lr=lr, epochs=epochs, device="cpu"), callbacks=[bs.train.DivergenceGuard()], progress=False)
         return r.test_accuracy if r.status == "completed" else 0.0
     return proposal, score(proposal), {lr: score(lr) for lr in grid}
 
@@ -120,8 +120,8 @@ def grid_vs_proposal(data, make, optimizer, epochs, grid):
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_proposed_rate_trains_digits_within_3_points_of_the_best_grid_rate(digits, optimizer):
     def make():
-        bs.seed_everything(0)
-        return bs.mlp(digits.input_shape, 10, hidden=(100, 100))
+        bs.train.seed_everything(0)
+        return bs.blocks.mlp(digits.input_shape, 10, hidden=(100, 100))
 
     grid = [10.0 ** k for k in range(-5, 1)]
     lr, at_proposal, scores = grid_vs_proposal(digits, make, optimizer, 10, grid)
@@ -132,8 +132,8 @@ def test_proposed_rate_trains_digits_within_3_points_of_the_best_grid_rate(digit
 @pytest.mark.slow
 def test_proposed_rate_trains_mnist1d_within_5_points_of_the_best_grid_rate(mnist1d):
     def make():
-        bs.seed_everything(0)
-        return bs.convnet(mnist1d.input_shape, 10, kernel_size=5)
+        bs.train.seed_everything(0)
+        return bs.blocks.convnet(mnist1d.input_shape, 10, kernel_size=5)
 
     grid = [10.0 ** (k / 2) for k in range(-10, 1)]  # 1e-5 .. 1, half decades
     lr, at_proposal, scores = grid_vs_proposal(mnist1d, make, "adam", 15, grid)

@@ -13,8 +13,8 @@ from .conftest import FAST
 
 
 def small(digits, **kw):
-    bs.seed_everything(0)
-    return bs.mlp(digits.input_shape, digits.num_classes, hidden=(32,), **kw)
+    bs.train.seed_everything(0)
+    return bs.blocks.mlp(digits.input_shape, digits.num_classes, hidden=(32,), **kw)
 
 
 def test_the_pipeline_runs_every_registered_check_once():
@@ -29,7 +29,7 @@ def report(digits):
 
 def test_a_healthy_model_passes_with_numbers_for_every_check(report):
     assert [r.name for r in report.results] == list(PIPELINE)
-    assert report.status == "pass" and report.findings() == []
+    assert report.status == "pass" and report.findings == []
     assert {r.status for r in report.results} == {"pass", "skip"}
     assert report.result("initial_loss").evidence["expected"] == pytest.approx(2.302585, abs=1e-6)
     assert report.suggested_lr == report.result("lr_range").evidence["suggested"] > 0
@@ -65,7 +65,7 @@ def test_only_runs_the_named_checks_in_pipeline_order(digits):
 
 def test_bad_inputs_are_one_clear_error(digits):
     with pytest.raises(bs.ConfigError, match=r"returns shape \(2, 7\).*10 classes"):
-        bs.check(bs.mlp(digits.input_shape, 7, hidden=(8,)), digits, progress=False)
+        bs.check(bs.blocks.mlp(digits.input_shape, 7, hidden=(8,)), digits, progress=False)
     with pytest.raises(bs.DataError, match=r"fails on inputs shaped \(2, 1, 8, 8\)"):
         bs.check(nn.Linear(5, 10), digits, progress=False)
     with pytest.raises(bs.DataError, match="needs a babysit Dataset"):
@@ -78,4 +78,4 @@ def test_bad_inputs_are_one_clear_error(digits):
 @pytest.mark.parametrize("kwargs, message", [({"sweep_steps": 0}, "sweep_steps must be at least 1"), ({"sweep_start": 1.0, "sweep_end": 0.1}, "0 < sweep_start < sweep_end")])
 def test_check_settings_refuse_bad_budgets(kwargs, message):
     with pytest.raises(bs.ConfigError, match=message):
-        bs.CheckSettings(**kwargs)
+        bs.checks.CheckSettings(**kwargs)

@@ -11,8 +11,8 @@ from .conftest import make_ctx
 
 
 def small(digits, **kw):
-    bs.seed_everything(0)
-    return bs.mlp(digits.input_shape, digits.num_classes, hidden=(64,), **kw)
+    bs.train.seed_everything(0)
+    return bs.blocks.mlp(digits.input_shape, digits.num_classes, hidden=(64,), **kw)
 
 
 def shuffled_labels(data):

@@ -84,8 +84,8 @@ def test_fit_augments_training_batches_only(digits):
 
     rec = Recorder()
     data = bs.Dataset(**{**digits.__dict__, "augment": rec})
-    bs.seed_everything(0)
-    result = bs.fit(bs.mlp(data.input_shape, 10, hidden=(16,)), data, bs.Recipe(epochs=2, device="cpu"), progress=False)
+    bs.train.seed_everything(0)
+    result = bs.fit(bs.blocks.mlp(data.input_shape, 10, hidden=(16,)), data, bs.Recipe(epochs=2, device="cpu"), progress=False)
     assert rec.seen == 2 * len(digits.train)  # validation and test never pass through it
     assert result.status == "completed"
 
@@ -101,7 +101,7 @@ def test_with_augmentation_attaches_to_image_data_and_refuses_flat_data(digits):
 
 def test_augmentation_from_the_config_reaches_training():
     from babysit.config import build_config
-    from babysit.run import load_data
+    from babysit.build import load_data
 
     cfg = build_config({"data": {"name": "digits", "augment": ["crop", "jitter"], "crop_padding": 1, "jitter": 0.2}})
     data = load_data(cfg.data)

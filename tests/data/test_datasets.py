@@ -84,8 +84,8 @@ def test_spiral_is_the_lecture_spiral_and_needs_a_nonlinear_model():
     assert data.input_shape == (2,) and data.num_classes == 3
     accuracy = {}
     for hidden in ((), (100,)):
-        bs.seed_everything(0)
-        net = bs.mlp(data.input_shape, 3, hidden=hidden)
+        bs.train.seed_everything(0)
+        net = bs.blocks.mlp(data.input_shape, 3, hidden=hidden)
         # Small data, full batch: L-BFGS's home ground (LECTURE_DIGEST §8).
         accuracy[hidden] = bs.fit(net, data, bs.Recipe(optimizer="lbfgs", epochs=5, device="cpu"), progress=False).test_accuracy
     # cs231n's case study: a linear classifier gets ~50%, a 2-layer net ~98%.

@@ -124,7 +124,7 @@ def test_transforming_other_sized_inputs_is_refused():
 def test_fitted_statistics_are_saved_with_a_model_and_restored_with_weights_only():
     raw = bs.load_dataset("digits")
     data = bs.prepare(raw, "pca_whiten", components=0.95, eps=1e-3)
-    model = bs.mlp(data.input_shape, 10, hidden=(8,))
+    model = bs.blocks.mlp(data.input_shape, 10, hidden=(8,))
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "preprocessor": data.preprocessor.state_dict()}, buf)
     buf.seek(0)

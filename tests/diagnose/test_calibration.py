@@ -40,7 +40,7 @@ CONFIGS = {
 def test_healthy_runs_trigger_no_probe_rule(name, seed, tmp_path, digits, mnist1d):
     data, model, train = CONFIGS[name]
     cfg = bs.build_config({"data": {"name": data}, "model": model, "train": {"device": "cpu", "epochs": 15, "seed": seed, **train}})
-    bs.start_run(cfg, runs_dir=tmp_path, name="run", progress=False, data=digits if data == "digits" else mnist1d)
+    bs.workflows.start_run(cfg, runs_dir=tmp_path, name="run", progress=False, data=digits if data == "digits" else mnist1d)
     run = bs.load_run(tmp_path / "run")
     assert len(run.probes) >= 8
     assert bs.diagnose(run, rules=PROBE_RULES) == []

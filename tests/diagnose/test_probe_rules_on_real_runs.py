@@ -1,6 +1,6 @@
 """The probe-based rules on real run records: `babysit train`'s recorder and probes, read back from disk.
 
-Each broken set-up is a config, trained briefly on digits by `bs.start_run` (the
+Each broken set-up is a config, trained briefly on digits by `bs.workflows.start_run` (the
 same path as `babysit train`, with the default 'light' probes), loaded with
 `bs.load_run` and diagnosed without any preflight check: the per-layer
 evidence in probes.jsonl alone must name the fault first. The healthy controls
@@ -19,7 +19,7 @@ import babysit as bs
 def record(tmp_path, digits, mnist1d, model, train, data="digits", epochs=4):
     """Train the config briefly with probes, then read its run record back from disk."""
     cfg = bs.build_config({"data": {"name": data}, "model": {"name": "mlp", **model}, "train": {"device": "cpu", "epochs": epochs, **train}})
-    bs.start_run(cfg, runs_dir=tmp_path, name="run", progress=False, data=digits if data == "digits" else mnist1d)
+    bs.workflows.start_run(cfg, runs_dir=tmp_path, name="run", progress=False, data=digits if data == "digits" else mnist1d)
     run = bs.load_run(tmp_path / "run")
     assert run.probes, "the record must hold probes"
     return run

@@ -138,8 +138,8 @@ def test_run_view_reads_dicts_records_and_fit_results(digits):
         metrics, probes, events, summary = HEALTHY["metrics"], [], [], {"status": "completed"}
 
     assert run_view(Record()).summary == {"status": "completed"}
-    bs.seed_everything(0)
-    result = bs.fit(bs.mlp(digits.input_shape, 10, hidden=(16,)), digits, bs.Recipe(epochs=2, device="cpu"), progress=False)
+    bs.train.seed_everything(0)
+    result = bs.fit(bs.blocks.mlp(digits.input_shape, 10, hidden=(16,)), digits, bs.Recipe(epochs=2, device="cpu"), progress=False)
     view = run_view(result)
     assert len(view.metrics) == 2 and view.summary["status"] == "completed"
     assert view.series("train_loss") == result.history.series("train_loss")

@@ -10,12 +10,12 @@ from babysit.data.datasets import Split
 
 
 def mlp(data, **kw):
-    bs.seed_everything(0)
-    return bs.mlp(data.input_shape, data.num_classes, **kw)
+    bs.train.seed_everything(0)
+    return bs.blocks.mlp(data.input_shape, data.num_classes, **kw)
 
 
 def run(model, data, **recipe):
-    return bs.fit(model, data, bs.Recipe(device="cpu", **recipe), callbacks=[bs.DivergenceGuard()], progress=False)
+    return bs.fit(model, data, bs.Recipe(device="cpu", **recipe), callbacks=[bs.train.DivergenceGuard()], progress=False)
 
 
 def test_lr_1e_7_gives_a_flat_loss(digits):
@@ -36,7 +36,7 @@ def test_a_big_net_on_60_samples_overfits(digits):
 
 def test_a_linear_model_on_mnist1d_underfits(mnist1d):
     # The MNIST-1D paper's logistic regression reaches 32%: no gap, low accuracy.
-    bs.seed_everything(0)
+    bs.train.seed_everything(0)
     linear = nn.Sequential(nn.Flatten(), nn.Linear(40, 10))
     f = bs.diagnose(run(linear, mnist1d, lr=1e-2, epochs=8))
     assert [x.rule for x in f] == ["underfitting"] and "capacity" in f[0].fix

@@ -89,7 +89,7 @@ def test_maxout_on_conv_feature_maps_and_bad_sizes():
 @pytest.mark.parametrize("name", ACTIVATIONS.names())
 def test_every_activation_trains_a_small_net(name, digits):
     # Not just "it runs": each activation reaches well above chance (10%) on digits in 3 epochs.
-    bs.seed_everything(0)
-    net = bs.mlp(digits.input_shape, 10, hidden=(32,), activation=name, init="xavier" if name in ("tanh", "sigmoid") else "he")
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp(digits.input_shape, 10, hidden=(32,), activation=name, init="xavier" if name in ("tanh", "sigmoid") else "he")
     result = bs.fit(net, digits, bs.Recipe(lr=1e-2, epochs=3, device="cpu"), progress=False)
     assert result.test_accuracy > 0.8

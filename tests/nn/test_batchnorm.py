@@ -71,7 +71,7 @@ def test_batchnorm_lets_a_deep_net_with_small_init_train(digits):
     # Batch norm makes training far less sensitive to initialisation (LECTURE_DIGEST §4).
     results = {}
     for bn in (False, True):
-        bs.seed_everything(0)
-        net = bs.mlp(digits.input_shape, 10, hidden=(64,) * 6, init="small", batchnorm=bn)
+        bs.train.seed_everything(0)
+        net = bs.blocks.mlp(digits.input_shape, 10, hidden=(64,) * 6, init="small", batchnorm=bn)
         results[bn] = bs.fit(net, digits, bs.Recipe(optimizer="sgd", lr=0.1, epochs=3, device="cpu"), progress=False).test_accuracy
     assert results[False] < 0.3 and results[True] > 0.75

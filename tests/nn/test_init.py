@@ -50,7 +50,7 @@ def test_explicit_std_for_small_and_normal_and_refused_elsewhere():
 def test_zero_init_never_breaks_symmetry(digits):
     # Every hidden unit computes the same output and gets the same gradient, so
     # after training all rows of each hidden weight matrix are still identical.
-    net = bs.mlp(digits.input_shape, 10, hidden=(16, 16), activation="tanh", init="zeros", bias=0.1)
+    net = bs.blocks.mlp(digits.input_shape, 10, hidden=(16, 16), activation="tanh", init="zeros", bias=0.1)
     bs.fit(net, digits, bs.Recipe(optimizer="sgd", lr=0.1, epochs=2, device="cpu"), progress=False)
     for layer in [m for m in net if isinstance(m, nn.Linear)][:-1]:
         assert torch.allclose(layer.weight, layer.weight[0:1].expand_as(layer.weight))
@@ -63,7 +63,7 @@ def _layer_stds(init: str, activation: str, std: float | None = None) -> list[fl
     torch.manual_seed(0)
     layers = []
     for _ in range(10):
-        layers += [nn.Linear(256, 256), bs.make_activation(activation)]
+        layers += [nn.Linear(256, 256), bs.blocks.make_activation(activation)]
     net = apply_init(nn.Sequential(*layers), init, bias=0.0, std=std)
     h, stds = torch.randn(1000, 256), []
     with torch.no_grad():

@@ -10,16 +10,16 @@ from babysit.nn.regularize import VanillaDropout
 
 @pytest.mark.parametrize("shape", [(1, 40), (1, 8, 8), (3, 32, 32)])
 def test_convnet_handles_1d_and_2d_inputs(shape):
-    net = bs.convnet(shape, 10)
+    net = bs.blocks.convnet(shape, 10)
     assert net(torch.randn(4, *shape)).shape == (4, 10)
 
 
 def test_mlp_flattens_any_input():
-    assert bs.mlp((1, 8, 8), 10, hidden=(32,))(torch.randn(5, 1, 8, 8)).shape == (5, 10)
+    assert bs.blocks.mlp((1, 8, 8), 10, hidden=(32,))(torch.randn(5, 1, 8, 8)).shape == (5, 10)
 
 
 def test_batchnorm_sits_after_the_affine_layer_before_the_activation_and_drops_its_bias():
-    net = bs.mlp((20,), 3, hidden=(16,), batchnorm=True, dropout=0.5)
+    net = bs.blocks.mlp((20,), 3, hidden=(16,), batchnorm=True, dropout=0.5)
     kinds = [type(m) for m in net]
     assert kinds == [nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Linear]
     assert net[1].bias is None  # BN's beta makes the preceding bias redundant
@@ -27,48 +27,48 @@ def test_batchnorm_sits_after_the_affine_layer_before_the_activation_and_drops_i
 
 @pytest.mark.parametrize("name", ACTIVATIONS.names())
 def test_every_activation_builds_into_a_model(name):
-    net = bs.mlp((10,), 2, hidden=(8,), activation=name)
+    net = bs.blocks.mlp((10,), 2, hidden=(8,), activation=name)
     assert isinstance(net[2], type(ACTIVATIONS.get(name)()))
 
 
 def test_maxout_affine_layers_output_pieces_times_width_and_double_the_parameters():
-    relu_net = bs.mlp((10,), 3, hidden=(8, 6))
-    maxout_net = bs.mlp((10,), 3, hidden=(8, 6), activation="maxout", pieces=2, batchnorm=True)
+    relu_net = bs.blocks.mlp((10,), 3, hidden=(8, 6))
+    maxout_net = bs.blocks.mlp((10,), 3, hidden=(8, 6), activation="maxout", pieces=2, batchnorm=True)
     linears = [m for m in maxout_net if isinstance(m, nn.Linear)]
     assert [l.out_features for l in linears] == [16, 12, 3]  # hidden sizes count units after the max
     assert [l.in_features for l in linears] == [10, 8, 6]
     hidden = lambda net: sum(l.weight.numel() for l in net if isinstance(l, nn.Linear) and l.out_features != 3)
     assert hidden(maxout_net) == 2 * hidden(relu_net)
-    conv = bs.convnet((3, 16, 16), 4, channels=(8,), activation="maxout", pieces=3)
+    conv = bs.blocks.convnet((3, 16, 16), 4, channels=(8,), activation="maxout", pieces=3)
     assert conv[0].out_channels == 24 and conv(torch.randn(2, 3, 16, 16)).shape == (2, 4)
 
 
 def test_activation_options_reach_the_activation_that_takes_them():
-    net = bs.mlp((4,), 2, hidden=(3,), activation="leaky_relu", slope=0.2, alpha=3.0)
+    net = bs.blocks.mlp((4,), 2, hidden=(3,), activation="leaky_relu", slope=0.2, alpha=3.0)
     assert net[2].negative_slope == 0.2
-    assert bs.mlp((4,), 2, hidden=(3,), activation="elu", alpha=0.5)[2].alpha == 0.5
+    assert bs.blocks.mlp((4,), 2, hidden=(3,), activation="elu", alpha=0.5)[2].alpha == 0.5
 
 
 @pytest.mark.parametrize("kind, module", [("inverted", nn.Dropout), ("vanilla", VanillaDropout)])
 def test_model_dropout_is_a_drop_probability_converted_to_the_keep_probability(kind, module):
-    net = bs.mlp((4,), 2, hidden=(3,), dropout=0.2, dropout_kind=kind)
+    net = bs.blocks.mlp((4,), 2, hidden=(3,), dropout=0.2, dropout_kind=kind)
     layer = net[3]
     assert isinstance(layer, module)
     keep = layer.keep if kind == "vanilla" else 1 - layer.p
     assert keep == pytest.approx(0.8)
     # In a convnet, dropout drops whole channels of the 2-d feature maps.
-    conv_drop = bs.convnet((2, 8, 8), 2, channels=(4,), dropout=0.5, dropout_kind=kind)[2]
+    conv_drop = bs.blocks.convnet((2, 8, 8), 2, channels=(4,), dropout=0.5, dropout_kind=kind)[2]
     assert conv_drop.spatial == 2 if kind == "vanilla" else isinstance(conv_drop, nn.Dropout2d)
 
 
 def test_unknown_names_are_config_errors_with_suggestions():
     with pytest.raises(ConfigError, match="did you mean 'relu'"):
-        bs.mlp((4,), 2, activation="rellu")
+        bs.blocks.mlp((4,), 2, activation="rellu")
     with pytest.raises(ConfigError, match="did you mean 'xavier'"):
-        bs.mlp((4,), 2, init="xavir")
+        bs.blocks.mlp((4,), 2, init="xavir")
     with pytest.raises(ConfigError, match="no option"):
         bs.build_model("mlp", (4,), 2, channels=(3,))
     with pytest.raises(ConfigError, match="flat features"):
-        bs.convnet((10,), 2)
+        bs.blocks.convnet((10,), 2)
     with pytest.raises(ConfigError, match="did you mean 'vanilla'"):
-        bs.mlp((4,), 2, dropout=0.5, dropout_kind="vanila")
+        bs.blocks.mlp((4,), 2, dropout=0.5, dropout_kind="vanila")

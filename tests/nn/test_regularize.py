@@ -67,8 +67,8 @@ def test_l1_penalty_is_lambda_times_the_sum_of_absolute_weights_and_its_gradient
 def test_l1_in_training_drives_weights_to_zero(digits):
     small, mean_abs = {}, {}
     for l1 in (0.0, 1e-2):
-        bs.seed_everything(0)
-        net = bs.mlp(digits.input_shape, 10, hidden=(32,))
+        bs.train.seed_everything(0)
+        net = bs.blocks.mlp(digits.input_shape, 10, hidden=(32,))
         bs.fit(net, digits, bs.Recipe(optimizer="sgd", lr=0.1, epochs=3, l1=l1, device="cpu"), progress=False)
         w = net[1].weight
         small[l1], mean_abs[l1] = (w.abs() < 1e-2).float().mean().item(), w.abs().mean().item()
@@ -103,8 +103,8 @@ def test_max_norm_holds_after_every_step_of_training(digits):
             norms = [m.weight.norm(dim=1).max().item() for m in state.model if isinstance(m, nn.Linear)]
             self.worst = max(self.worst, *norms)
 
-    bs.seed_everything(0)
-    net = bs.mlp(digits.input_shape, 10, hidden=(32,), init="normal", init_std=1.0)  # rows start with norm ~8
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp(digits.input_shape, 10, hidden=(32,), init="normal", init_std=1.0)  # rows start with norm ~8
     check = Check()
     bs.fit(net, digits, bs.Recipe(lr=0.05, epochs=1, max_norm=1.5, device="cpu"), callbacks=[check], progress=False)
     assert 1.4 < check.worst <= 1.5 + 1e-5

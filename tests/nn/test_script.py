@@ -12,7 +12,7 @@ from torch import nn
 import babysit as bs
 from babysit.errors import ConfigError
 from babysit.nn.script import DEFAULT_FUNCTION, build_from_script, split_spec
-from babysit.run import model_from_config
+from babysit.build import model_from_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "my_model.py"
 

@@ -40,9 +40,9 @@ def test_every_registered_averaging_has_a_formula_here():
 
 @pytest.mark.parametrize("name", AVERAGING.names())
 def test_the_evaluated_and_returned_weights_are_the_average_of_the_iterates(name, digits):
-    tiny = bs.select_classes(digits, range(10), train_size=300)
-    bs.seed_everything(0)
-    net = bs.mlp(tiny.input_shape, 10, hidden=(16,))
+    tiny = bs.data.select_classes(digits, range(10), train_size=300)
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp(tiny.input_shape, 10, hidden=(16,))
     spy = Iterates()
     recipe = bs.Recipe(optimizer="sgd", lr=0.1, epochs=3, averaging=name, ema_decay=0.9, device="cpu")
     result = bs.fit(net, tiny, recipe, callbacks=[spy], progress=False)
@@ -58,7 +58,7 @@ def test_the_evaluated_and_returned_weights_are_the_average_of_the_iterates(name
 def test_batch_norm_statistics_are_averaged_too():
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     avg = ParameterAveraging("polyak")
-    state = bs.TrainState(net, torch.optim.SGD(net.parameters(), lr=0.1), bs.Recipe(), None, torch.device("cpu"), 1)
+    state = bs.train.TrainState(net, torch.optim.SGD(net.parameters(), lr=0.1), bs.Recipe(), None, torch.device("cpu"), 1)
     avg.on_fit_start(state)
     means = []
     for i in range(4):
@@ -79,8 +79,8 @@ def test_polyak_averaging_gives_a_smoother_validation_curve(mnist1d):
     # Plain SGD at a high rate bounces around; the average of its iterates moves steadily.
     curves = {}
     for averaging in ("none", "polyak"):
-        bs.seed_everything(0)
-        net = bs.mlp(mnist1d.input_shape, 10, hidden=(100,))
+        bs.train.seed_everything(0)
+        net = bs.blocks.mlp(mnist1d.input_shape, 10, hidden=(100,))
         recipe = bs.Recipe(optimizer="sgd", lr=0.2, epochs=15, averaging=averaging, seed=0, device="cpu")
         curves[averaging] = bs.fit(net, mnist1d, recipe, progress=False).history.series("val_accuracy")[2:]
     # Measured over seeds 0-2: roughness ratio 0.29-0.44 (seed 0: 0.30); the band leaves room for platform noise.

@@ -189,7 +189,7 @@ def test_lbfgs_full_batch_reaches_the_newton_solution_of_a_quadratic():
 
 def test_every_optimizer_trains_a_net_through_fit(digits):
     for name in OPTIMIZERS.names():
-        bs.seed_everything(0)
-        net = bs.mlp(digits.input_shape, 10, hidden=(32,))
+        bs.train.seed_everything(0)
+        net = bs.blocks.mlp(digits.input_shape, 10, hidden=(32,))
         result = bs.fit(net, digits, bs.Recipe(optimizer=name, epochs=3, device="cpu"), progress=False)
         assert result.test_accuracy > 0.5, name  # chance is 0.1; each at its default lr, 39 steps

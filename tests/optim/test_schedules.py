@@ -29,13 +29,13 @@ def test_every_registered_schedule_has_a_formula_here():
 @pytest.fixture(scope="module")
 def tiny(digits):
     """200 digits: a few steps per epoch, so that 8 epochs take a moment."""
-    return bs.select_classes(digits, range(10), train_size=200)
+    return bs.data.select_classes(digits, range(10), train_size=200)
 
 
 @pytest.mark.parametrize("name", SCHEDULES.names())
 def test_lr_per_epoch_follows_the_formula(name, tiny):
     recipe = bs.Recipe(optimizer="sgd", lr=A0, epochs=8, schedule=name, period=PERIOD, gamma=GAMMA, decay_rate=K, device="cpu")
-    history = bs.fit(bs.mlp(tiny.input_shape, 10, hidden=(8,)), tiny, recipe, progress=False).history
+    history = bs.fit(bs.blocks.mlp(tiny.input_shape, 10, hidden=(8,)), tiny, recipe, progress=False).history
     expected = [FORMULAS[name](t) for t in range(8)]
     assert history.series("lr") == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
@@ -60,7 +60,7 @@ def test_momentum_is_annealed_from_its_start_to_its_final_value(tiny):
             seen.append(state.optimizer.param_groups[0]["momentum"])
 
     recipe = bs.Recipe(optimizer="nesterov", lr=0.01, momentum=0.5, momentum_final=0.99, epochs=8, device="cpu")
-    bs.fit(bs.mlp(tiny.input_shape, 10, hidden=(8,)), tiny, recipe, callbacks=[Spy()], progress=False)
+    bs.fit(bs.blocks.mlp(tiny.input_shape, 10, hidden=(8,)), tiny, recipe, callbacks=[Spy()], progress=False)
     assert seen == pytest.approx([0.5 + 0.49 * t / 7 for t in range(8)])
     assert MomentumAnnealing(0.5, 0.9, epochs=1).momentum_at(0) == 0.9
     assert "0.5 -> 0.9" in repr(MomentumAnnealing(0.5, 0.9, epochs=4))

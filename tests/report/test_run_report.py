@@ -16,7 +16,7 @@ from babysit.checks.base import CheckSettings
 from babysit.errors import DataError
 from babysit.report.classes import class_accuracy
 from babysit.report.run_report import fmt, merged_findings, read_check, run_report
-from babysit.run import model_from_config
+from babysit.build import model_from_config
 
 QUICK = CheckSettings(overfit_steps=100, sweep_steps=60, baseline_steps=60)
 SECTIONS = ["Findings", "Learning curves", "Activations per layer", "Update/weight ratios", "Gradient flow",
@@ -34,7 +34,7 @@ def config(model=None, train=None, data=None, watch=None):
 
 def recorded(root, name, cfg, data=None, check=True):
     """A run recorded by start_run, with check.json beside it (as doctor writes it)."""
-    done = bs.start_run(cfg, runs_dir=root, name=name, progress=False, data=data)
+    done = bs.workflows.start_run(cfg, runs_dir=root, name=name, progress=False, data=data)
     if check:
         net = model_from_config(cfg.model, done.data, seed=cfg.train.seed)
         bs.check(net, done.data, cfg.train, settings=QUICK, progress=False).save(done.record)
@@ -109,7 +109,7 @@ def test_per_class_accuracy_of_the_best_checkpoint_matches_the_recorded_validati
     assert classes.epoch == record.best()["epoch"]
     # Per class, by hand: the rebuilt best model's predictions on the validation split.
     net = model_from_config(bs.build_config(record.config).model, digits)
-    net.load_state_dict(bs.load_checkpoint(record.path / "checkpoints" / "best.pt")["model"])
+    net.load_state_dict(bs.train.load_checkpoint(record.path / "checkpoints" / "best.pt")["model"])
     predicted = net.eval()(digits.val.x).argmax(1)
     for c in range(10):
         mine = digits.val.y == c
@@ -221,7 +221,7 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
 
 
 def test_check_report_save_writes_what_the_report_reads(tmp_path, digits):
-    net = bs.mlp(digits.input_shape, 10, hidden=(16,))
+    net = bs.blocks.mlp(digits.input_shape, 10, hidden=(16,))
     report = bs.check(net, digits, bs.Recipe(device="cpu"), settings=QUICK, progress=False)
     written = report.save(tmp_path)
     assert [p.name for p in written] == ["check.json", "lr_range.png"]

@@ -18,8 +18,8 @@ class Steps:
 
 def test_lbfgs_takes_one_full_batch_step_per_epoch(digits):
     steps = Steps()
-    bs.seed_everything(0)
-    net = bs.mlp(digits.input_shape, 10, hidden=(32,))
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp(digits.input_shape, 10, hidden=(32,))
     result = bs.fit(net, digits, bs.Recipe(optimizer="lbfgs", epochs=3, batch_size=10, device="cpu"), callbacks=[steps], progress=False)
     assert steps.steps == [1, 2, 3]  # batch_size is ignored: the whole training split per step
     losses = result.history.series("train_loss")
@@ -29,8 +29,8 @@ def test_lbfgs_takes_one_full_batch_step_per_epoch(digits):
 def test_lbfgs_minimises_the_l1_objective_too(digits):
     norms = {}
     for l1 in (0.0, 1e-2):
-        bs.seed_everything(0)
-        net = bs.mlp(digits.input_shape, 10, hidden=(16,))
+        bs.train.seed_everything(0)
+        net = bs.blocks.mlp(digits.input_shape, 10, hidden=(16,))
         bs.fit(net, digits, bs.Recipe(optimizer="lbfgs", epochs=2, l1=l1, device="cpu"), progress=False)
         norms[l1] = net[1].weight.abs().sum().item()
     assert norms[1e-2] < 0.8 * norms[0.0]
@@ -68,5 +68,5 @@ def test_evaluation_without_averaging_is_the_model_itself(digits):
         def on_fit_start(self, state):
             seen.append(state.eval_model is state.model)
 
-    bs.fit(bs.mlp(digits.input_shape, 10, hidden=(8,)), digits, bs.Recipe(epochs=1, device="cpu"), callbacks=[Spy()], progress=False)
+    bs.fit(bs.blocks.mlp(digits.input_shape, 10, hidden=(8,)), digits, bs.Recipe(epochs=1, device="cpu"), callbacks=[Spy()], progress=False)
     assert seen == [True]

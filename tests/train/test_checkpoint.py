@@ -8,13 +8,13 @@ import torch
 import babysit as bs
 from babysit.data.augment import with_augmentation
 from babysit.errors import DataError
-from babysit.run import model_from_config
+from babysit.build import model_from_config
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
 
 
 def small_mlp(data, **kw):
-    bs.seed_everything(0)
-    return bs.mlp(data.input_shape, data.num_classes, hidden=(32,), **kw)
+    bs.train.seed_everything(0)
+    return bs.blocks.mlp(data.input_shape, data.num_classes, hidden=(32,), **kw)
 
 
 def without_seconds(records):
@@ -33,7 +33,7 @@ def test_best_and_last_hold_what_they_claim(digits, tmp_path):
     model = small_mlp(digits)
     model.load_state_dict(best["model"])
     assert bs.evaluate(model, digits.val.x, digits.val.y)[1] == top["val_accuracy"]
-    assert set(best["rng"]) == {"torch", "shuffle", "cuda"} and bs.load_preprocessor(best["preprocessor"]).transform(digits.train.x[:1]).shape == (1, 1, 8, 8)
+    assert set(best["rng"]) == {"torch", "shuffle", "cuda"} and bs.blocks.load_preprocessor(best["preprocessor"]).transform(digits.train.x[:1]).shape == (1, 1, 8, 8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary files left
 
 
@@ -51,7 +51,7 @@ class LrBomb:
 
 def test_a_diverging_run_never_overwrites_its_good_checkpoint(digits, tmp_path):
     ckpt = Checkpointer(tmp_path)
-    guard = bs.DivergenceGuard()
+    guard = bs.train.DivergenceGuard()
     recipe = bs.Recipe(optimizer="sgd", lr=0.1, epochs=5, device="cpu")
     result = bs.fit(small_mlp(digits), digits, recipe, callbacks=[LrBomb(at=3), guard, ckpt], progress=False)
     assert result.status == "diverged" and result.epochs == 3
@@ -66,7 +66,7 @@ def test_a_diverging_run_never_overwrites_its_good_checkpoint(digits, tmp_path):
 
 def test_lr_1e6_diverges_within_a_few_steps_and_its_best_checkpoint_loads(digits, tmp_path):
     cfg = bs.build_config({"data": {"name": "digits"}, "model": {"name": "mlp"}, "train": {"optimizer": "sgd", "lr": 1e6, "device": "cpu"}})
-    done = bs.start_run(cfg, runs_dir=tmp_path, name="boom", progress=False, data=digits)
+    done = bs.workflows.start_run(cfg, runs_dir=tmp_path, name="boom", progress=False, data=digits)
     record = bs.load_run(tmp_path / "boom")
     assert done.result.status == "diverged" == record.status
     diverged = [e for e in record.events if e["event"] == "diverged"]

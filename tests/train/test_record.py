@@ -19,7 +19,7 @@ def digits_cfg(**train):
 
 def test_a_recorded_run_writes_the_documented_schema(digits, tmp_path):
     cfg = digits_cfg()
-    done = bs.start_run(cfg, runs_dir=tmp_path, name="r1", progress=False, data=digits)
+    done = bs.workflows.start_run(cfg, runs_dir=tmp_path, name="r1", progress=False, data=digits)
     path = tmp_path / "r1"
     assert done.record == path
     assert {p.name for p in path.iterdir()} == {
@@ -44,12 +44,12 @@ def test_a_recorded_run_writes_the_documented_schema(digits, tmp_path):
     assert [e["event"] for e in run.events] == ["started", "completed"]
     assert run.summary["status"] == "completed" and run.summary["test_accuracy"] == done.result.test_accuracy
     assert run.summary["best_epoch"] == run.best()["epoch"] and run.summary["steps"] == 3 * steps_per_epoch
-    assert bs.list_runs(tmp_path)[0].name == "r1" and repr(run).startswith("RunRecord('r1'")
+    assert bs.train.list_runs(tmp_path)[0].name == "r1" and repr(run).startswith("RunRecord('r1'")
 
 
 def test_probes_off_writes_no_probe_lines(digits, tmp_path):
     cfg = bs.build_config({**digits_cfg().to_dict(), "watch": {"probes": "off"}})
-    bs.start_run(cfg, runs_dir=tmp_path, name="quiet", progress=False, data=digits)
+    bs.workflows.start_run(cfg, runs_dir=tmp_path, name="quiet", progress=False, data=digits)
     assert bs.load_run(tmp_path / "quiet").probes == []
 
 
@@ -87,18 +87,18 @@ def test_not_a_run_is_one_clear_error(tmp_path):
 
 
 def test_resume_refuses_finished_runs(digits, tmp_path):
-    bs.start_run(digits_cfg(epochs=1), runs_dir=tmp_path, name="done", progress=False, data=digits)
+    bs.workflows.start_run(digits_cfg(epochs=1), runs_dir=tmp_path, name="done", progress=False, data=digits)
     with pytest.raises(ConfigError, match="already completed"):
-        bs.resume_run(tmp_path / "done")
-    bs.start_run(digits_cfg(optimizer="sgd", lr=1e6), runs_dir=tmp_path, name="boom", progress=False, data=digits)
+        bs.workflows.resume_run(tmp_path / "done")
+    bs.workflows.start_run(digits_cfg(optimizer="sgd", lr=1e6), runs_dir=tmp_path, name="boom", progress=False, data=digits)
     with pytest.raises(ConfigError, match="diverged; resuming would repeat it"):
-        bs.resume_run(tmp_path / "boom")
+        bs.workflows.resume_run(tmp_path / "boom")
 
 
 def test_a_run_failing_before_it_starts_leaves_no_empty_folder(tmp_path):
     cfg = digits_cfg(precision="bf16")
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
-        bs.start_run(cfg, runs_dir=tmp_path, name="never", progress=False)
+        bs.workflows.start_run(cfg, runs_dir=tmp_path, name="never", progress=False)
     assert not (tmp_path / "never").exists()
 
 
@@ -110,12 +110,12 @@ class Boom:
 
 def test_a_crashed_run_is_recorded_as_failed_and_can_be_resumed(digits, tmp_path):
     with pytest.raises(RuntimeError, match="disk on fire"):
-        bs.start_run(digits_cfg(epochs=3), runs_dir=tmp_path, name="crash", progress=False, data=digits, callbacks=[Boom()])
+        bs.workflows.start_run(digits_cfg(epochs=3), runs_dir=tmp_path, name="crash", progress=False, data=digits, callbacks=[Boom()])
     run = bs.load_run(tmp_path / "crash")
     assert run.status == "failed" and "disk on fire" in run.summary["stop_reason"]
     assert len(run.metrics) == 2  # the epochs before the crash are kept
-    resumed = bs.resume_run(tmp_path / "crash", progress=False)
-    reference = bs.start_run(digits_cfg(epochs=3), runs_dir=tmp_path, name="ref", progress=False, data=digits)
+    resumed = bs.workflows.resume_run(tmp_path / "crash", progress=False)
+    reference = bs.workflows.start_run(digits_cfg(epochs=3), runs_dir=tmp_path, name="ref", progress=False, data=digits)
     assert resumed.result.test_loss == reference.result.test_loss
     after = bs.load_run(tmp_path / "crash")
     assert after.status == "completed" and [m["epoch"] for m in after.metrics] == [1, 2, 3]
@@ -125,21 +125,21 @@ def test_a_crashed_run_is_recorded_as_failed_and_can_be_resumed(digits, tmp_path
 
 def test_resume_refuses_data_whose_preprocessing_changed(digits, tmp_path):
     with pytest.raises(RuntimeError, match="disk on fire"):
-        bs.start_run(digits_cfg(epochs=3), runs_dir=tmp_path, name="crash", progress=False, data=digits, callbacks=[Boom()])
+        bs.workflows.start_run(digits_cfg(epochs=3), runs_dir=tmp_path, name="crash", progress=False, data=digits, callbacks=[Boom()])
     last = tmp_path / "crash" / "checkpoints" / "last.pt"
-    checkpoint = bs.load_checkpoint(last)
+    checkpoint = bs.train.load_checkpoint(last)
     checkpoint["preprocessor"]["mean"] += 1.0  # as if the training split had changed
     torch.save(checkpoint, last)
     with pytest.raises(DataError, match="the data changed since this run started"):
-        bs.resume_run(tmp_path / "crash", progress=False)
+        bs.workflows.resume_run(tmp_path / "crash", progress=False)
 
 
 def test_the_diagnosis_reads_a_recorded_run(digits, tmp_path):
-    bs.start_run(digits_cfg(optimizer="sgd", lr=1e6), runs_dir=tmp_path, name="boom", progress=False, data=digits)
+    bs.workflows.start_run(digits_cfg(optimizer="sgd", lr=1e6), runs_dir=tmp_path, name="boom", progress=False, data=digits)
     assert bs.diagnose(bs.load_run(tmp_path / "boom"))[0].rule == "loss_explodes"
 
     dead = bs.build_config({**digits_cfg(epochs=1).to_dict(), "model": {"name": "mlp", "hidden": [64], "bias": -30.0}})
-    bs.start_run(dead, runs_dir=tmp_path, name="dead", progress=False, data=digits)
+    bs.workflows.start_run(dead, runs_dir=tmp_path, name="dead", progress=False, data=digits)
     record = bs.load_run(tmp_path / "dead")
     assert record.probes[0]["layers"]["2"]["dead_fraction"] > 0.9
     assert "dead_relu" in [f.rule for f in bs.diagnose(record)]

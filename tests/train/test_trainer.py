@@ -9,8 +9,8 @@ from babysit.errors import ConfigError
 
 
 def small_mlp(data, **kw):
-    bs.seed_everything(0)
-    return bs.mlp(data.input_shape, data.num_classes, hidden=(32,), **kw)
+    bs.train.seed_everything(0)
+    return bs.blocks.mlp(data.input_shape, data.num_classes, hidden=(32,), **kw)
 
 
 def test_training_lowers_the_loss_and_reports_every_epoch(digits):
@@ -112,7 +112,7 @@ def test_recipe_picks_an_optimiser_specific_default_lr():
 
 
 def test_divergence_guard_stops_an_exploding_run(digits):
-    guard = bs.DivergenceGuard()
+    guard = bs.train.DivergenceGuard()
     result = bs.fit(small_mlp(digits), digits, bs.Recipe(optimizer="sgd", lr=1e6, epochs=3, device="cpu"), callbacks=[guard], progress=False)
     assert result.status == "diverged"
     assert guard.diverged_at is not None and guard.diverged_at <= 5
@@ -120,6 +120,6 @@ def test_divergence_guard_stops_an_exploding_run(digits):
 
 
 def test_divergence_guard_leaves_a_healthy_run_alone(digits):
-    guard = bs.DivergenceGuard()
+    guard = bs.train.DivergenceGuard()
     result = bs.fit(small_mlp(digits), digits, bs.Recipe(lr=1e-2, epochs=2, device="cpu"), callbacks=[guard], progress=False)
     assert result.status == "completed" and guard.diverged_at is None

@@ -18,7 +18,7 @@ def render(table) -> str:
 
 
 def test_table_shows_running_progress_and_the_best(tmp_path):
-    search = Search(bs.build_config({"data": {"name": "digits"}, "model": {"name": "mlp"}}), parse_space({"train.lr": "log_uniform(1e-3, 1)"}), bs.TuneSettings(trials=3, epochs=8), root=tmp_path)
+    search = Search(bs.build_config({"data": {"name": "digits"}, "model": {"name": "mlp"}}), parse_space({"train.lr": "log_uniform(1e-3, 1)"}), bs.tune.TuneSettings(trials=3, epochs=8), root=tmp_path)
     records = [
         TrialRecord(0, 1, 0, "complete", {"train.lr": 0.0123}, 0.91, 8, reported={e: 0.5 + e / 20 for e in range(1, 9)}),
         TrialRecord(1, 1, 1, "diverged", {"train.lr": 0.9}, None, 8, reason="loss 40 at step 3 exceeds 3x", reported={1: 0.12}),
@@ -33,7 +33,7 @@ def test_table_shows_running_progress_and_the_best(tmp_path):
 
 def test_panda_view_watches_the_trial_being_trained(tmp_path, digits):
     search = Search(bs.build_config({"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [16]}, "train": {"optimizer": "momentum"}}),
-                    parse_space({"train.lr": "log_uniform(1e-2, 0.1)"}), bs.TuneSettings(trials=1, epochs=1), root=tmp_path)  # fmt: skip
+                    parse_space({"train.lr": "log_uniform(1e-2, 0.1)"}), bs.tune.TuneSettings(trials=1, epochs=1), root=tmp_path)  # fmt: skip
     view = LiveView(search.open(), search, console=Console(file=io.StringIO()), probes=True)
     assert work(search, digits, callbacks=view.callbacks()) == 1
     record = view.probe

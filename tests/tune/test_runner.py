@@ -19,11 +19,11 @@ BASE = {"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [16]}, "t
 
 
 def make_search(tmp_path, space, **settings):
-    return Search(bs.build_config(BASE), parse_space(space), bs.TuneSettings(**settings), root=tmp_path)
+    return Search(bs.build_config(BASE), parse_space(space), bs.tune.TuneSettings(**settings), root=tmp_path)
 
 
 def test_learning_rates_up_to_10_are_reported_diverged_within_a_few_steps_and_the_search_completes(tmp_path, digits):
-    result = bs.search(BASE, {"train.lr": "log_uniform(1e-3, 10)"}, bs.TuneSettings(trials=12, epochs=1, seed=2), root=tmp_path, progress=False, data=digits)
+    result = bs.search(BASE, {"train.lr": "log_uniform(1e-3, 10)"}, bs.tune.TuneSettings(trials=12, epochs=1, seed=2), root=tmp_path, progress=False, data=digits)
     assert result.finished and len(result.trials) == 12
     high = [t for t in result.trials if t.values["train.lr"] >= 3]
     assert len(high) >= 2 and max(t.values["train.lr"] for t in high) > 5
@@ -35,20 +35,20 @@ def test_learning_rates_up_to_10_are_reported_diverged_within_a_few_steps_and_th
     assert low and all(t.status == "complete" for t in low)
     assert result.best.score > 0.5 and result.best.values["train.lr"] < 3
     # Optuna sees the diverged trials as pruned, so its own tools (dashboard, pruners) treat them alike.
-    study = Search(bs.build_config(BASE), parse_space({"train.lr": "log_uniform(1e-3, 10)"}), bs.TuneSettings(trials=12, epochs=1, seed=2), root=tmp_path).open().study
+    study = Search(bs.build_config(BASE), parse_space({"train.lr": "log_uniform(1e-3, 10)"}), bs.tune.TuneSettings(trials=12, epochs=1, seed=2), root=tmp_path).open().study
     assert sum(t.state == TrialState.PRUNED for t in study.trials) == sum(t.status == "diverged" for t in result.trials)
 
 
 def test_rerunning_a_finished_search_trains_nothing_and_a_changed_search_is_refused(tmp_path, digits):
     space = {"train.lr": "log_uniform(1e-2, 0.3)", "model.hidden": "int_uniform(4, 16, log=true)"}
-    settings = bs.TuneSettings(strategy="coarse_to_fine", trials=6, stages=2, epochs=1)
+    settings = bs.tune.TuneSettings(strategy="coarse_to_fine", trials=6, stages=2, epochs=1)
     first = bs.search(BASE, space, settings, root=tmp_path, progress=False, data=digits)
     search = make_search(tmp_path, space, strategy="coarse_to_fine", trials=6, stages=2, epochs=1)
     assert search.study == first.search.study  # the same command finds the same study
     assert work(search, digits) == 0
     again = bs.search(BASE, space, settings, root=tmp_path, progress=False, data=digits)
     assert [(t.number, t.score) for t in again.trials] == [(t.number, t.score) for t in first.trials]
-    changed = bs.TuneSettings(strategy="coarse_to_fine", trials=6, stages=2, epochs=1, seed=1)
+    changed = bs.tune.TuneSettings(strategy="coarse_to_fine", trials=6, stages=2, epochs=1, seed=1)
     with pytest.raises(ConfigError, match="was started with a different search .*settings"):
         bs.search(BASE, space, changed, study=first.search.study, root=tmp_path, progress=False, data=digits)
 
@@ -98,7 +98,7 @@ def test_a_slot_enqueued_twice_is_trained_once(tmp_path, digits):
 
 def test_two_caviar_workers_on_one_local_store_lose_and_duplicate_no_trial_over_50(tmp_path, digits):
     space = {"train.lr": "log_uniform(1e-2, 0.3)", "model.hidden": "int_uniform(4, 16, log=true)"}
-    settings = bs.TuneSettings(trials=50, epochs=1)
+    settings = bs.tune.TuneSettings(trials=50, epochs=1)
     result = bs.search(BASE, space, settings, mode="caviar", workers=2, root=tmp_path, progress=False, data=digits)
     assert result.finished
     trials = make_search(tmp_path, space, trials=50, epochs=1).open().trials()
@@ -113,7 +113,7 @@ def test_two_caviar_workers_on_one_local_store_lose_and_duplicate_no_trial_over_
 
 
 def test_median_pruning_stops_trials_behind_the_others(tmp_path, digits):
-    settings = bs.TuneSettings(trials=12, epochs=3, prune="median")
+    settings = bs.tune.TuneSettings(trials=12, epochs=3, prune="median")
     result = bs.search(BASE, {"train.lr": "log_uniform(1e-5, 0.3)"}, settings, root=tmp_path, progress=False, data=digits)
     pruned = [t for t in result.trials if t.status == "pruned"]
     assert result.finished and pruned
@@ -125,6 +125,6 @@ def test_median_pruning_stops_trials_behind_the_others(tmp_path, digits):
 
 def test_any_optuna_rdb_url_is_a_store_too(tmp_path, digits):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    result = bs.search(BASE, {"train.lr": "log_uniform(1e-2, 0.3)"}, bs.TuneSettings(trials=3, epochs=1), storage=url, study="sql", progress=False, data=digits)
+    result = bs.search(BASE, {"train.lr": "log_uniform(1e-2, 0.3)"}, bs.tune.TuneSettings(trials=3, epochs=1), storage=url, study="sql", progress=False, data=digits)
     assert result.finished and result.where == url and [t.status for t in result.trials] == ["complete"] * 3
     assert len(optuna.load_study(study_name="sql", storage=url).trials) == 3

@@ -19,7 +19,7 @@ def tanh_net(depth=10, width=500, weight_std=None):
         layers += [nn.Linear(width, width), nn.Tanh()]
     net = nn.Sequential(*layers)
     if weight_std is None:
-        bs.apply_init(net, "xavier")
+        bs.blocks.apply_init(net, "xavier")
     else:
         for m in net:
             if isinstance(m, nn.Linear):
@@ -76,7 +76,7 @@ def test_xavier_keeps_activations_alive_and_std1_saturates():
 
 def test_relu_units_die_with_a_large_negative_bias():
     torch.manual_seed(0)
-    net = bs.apply_init(nn.Sequential(nn.Linear(50, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU()), "he", bias=-10.0)
+    net = bs.blocks.apply_init(nn.Sequential(nn.Linear(50, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU()), "he", bias=-10.0)
     x = torch.randn(256, 50)
     with bs.watch(net) as w:
         net(x)
@@ -84,7 +84,7 @@ def test_relu_units_die_with_a_large_negative_bias():
     reference = 1.0 - (net[1](net[0](x)) > 0).any(0).float().mean().item()
     assert first["dead_fraction"] == pytest.approx(reference, abs=1e-9)
     assert first["dead_fraction"] > 0.9
-    healthy = bs.apply_init(nn.Sequential(nn.Linear(50, 200), nn.ReLU()), "he", bias=0.0)
+    healthy = bs.blocks.apply_init(nn.Sequential(nn.Linear(50, 200), nn.ReLU()), "he", bias=0.0)
     with bs.watch(healthy) as w:
         healthy(x)
     assert w.records[0]["layers"]["1"]["dead_fraction"] < 0.1
@@ -192,8 +192,8 @@ def test_only_training_mode_passes_are_measured():
 
 
 def test_watch_in_fit_records_steps_epochs_and_cleans_up(digits):
-    bs.seed_everything(0)
-    model = bs.mlp(digits.input_shape, digits.num_classes, hidden=(32,), activation="tanh")
+    bs.train.seed_everything(0)
+    model = bs.blocks.mlp(digits.input_shape, digits.num_classes, hidden=(32,), activation="tanh")
     recipe = bs.Recipe(optimizer="sgd", lr=0.1, epochs=2, batch_size=500, device="cpu")
     with bs.watch(every=1) as w:
         result = bs.fit(model, digits, recipe, callbacks=[w], progress=False)

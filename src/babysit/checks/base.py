@@ -25,7 +25,7 @@ from babysit.errors import ConfigError
 from babysit.nn.regularize import VanillaDropout
 from babysit.optim.optimizers import FULL_BATCH
 from babysit.registry import Registry
-from babysit.train.trainer import Recipe
+from babysit.train.state import Recipe
 
 CHECKS: Registry = Registry("check")
 

@@ -2,7 +2,7 @@
 
     report = bs.check(model, data, bs.Recipe(optimizer="adam", lr=1e-3))
     report.print()                      # a table of checks, then the ranked findings
-    report.findings()[0].fix            # the first thing to change
+    report.findings[0].fix            # the first thing to change
     report.suggested_lr                 # from the learning-rate range test
 
 The checks run in the order of the procedure (LECTURE_DIGEST §5): data, then
@@ -35,7 +35,8 @@ from babysit.data.datasets import Dataset
 from babysit.diagnose.findings import Finding, findings_table, rank
 from babysit.errors import ConfigError, DataError
 from babysit.io import atomic_write, atomic_write_json
-from babysit.train.trainer import Recipe, resolve_device, seed_everything
+from babysit.train.state import Recipe, resolve_device
+from babysit.train.trainer import seed_everything
 
 # The file a saved preflight report goes to (in a run folder, the report reads it).
 CHECK_FILE = "check.json"
@@ -69,8 +70,9 @@ class CheckReport:
         statuses = {r.status for r in self.results}
         return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
 
+    @property
     def findings(self) -> list[Finding]:
-        """Every finding, errors first, pipeline order within a severity."""
+        """Every finding, ranked (as everywhere: `CheckReport`, `RunReport`, `DoctorResult`), errors first, pipeline order within a severity."""
         return rank(f for r in self.results for f in r.findings)
 
     def result(self, name: str) -> CheckResult:
@@ -86,7 +88,7 @@ class CheckReport:
             "status": self.status,
             "suggested_lr": self.suggested_lr,
             "checks": [r.to_dict() for r in self.results],
-            "findings": [f.to_dict() for f in self.findings()],
+            "findings": [f.to_dict() for f in self.findings],
         }
 
     def save(self, folder: str | Path) -> list[Path]:
@@ -118,12 +120,12 @@ class CheckReport:
         """Print the checks table, then the ranked findings (if any)."""
         console = console or Console()
         console.print(self.table())
-        if self.findings():
-            console.print(findings_table(self.findings(), title="findings (most important first)"))
+        if self.findings:
+            console.print(findings_table(self.findings, title="findings (most important first)"))
 
     def __repr__(self) -> str:
         counts = {s: sum(r.status == s for r in self.results) for s in ("pass", "warn", "fail", "skip")}
-        first = self.findings()[0].title if self.findings() else "nothing wrong found"
+        first = self.findings[0].title if self.findings else "nothing wrong found"
         return f"CheckReport({self.status}: {counts}; first: {first})"
 
 

@@ -12,7 +12,7 @@ from babysit.checks.preflight import check as run_checks
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
 from babysit.cli.train import ConfigFile, DataName, OptimizerName, Seed, config_from_cli, shortcuts
 from babysit.io import json_line
-from babysit.run import load_data, model_from_config
+from babysit.build import load_data, model_from_config
 
 
 @app.command(context_settings=OVERRIDES)

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from babysit.cli.app import app, out, user_errors
 from babysit.config import build_config
-from babysit.run import run
+from babysit.build import run
 
 # The recipe `make demo` runs; examples/mnist1d_convnet.toml holds the same settings.
 DEMO_CONFIG = {

@@ -10,7 +10,7 @@ import typer
 from babysit.checks.base import CheckSettings
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
 from babysit.cli.train import RUNS_DIR, ConfigFile, DataName, OptimizerName, Seed, config_from_cli, shortcuts
-from babysit.doctor import doctor as run_doctor
+from babysit.workflows.doctor import doctor as run_doctor
 from babysit.errors import ConfigError
 
 # The short run's default length: enough epochs for the curves to have a shape, still seconds on small data.

@@ -13,7 +13,7 @@ from babysit.config import RunConfig, build_config, load_toml, merge, parse_over
 from babysit.data.datasets import DATASETS
 from babysit.errors import ConfigError
 from babysit.io import json_line
-from babysit.train.recorded import resume_run, start_run
+from babysit.workflows.recorded import resume_run, start_run
 
 # Where run records go unless --runs-dir says otherwise (the environment variable lets a
 # test session or a cluster job point every command at one place).

@@ -13,7 +13,8 @@ from babysit.data.preprocess import prepare
 from babysit.lab.result import EXPERIMENTS, LabResult
 from babysit.nn.init import apply_init
 from babysit.nn.models import mlp
-from babysit.train.trainer import Recipe, fit, seed_everything
+from babysit.train.state import Recipe
+from babysit.train.trainer import fit, seed_everything
 
 
 def _bn_output_noise(x: torch.Tensor, batch_size: int, draws: int, seed: int) -> float:

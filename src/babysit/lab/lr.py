@@ -12,7 +12,8 @@ from babysit.data.preprocess import prepare
 from babysit.lab.result import EXPERIMENTS, LabResult
 from babysit.nn.models import mlp
 from babysit.train.callbacks import DivergenceGuard
-from babysit.train.trainer import Recipe, fit, seed_everything
+from babysit.train.state import Recipe
+from babysit.train.trainer import fit, seed_everything
 
 
 class _StepLosses:

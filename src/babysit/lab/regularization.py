@@ -24,7 +24,8 @@ from babysit.data.preprocess import prepare
 from babysit.ensemble import Ensemble
 from babysit.lab.result import EXPERIMENTS, LabResult
 from babysit.nn.models import mlp
-from babysit.train.trainer import Recipe, evaluate, fit, seed_everything
+from babysit.train.state import Recipe
+from babysit.train.trainer import evaluate, fit, seed_everything
 
 
 def _roughness(curve: list[float]) -> float:

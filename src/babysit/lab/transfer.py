@@ -10,7 +10,8 @@ from babysit.data.datasets import load_dataset, select_classes
 from babysit.data.preprocess import prepare
 from babysit.lab.result import EXPERIMENTS, LabResult
 from babysit.nn.models import convnet
-from babysit.train.trainer import Recipe, fit, seed_everything
+from babysit.train.state import Recipe
+from babysit.train.trainer import fit, seed_everything
 from babysit.transfer import replace_head
 
 

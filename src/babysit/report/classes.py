@@ -23,7 +23,7 @@ from babysit.config import build_config
 from babysit.data.datasets import Dataset
 from babysit.data.loader import batches
 from babysit.errors import DataError
-from babysit.run import load_data, model_from_config
+from babysit.build import load_data, model_from_config
 from babysit.train.checkpoint import load_checkpoint
 from babysit.train.record import RunRecord
 

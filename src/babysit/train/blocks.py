@@ -19,7 +19,7 @@ from babysit.optim.schedules import LRSchedule, MomentumAnnealing
 from babysit.transfer import param_groups
 
 if TYPE_CHECKING:
-    from babysit.train.trainer import Recipe
+    from babysit.train.state import Recipe
 
 
 def recipe_callbacks(recipe: Recipe) -> list[object]:

@@ -36,7 +36,7 @@ from babysit.io import atomic_write_bytes
 from babysit.train.history import History
 
 if TYPE_CHECKING:
-    from babysit.train.trainer import TrainState
+    from babysit.train.state import TrainState
 
 FORMAT = 1
 

@@ -37,7 +37,7 @@ from babysit.io import atomic_write_json, atomic_write_text
 from babysit.train.history import History
 
 if TYPE_CHECKING:
-    from babysit.train.trainer import TrainState
+    from babysit.train.state import TrainState
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 

@@ -1,4 +1,4 @@
-"""Running a search: trials through `babysit.run`, in this process (panda) or in N worker processes (caviar).
+"""Running a search: trials through `babysit.build.run`, in this process (panda) or in N worker processes (caviar).
 
 LECTURE_DIGEST §6: "panda" babysits one model at a time when compute is scarce;
 "caviar" trains many in parallel and keeps the best. Both run the same worker
@@ -35,7 +35,7 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import BabysitError, ConfigError
 from babysit.registry import Registry
-from babysit.run import load_data, run
+from babysit.build import load_data, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.tune.pruning import PRUNERS, OptunaReporter
 from babysit.tune.search import STRATEGIES, Outcome, StagePlan, TuneSettings, plan_stage
@@ -170,7 +170,7 @@ class Planner:
 
 
 def run_trial(handle: StudyHandle, trial: optuna.Trial, plan: StagePlan, search: Search, data: Dataset, *, device: str | None = None, callbacks: Sequence[object] = ()) -> None:
-    """Train one claimed trial through `babysit.run` and tell Optuna how it ended.
+    """Train one claimed trial through `babysit.build.run` and tell Optuna how it ended.
 
     COMPLETE with the last epoch's validation accuracy; PRUNED when the divergence guard
     (NaN/inf or > divergence_factor x the first loss) or the pruner stopped it; FAIL with

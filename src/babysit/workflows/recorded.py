@@ -21,7 +21,7 @@ import torch
 from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import ConfigError, DataError
-from babysit.run import Run, load_data, run
+from babysit.build import Run, load_data, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
 from babysit.train.record import RunRecorder, create_run_dir, load_run

@@ -25,8 +25,8 @@ from babysit.checks.preflight import CheckReport, check
 from babysit.config import RunConfig
 from babysit.diagnose.findings import Finding
 from babysit.report.run_report import RunReport, run_report
-from babysit.run import load_data, model_from_config
-from babysit.train.recorded import start_run
+from babysit.build import load_data, model_from_config
+from babysit.workflows.recorded import start_run
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""From a `RunConfig` to a trained model: the path the CLI, the demo and the tuner share."""
+"""From a `RunConfig` to objects: the data it loads, the model it builds, and a trained run (what the CLI, the tuner and the workflows share)."""
 
 from __future__ import annotations
 

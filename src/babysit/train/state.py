@@ -1,0 +1,189 @@
+"""The training state: how to train (`Recipe`), what a run in progress shows callbacks
+(`TrainState`) and what a finished run produced (`FitResult`).
+
+These are plain dataclasses, apart from the loop in `train.trainer` that fills them,
+so checks, callbacks and workflows can use them without importing the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from babysit.data.datasets import Dataset
+from babysit.errors import ConfigError, did_you_mean
+from babysit.optim.optimizers import FULL_BATCH, OPTIMIZERS, default_lr
+from babysit.train.blocks import recipe_callbacks
+from babysit.train.history import History
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class Recipe:
+    """How to train: the `[train]` section of a config.
+
+    Args:
+        optimizer: a name from `OPTIMIZERS` (sgd, momentum, adam, ...).
+        lr: learning rate (> 0); None picks the optimiser's default (adam 1e-3, sgd 0.1, momentum 0.01).
+        epochs: passes over the training split.
+        batch_size: samples per mini-batch (lbfgs ignores it: one full-batch step per epoch).
+        momentum: mu for momentum-type optimisers.
+        beta1, beta2, eps: Adam's constants (lectures' defaults 0.9, 0.999, 1e-8).
+        weight_decay: L2 strength added to the gradient (lambda * w).
+        seed: seeds init, shuffling and dropout; same seed, same numbers on the CPU.
+        device: "auto" (CUDA when available), "cpu" or "cuda[:i]".
+        rho: RMSProp's cache decay (0.9, 0.99, 0.999).
+        schedule: a name from `SCHEDULES` (none, step, exponential, inverse_time, cyclic),
+            stepped per epoch; `period` (epochs per step or cycle), `gamma` (step factor)
+            and `decay_rate` (k of a0*e^-kt and a0/(1+kt)) are its options.
+        momentum_final: anneal momentum linearly from `momentum` to this over the epochs
+            (e.g. 0.5 -> 0.99); momentum and nesterov only.
+        l1: L1 strength lambda (lambda * sum |w| over weight matrices, added to the loss).
+        max_norm: c of the max-norm constraint ||w|| <= c per unit, applied after each step.
+        averaging: a name from `AVERAGING` (none, polyak, ema): evaluate averaged weights.
+        ema_decay: per-step decay of the "ema" average.
+        body_lr_factor: lr of every layer but the head, as a fraction of lr (transfer
+            learning: 0.1 fine-tunes the body gently, 0 freezes it).
+        precision: "fp32", or "bf16" for bf16 autocast of the forward pass on CUDA
+            (refused on the CPU, where it would be slow and is not what it is for).
+    """
+
+    optimizer: str = "adam"
+    lr: float | None = None
+    epochs: int = 10
+    batch_size: int = 100
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    rho: float = 0.99
+    schedule: str = "none"
+    period: int = 5
+    gamma: float = 0.5
+    decay_rate: float = 0.1
+    momentum_final: float | None = None
+    l1: float = 0.0
+    max_norm: float | None = None
+    averaging: str = "none"
+    ema_decay: float = 0.99
+    body_lr_factor: float = 1.0
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        OPTIMIZERS.get(self.optimizer)
+        if self.lr is None:
+            self.lr = default_lr(self.optimizer)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"train.lr must be a positive number, got {self.lr}")
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
+        for name in ("momentum", "beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"train.{name} must be in [0, 1), got {value}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.eps <= 0:
+            raise ConfigError(f"train.eps must be > 0, got {self.eps}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}{did_you_mean(self.precision, PRECISIONS)}")
+        self._check_blocks()
+
+    def _check_blocks(self) -> None:
+        """Validate the schedule, regularization, averaging and transfer settings."""
+        recipe_callbacks(self)  # their constructors check names and ranges
+        if not 0.0 <= self.rho < 1.0:
+            raise ConfigError(f"train.rho must be in [0, 1), got {self.rho}")
+        if self.momentum_final is not None and self.optimizer not in ("momentum", "nesterov"):
+            raise ConfigError(f"train.momentum_final anneals momentum; optimizer '{self.optimizer}' has none, use momentum or nesterov")
+        if self.l1 < 0:
+            raise ConfigError(f"train.l1 must be >= 0, got {self.l1}")
+        if not 0.0 <= self.body_lr_factor <= 1.0:
+            raise ConfigError(f"train.body_lr_factor must be in [0, 1] (0.1 to fine-tune, 0 to freeze), got {self.body_lr_factor}")
+        if self.body_lr_factor != 1.0 and self.optimizer in FULL_BATCH:
+            raise ConfigError(f"optimizer '{self.optimizer}' takes one learning rate for all layers; leave train.body_lr_factor at 1")
+
+    def optimizer_options(self) -> dict[str, Any]:
+        """Every optimiser hyperparameter; each optimiser picks the ones it uses."""
+        return {k: v for k, v in asdict(self).items() if k not in ("optimizer", "lr", "epochs", "batch_size", "seed", "device")}
+
+
+@dataclass
+class FitResult:
+    """What a run produced: status, per-epoch history and the final test metrics."""
+
+    status: str  # "completed", "stopped" or "diverged"
+    epochs: int
+    history: History
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+    stop_reason: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready scalars (what `babysit train --json` prints)."""
+        best = self.history.best("val_accuracy")
+        return {
+            "status": self.status,
+            "epochs": self.epochs,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+            "best_val_accuracy": best["val_accuracy"] if best else None,
+            "seconds": round(self.seconds, 3),
+            "stop_reason": self.stop_reason,
+        }
+
+
+@dataclass
+class TrainState:
+    """The narrow view callbacks get of a run in progress."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    recipe: Recipe
+    data: Dataset
+    device: torch.device
+    total_steps: int
+    history: History = field(default_factory=History)
+    epoch: int = 0
+    step: int = 0
+    loss: Tensor | None = None
+    stop: bool = False
+    status: str = "running"
+    stop_reason: str = ""
+    result: FitResult | None = None
+    # The module validation and test evaluate: the model itself, or its parameter average.
+    eval_model: nn.Module | None = None
+    generator: torch.Generator | None = None  # the shuffling RNG, saved in checkpoints
+    callbacks: list[object] = field(default_factory=list)  # this fit's callbacks, whose state checkpoints save
+
+    def request_stop(self, status: str, reason: str) -> None:
+        """End training after the current batch, recording why (what a callback calls)."""
+        self.stop, self.status, self.stop_reason = True, status, reason
+
+    def __post_init__(self) -> None:
+        if self.eval_model is None:
+            self.eval_model = self.model
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; anything else as given (checked)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return dev
