@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from babysit.errors import ConfigError, DataError
-from babysit.registry import Registry, accepted_options
+from babysit.registry import Registry, check_options
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,7 @@ def load_dataset(
         path: the local file or folder of loaders that read one (cifar10, arrays).
         val_fraction: share of the training split held out for validation.
         seed: seeds the validation carving (the test split never moves).
-        **options: loader options (e.g. `label_column` for arrays); each loader takes its own.
+        **options: loader options (e.g. `label_column` for arrays); one the loader does not take is a ConfigError.
 
     Example:
         >>> data = load_dataset("digits", val_fraction=0.1, seed=0)
@@ -270,7 +270,7 @@ def load_dataset(
     """
     _check_val_fraction(val_fraction)
     loader = DATASETS.get(name)
-    raw = loader(path=path, **accepted_options(loader, options))
+    raw = loader(path=path, **check_options(loader, options, f"data set '{name}'", skip=("path",)))
     return from_raw(name, raw, val_fraction=val_fraction, seed=seed)
 
 
