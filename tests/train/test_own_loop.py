@@ -85,10 +85,12 @@ def test_log_epoch_refuses_unknown_metrics(tmp_path):
     model = _model()
     run = bs.record(model, torch.optim.Adam(model.parameters()), name="x", runs_dir=tmp_path, probes="off")
     with pytest.raises(ConfigError, match="unknown metric 'val_acc'.*did you mean 'val_accuracy'"):
-        run.log_epoch(val_acc=0.5)
+        run.log_epoch(train_loss=1.0, val_loss=1.0, val_acc=0.5)
+    with pytest.raises(ConfigError, match="needs val_loss"):
+        run.log_epoch(train_loss=1.0)
     run.close()
     with pytest.raises(ConfigError, match="is closed"):
-        run.log_epoch(val_accuracy=0.5)
+        run.log_epoch(train_loss=1.0, val_loss=1.0)
     assert bs.load_run(tmp_path / "x").metrics == []
 
 

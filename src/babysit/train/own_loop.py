@@ -32,6 +32,7 @@ from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_ru
 from babysit.watch.probes import watch
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+REQUIRED = ("train_loss", "val_loss")
 STATUSES = ("completed", "stopped", "diverged", "failed", "interrupted")
 
 
@@ -98,13 +99,17 @@ class OwnLoopRun:
         """Append one epoch's metrics to metrics.jsonl; returns the record written.
 
         Args:
-            **metrics: any of train_loss, train_accuracy, val_loss, val_accuracy
-                (numbers or 0-d tensors) and lr (default: the optimiser's first
-                group's rate). Unknown names are refused.
+            **metrics: train_loss and val_loss (required), train_accuracy and
+                val_accuracy (numbers or 0-d tensors), lr (default: the optimiser's
+                first group's rate). Unknown names are refused.
         """
         for key in metrics:
             if key not in METRICS:
                 raise ConfigError(f"log_epoch got an unknown metric {key!r}{did_you_mean(key, METRICS)}; it takes {', '.join(METRICS)}")
+        missing = [k for k in REQUIRED if metrics.get(k) is None]
+        if missing:
+            # The diagnosis reads both curves; a missing one would read as NaN, i.e. as an explosion.
+            raise ConfigError(f"log_epoch needs {' and '.join(missing)} (the diagnosis compares the train and val losses); pass them")
         if self.status not in ("running", "diverged"):
             raise ConfigError(f"run '{self.path}' is closed ({self.status}); start a new one with bs.record")
         now = time.perf_counter()
