@@ -42,3 +42,24 @@ def test_demo_recipe_beats_90_percent_on_mnist1d(mnist1d):
 
     cfg = build_config(DEMO_CONFIG)
     assert run(cfg, progress=False, data=mnist1d).result.test_accuracy >= 0.90
+
+
+def test_own_loop_example_records_and_diagnoses_a_broken_lr(tmp_path, capsys):
+    import babysit as bs
+    from typer.testing import CliRunner
+
+    from babysit.cli import app
+
+    main = runpy.run_path(str(EXAMPLES / "own_loop.py"))["main"]
+    good = main(["--epochs", "3", "--name", "good", "--runs-dir", str(tmp_path)])
+    record = bs.load_run(good)
+    assert record.status == "completed" and len(record.metrics) == 3 and len(record.probes) >= 5
+    assert record.best()["val_accuracy"] > 0.85  # the digits reach ~92% in 3 epochs at lr 0.05
+    shown = CliRunner().invoke(app, ["report", good])
+    assert shown.exit_code == 0, shown.output
+    assert (Path(good) / "report.html").is_file()
+
+    broken = bs.load_run(main(["--lr", "10", "--epochs", "3", "--name", "broken", "--runs-dir", str(tmp_path)]))
+    assert broken.status == "diverged"
+    first = bs.diagnose(broken)[0]
+    assert first.rule == "loss_explodes" and "learning rate" in first.fix

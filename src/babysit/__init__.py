@@ -17,10 +17,12 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset, load_dataset
 from babysit.data.preprocess import prepare
 from babysit.diagnose.findings import Finding
+from babysit.diagnose.merge import merge_findings
 from babysit.diagnose.rules import diagnose
 from babysit.errors import BabysitError, ConfigError, DataError
 from babysit.nn.models import build_model
 from babysit.report.run_report import run_report
+from babysit.train.own_loop import record
 from babysit.train.record import load_run
 from babysit.train.state import FitResult, Recipe
 from babysit.train.trainer import evaluate, fit
@@ -51,7 +53,9 @@ __all__ = [
     "fit",
     "load_dataset",
     "load_run",
+    "merge_findings",
     "prepare",
+    "record",
     "run_report",
     "search",
     "train",

@@ -10,28 +10,48 @@ from typing import Any
 from torch import nn
 
 from babysit.config import DataConfig, ModelConfig, RunConfig
-from babysit.data.augment import with_augmentation
-from babysit.data.datasets import Dataset, load_dataset
-from babysit.data.preprocess import prepare
+from babysit.data.augment import AUGMENTATIONS, with_augmentation
+from babysit.data.datasets import DATASETS, Dataset, load_dataset
+from babysit.data.preprocess import PREPROCESSORS, prepare
 from babysit.nn.models import MODELS, build_model
-from babysit.registry import accepted_options
+from babysit.registry import accepted_options, section_options
 from babysit.train.trainer import FitResult, fit, seed_everything
 
 
 def load_data(cfg: DataConfig) -> Dataset:
     """Load the configured data set, fit its preprocessing on the training split, attach its augmentation."""
-    data = load_dataset(cfg.name, path=cfg.path, val_fraction=cfg.val_fraction, seed=cfg.seed, label_column=cfg.label_column)
-    data = prepare(data, cfg.preprocess, components=cfg.pca_components, eps=cfg.whiten_eps)
-    return with_augmentation(
-        data, cfg.augment, padding=cfg.crop_padding, strength=cfg.jitter, degrees=cfg.affine_degrees, stretch=cfg.affine_stretch
-    )
+    default = DataConfig()
+    loader = section_options(
+        DATASETS.get(cfg.name), {"label_column": cfg.label_column}, section="data",
+        defaults={"label_column": default.label_column}, what=f"data set '{cfg.name}'",
+    )  # fmt: skip
+    data = load_dataset(cfg.name, path=cfg.path, val_fraction=cfg.val_fraction, seed=cfg.seed, **loader)
+    pre = section_options(
+        PREPROCESSORS.get(cfg.preprocess), {"components": cfg.pca_components, "eps": cfg.whiten_eps}, section="data",
+        defaults={"components": default.pca_components, "eps": default.whiten_eps}, what=f"preprocessing '{cfg.preprocess}'",
+        keys={"components": "pca_components", "eps": "whiten_eps"},
+    )  # fmt: skip
+    data = prepare(data, cfg.preprocess, **pre)
+    augment = {"padding": cfg.crop_padding, "strength": cfg.jitter, "degrees": cfg.affine_degrees, "stretch": cfg.affine_stretch}
+    keys = {"padding": "crop_padding", "strength": "jitter", "degrees": "affine_degrees", "stretch": "affine_stretch"}
+    defaults = {k: getattr(default, keys[k]) for k in augment}
+    used: dict[str, Any] = {}
+    for name in cfg.augment:  # each chosen transform takes its own options; the section holds them all
+        used |= accepted_options(AUGMENTATIONS.get(name), augment)
+    section_options(
+        lambda: None, {k: v for k, v in augment.items() if k not in used}, section="data", defaults=defaults,
+        what=f"augmentation {', '.join(cfg.augment) or 'none'}", keys=keys,
+    )  # fmt: skip
+    return with_augmentation(data, cfg.augment, **used)
 
 
 def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0) -> nn.Module:
     """Build the configured model for `data`'s input shape and classes, seeded for reproducible init."""
     seed_everything(seed)
     options = {k: v for k, v in asdict(cfg).items() if k != "name"}
-    return build_model(cfg.name, data.input_shape, data.num_classes, **accepted_options(MODELS.get(cfg.name), options))
+    defaults = asdict(ModelConfig())
+    used = section_options(MODELS.get(cfg.name), options, section="model", defaults=defaults, what=f"model '{cfg.name}'")
+    return build_model(cfg.name, data.input_shape, data.num_classes, **used)
 
 
 @dataclass

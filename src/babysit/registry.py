@@ -93,3 +93,52 @@ def accepted_options(factory: Callable[..., Any], options: dict[str, Any]) -> di
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return dict(options)
     return {k: v for k, v in options.items() if k in params}
+
+
+def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`options` unchanged when `factory` takes every one as a keyword; a ConfigError with a did-you-mean otherwise.
+
+    The Python API is as strict as the config: `prepare(data, "pca_whiten", component=0.5)`
+    names `components` instead of keeping every feature. `skip` lists the
+    parameters the caller passes itself (e.g. an optimiser's params and lr).
+    """
+    import inspect
+
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    valid = [n for n, p in params.items() if n not in skip and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in options:
+        if key not in valid:
+            takes = f"it takes {', '.join(valid)}" if valid else "it takes no options"
+            raise ConfigError(f"{what} has no option '{key}'{did_you_mean(key, valid)}; {takes}")
+    return dict(options)
+
+
+def section_options(
+    factory: Callable[..., Any],
+    options: dict[str, Any],
+    *,
+    section: str,
+    defaults: dict[str, Any],
+    what: str,
+    keys: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The options of a config section that `factory` takes; one warning line names the others set away from their defaults.
+
+    A config section holds every entry's options (`train.momentum` is read only by
+    momentum-type optimisers), so a key the chosen entry does not use is not an
+    error; but a value the user changed and that has no effect deserves a word.
+
+    Args:
+        options, defaults: by the factory's option names.
+        keys: the config key of an option whose name differs (e.g. components -> pca_components).
+    """
+    import warnings
+
+    used = accepted_options(factory, options)
+    keys = keys or {}
+    ignored = [f"{section}.{keys.get(k, k)}={v!r}" for k, v in options.items() if k not in used and k in defaults and v != defaults[k]]
+    if ignored:
+        warnings.warn(f"{what} does not use {', '.join(ignored)}; remove {'it' if len(ignored) == 1 else 'them'} or pick a block that does", UserWarning, stacklevel=3)
+    return used

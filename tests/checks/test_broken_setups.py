@@ -18,7 +18,7 @@ from torch import nn
 import babysit as bs
 from babysit.checks.base import CheckSettings
 from babysit.data.datasets import Split
-from babysit.report.run_report import merged_findings
+from babysit.diagnose.merge import merge_findings
 
 from .conftest import FAST
 from .test_gradcheck import CubeLayer
@@ -103,7 +103,7 @@ def findings_for(make, data, recipe, eval_fn=None, settings: CheckSettings = FAS
     result = bs.fit(make(data), data, replace(recipe, epochs=epochs), callbacks=[bs.train.DivergenceGuard(), probes], progress=False)
     assert probes.records, "the run must carry probe evidence"
     run = {"metrics": result.history.records, "probes": probes.records, "summary": result.summary()}
-    return merged_findings(run, report.to_dict())  # what `babysit doctor` and its report list
+    return merge_findings(run, report.to_dict())  # what `babysit doctor` and its report list
 
 
 @pytest.mark.parametrize("name", list(BROKEN))

@@ -12,6 +12,7 @@ import torch
 
 import babysit as bs
 from babysit.optim.optimizers import FULL_BATCH, OPTIMIZERS, build_optimizer
+from babysit.registry import accepted_options
 
 A = torch.diag(torch.tensor([10.0, 3.0, 1.0, 0.3, 0.1], dtype=torch.float64))
 B = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0], dtype=torch.float64)
@@ -89,7 +90,7 @@ REFERENCES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad":
 
 def torch_iterates(name, lr, steps, lrs=None, **options):
     x = X0.clone().requires_grad_()
-    opt = build_optimizer(name, [x], lr, **{**HYPER, **options})
+    opt = build_optimizer(name, [x], lr, **accepted_options(OPTIMIZERS.get(name), {**HYPER, **options}))  # each its own
     out = []
     for t in range(steps):
         if lrs is not None:

@@ -15,7 +15,8 @@ import babysit as bs
 from babysit.checks.base import CheckSettings
 from babysit.errors import DataError
 from babysit.report.classes import class_accuracy
-from babysit.report.run_report import fmt, merged_findings, read_check, run_report
+from babysit.diagnose.merge import merge_findings
+from babysit.report.run_report import fmt, read_check, run_report
 from babysit.build import model_from_config
 
 QUICK = CheckSettings(overfit_steps=100, sweep_steps=60, baseline_steps=60)
@@ -87,7 +88,7 @@ def fmt_html(text):
 def test_preflight_and_run_findings_are_merged_once_per_rule(runs):
     record = bs.load_run(runs["dead"])
     check = read_check(record.path)
-    merged = merged_findings(record, check)
+    merged = merge_findings(record, check)
     rules = [f.rule for f in merged]
     assert len(rules) == len(set(rules))
     from_check = {f["rule"] for f in check["findings"]}

@@ -14,6 +14,7 @@ training mean after zero-centring.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from babysit.data.datasets import Dataset
-from babysit.errors import ConfigError
+from babysit.errors import ConfigError, did_you_mean
 from babysit.registry import Registry, accepted_options
 
 AUGMENTATIONS: Registry = Registry("augmentation")
@@ -133,7 +134,8 @@ class Augment:
 
     Args:
         names: entries of `AUGMENTATIONS`.
-        **options: their options (padding for crop, strength for jitter); each takes its own.
+        **options: their options (padding for crop, strength for jitter); each takes its own,
+            and one that no chosen transform takes is a ConfigError.
     """
 
     def __init__(self, names: Sequence[str], **options: Any) -> None:
@@ -145,6 +147,13 @@ class Augment:
             used = accepted_options(factory, options)
             self.options.update(used)
             self._transforms.append(factory(**used))
+        unused = [k for k in options if k not in self.options]
+        if unused:
+            taken = sorted({p for n in self.names for p in inspect.signature(AUGMENTATIONS.get(n)).parameters})
+            raise ConfigError(
+                f"augmentation {', '.join(self.names)} has no option '{unused[0]}'{did_you_mean(unused[0], taken)}; "
+                f"{'it takes ' + ', '.join(taken) if taken else 'it takes no options'}"
+            )
 
     def __call__(self, x: Tensor) -> Tensor:
         if x.ndim not in (3, 4):

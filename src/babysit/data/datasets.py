@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from babysit.errors import ConfigError, DataError
-from babysit.registry import Registry, accepted_options
+from babysit.registry import Registry, check_options
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,69 @@ class Dataset:
         return (
             f"Dataset({self.name!r}, classes={self.num_classes}, input={self.input_shape}, "
             f"train={len(self.train)}, val={len(self.val)}, test={len(self.test)})"
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        x,
+        y,
+        *,
+        x_test=None,
+        y_test=None,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        class_names: Sequence[str] | None = None,
+        name: str = "arrays",
+    ) -> Dataset:
+        """A data set from tensors or numpy arrays in memory, validated and split like `load_dataset`.
+
+        Args:
+            x, y: inputs (N, *input_shape) and integer labels (N,).
+            x_test, y_test: a test split; None holds out a fixed 20% of (x, y), as the
+                `arrays` reader does, independent of `seed`.
+            val_fraction: share of the training samples held out for validation.
+            seed: seeds the validation carving.
+            class_names: one name per class; None numbers them 0..max(y).
+
+        Example:
+            >>> data = Dataset.from_arrays(torch.randn(100, 4), torch.arange(100) % 3)
+            >>> len(data.train), len(data.val), len(data.test), data.num_classes
+            (72, 8, 20, 3)
+        """
+        from babysit.data.memory import raw_from_arrays
+
+        raw = raw_from_arrays(x, y, x_test, y_test, class_names, name)
+        return from_raw(name, raw, val_fraction=val_fraction, seed=seed)
+
+    @classmethod
+    def from_torch(
+        cls,
+        data,
+        *,
+        test=None,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        class_names: Sequence[str] | None = None,
+        name: str = "torch",
+        progress: bool = True,
+    ) -> Dataset:
+        """A data set from a `torch.utils.data.Dataset` or `DataLoader` of (x, y) pairs, read into memory once.
+
+        Args:
+            data: the training samples; a map-style Dataset, or a DataLoader yielding (x, y) batches.
+            test: the same for the test split; None holds out a fixed 20% of `data`.
+            val_fraction, seed, class_names, name: as in `from_arrays`.
+            progress: show a progress bar while reading.
+
+        Raises DataError when the samples would not fit in the memory available.
+        """
+        from babysit.data.memory import materialise
+
+        x, y = materialise(data, f"{name} train", progress=progress)
+        x_test, y_test = materialise(test, f"{name} test", progress=progress) if test is not None else (None, None)
+        return cls.from_arrays(
+            x, y, x_test=x_test, y_test=y_test, val_fraction=val_fraction, seed=seed, class_names=class_names, name=name
         )
 
     def map(self, fn) -> Dataset:
@@ -198,17 +261,34 @@ def load_dataset(
         path: the local file or folder of loaders that read one (cifar10, arrays).
         val_fraction: share of the training split held out for validation.
         seed: seeds the validation carving (the test split never moves).
-        **options: loader options (e.g. `label_column` for arrays); each loader takes its own.
+        **options: loader options (e.g. `label_column` for arrays); one the loader does not take is a ConfigError.
 
     Example:
         >>> data = load_dataset("digits", val_fraction=0.1, seed=0)
         >>> data.train.x.shape[1:], data.num_classes
         (torch.Size([1, 8, 8]), 10)
     """
+    _check_val_fraction(val_fraction)
+    loader = DATASETS.get(name)
+    raw = loader(path=path, **check_options(loader, options, f"data set '{name}'", skip=("path",)))
+    return from_raw(name, raw, val_fraction=val_fraction, seed=seed)
+
+
+def _check_val_fraction(val_fraction: float) -> None:
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
-    loader = DATASETS.get(name)
-    raw = loader(path=path, **accepted_options(loader, options))
+
+
+def carve_test(x, y) -> tuple:
+    """A fixed 20% test split of (x, y), independent of the user's seed, so the test set never moves."""
+    order = np.random.default_rng(0).permutation(len(y))
+    test, train = order[: len(order) // 5], order[len(order) // 5 :]
+    return x[train], y[train], x[test], y[test]
+
+
+def from_raw(name: str, raw: RawData, *, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
+    """Validate a loader's train/test split and carve the validation split from train by `seed`."""
+    _check_val_fraction(val_fraction)
     num_classes = len(raw.class_names)
     x_tr, y_tr = as_tensors(raw.x_train, raw.y_train, f"{name} train split")
     x_te, y_te = as_tensors(raw.x_test, raw.y_test, f"{name} test split")

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from babysit.data.datasets import Dataset
 from babysit.errors import ConfigError, DataError
-from babysit.registry import Registry, accepted_options
+from babysit.registry import Registry, accepted_options, check_options
 
 PREPROCESSORS: Registry = Registry("preprocessing")
 
@@ -291,11 +291,11 @@ def prepare(data: Dataset, preprocess: str = "standardize", **options: Any) -> D
     Args:
         data: the raw data set.
         preprocess: a name from `PREPROCESSORS`.
-        **options: preprocessing options (components, eps); each entry takes the ones it uses.
+        **options: the entry's options (components, eps); one it does not take is a ConfigError.
 
     Example:
         >>> data = prepare(load_dataset("digits"), "pca_whiten", components=0.99, eps=1e-5)
     """
     factory = PREPROCESSORS.get(preprocess)
-    pre = factory(**accepted_options(factory, options)).fit(data.train.x)
+    pre = factory(**check_options(factory, options, f"preprocessing '{preprocess}'")).fit(data.train.x)
     return replace(data.map(pre.transform), preprocessor=pre)

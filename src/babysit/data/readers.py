@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from babysit.data.datasets import DATASETS, RawData, as_tensors
+from babysit.data.datasets import DATASETS, RawData, as_tensors, carve_test
 from babysit.errors import DataError, did_you_mean
 
 CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
@@ -174,10 +174,7 @@ def arrays(path: str | None = None, label_column: str = "label") -> RawData:
     else:
         if len(a["x"]) != len(a["y"]):
             raise DataError(f"arrays: '{file}' has {len(a['x'])} inputs but {len(a['y'])} labels; they must have the same length")
-        # A fixed 20% test split, independent of the user's seed, so the test set never moves.
-        order = np.random.default_rng(0).permutation(len(a["y"]))
-        test, train = order[: len(order) // 5], order[len(order) // 5 :]
-        x_train, y_train, x_test, y_test = a["x"][train], a["y"][train], a["x"][test], a["y"][test]
+        x_train, y_train, x_test, y_test = carve_test(a["x"], a["y"])
     _, y_all = as_tensors(np.zeros((0,)), np.concatenate([np.ravel(y_train), np.ravel(y_test)]), f"arrays '{file}'")
     if "class_names" in a:
         names = [str(n) for n in a["class_names"]]

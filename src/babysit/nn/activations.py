@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from babysit.errors import ConfigError
-from babysit.registry import Registry, accepted_options
+from babysit.registry import Registry, check_options
 
 ACTIVATIONS: Registry = Registry("activation")
 
@@ -95,14 +95,14 @@ def maxout(pieces: int = 2) -> nn.Module:
 
 
 def make_activation(name: str, **options: Any) -> nn.Module:
-    """Build activation `name`, passing it only the options it takes.
+    """Build activation `name` with its options; one it does not take is a ConfigError.
 
     Example:
-        >>> make_activation("leaky_relu", slope=0.1, alpha=1.0, pieces=2)
+        >>> make_activation("leaky_relu", slope=0.1)
         LeakyReLU(negative_slope=0.1)
     """
     factory = ACTIVATIONS.get(name)
-    return factory(**accepted_options(factory, options))
+    return factory(**check_options(factory, options, f"activation '{name}'"))
 
 
 def pieces_of(activation: nn.Module) -> int:

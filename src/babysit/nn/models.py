@@ -27,7 +27,7 @@ from babysit.nn.activations import ACTIVATIONS, make_activation, pieces_of
 from babysit.nn.init import apply_init
 from babysit.nn.regularize import DROPOUTS
 from babysit.nn.script import build_from_script
-from babysit.registry import Registry
+from babysit.registry import Registry, accepted_options, check_options
 
 MODELS: Registry = Registry("model")
 
@@ -89,7 +89,7 @@ def mlp(
             lambda n, w=width: nn.Linear(w, n, bias=not batchnorm),
             h,
             nn.BatchNorm1d if batchnorm else None,
-            make_activation(activation, **act),
+            make_activation(activation, **accepted_options(ACTIVATIONS.get(activation), act)),
             DROPOUTS.get(dropout_kind)(1.0 - dropout) if dropout > 0 else None,
         )
         width = h
@@ -138,7 +138,7 @@ def convnet(
             lambda n, c=c_in: conv(c, n, kernel_size, stride=2, padding=kernel_size // 2, bias=not batchnorm),
             c_out,
             bn if batchnorm else None,
-            make_activation(activation, **act),
+            make_activation(activation, **accepted_options(ACTIVATIONS.get(activation), act)),
             DROPOUTS.get(dropout_kind)(1.0 - dropout, spatial=dims) if dropout > 0 else None,
         )
         spatial = [(s - 1) // 2 + 1 for s in spatial]
@@ -159,12 +159,6 @@ def script(input_shape: Sequence[int], num_classes: int, *, script: str | None =
 
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **options) -> nn.Module:
-    """Build a registered model; unknown options are a ConfigError naming the valid ones."""
-    import inspect
-
+    """Build a registered model; an option it does not take is a ConfigError with a did-you-mean."""
     builder = MODELS.get(name)
-    valid = [p for p in inspect.signature(builder).parameters if p not in ("input_shape", "num_classes")]
-    unknown = [k for k in options if k not in valid]
-    if unknown:
-        raise ConfigError(f"model '{name}' has no option(s) {unknown}; valid options: {', '.join(valid)}")
-    return builder(input_shape, num_classes, **options)
+    return builder(input_shape, num_classes, **check_options(builder, options, f"model '{name}'", skip=("input_shape", "num_classes")))

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from babysit.registry import Registry, accepted_options
+from babysit.registry import Registry, check_options
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
@@ -97,6 +97,6 @@ def lbfgs(params: Params, lr: float = 1.0) -> torch.optim.Optimizer:
 
 
 def build_optimizer(name: str, params: Params, lr: float, **options) -> torch.optim.Optimizer:
-    """Build the named optimiser, passing it only the options its rule uses."""
+    """Build the named optimiser with its options; one its rule does not use is a ConfigError."""
     factory = OPTIMIZERS.get(name)
-    return factory(params, lr, **accepted_options(factory, options))
+    return factory(params, lr, **check_options(factory, options, f"optimizer '{name}'", skip=("params", "lr")))

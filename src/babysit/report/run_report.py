@@ -32,8 +32,8 @@ from babysit.checks.lr_range import plot_lr_range
 from babysit.checks.preflight import CHECK_FILE
 from babysit.config import RunConfig
 from babysit.data.datasets import Dataset
-from babysit.diagnose.findings import Finding, findings_table, rank
-from babysit.diagnose.rules import LAYER_RULES, RULES, diagnose
+from babysit.diagnose.findings import Finding, findings_table
+from babysit.diagnose.merge import merge_findings
 from babysit.errors import BabysitError, DataError
 from babysit.report import plots
 from babysit.report.classes import ClassAccuracy, class_accuracy
@@ -85,33 +85,6 @@ def read_check(path: Path) -> dict[str, Any] | None:
     except (TypeError, ValueError, AttributeError):
         raise DataError(f"'{file}' is not a babysit check report; rewrite it with `babysit check --out {path}`") from None
     return saved
-
-
-def merged_findings(record: Any, check: dict[str, Any] | None) -> list[Finding]:
-    """The preflight findings and the diagnosis of the run, ranked together, one per rule id.
-
-    At equal severity the order is the procedure's (LECTURE_DIGEST §5, §7), so
-    a cause comes before its symptoms: the data checks, the initialisation
-    check and the run's per-layer probes (dead ReLUs make the range test find
-    no descent at low rates), the other checks, then the run's curves. A rule
-    that fires twice keeps its more severe finding, the earlier at a tie.
-
-    Args:
-        record: the run (anything `diagnose` reads: a RunRecord, its dict form, ...).
-        check: a saved preflight report (`CheckReport.to_dict()`, check.json), or None.
-    """
-    checks = (check or {}).get("checks", [])
-    split = next((i + 1 for i, c in enumerate(checks) if c.get("name") == "init_health"), 0)
-    before, after = ([Finding(**f) for c in part for f in c.get("findings", [])] for part in (checks[:split], checks[split:]))
-    curve_rules = [name for name in RULES.names() if name not in LAYER_RULES]
-    found = before + diagnose(record, rules=LAYER_RULES) + after + diagnose(record, rules=curve_rules)
-    seen: set[str] = set()
-    unique = []
-    for f in rank(found):
-        if f.rule not in seen:
-            seen.add(f.rule)
-            unique.append(f)
-    return unique
 
 
 @dataclass
@@ -289,4 +262,4 @@ def run_report(path: str | Path, *, per_class: bool = True, data: Dataset | None
             classes = class_accuracy(record, data)
         except BabysitError as e:
             note = str(e)
-    return RunReport(record, merged_findings(record, check), check, classes, note)
+    return RunReport(record, merge_findings(record, check), check, classes, note)

@@ -24,6 +24,8 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from babysit.errors import ConfigError, did_you_mean
+
 EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "fit_end")
 
 
@@ -31,8 +33,22 @@ class Callback(Protocol):
     """Any object; the trainer calls `on_<event>(state)` for the methods it defines."""
 
 
+def check_callbacks(callbacks) -> None:
+    """Refuse a callback with an `on_...` method that no event calls (a typo would never run)."""
+    known = [f"on_{e}" for e in EVENTS]
+    for cb in callbacks:
+        for attr in dir(cb):
+            if attr.startswith("on_") and attr not in known and callable(getattr(cb, attr, None)):
+                raise ConfigError(
+                    f"callback {type(cb).__name__} has a method {attr}() that is never called{did_you_mean(attr, known)}; "
+                    f"the events are {', '.join(known)}"
+                )
+
+
 def emit(callbacks, event: str, state) -> None:
-    """Call `on_<event>(state)` on every callback that defines it."""
+    """Call `on_<event>(state)` on every callback that defines it (at fit_start, check them first)."""
+    if event == EVENTS[0]:
+        check_callbacks(callbacks)
     for cb in callbacks:
         method = getattr(cb, f"on_{event}", None)
         if method is not None:

@@ -166,9 +166,13 @@ class RunRecorder:
             env = environment(state.device)
             self.event(state.step, "resumed", f"from epoch {state.epoch} on {env['hostname']} ({env['device']}), pid {env['pid']}")
             return
+        self.start(state.device, f"{state.total_steps} steps planned")
+
+    def start(self, device: torch.device, detail: str = "") -> None:
+        """Write config.json, env.json and the "started" event (a fresh run; `on_fit_start` calls it)."""
         atomic_write_json(self.path / "config.json", self.config)
-        atomic_write_json(self.path / "env.json", environment(state.device))
-        self.event(0, "started", f"{state.total_steps} steps planned")
+        atomic_write_json(self.path / "env.json", environment(device))
+        self.event(0, "started", detail)
 
     def on_epoch_end(self, state: TrainState) -> None:
         append_jsonl(self.path / "metrics.jsonl", state.history.records[-1])
@@ -177,7 +181,11 @@ class RunRecorder:
         result = state.result
         best = result.history.best("val_accuracy")
         summary = {**result.summary(), "best_epoch": best["epoch"] if best else None, "steps": state.step}
-        self.event(state.step, result.status, result.stop_reason)
+        self.finish(summary)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Write the ending event (`summary["status"]`, its stop reason) and summary.json."""
+        self.event(summary["steps"], summary["status"], summary.get("stop_reason", ""))
         atomic_write_json(self.path / "summary.json", summary)
 
     def fail(self, error: BaseException) -> None:
@@ -185,8 +193,7 @@ class RunRecorder:
         status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         detail = f"{type(error).__name__}: {error}"
         step = self.state.step if self.state is not None else 0
-        self.event(step, status, detail)
-        atomic_write_json(self.path / "summary.json", {"status": status, "stop_reason": detail, "steps": step})
+        self.finish({"status": status, "stop_reason": detail, "steps": step})
 
     def __repr__(self) -> str:
         return f"RunRecorder({str(self.path)!r}, resumed={self.resumed})"

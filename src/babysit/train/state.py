@@ -8,7 +8,8 @@ so checks, callbacks and workflows can use them without importing the loop.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import inspect
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -16,7 +17,10 @@ from torch import Tensor, nn
 
 from babysit.data.datasets import Dataset
 from babysit.errors import ConfigError, did_you_mean
+from babysit.optim.averaging import AVERAGING
 from babysit.optim.optimizers import FULL_BATCH, OPTIMIZERS, default_lr
+from babysit.optim.schedules import SCHEDULES
+from babysit.registry import accepted_options, section_options
 from babysit.train.blocks import recipe_callbacks
 from babysit.train.history import History
 
@@ -98,6 +102,7 @@ class Recipe:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}{did_you_mean(self.precision, PRECISIONS)}")
         self._check_blocks()
+        self._check_unused_keys()
 
     def _check_blocks(self) -> None:
         """Validate the schedule, regularization, averaging and transfer settings."""
@@ -114,8 +119,28 @@ class Recipe:
             raise ConfigError(f"optimizer '{self.optimizer}' takes one learning rate for all layers; leave train.body_lr_factor at 1")
 
     def optimizer_options(self) -> dict[str, Any]:
-        """Every optimiser hyperparameter; each optimiser picks the ones it uses."""
-        return {k: v for k, v in asdict(self).items() if k not in ("optimizer", "lr", "epochs", "batch_size", "seed", "device")}
+        """The hyperparameters the chosen optimiser takes (beyond lr)."""
+        return accepted_options(OPTIMIZERS.get(self.optimizer), self._optimizer_keys())
+
+    def _optimizer_keys(self) -> dict[str, Any]:
+        """This recipe's values of every key some optimiser takes (momentum, betas, eps, weight_decay, rho)."""
+        taken = {p for name in OPTIMIZERS.names() for p in inspect.signature(OPTIMIZERS.get(name)).parameters} - {"params", "lr"}
+        return {k: v for k, v in asdict(self).items() if k in taken}
+
+    def _check_unused_keys(self) -> None:
+        """Refuse L2 the optimiser would drop; a warning line for other keys the chosen blocks do not use."""
+        factory = OPTIMIZERS.get(self.optimizer)
+        if self.weight_decay and "weight_decay" not in accepted_options(factory, {"weight_decay": 0}):
+            raise ConfigError(
+                f"optimizer '{self.optimizer}' takes no weight_decay, so train.weight_decay={self.weight_decay:g} would train "
+                "without L2; set it to 0 or pick an optimizer that applies it (sgd, momentum, adam, ...)"
+            )
+        defaults = {f.name: f.default for f in fields(Recipe)}
+        section_options(factory, self._optimizer_keys(), section="train", defaults=defaults, what=f"optimizer '{self.optimizer}'")
+        schedule = {k: getattr(self, k) for k in ("period", "gamma", "decay_rate")}
+        section_options(SCHEDULES.get(self.schedule), schedule, section="train", defaults=defaults, what=f"schedule '{self.schedule}'")
+        averaging = {"ema_decay": self.ema_decay}
+        section_options(AVERAGING.get(self.averaging), averaging, section="train", defaults=defaults, what=f"averaging '{self.averaging}'")
 
 
 @dataclass

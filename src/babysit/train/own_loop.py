@@ -1,0 +1,266 @@
+"""Your own training loop, babysat: two added lines write the run record `babysit train` writes.
+
+    run = bs.record(model, optimizer, name="mine")            # probes attach here
+    for epoch in range(epochs):
+        for x, y in batches:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(); loss.backward(); optimizer.step()
+        run.log_epoch(train_loss=..., val_loss=..., val_accuracy=...)
+    run.close()                                                # summary.json; or use `with`
+
+The record (runs/<name>/, docs/run-record.md) has config.json, env.json,
+metrics.jsonl, probes.jsonl, events.jsonl and summary.json, so `bs.diagnose(run)`,
+`babysit report runs/<name>` and `babysit runs` read it like any other run. It has
+no checkpoints (the loop owns its model), so the report leaves out the per-class table.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from babysit.diagnose.findings import Finding
+from babysit.diagnose.merge import merge_findings
+from babysit.errors import ConfigError, did_you_mean
+from babysit.train.callbacks import DivergenceGuard
+from babysit.train.history import History
+from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run
+from babysit.watch.probes import watch
+
+METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+REQUIRED = ("train_loss", "val_loss")
+STATUSES = ("completed", "stopped", "diverged", "failed", "interrupted")
+
+
+class OwnLoopRun:
+    """A run record fed by a hand-written loop; build it with `babysit.record(...)`.
+
+    Attributes: `path` (runs/<name>/), `step` (optimiser steps so far), `epoch`
+    (epochs logged), `status` ("running" until `close`, "diverged" once
+    `log_step` saw an explosion), `history`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        path: Path,
+        config: dict[str, Any],
+        probes: str,
+        divergence_factor: float,
+    ) -> None:
+        self.path = path
+        self.model, self.optimizer = model, optimizer
+        self.history = History()
+        self.step = 0
+        self.epoch = 0
+        self.status, self.stop_reason = "running", ""
+        self.check: dict[str, Any] | None = None
+        self.loss: Any = None  # the last loss given to log_step (what the guard reads)
+        self._recorder = RunRecorder(path, config)
+        self._guard = DivergenceGuard(divergence_factor)
+        self._watch = watch(model, optimizer, preset=probes, sink=self._recorder.probe)  # checks the preset first
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self._recorder.start(device, "own loop")
+        # Count optimiser steps through torch's own hook, so the loop needs no extra call per step.
+        self._counter = optimizer.register_step_post_hook(self._count)
+        self._watch.attach(model, optimizer)
+        self._watch.epoch = 1
+        self._started = self._epoch_started = time.perf_counter()
+
+    def _count(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.step += 1
+
+    # -- what the loop calls ----------------------------------------------------------
+
+    def log_step(self, loss: torch.Tensor | float) -> bool:
+        """Check one batch loss for divergence (NaN/inf, or over `divergence_factor` x the first loss).
+
+        Returns True once the run diverged (the event is recorded; break out of
+        the loop). Reading the loss syncs the device, so call it when you can afford that.
+        """
+        if self.status == "diverged":
+            return True
+        self.loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        self._guard.on_batch_end(self)
+        return self.status == "diverged"
+
+    def request_stop(self, status: str, reason: str) -> None:
+        """Record that the run stops (what the divergence guard calls)."""
+        self.status, self.stop_reason = status, reason
+        self._recorder.event(self.step, status, reason)
+
+    def log_epoch(self, **metrics: float | torch.Tensor) -> dict[str, Any]:
+        """Append one epoch's metrics to metrics.jsonl; returns the record written.
+
+        Args:
+            **metrics: train_loss and val_loss (required), train_accuracy and
+                val_accuracy (numbers or 0-d tensors), lr (default: the optimiser's
+                first group's rate). Unknown names are refused.
+        """
+        for key in metrics:
+            if key not in METRICS:
+                raise ConfigError(f"log_epoch got an unknown metric {key!r}{did_you_mean(key, METRICS)}; it takes {', '.join(METRICS)}")
+        missing = [k for k in REQUIRED if metrics.get(k) is None]
+        if missing:
+            # The diagnosis reads both curves; a missing one would read as NaN, i.e. as an explosion.
+            raise ConfigError(f"log_epoch needs {' and '.join(missing)} (the diagnosis compares the train and val losses); pass them")
+        if self.status not in ("running", "diverged"):
+            raise ConfigError(f"run '{self.path}' is closed ({self.status}); start a new one with bs.record")
+        now = time.perf_counter()
+        self.epoch += 1
+        record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
+        for key in METRICS[:-1]:
+            if metrics.get(key) is not None:
+                record[key] = float(metrics[key])
+        lr = metrics.get("lr")
+        record["lr"] = float(lr) if lr is not None else float(self.optimizer.param_groups[0]["lr"])
+        record["seconds"] = round(now - self._epoch_started, 4)
+        self._epoch_started = now
+        self.history.append(record)
+        append_jsonl(self.path / "metrics.jsonl", record)
+        self._watch.epoch = self.epoch + 1
+        return record
+
+    def attach_check(self, report: Any) -> list[Path]:
+        """Save a preflight `CheckReport` (`bs.check(...)`) beside the record, as check.json (and lr_range.png)."""
+        self.check = report.to_dict()
+        return report.save(self.path)
+
+    def close(self, status: str | None = None, *, stop_reason: str = "", test_loss: float | None = None, test_accuracy: float | None = None) -> None:
+        """Remove the probes and write the ending event and summary.json (safe to call twice).
+
+        Args:
+            status: completed (default), stopped, diverged, failed or interrupted;
+                a run that `log_step` saw diverge stays diverged.
+            stop_reason: why it stopped.
+            test_loss, test_accuracy: the final test scores, when the loop measured them.
+        """
+        if status is not None and status not in STATUSES:
+            raise ConfigError(f"close(status={status!r}) must be one of {', '.join(STATUSES)}{did_you_mean(status, STATUSES)}")
+        if self._counter is None:
+            return
+        self._watch.close()
+        self._counter.remove()
+        self._counter = None
+        if self.status == "diverged":
+            status, stop_reason = "diverged", self.stop_reason
+        self.status = status or "completed"
+        self.stop_reason = stop_reason
+        if self.status in ("failed", "interrupted"):  # as a failed `babysit train` run records it
+            self._recorder.finish({"status": self.status, "stop_reason": stop_reason, "steps": self.step})
+            return
+        best = self.history.best("val_accuracy")
+        self._recorder.finish(
+            {
+                "status": self.status,
+                "epochs": self.epoch,
+                "test_loss": None if test_loss is None else float(test_loss),
+                "test_accuracy": None if test_accuracy is None else float(test_accuracy),
+                "best_val_accuracy": best["val_accuracy"] if best else None,
+                "seconds": round(time.perf_counter() - self._started, 3),
+                "stop_reason": stop_reason,
+                "best_epoch": best["epoch"] if best else None,
+                "steps": self.step,
+            }
+        )
+
+    def __enter__(self) -> OwnLoopRun:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        if error is None:
+            self.close()
+        else:
+            self.close("interrupted" if isinstance(error, KeyboardInterrupt) else "failed", stop_reason=f"{type(error).__name__}: {error}")
+
+    # -- reading it back ----------------------------------------------------------------
+
+    def record(self) -> RunRecord:
+        """The run record as written so far (`babysit.load_run(self.path)`)."""
+        return load_run(self.path)
+
+    # The four parts the diagnosis reads (`diagnose.record.RecordLike`), so `bs.diagnose(run)` works.
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        return self.history.records
+
+    @property
+    def probes(self) -> list[dict[str, Any]]:
+        return self.record().probes
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return self.record().events
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        return self.record().summary
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The run's diagnosis merged with the attached preflight checks, ranked (`bs.merge_findings`)."""
+        return merge_findings(self.record(), self.check)
+
+    def __repr__(self) -> str:
+        return f"OwnLoopRun({str(self.path)!r}, status={self.status!r}, epochs={self.epoch}, steps={self.step})"
+
+
+def record(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    name: str | None = None,
+    runs_dir: str | Path = "runs",
+    config: dict[str, Any] | None = None,
+    probes: str = "light",
+    divergence_factor: float = 3.0,
+) -> OwnLoopRun:
+    """Start a run record for your own training loop: probes on `model`/`optimizer`, metrics by `log_epoch`.
+
+    Args:
+        model, optimizer: what your loop trains; the probes hook into both
+            (forward hooks, optimiser step hooks), and are removed by `close`.
+        name: the run's folder name under `runs_dir`; None generates `own-<model>-<date>-<time>`.
+        runs_dir: the folder holding run records.
+        config: your settings, saved in config.json: `{"section": {key: value}}`, or flat
+            keys, which go to the "train" section (e.g. {"batch_size": 64, "epochs": 10}).
+        probes: the probe preset: 'off', 'light' (default) or 'full'.
+        divergence_factor: `log_step` stops at a loss over this multiple of the first one.
+
+    Example:
+        >>> with bs.record(model, optimizer, name="mine") as run:   # doctest: +SKIP
+        ...     for epoch in range(10):
+        ...         train_one_epoch(model, optimizer)
+        ...         run.log_epoch(train_loss=loss, val_accuracy=acc)
+        >>> bs.diagnose(run)                                          # doctest: +SKIP
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(f"record(model, optimizer): optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    group = optimizer.param_groups[0]
+    sections: dict[str, dict[str, Any]] = {
+        "data": {"name": "own"},
+        "model": {"name": type(model).__name__},
+        "train": {
+            "optimizer": type(optimizer).__name__.lower(),
+            **{k: group[k] for k in ("lr", "momentum", "weight_decay") if isinstance(group.get(k), (int, float))},
+        },
+        "watch": {"probes": probes, "divergence_factor": divergence_factor},
+    }
+    for key, value in (config or {}).items():
+        if isinstance(value, dict):
+            sections.setdefault(key, {}).update(value)
+        else:
+            sections["train"][key] = value
+    path = create_run_dir(runs_dir, name, stem=f"own-{type(model).__name__.lower()}")
+    try:
+        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor)
+    except BaseException:
+        if not any(path.iterdir()):
+            path.rmdir()  # a bad setting: leave no empty run behind
+        raise
