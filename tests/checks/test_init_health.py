@@ -61,7 +61,7 @@ def test_small_init_in_a_deep_tanh_net_vanishes():
 
 def test_unit_std_init_saturates_tanh():
     r = init_health(make_ctx(deep_tanh(init="normal", init_std=1.0, depth=3), unit_gaussian_data()))
-    assert r.findings[0].rule == "saturation" and r.findings[0].severity == "error"
+    assert r.findings[0].rule == "saturation_at_init" and r.findings[0].severity == "error"
     assert max(s.get("saturated_fraction", 0) for s in r.evidence["layers"].values()) > 0.5
 
 
@@ -77,7 +77,7 @@ def test_large_negative_relu_bias_kills_the_units():
     bs.train.seed_everything(0)
     net = bs.blocks.mlp((64,), 10, hidden=(100, 100), bias=-5.0)
     r = init_health(make_ctx(net, unit_gaussian_data()))
-    assert r.findings[0].rule == "dead_relu" and r.findings[0].severity == "error"
+    assert r.findings[0].rule == "dead_relu_at_init" and r.findings[0].severity == "error"
 
 
 def test_zero_init_is_reported_as_broken_symmetry_first():

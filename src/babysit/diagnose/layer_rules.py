@@ -53,6 +53,26 @@ FIX_SYMMETRY = "initialise weights randomly: He (ReLU) or Xavier (tanh), e.g. mo
 RULE_UPDATES = "LECTURE_DIGEST §7: ||ΔW||/||W|| per layer should be about 1e-3; higher -> lower the LR, lower -> raise it"
 
 
+# The id a fault of the initialisation gets when it first appears during training instead
+# (a different cause: the learning rate, not the init scale; see diagnose.causes).
+IN_TRAINING = {
+    "dead_relu_at_init": "relu_died_in_training",
+    "saturation_at_init": "saturated_in_training",
+    "activations_vanish": "activations_vanished_in_training",
+    "activations_explode": "activations_exploded_in_training",
+    "gradients_vanish": "gradients_vanished_in_training",
+    "gradients_explode": "gradients_exploded_in_training",
+}
+
+# Their fixes: the learning rate moved the network there, not its initial scale.
+TRAINING_FIX = {
+    "relu_died_in_training": "lower the learning rate (run the range test), or use Leaky ReLU; keep biases at 0 / 0.01",
+    "saturated_in_training": "lower the learning rate, or add batch norm before the tanh/sigmoid",
+    "activations_exploded_in_training": "lower the learning rate, add weight decay or batch norm",
+    "gradients_exploded_in_training": "lower the learning rate, or clip the gradient norm (train.max_norm)",
+}
+
+
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
@@ -121,7 +141,7 @@ def dead_units(layers: LayerStats, where: dict[str, Any] | None = None) -> list[
         return []
     return [
         Finding(
-            "dead_relu",
+            "dead_relu_at_init",
             sev,
             f"{dead[worst]:.0%} of the ReLU units in layer {worst} are dead (never active on the batch)",
             evidence={**(where or {}), "dead_fraction": dead},
@@ -142,7 +162,7 @@ def saturated_units(layers: LayerStats, where: dict[str, Any] | None = None) -> 
         return []
     return [
         Finding(
-            "saturation",
+            "saturation_at_init",
             sev,
             f"{sat[worst]:.0%} of the {layers[worst].get('type', '')} outputs in layer {worst} are saturated (at ±1 / 0-1)",
             evidence={**(where or {}), "saturated_fraction": sat},

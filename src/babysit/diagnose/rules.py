@@ -62,11 +62,9 @@ def _rises(losses: list[float]) -> int:
     return sum(b > 1.01 * a for a, b in zip(losses, losses[1:]))
 
 
-def _first_and_latest(run: RunView, part: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The first and the latest probe that have `part` ("layers" or "params"), each with where it was taken."""
-    probes = [p for p in run.probes if p.get(part)]
-    chosen = probes[:1] + probes[-1:] if len(probes) > 1 else probes
-    return [(p[part], {"step": p.get("step"), "epoch": p.get("epoch")}) for p in chosen]
+def _probes_with(run: RunView, part: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every probe that has `part` ("layers" or "params"), each with where it was taken."""
+    return [(p[part], {"step": p.get("step"), "epoch": p.get("epoch")}) for p in run.probes if p.get(part)]
 
 
 def _gravity(found: list[Finding]) -> int:
@@ -74,19 +72,49 @@ def _gravity(found: list[Finding]) -> int:
     return min((SEVERITIES.index(f.severity) for f in found), default=len(SEVERITIES))
 
 
-def _worse_probe(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str, Any]], list[Finding]]) -> list[Finding]:
-    """`judge`'s findings on the first or the latest probe, whichever is worse (the latest at equal severity).
+def _at(f: Finding, where: dict[str, Any], rule: str | None = None, phase: str = "init", first_seen: Any = None) -> Finding:
+    step = where.get("step")
+    title = f"{f.title} at step {step}" if step is not None else f.title
+    return replace(f, rule=rule or f.rule, title=title, phase=phase, first_seen=step if first_seen is None else first_seen)
 
-    A fault of the initialisation shows at the first probe even when training
-    later hides part of it (the 0.01-init tanh net's deep layers grow back from
-    1e-10 to 1e-2); a fault training causes (ReLUs dying at a high learning
-    rate) shows at the latest.
+
+def _by_phase(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str, Any]], list[Finding]]) -> list[Finding]:
+    """`judge`'s findings at initialisation (the first probe) and, under their training ids, the faults that appeared later.
+
+    The first probe stands for the initialisation, where the lectures' activation
+    statistics demo looks; a fault of the initialisation shows there even when
+    training later hides part of it (the 0.01-init tanh net's deep layers grow
+    back from 1e-10 to 1e-2). A fault absent at the first probe that fires later
+    (ReLUs dying at a high learning rate) is a training fault: it gets the id of
+    `layer_rules.IN_TRAINING`, the step where it first fired, and the evidence of
+    the probe where it was worst (the latest at a tie). A fault of the
+    initialisation that persists keeps its id, with the evidence of its worst
+    probe (the latest at a tie).
     """
-    verdicts = [judge(stats, where) for stats, where in _first_and_latest(run, part)]
-    if not verdicts:
+    probes = _probes_with(run, part)
+    if not probes:
         return []
-    worst = min(reversed(verdicts), key=_gravity)  # min keeps the first minimum: the latest probe on a tie
-    return [replace(f, title=f"{f.title} at step {f.evidence['step']}") if f.evidence.get("step") is not None else f for f in worst]
+    stats, where = probes[0]
+    at_init = [_at(f, where) for f in judge(stats, where)]
+    fired = {f.rule for f in at_init}
+    later: dict[str, tuple[Finding, dict[str, Any], Any]] = {}
+    init_step = where.get("step")
+    for stats, where in probes[1:]:
+        for f in judge(stats, where):
+            if f.rule in fired:
+                # Still the initialisation's fault; report it at its worst (bias -5: partly dead at step 1, 81% later).
+                i = next(i for i, g in enumerate(at_init) if g.rule == f.rule)
+                if SEVERITIES.index(f.severity) <= SEVERITIES.index(at_init[i].severity):
+                    at_init[i] = _at(f, where, first_seen=init_step)
+                continue
+            seen = later[f.rule][2] if f.rule in later else where.get("step")
+            if f.rule not in later or SEVERITIES.index(f.severity) <= SEVERITIES.index(later[f.rule][0].severity):
+                later[f.rule] = (f, where, seen)
+    trained = []
+    for f, where, seen in later.values():
+        rule = layer_rules.IN_TRAINING.get(f.rule, f.rule)
+        trained.append(replace(_at(f, where, rule, "training", seen), fix=layer_rules.TRAINING_FIX.get(rule, f.fix)))
+    return at_init + trained
 
 
 @RULES.register("loss_explodes")
@@ -122,32 +150,32 @@ def loss_explodes(run: RunView) -> list[Finding]:
 @RULES.register("symmetry")
 def symmetry(run: RunView) -> list[Finding]:
     """Hidden weight tensors that are all zero at the first probe: symmetry never broken."""
-    probes = _first_and_latest(run, "params")
-    return layer_rules.zero_weights(*probes[0]) if probes else []
+    probes = _probes_with(run, "params")
+    return [_at(f, probes[0][1]) for f in layer_rules.zero_weights(*probes[0])] if probes else []
 
 
 @RULES.register("dead_relu")
 def dead_relu(run: RunView) -> list[Finding]:
-    """ReLU layers with many units that never fire (first or latest probe)."""
-    return _worse_probe(run, "layers", layer_rules.dead_units)
+    """ReLU-family layers with many units that never fire: dead at initialisation, or died during training."""
+    return _by_phase(run, "layers", layer_rules.dead_units)
 
 
 @RULES.register("saturation")
 def saturation(run: RunView) -> list[Finding]:
-    """Tanh/sigmoid layers stuck in their flat tails (first or latest probe)."""
-    return _worse_probe(run, "layers", layer_rules.saturated_units)
+    """Tanh/sigmoid layers stuck in their flat tails: at initialisation, or driven there during training."""
+    return _by_phase(run, "layers", layer_rules.saturated_units)
 
 
 @RULES.register("activations")
 def activations(run: RunView) -> list[Finding]:
-    """Activation std vanishing or exploding with depth (first or latest probe)."""
-    return _worse_probe(run, "layers", layer_rules.activation_scale)
+    """Activation std vanishing or exploding with depth: at initialisation, or during training."""
+    return _by_phase(run, "layers", layer_rules.activation_scale)
 
 
 @RULES.register("gradient_flow")
 def gradient_flow(run: RunView) -> list[Finding]:
-    """Relative gradients vanishing or exploding from the output layer to the input layer (first or latest probe)."""
-    return _worse_probe(run, "params", layer_rules.gradient_flow)
+    """Relative gradients vanishing or exploding from the output layer to the input layer: at initialisation, or during training."""
+    return _by_phase(run, "params", layer_rules.gradient_flow)
 
 
 @RULES.register("loss_flat")
