@@ -57,6 +57,11 @@ def _relative_drop(losses: list[float]) -> float:
     return (losses[0] - min(losses)) / abs(losses[0]) if losses[0] else 0.0
 
 
+def _accuracy_note(accs: list[float]) -> str:
+    """", train accuracy 0.11" when the record has it; nothing when it does not (a loop that logs only losses)."""
+    return f", train accuracy {accs[-1]:.2f}" if accs and math.isfinite(accs[-1]) else ""
+
+
 def _rises(losses: list[float]) -> int:
     """Epochs whose train loss rose more than 1% over the previous one (a bouncing loss)."""
     return sum(b > 1.01 * a for a, b in zip(losses, losses[1:]))
@@ -126,7 +131,7 @@ def loss_explodes(run: RunView) -> list[Finding]:
     why = ""
     if summary.get("status") == "diverged":
         why = summary.get("stop_reason") or "the run was stopped as diverged"
-    elif bad := [i + 1 for i, (t, v) in enumerate(zip(losses, run.series("val_loss"))) if not (math.isfinite(t) and math.isfinite(v))]:
+    elif bad := [i + 1 for i, m in enumerate(run.metrics) if any(run.recorded(m, k) and not math.isfinite(m[k]) for k in ("train_loss", "val_loss"))]:
         why = f"the loss became NaN/inf in epoch {bad[0]}"
     elif losses and max(losses) > EXPLODE_FACTOR * losses[0]:
         peak = max(range(len(losses)), key=losses.__getitem__)
@@ -193,7 +198,7 @@ def loss_flat(run: RunView) -> list[Finding]:
         Finding(
             "loss_flat",
             "error",
-            f"the loss is flat: {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs ({drop:.1%} lower), train accuracy {accs[-1]:.2f}",
+            f"the loss is flat: {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs ({drop:.1%} lower){_accuracy_note(accs)}",
             evidence={"train_loss": losses, "train_accuracy": accs, "relative_drop": drop, "lr": lr[-1] if lr else None},
             lecture_rule="LECTURE_DIGEST §7: loss flat -> learning rate too low (§5: 1e-6 barely moves the loss)",
             fix="raise the learning rate 10-100x (the learning-rate range test proposes one)",
@@ -243,7 +248,7 @@ def plateau(run: RunView) -> list[Finding]:
             "plateau",
             "warning",
             f"the loss stopped falling after epoch {half} and bounces around {statistics.median(second):.4g} "
-            f"(rises in {rises} of {len(second) - 1} epochs) with train accuracy {accs[-1]:.2f}",
+            f"(rises in {rises} of {len(second) - 1} epochs){_accuracy_note(accs)}",
             evidence={"train_loss": losses, "train_accuracy": accs, "plateau_from_epoch": half + 1},
             lecture_rule="LECTURE_DIGEST §7: fast drop then plateau -> learning rate too high",
             fix="lower the learning rate 3-10x, or decay it when the loss plateaus",
@@ -275,6 +280,8 @@ def regularization_too_strong(run: RunView) -> list[Finding]:
     """Train accuracy (with dropout on) far below validation accuracy: too much regularization."""
     train, val = run.series("train_accuracy"), run.series("val_accuracy")
     if len(train) < 2 or not (math.isfinite(train[-1]) and math.isfinite(val[-1])):
+        return []
+    if not (math.isfinite(train[-2]) and math.isfinite(val[-2])):
         return []
     gap = val[-1] - train[-1]
     # Two epochs in a row: in the first epoch train accuracy averages over the early, untrained steps.
