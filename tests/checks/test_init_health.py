@@ -145,3 +145,36 @@ def test_only_activations_that_can_die_are_called_dead(activation):
     net = bs.blocks.mlp((64,), 10, hidden=(32, 32), activation=activation, bias=-50.0)
     rules = [f.rule for f in init_health(make_ctx(net, unit_gaussian_data())).findings]
     assert "dead_relu_at_init" not in rules
+
+
+@pytest.mark.parametrize("head", [nn.Softmax(dim=1), nn.Sigmoid(), nn.ReLU()])
+def test_an_activation_on_the_class_scores_is_named(head):
+    bs.train.seed_everything(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), head)
+    f = init_health(make_ctx(net, unit_gaussian_data())).findings[0]
+    assert f.rule == "activation_on_scores" and f.severity == "error" and type(head).__name__ in f.title
+
+
+def test_softmaxed_scores_are_recognised_without_a_softmax_module():
+    class Probabilities(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(x).softmax(1)  # a functional softmax: no module shows it
+
+    from babysit.checks.init_health import score_checks
+
+    net = Probabilities()
+    x = torch.randn(32, 64)
+    f = score_checks(nn.Sequential(), net(x), torch.zeros(32, dtype=torch.long), 10)
+    assert f[0].rule == "activation_on_scores" and "sums to 1" in f[0].title
+    assert score_checks(nn.Sequential(), net.fc(x), torch.zeros(32, dtype=torch.long), 10) == []
+
+
+def test_scores_of_the_wrong_width_for_the_labels_are_named():
+    bs.train.seed_everything(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    f = init_health(make_ctx(net, unit_gaussian_data())).findings[0]
+    assert f.rule == "labels_outputs_mismatch" and f.evidence["score_shape"] == [256, 3] and f.evidence["num_classes"] == 10

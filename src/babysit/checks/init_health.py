@@ -94,14 +94,77 @@ def symmetry(model: nn.Module) -> list[Finding]:
     ]
 
 
+# Modules that turn logits into probabilities or clip them: wrong before a softmax cross-entropy loss.
+_SCORE_ACTIVATIONS = (nn.Softmax, nn.Sigmoid, nn.ReLU, nn.ReLU6, nn.Tanh, nn.Softplus)
+RULE_SCORES = (
+    "docs/lectures.md §1: the scores fed to softmax cross-entropy are raw logits; a softmax, sigmoid or ReLU "
+    "after the last layer squashes or clips them and the loss cannot push the right class up"
+)
+
+
+def last_module(model: nn.Module) -> nn.Module | None:
+    """The last leaf module in module order (the output of an nn.Sequential; a guess for other models)."""
+    leaves = [m for m in leaf_modules(model).values() if not isinstance(m, (nn.Identity, nn.Dropout, nn.Flatten))]
+    return leaves[-1] if leaves else None
+
+
+def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int) -> list[Finding]:
+    """Faults of the class scores: the wrong shape for the labels, or an activation applied before the loss.
+
+    The activation is read from the model's last module when it is one, else from
+    the scores themselves: rows summing to 1 with no negative entry (a softmax),
+    every score in [0, 1] (a sigmoid), or no negative score with exact zeros (a ReLU).
+    """
+    if scores.ndim != 2 or scores.shape[1] != num_classes or (len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes)):
+        shape = tuple(scores.shape)
+        return [
+            Finding(
+                "labels_outputs_mismatch",
+                "error",
+                f"the model outputs scores of shape {shape} for {num_classes} classes with labels in [{int(y.min())}, {int(y.max())}]",
+                evidence={"score_shape": list(shape), "num_classes": num_classes, "label_min": int(y.min()), "label_max": int(y.max())},
+                lecture_rule="docs/lectures.md §5: the loss needs one score per class, (N, C), and labels in 0..C-1",
+                fix=f"make the last layer output {num_classes} scores (one per class) and the labels integers 0..{num_classes - 1}",
+            )
+        ]
+    last = last_module(model)
+    s = scores.detach().float()
+    if isinstance(last, _SCORE_ACTIVATIONS):
+        why = f"the model's last module is {type(last).__name__}"
+    elif float(s.std()) == 0:
+        return []  # constant scores (zero weights) say nothing about an activation; the symmetry check explains them
+    elif s.min() >= 0 and torch.allclose(s.sum(1), torch.ones(len(s)), atol=1e-4):
+        why = "every row of scores is non-negative and sums to 1 (a softmax)"
+    elif s.min() >= 0 and s.max() <= 1:
+        why = "every score lies in [0, 1] (a sigmoid)"
+    elif s.min() >= 0 and float((s == 0).float().mean()) > 0.1:
+        why = f"no score is negative and {float((s == 0).float().mean()):.0%} are exactly 0 (a ReLU)"
+    else:
+        return []
+    return [
+        Finding(
+            "activation_on_scores",
+            "error",
+            f"an activation is applied to the class scores before the loss: {why}",
+            evidence={"last_module": type(last).__name__ if last is not None else None, "score_min": float(s.min()), "score_max": float(s.max()),
+                      "row_sum_mean": float(s.sum(1).mean())},
+            lecture_rule=RULE_SCORES,
+            fix="remove the final softmax/sigmoid/ReLU: return the last Linear layer's raw scores (cross-entropy applies log-softmax itself)",
+        )
+    ]
+
+
 @CHECKS.register("init_health")
 def init_health(ctx: CheckContext) -> CheckResult:
-    """Per-layer activation std, dead ReLUs and saturated units on one forward pass."""
+    """Per-layer activation std, dead ReLUs, saturated units, symmetric weights and the class scores on one forward pass."""
     model = ctx.copy_model(dropout=False)
-    x, _ = ctx.batch()
+    x, y = ctx.batch()
     layers = layer_stats(model, x)
+    with torch.no_grad():
+        scores = model(x)
     acts = layer_rules.activation_layers(layers)
     findings = [
+        *score_checks(model, scores, y, ctx.data.num_classes),
         *symmetry(model),
         *layer_rules.dead_units(layers),
         *layer_rules.saturated_units(layers),

@@ -22,7 +22,7 @@ LayerStats = dict[str, dict[str, Any]]
 # Module types whose outputs are the activations the lectures plot per layer.
 ACTIVATION_TYPES = frozenset({"ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "ReLU6", "Hardtanh", "Maxout"})
 
-# Activation std relative to the first activation layer (LECTURE_DIGEST §3, the 10-layer demo), symmetric
+# Activation std relative to the first activation layer (docs/lectures.md §3, the 10-layer demo), symmetric
 # in both directions. Real runs of 12 healthy configurations (MLPs and convnets; ReLU, ELU, tanh, sigmoid;
 # 5 optimisers; 2 seeds; 15 epochs; every probe of the 'light' preset): 0.47 to 2.8. A 5-layer ReLU net at
 # std 1.0 init grows 2,300x, the 10-layer tanh net at 0.01 init shrinks 1e-9x.
@@ -44,13 +44,13 @@ GRAD_RATIO_WARN, GRAD_RATIO_ERROR = 1e2, 1e4
 # diverges) ~0.4, SGD at lr = 3 ~1.
 UPDATE_LOW_ERROR, UPDATE_LOW_WARN, UPDATE_HIGH_WARN, UPDATE_HIGH_ERROR = 1e-6, 1e-5, 3e-2, 3e-1
 
-RULE_INIT = "LECTURE_DIGEST §3: activation std should stay about constant across layers (Xavier for tanh, He for ReLU)"
-RULE_DEAD = "LECTURE_DIGEST §1: a ReLU that is never active gets no gradient; 10-20% dead is common and tolerable"
-RULE_SATURATED = "LECTURE_DIGEST §1/§3: saturated tanh/sigmoid units have dσ/dx≈0 and kill the gradient"
-RULE_GRADIENTS = "LECTURE_DIGEST §3: weight gradients are upstream gradient × input, so they shrink or grow with the activations"
-RULE_SYMMETRY = "LECTURE_DIGEST §3: with all-zero weights every neuron computes the same output and gets the same gradient"
+RULE_INIT = "docs/lectures.md §3: activation std should stay about constant across layers (Xavier for tanh, He for ReLU)"
+RULE_DEAD = "docs/lectures.md §1: a ReLU that is never active gets no gradient; 10-20% dead is common and tolerable"
+RULE_SATURATED = "docs/lectures.md §1/§3: saturated tanh/sigmoid units have dσ/dx≈0 and kill the gradient"
+RULE_GRADIENTS = "docs/lectures.md §3: weight gradients are upstream gradient × input, so they shrink or grow with the activations"
+RULE_SYMMETRY = "docs/lectures.md §3: with all-zero weights every neuron computes the same output and gets the same gradient"
 FIX_SYMMETRY = "initialise weights randomly: He (ReLU) or Xavier (tanh), e.g. model.init = 'he'"
-RULE_UPDATES = "LECTURE_DIGEST §7: ||ΔW||/||W|| per layer should be about 1e-3; higher -> lower the LR, lower -> raise it"
+RULE_UPDATES = "docs/lectures.md §7: ||ΔW||/||W|| per layer should be about 1e-3; higher -> lower the LR, lower -> raise it"
 
 
 # The id a fault of the initialisation gets when it first appears during training instead

@@ -1,4 +1,4 @@
-"""Diagnosis rules over a run record: read the curves and probes, say what is wrong (LECTURE_DIGEST §7).
+"""Diagnosis rules over a run record: read the curves and probes, say what is wrong (docs/lectures.md §7).
 
 Contract: a rule is `rule(run: RunView) -> list[Finding]` registered in `RULES`;
 its docstring's first line is its description. Rules must stay silent on
@@ -146,7 +146,7 @@ def loss_explodes(run: RunView) -> list[Finding]:
             "error",
             f"the loss exploded: {why}",
             evidence=evidence,
-            lecture_rule="LECTURE_DIGEST §7: loss explodes / NaN -> learning rate too high; §6: stop a run whose cost exceeds 3x the initial cost",
+            lecture_rule="docs/lectures.md §7: loss explodes / NaN -> learning rate too high; §6: stop a run whose cost exceeds 3x the initial cost",
             fix="lower the learning rate 10x (run the learning-rate range test to pick one)",
         )
     ]
@@ -200,7 +200,7 @@ def loss_flat(run: RunView) -> list[Finding]:
             "error",
             f"the loss is flat: {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs ({drop:.1%} lower){_accuracy_note(accs)}",
             evidence={"train_loss": losses, "train_accuracy": accs, "relative_drop": drop, "lr": lr[-1] if lr else None},
-            lecture_rule="LECTURE_DIGEST §7: loss flat -> learning rate too low (§5: 1e-6 barely moves the loss)",
+            lecture_rule="docs/lectures.md §7: loss flat -> learning rate too low (§5: 1e-6 barely moves the loss)",
             fix="raise the learning rate 10-100x (the learning-rate range test proposes one)",
         )
     ]
@@ -224,7 +224,7 @@ def flat_then_drop(run: RunView) -> list[Finding]:
                     "warning",
                     f"the loss stayed flat for {k + 1} epochs at {losses[0]:.4g}, then dropped to {losses[k + 1]:.4g} in epoch {k + 2}",
                     evidence={"train_loss": losses, "flat_epochs": k + 1},
-                    lecture_rule="LECTURE_DIGEST §7: flat then sudden drop -> bad initialisation",
+                    lecture_rule="docs/lectures.md §7: flat then sudden drop -> bad initialisation",
                     fix="initialise with He (ReLU) or Xavier (tanh) so training starts moving at once, or add batch norm",
                 )
             ]
@@ -250,7 +250,7 @@ def plateau(run: RunView) -> list[Finding]:
             f"the loss stopped falling after epoch {half} and bounces around {statistics.median(second):.4g} "
             f"(rises in {rises} of {len(second) - 1} epochs){_accuracy_note(accs)}",
             evidence={"train_loss": losses, "train_accuracy": accs, "plateau_from_epoch": half + 1},
-            lecture_rule="LECTURE_DIGEST §7: fast drop then plateau -> learning rate too high",
+            lecture_rule="docs/lectures.md §7: fast drop then plateau -> learning rate too high",
             fix="lower the learning rate 3-10x, or decay it when the loss plateaus",
         )
     ]
@@ -293,7 +293,7 @@ def regularization_too_strong(run: RunView) -> list[Finding]:
             "warning",
             f"train accuracy {train[-1]:.2f} stays {gap:.2f} below validation accuracy {val[-1]:.2f}: regularization (dropout) too strong",
             evidence={"train_accuracy": train, "val_accuracy": val},
-            lecture_rule="LECTURE_DIGEST §9: dropout keeps p=0.5 of hidden units (0.8 of inputs); it can hurt with little data or a small net",
+            lecture_rule="docs/lectures.md §9: dropout keeps p=0.5 of hidden units (0.8 of inputs); it can hurt with little data or a small net",
             fix="lower dropout (drop at most half of the hidden units) and weight decay, or widen the network",
         )
     ]
@@ -317,7 +317,7 @@ def underfitting(run: RunView) -> list[Finding]:
             "warning",
             f"underfitting: train accuracy {train[-1]:.2f} ≈ val {val[-1]:.2f} and the loss has stalled at {losses[-1]:.4g}",
             evidence={"train_accuracy": train, "val_accuracy": val, "train_loss": losses},
-            lecture_rule="LECTURE_DIGEST §7: no gap between train and val accuracy -> underfitting: increase capacity",
+            lecture_rule="docs/lectures.md §7: no gap between train and val accuracy -> underfitting: increase capacity",
             fix="increase capacity (wider or deeper layers), reduce regularization, or train longer",
         )
     ]
@@ -341,7 +341,7 @@ def overfitting(run: RunView) -> list[Finding]:
             f"overfitting: train accuracy {train[-1]:.2f} vs val {val[-1]:.2f} (gap {gap:.2f})"
             + (f"; val loss rose from {min(finite_val):.3g} to {val_loss[-1]:.3g}" if rose else ""),
             evidence={"train_accuracy": train, "val_accuracy": val, "val_loss": val_loss, "gap": gap},
-            lecture_rule="LECTURE_DIGEST §7: a big gap between train and val accuracy -> overfitting",
+            lecture_rule="docs/lectures.md §7: a big gap between train and val accuracy -> overfitting",
             fix="increase regularization (weight decay, dropout p=0.5, data augmentation) or get more data; stop at the best val epoch",
         )
     ]

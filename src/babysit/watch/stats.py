@@ -1,6 +1,6 @@
 """Per-layer activation statistics: computed on the device, read back as a few floats.
 
-What the lectures look at to babysit a network (LECTURE_DIGEST §1, §3):
+What the lectures look at to babysit a network (docs/lectures.md §1, §3):
 
 - mean, std and a histogram of each layer's output: with W = 0.01·N(0,1) the std
   of a deep tanh net shrinks layer by layer towards 0; with std 1.0 it piles up
