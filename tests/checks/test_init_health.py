@@ -36,7 +36,22 @@ def test_layer_stats_match_a_direct_computation():
     assert stats["3"]["saturated_fraction"] == pytest.approx((h2.abs() > 0.99).float().mean().item())
     assert stats["5"]["saturated_fraction"] == pytest.approx(((h3 < 0.01) | (h3 > 0.99)).float().mean().item())
     assert sum(stats["1"]["hist_counts"]) == h1.numel() and len(stats["1"]["hist_edges"]) == 21
-    assert stats["0"]["identical_units"] is False
+    assert "0" in stats and "dead_fraction" not in stats["0"]  # a Linear output cannot die
+
+
+def test_preflight_and_watch_share_one_statistics_implementation():
+    # The same layer measured by the preflight check and by bs.watch gives the same numbers.
+    bs.train.seed_everything(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(64, 8)
+    pre = layer_stats(net, x)
+    from babysit.watch import stats as shared
+
+    for name, module in net.named_children():
+        kind = shared.layer_kind(module)
+        h = net[: int(name) + 1](x)
+        values = torch.cat([t.reshape(-1).float() for t in shared.measure(h, kind, 20)]).tolist()
+        assert pre[name] == {"type": type(module).__name__, **shared.describe(values, kind, h.numel(), shared.unit_count(h), 20)}
 
 
 def test_hooks_are_removed_even_when_the_forward_pass_fails():
@@ -61,7 +76,7 @@ def test_small_init_in_a_deep_tanh_net_vanishes():
 
 def test_unit_std_init_saturates_tanh():
     r = init_health(make_ctx(deep_tanh(init="normal", init_std=1.0, depth=3), unit_gaussian_data()))
-    assert r.findings[0].rule == "saturation" and r.findings[0].severity == "error"
+    assert r.findings[0].rule == "saturation_at_init" and r.findings[0].severity == "error"
     assert max(s.get("saturated_fraction", 0) for s in r.evidence["layers"].values()) > 0.5
 
 
@@ -77,7 +92,7 @@ def test_large_negative_relu_bias_kills_the_units():
     bs.train.seed_everything(0)
     net = bs.blocks.mlp((64,), 10, hidden=(100, 100), bias=-5.0)
     r = init_health(make_ctx(net, unit_gaussian_data()))
-    assert r.findings[0].rule == "dead_relu" and r.findings[0].severity == "error"
+    assert r.findings[0].rule == "dead_relu_at_init" and r.findings[0].severity == "error"
 
 
 def test_zero_init_is_reported_as_broken_symmetry_first():
@@ -101,3 +116,65 @@ def test_the_check_leaves_the_users_model_untouched():
     init_health(make_ctx(net, unit_gaussian_data()))
     assert not net.training
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_layer_fed_by_a_dead_layer_is_not_called_symmetric():
+    # Layer 1 dead (bias -50): layer 3's outputs are identical across samples, but its weights are random.
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp((64,), 10, hidden=(32, 32))
+    with torch.no_grad():
+        net[1].bias.fill_(-50.0)
+    r = init_health(make_ctx(net, unit_gaussian_data()))
+    rules = [f.rule for f in r.findings]
+    assert "init_symmetry" not in rules and rules[0] == "dead_relu_at_init"
+
+
+def test_identical_weight_rows_are_symmetric_even_when_nonzero():
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp((64,), 10, hidden=(32, 32))
+    with torch.no_grad():
+        net[3].weight.copy_(net[3].weight[:1].expand_as(net[3].weight))
+    f = init_health(make_ctx(net, unit_gaussian_data())).findings[0]
+    assert f.rule == "init_symmetry" and f.evidence["why"] == {"3": "identical rows"}
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu", "tanh"])
+def test_only_activations_that_can_die_are_called_dead(activation):
+    # A hugely negative bias: ReLU would be 100% dead; Leaky ReLU / ELU keep a gradient, tanh saturates instead.
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp((64,), 10, hidden=(32, 32), activation=activation, bias=-50.0)
+    rules = [f.rule for f in init_health(make_ctx(net, unit_gaussian_data())).findings]
+    assert "dead_relu_at_init" not in rules
+
+
+@pytest.mark.parametrize("head", [nn.Softmax(dim=1), nn.Sigmoid(), nn.ReLU()])
+def test_an_activation_on_the_class_scores_is_named(head):
+    bs.train.seed_everything(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), head)
+    f = init_health(make_ctx(net, unit_gaussian_data())).findings[0]
+    assert f.rule == "activation_on_scores" and f.severity == "error" and type(head).__name__ in f.title
+
+
+def test_softmaxed_scores_are_recognised_without_a_softmax_module():
+    class Probabilities(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(x).softmax(1)  # a functional softmax: no module shows it
+
+    from babysit.checks.init_health import score_checks
+
+    net = Probabilities()
+    x = torch.randn(32, 64)
+    f = score_checks(nn.Sequential(), net(x), torch.zeros(32, dtype=torch.long), 10)
+    assert f[0].rule == "activation_on_scores" and "sums to 1" in f[0].title
+    assert score_checks(nn.Sequential(), net.fc(x), torch.zeros(32, dtype=torch.long), 10) == []
+
+
+def test_scores_of_the_wrong_width_for_the_labels_are_named():
+    bs.train.seed_everything(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    f = init_health(make_ctx(net, unit_gaussian_data())).findings[0]
+    assert f.rule == "labels_outputs_mismatch" and f.evidence["score_shape"] == [256, 3] and f.evidence["num_classes"] == 10

@@ -1,5 +1,6 @@
 from dataclasses import replace
 
+import pytest
 import torch
 from torch import nn
 
@@ -59,7 +60,8 @@ def test_real_inputs_beat_zeroed_inputs(digits):
     r = input_baseline(ctx)
     assert r.status == "pass"
     assert r.evidence["val_accuracy_real"] > 0.8 and r.evidence["val_accuracy_zeroed"] < 0.2
-    assert r.evidence["margin"] == r.evidence["val_accuracy_real"] - r.evidence["val_accuracy_zeroed"]
+    reference = max(r.evidence["val_accuracy_zeroed"], r.evidence["majority_share"])
+    assert r.evidence["margin"] == r.evidence["val_accuracy_real"] - reference and r.evidence["verdict"] == "pass"
 
 
 def test_shuffled_labels_do_no_better_than_zeroed_inputs(digits):
@@ -83,3 +85,36 @@ def test_brief_training_keeps_a_constant_rate_whatever_the_schedule(digits):
     recipe = ctx.short_recipe(300, 20, batch_size=20)
     assert recipe.schedule == "none" and recipe.epochs == 300 and recipe.lr == 1e-2
     assert overfit_tiny(ctx).status == "pass"
+
+
+def test_eight_binary_validation_samples_are_inconclusive_not_an_error():
+    # A learnable two-class problem, but only 8 validation samples: a difference of 25 points has a
+    # standard error of about 23 points, so no verdict rests on it.
+    from .conftest import tabular
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(208, 2, generator=g)
+    data = tabular(x[:200], x[200:], x[200:], classes=2)
+    y = (x[:, 0] > 0).long()
+    data = replace(data, train=Split(x[:200], y[:200]), val=Split(x[200:], y[200:]), test=Split(x[200:], y[200:]))
+    # A linear model at a tiny rate: near chance, and 8 samples cannot tell it from the majority class.
+    bs.train.seed_everything(0)
+    net = nn.Sequential(nn.Linear(2, 2))
+    r = input_baseline(make_ctx(net, data, bs.Recipe(lr=1e-4, device="cpu")))
+    assert r.evidence["val_samples"] == 8
+    assert r.status != "fail" and all(f.severity != "error" for f in r.findings), r.findings
+    f = r.findings[0]
+    assert f.rule == "input_baseline_inconclusive" and f.severity == "info"
+    assert f.evidence["samples_to_settle"] > 8 and f"about {f.evidence['samples_to_settle']} samples" in f.title
+
+
+def test_significance_verdicts_use_the_two_proportion_standard_error():
+    from babysit.diagnose import significance as sig
+
+    se = sig.proportion_se(0.75, 8, 0.5, 8)
+    assert se == pytest.approx(((0.75 * 0.25 + 0.25) / 8) ** 0.5)
+    assert sig.verdict(0.25, se, 0.05) == "inconclusive"
+    assert sig.verdict(0.8, sig.proportion_se(0.9, 1000, 0.1, 1000), 0.09) == "pass"
+    assert sig.verdict(0.0, sig.proportion_se(0.1, 1000, 0.1, 1000), 0.09) == "fail"
+    n = sig.samples_to_settle(0.25, se, 8, 0.05)
+    assert sig.verdict(0.25, se * (8 / n) ** 0.5, 0.05) == "pass" and sig.verdict(0.25, se * (8 / (n - 2)) ** 0.5, 0.05) == "inconclusive"

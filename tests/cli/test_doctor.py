@@ -44,7 +44,7 @@ def test_a_broken_built_in_model_exits_1_and_names_the_problem_first(tmp_path):
     assert result.exit_code == 1, result.output
     assert report_path(result).is_file()
     table = result.stdout[result.stdout.index("findings (most important first)"):]
-    assert table.index("init_symmetry") < min(table.index(r) for r in ("loss_flat", "dead_relu") if r in table)
+    assert table.index("init_symmetry") < min(table.index(r) for r in ("loss_flat", "dead_relu_at_init") if r in table)
 
 
 def test_an_override_before_the_script_is_still_an_override(tmp_path):

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from babysit.diagnose.causes import EXPLAINS, PHASES, phase_of
 from babysit.diagnose.findings import SEVERITIES, Finding, findings_table, json_ready, rank
 
 
@@ -17,7 +18,8 @@ def test_finding_refuses_an_unknown_severity():
 def test_to_dict_is_strict_json_with_every_field():
     f = Finding("dead_relu", "error", "92% dead", evidence={"dead": (0.92, math.nan), "inf": math.inf}, lecture_rule="§1", fix="lower lr")
     d = f.to_dict()
-    assert set(d) == {"rule", "severity", "title", "evidence", "lecture_rule", "fix"}
+    assert set(d) == {"rule", "severity", "title", "evidence", "lecture_rule", "fix", "phase", "first_seen", "explained_by"}
+    assert d["phase"] == "training" and d["first_seen"] is None and d["explained_by"] is None
     assert d["evidence"] == {"dead": [0.92, "nan"], "inf": "inf"}
     json.dumps(d, allow_nan=False)  # raises if a NaN slipped through
 
@@ -27,7 +29,7 @@ def test_repr_names_severity_rule_and_title():
 
 
 @given(st.lists(st.tuples(st.sampled_from(SEVERITIES), st.integers(0, 1000)), max_size=30))
-def test_rank_sorts_by_severity_and_keeps_production_order_within_one(items):
+def test_rank_sorts_unrelated_findings_by_severity_and_keeps_production_order_within_one(items):
     findings = [Finding(f"r{i}", sev, f"t{n}") for i, (sev, n) in enumerate(items)]
     ranked = rank(findings)
     assert sorted(ranked, key=lambda f: f.rule) == sorted(findings, key=lambda f: f.rule)
@@ -59,3 +61,63 @@ def test_findings_table_prints_user_strings_as_text():
     console.print(findings_table([Finding("class_missing", "error", "class [bold]cat[/] has no samples", fix="add [red]cats[/]")]))
     text = console.export_text()
     assert "class [bold]cat[/] has no samples" in text and "add [red]cats[/]" in text
+
+
+PAIRS = sorted((cause, symptom) for cause, symptoms in EXPLAINS.items() for symptom in symptoms)
+
+
+def test_the_causal_table_is_acyclic_and_names_known_phases():
+    def reaches(a: str, b: str, seen: frozenset = frozenset()) -> bool:
+        return any(s == b or (s not in seen and reaches(s, b, seen | {s})) for s in EXPLAINS.get(a, ()))
+
+    assert len(PAIRS) > 50
+    assert not [c for c in EXPLAINS if reaches(c, c)]
+    assert {phase_of(r) for pair in PAIRS for r in pair} <= set(PHASES)
+
+
+@given(
+    st.sampled_from(PAIRS),
+    st.sampled_from(SEVERITIES),
+    st.sampled_from(SEVERITIES),
+    st.lists(st.sampled_from(sorted({r for p in PAIRS for r in p})), max_size=6),
+    st.randoms(),
+)
+def test_a_cause_ranks_before_every_symptom_it_explains(pair, sev_cause, sev_symptom, others, rnd):
+    cause, symptom = pair
+    found = [Finding(cause, sev_cause, "c", first_seen=rnd.randint(0, 9)), Finding(symptom, sev_symptom, "s", first_seen=rnd.randint(0, 9))]
+    found += [Finding(r, rnd.choice(SEVERITIES), r) for r in others]
+    rnd.shuffle(found)
+    ranked = rank(found)
+    assert len(ranked) == len(found)
+    rules = [f.rule for f in ranked]
+    assert rules.index(cause) < rules.index(symptom)
+    sym = ranked[rules.index(symptom)]
+    assert sym.explained_by is not None and rules.index(sym.explained_by) < rules.index(symptom)
+
+
+def test_rank_attaches_symptoms_to_their_cause_and_shows_it():
+    found = [
+        Finding("relu_died_in_training", "error", "92% of layer 2 died", first_seen=300),
+        Finding("loss_explodes", "error", "loss NaN in epoch 2", first_seen=2),
+        Finding("lr_too_high", "warning", "range test: lr 10 is above the steepest descent"),
+        Finding("overfitting", "info", "gap 0.08"),
+    ]
+    ranked = rank(found)
+    assert [f.rule for f in ranked] == ["lr_too_high", "loss_explodes", "relu_died_in_training", "overfitting"]
+    assert [f.explained_by for f in ranked] == [None, "lr_too_high", "lr_too_high", None]
+    console = Console(record=True, width=250)
+    console.print(findings_table(found))
+    assert console.export_text().count("explained by: lr_too_high") == 2
+    # A stale explanation from an earlier ranking is dropped when its cause is absent.
+    assert rank([ranked[2]])[0].explained_by is None
+
+
+def test_rank_orders_roots_by_phase_before_severity():
+    ranked = rank([Finding("loss_flat", "error", "flat"), Finding("init_symmetry", "error", "zero"), Finding("data_leak", "warning", "leak")])
+    assert [f.rule for f in ranked] == ["data_leak", "init_symmetry", "loss_flat"]
+    assert ranked[2].explained_by == "init_symmetry"
+
+
+def test_finding_refuses_an_unknown_phase():
+    with pytest.raises(ValueError, match="phase must be one of"):
+        Finding("x", "error", "t", phase="deploy")

@@ -27,13 +27,14 @@ def record(tmp_path, digits, mnist1d, model, train, data="digits", epochs=4):
 
 # name -> (model options, train options, the rule named first, other rules the probes must show)
 BROKEN = {
-    "lr=1e-7": ({}, {"lr": 1e-7}, "loss_flat", {"update_ratio_low"}),
+    # The update ratio is the direct evidence of the rate; the flat loss is its symptom (diagnose.causes).
+    "lr=1e-7": ({}, {"lr": 1e-7}, "update_ratio_low", {"loss_flat"}),
     "SGD lr=3": ({}, {"optimizer": "sgd", "lr": 3.0}, "loss_explodes", {"update_ratio_high"}),
-    "zero init": ({"init": "zeros"}, {}, "init_symmetry", {"dead_relu"}),
-    "0.01 init, 10-layer tanh": ({"hidden": [100] * 10, "activation": "tanh", "init": "small"}, {}, "activations_vanish", {"gradients_vanish"}),
-    "std 1.0 init, tanh": ({"activation": "tanh", "init": "normal", "init_std": 1.0}, {}, "saturation", set()),
+    "zero init": ({"init": "zeros"}, {}, "init_symmetry", {"dead_relu_at_init"}),
+    "0.01 init, 10-layer tanh": ({"hidden": [100] * 10, "activation": "tanh", "init": "small"}, {}, "activations_vanish", {"gradients_vanished_in_training"}),
+    "std 1.0 init, tanh": ({"activation": "tanh", "init": "normal", "init_std": 1.0}, {}, "saturation_at_init", set()),
     "std 1.0 init, 5-layer ReLU": ({"hidden": [100] * 5, "init": "normal", "init_std": 1.0}, {}, "activations_explode", set()),
-    "ReLU bias -5": ({"bias": -5.0}, {}, "dead_relu", set()),
+    "ReLU bias -5": ({"bias": -5.0}, {}, "dead_relu_at_init", set()),
 }
 
 

@@ -151,3 +151,29 @@ def test_run_view_refuses_what_is_not_a_record():
         run_view({"foo": 1})
     with pytest.raises(DataError, match="cannot read a run record"):
         run_view(42)
+
+
+def test_a_record_without_val_loss_does_not_say_the_loss_became_nan():
+    # A user's loop that logs only the train loss and accuracy: nothing about NaN, nothing about 'nan' accuracy.
+    metrics = [{"epoch": e + 1, "train_loss": 2.3 - 0.3 * e, "train_accuracy": 0.2 + 0.1 * e} for e in range(5)]
+    found = bs.diagnose({"metrics": metrics})
+    assert not [f for f in found if f.rule == "loss_explodes"] and not [f for f in found if "nan" in f.title.lower()]
+    # A real NaN in the logged train loss is still caught.
+    metrics[3]["train_loss"] = float("nan")
+    assert "epoch 4" in next(f for f in bs.diagnose({"metrics": metrics}) if f.rule == "loss_explodes").title
+
+
+def test_a_flat_loss_without_accuracies_is_reported_without_a_nan_accuracy():
+    found = bs.diagnose({"metrics": [{"epoch": e + 1, "train_loss": 2.302 - 1e-4 * e} for e in range(5)]})
+    flat = next(f for f in found if f.rule == "loss_flat")
+    assert "nan" not in flat.title and "accuracy" not in flat.title
+
+
+@pytest.mark.parametrize("key, suggestion", [("train_acc", "train_accuracy"), ("val_los", "val_loss"), ("val_acc", "val_accuracy"), ("loss", "train_loss")])
+def test_misspelled_metric_names_are_rejected_with_a_suggestion(key, suggestion):
+    with pytest.raises(bs.errors.DataError, match=f"did you mean '{suggestion}'"):
+        bs.diagnose({"metrics": [{"epoch": 1, key: 0.5}]})
+
+
+def test_a_users_own_extra_metric_is_ignored():
+    assert bs.diagnose({"metrics": [{"epoch": 1, "train_loss": 1.0, "gpu_memory_mb": 812.0}]}) == []

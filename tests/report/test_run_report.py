@@ -72,7 +72,7 @@ def test_findings_come_first_with_evidence_lecture_rule_and_fix(runs):
     report = run_report(runs["dead"])
     page = report.page().render()
     first = report.findings[0]
-    assert first.rule == "dead_relu" and first.severity == "error"
+    assert first.rule == "dead_relu_at_init" and first.severity == "error"
     # The first finding's card sits above the first figure.
     assert page.index("<h2>Findings</h2>") < page.index(fmt_html(first.title)) < page.index("<h2>Learning curves</h2>")
     card = page[page.index(fmt_html(first.title)):].split("</div>")[0]
@@ -93,11 +93,11 @@ def test_preflight_and_run_findings_are_merged_once_per_rule(runs):
     assert len(rules) == len(set(rules))
     from_check = {f["rule"] for f in check["findings"]}
     from_run = {f.rule for f in bs.diagnose(record)}
-    assert set(rules) == from_check | from_run and "dead_relu" in from_check & from_run
+    assert set(rules) == from_check | from_run and "dead_relu_at_init" in from_check & from_run
     # At init 1 layer of 32 units with bias -5 is partly dead (a warning); training kills 81% (an error).
     # The more severe finding is kept, and it outranks the learning-rate symptom it causes.
-    at_init = next(f for f in check["findings"] if f["rule"] == "dead_relu")
-    in_training = next(f for f in bs.diagnose(record) if f.rule == "dead_relu")
+    at_init = next(f for f in check["findings"] if f["rule"] == "dead_relu_at_init")
+    in_training = next(f for f in bs.diagnose(record) if f.rule == "dead_relu_at_init")
     assert (at_init["severity"], in_training.severity) == ("warning", "error")
     assert merged[0] == in_training and "lr_too_low" in rules[1:]
 
@@ -186,7 +186,7 @@ def test_terminal_summary_lists_the_facts_and_the_ranked_findings(runs):
     text = console.export_text()
     assert "run dead" in text and "status" in text and "completed" in text and "best val accuracy" in text
     assert text.index(report.findings[0].title[:40]) < text.index(report.findings[-1].title[:40])
-    assert repr(report).startswith("RunReport('dead', error, findings=['dead_relu'")
+    assert repr(report).startswith("RunReport('dead', error, findings=['dead_relu_at_init'")
 
 
 def test_write_puts_report_html_in_the_run_folder_atomically(runs, tmp_path):

@@ -142,4 +142,4 @@ def test_the_diagnosis_reads_a_recorded_run(digits, tmp_path):
     bs.workflows.start_run(dead, runs_dir=tmp_path, name="dead", progress=False, data=digits)
     record = bs.load_run(tmp_path / "dead")
     assert record.probes[0]["layers"]["2"]["dead_fraction"] > 0.9
-    assert "dead_relu" in [f.rule for f in bs.diagnose(record)]
+    assert "dead_relu_at_init" in [f.rule for f in bs.diagnose(record)]

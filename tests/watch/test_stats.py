@@ -113,8 +113,9 @@ def test_cuda_histogram_path_counts_like_the_cpu_one(values):
         (nn.Conv2d(1, 1, 3), "plain"),
         (nn.BatchNorm1d(2), "plain"),
         (nn.ReLU(), "relu"),
-        (nn.LeakyReLU(), "relu"),
-        (nn.ELU(), "relu"),
+        (nn.ReLU6(), "relu"),
+        (nn.LeakyReLU(), "plain"),  # keeps a gradient for x < 0: cannot die
+        (nn.ELU(), "plain"),
         (nn.Tanh(), "tanh"),
         (nn.Sigmoid(), "sigmoid"),
         (nn.GELU(), "plain"),

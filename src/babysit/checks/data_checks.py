@@ -26,9 +26,9 @@ SCALE_WARN, SCALE_ERROR = 10.0, 100.0
 FITTED_TOL, FITTED_NOISE = 1e-4, 1e-2
 IMBALANCE_WARN = 3.0
 
-RULE_CENTRE = "LECTURE_DIGEST §2: zero-centre the data (subtract the mean; per channel for images)"
-RULE_SCALE = "LECTURE_DIGEST §2: normalise each dimension by its std (or min-max) so features share one scale"
-RULE_LEAK = "LECTURE_DIGEST §2: statistics are computed on the training set only, then applied to val and test"
+RULE_CENTRE = "docs/lectures.md §2: zero-centre the data (subtract the mean; per channel for images)"
+RULE_SCALE = "docs/lectures.md §2: normalise each dimension by its std (or min-max) so features share one scale"
+RULE_LEAK = "docs/lectures.md §2: statistics are computed on the training set only, then applied to val and test"
 
 
 def groups(x: Tensor) -> Tensor:
@@ -151,7 +151,7 @@ def class_balance(ctx: CheckContext) -> CheckResult:
             "error",
             f"{len(missing)} class(es) have no training samples: {', '.join(names[:5])}",
             evidence=evidence,
-            lecture_rule="beyond the lectures: a class absent from training can never be predicted",
+            lecture_rule="docs/lectures.md §2 (beyond the notes): a class absent from training can never be predicted",
             fix="re-split the data so every class appears in training (stratify the split), or drop the empty classes",
         )
         return CheckResult("class_balance", f"{len(missing)} class(es) missing from train", evidence, [finding])
@@ -165,7 +165,7 @@ def class_balance(ctx: CheckContext) -> CheckResult:
         "warning",
         f"classes are imbalanced: {min(counts)} to {max(counts)} training samples per class ({ratio:.2g}x)",
         evidence=evidence,
-        lecture_rule="beyond the lectures: with imbalanced classes, accuracy hides how rare classes fare",
+        lecture_rule="docs/lectures.md §2 (beyond the notes): with imbalanced classes, accuracy hides how rare classes fare",
         fix="resample or weight the loss by inverse class frequency, and report per-class accuracy",
     )
     return CheckResult("class_balance", summary, evidence, [finding])

@@ -114,7 +114,7 @@ def gradcheck(ctx: CheckContext) -> CheckResult:
         "error" if err >= GRAD_ERROR else "warning",
         f"the gradient of {worst} ({results[worst]['worst']}) disagrees with the numerical gradient: relative error {err:.2g}",
         evidence=evidence,
-        lecture_rule="CS231n gradient check: relative error > 1e-2 means the gradient is probably wrong; < 1e-4 is fine with kinks",
+        lecture_rule="docs/lectures.md §5 (gradient check): relative error > 1e-2 means the gradient is probably wrong; < 1e-4 is fine with kinks",
         fix=f"fix the backward pass of {type(modules[worst]).__name__} (a custom autograd.Function's backward, or an in-place/detached op)",
     )
     return CheckResult("gradcheck", summary, evidence, [finding])

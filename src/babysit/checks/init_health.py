@@ -1,10 +1,11 @@
-"""Initialisation health: per-layer activation statistics on one forward pass (LECTURE_DIGEST §3).
+"""Initialisation health: per-layer activation statistics on one forward pass (docs/lectures.md §3).
 
 The lectures' experiment (10 layers, tanh, different init scales) in check form:
 one forward pass of a training batch, a forward hook on every leaf module, and
 per layer the output mean/std, the fraction of dead ReLU units and of saturated
-tanh/sigmoid outputs, in the run record's probe schema so the same layer rules
-(`diagnose.layer_rules`) judge them. Hooks live inside `forward_hooks`, which
+tanh/sigmoid outputs, computed by the same code as `bs.watch` (`watch.stats`)
+in the run record's probe schema, so the same layer rules
+(`diagnose.layer_rules`) judge them. Symmetry is read from the weights. Hooks live inside `forward_hooks`, which
 always removes them.
 """
 
@@ -20,9 +21,8 @@ from torch import Tensor, nn
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose import layer_rules
 from babysit.diagnose.findings import Finding
-from babysit.nn.init import AFFINE
+from babysit.watch import stats
 
-_DEAD_TYPES = (nn.ReLU, nn.ReLU6)
 HIST_BINS = 20
 
 
@@ -52,71 +52,125 @@ def leaf_modules(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if name and not list(m.children())}
 
 
-def output_stats(module: nn.Module, out: Tensor) -> dict[str, Any]:
-    """One layer's statistics in the probe schema; units are the per-sample output elements."""
-    out = out.detach().float()
-    stats: dict[str, Any] = {"type": type(module).__name__, "act_mean": float(out.mean()), "act_std": float(out.std(unbiased=False))}
-    lo, hi = float(out.min()), float(out.max())
-    counts = torch.histc(out, HIST_BINS, lo, hi if hi > lo else lo + 1.0)
-    stats["hist_edges"] = torch.linspace(lo, hi if hi > lo else lo + 1.0, HIST_BINS + 1).tolist()
-    stats["hist_counts"] = counts.tolist()
-    units = out.reshape(len(out), -1)
-    if isinstance(module, _DEAD_TYPES):
-        stats["dead_fraction"] = float(((units > 0).sum(0) == 0).float().mean())
-    elif isinstance(module, nn.Tanh):
-        stats["saturated_fraction"] = float((units.abs() > 0.99).float().mean())
-    elif isinstance(module, nn.Sigmoid):
-        stats["saturated_fraction"] = float(((units < 0.01) | (units > 0.99)).float().mean())
-    if isinstance(module, AFFINE):
-        # Units of one layer that compute the same value on every sample: symmetry was never broken.
-        per_unit = out.reshape(len(out), out.shape[1], -1)
-        spread = (per_unit.amax(1) - per_unit.amin(1)).max()
-        stats["identical_units"] = bool(spread <= 1e-6 * (out.abs().max() + 1e-12))
-    return stats
+def output_stats(module: nn.Module, out: Tensor) -> dict[str, Any] | None:
+    """One layer's statistics in the probe schema, computed as `bs.watch` computes them (`watch.stats`); None if not probed."""
+    kind = stats.layer_kind(module)
+    if kind is None or not isinstance(out, Tensor):
+        return None
+    values = torch.cat([t.reshape(-1).float() for t in stats.measure(out, kind, HIST_BINS)]).tolist()
+    return {"type": type(module).__name__, **stats.describe(values, kind, out.numel(), stats.unit_count(out), HIST_BINS)}
 
 
 @torch.no_grad()
 def layer_stats(model: nn.Module, x: Tensor) -> dict[str, dict[str, Any]]:
-    """Statistics of every leaf module's output on one forward pass of `x`, in module order."""
-    stats: dict[str, dict[str, Any]] = {}
-    modules = {n: m for n, m in leaf_modules(model).items() if not isinstance(m, (nn.Flatten, nn.Identity))}
-    with forward_hooks(modules, lambda name, mod, inp, out: stats.__setitem__(name, output_stats(mod, out))):
+    """Statistics of every probed leaf module's output on one forward pass of `x`, in module order."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, mod: nn.Module, inp: Any, out: Any) -> None:
+        if (s := output_stats(mod, out)) is not None:
+            found[name] = s
+
+    with forward_hooks(leaf_modules(model), record):
         model(x)
-    return stats
+    return found
 
 
-def symmetry(stats: dict[str, dict[str, Any]]) -> list[Finding]:
-    """Hidden affine layers whose units are all identical (zero or constant init); the output layer may start at zero."""
-    affine = [n for n, s in stats.items() if "identical_units" in s]
-    stuck = [n for n in affine[:-1] if stats[n]["identical_units"]]
+def symmetry(model: nn.Module) -> list[Finding]:
+    """Hidden affine layers whose weights are zero or have identical rows: symmetry is never broken."""
+    stuck = stats.weight_symmetry(model)
     if not stuck:
         return []
+    first = next(iter(stuck))
     return [
         Finding(
             "init_symmetry",
             "error",
-            f"every unit of layer {stuck[0]} computes the same output: the weights are zero or constant, so symmetry is never broken",
-            evidence={"identical_layers": stuck},
+            f"the weights of layer {first} are {'all zero' if stuck[first] == 'zero' else 'identical in every row'}: "
+            "every unit computes the same output and gets the same gradient, so symmetry is never broken",
+            evidence={"identical_layers": list(stuck), "why": stuck},
             lecture_rule=layer_rules.RULE_SYMMETRY,
             fix=layer_rules.FIX_SYMMETRY,
         )
     ]
 
 
+# Modules that turn logits into probabilities or clip them: wrong before a softmax cross-entropy loss.
+_SCORE_ACTIVATIONS = (nn.Softmax, nn.Sigmoid, nn.ReLU, nn.ReLU6, nn.Tanh, nn.Softplus)
+RULE_SCORES = (
+    "docs/lectures.md §1: the scores fed to softmax cross-entropy are raw logits; a softmax, sigmoid or ReLU "
+    "after the last layer squashes or clips them and the loss cannot push the right class up"
+)
+
+
+def last_module(model: nn.Module) -> nn.Module | None:
+    """The last leaf module in module order (the output of an nn.Sequential; a guess for other models)."""
+    leaves = [m for m in leaf_modules(model).values() if not isinstance(m, (nn.Identity, nn.Dropout, nn.Flatten))]
+    return leaves[-1] if leaves else None
+
+
+def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int) -> list[Finding]:
+    """Faults of the class scores: the wrong shape for the labels, or an activation applied before the loss.
+
+    The activation is read from the model's last module when it is one, else from
+    the scores themselves: rows summing to 1 with no negative entry (a softmax),
+    every score in [0, 1] (a sigmoid), or no negative score with exact zeros (a ReLU).
+    """
+    if scores.ndim != 2 or scores.shape[1] != num_classes or (len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes)):
+        shape = tuple(scores.shape)
+        return [
+            Finding(
+                "labels_outputs_mismatch",
+                "error",
+                f"the model outputs scores of shape {shape} for {num_classes} classes with labels in [{int(y.min())}, {int(y.max())}]",
+                evidence={"score_shape": list(shape), "num_classes": num_classes, "label_min": int(y.min()), "label_max": int(y.max())},
+                lecture_rule="docs/lectures.md §5: the loss needs one score per class, (N, C), and labels in 0..C-1",
+                fix=f"make the last layer output {num_classes} scores (one per class) and the labels integers 0..{num_classes - 1}",
+            )
+        ]
+    last = last_module(model)
+    s = scores.detach().float()
+    if isinstance(last, _SCORE_ACTIVATIONS):
+        why = f"the model's last module is {type(last).__name__}"
+    elif float(s.std()) == 0:
+        return []  # constant scores (zero weights) say nothing about an activation; the symmetry check explains them
+    elif s.min() >= 0 and torch.allclose(s.sum(1), torch.ones(len(s)), atol=1e-4):
+        why = "every row of scores is non-negative and sums to 1 (a softmax)"
+    elif s.min() >= 0 and s.max() <= 1:
+        why = "every score lies in [0, 1] (a sigmoid)"
+    elif s.min() >= 0 and float((s == 0).float().mean()) > 0.1:
+        why = f"no score is negative and {float((s == 0).float().mean()):.0%} are exactly 0 (a ReLU)"
+    else:
+        return []
+    return [
+        Finding(
+            "activation_on_scores",
+            "error",
+            f"an activation is applied to the class scores before the loss: {why}",
+            evidence={"last_module": type(last).__name__ if last is not None else None, "score_min": float(s.min()), "score_max": float(s.max()),
+                      "row_sum_mean": float(s.sum(1).mean())},
+            lecture_rule=RULE_SCORES,
+            fix="remove the final softmax/sigmoid/ReLU: return the last Linear layer's raw scores (cross-entropy applies log-softmax itself)",
+        )
+    ]
+
+
 @CHECKS.register("init_health")
 def init_health(ctx: CheckContext) -> CheckResult:
-    """Per-layer activation std, dead ReLUs and saturated units on one forward pass."""
+    """Per-layer activation std, dead ReLUs, saturated units, symmetric weights and the class scores on one forward pass."""
     model = ctx.copy_model(dropout=False)
-    x, _ = ctx.batch()
-    stats = layer_stats(model, x)
-    acts = layer_rules.activation_layers(stats)
+    x, y = ctx.batch()
+    layers = layer_stats(model, x)
+    with torch.no_grad():
+        scores = model(x)
+    acts = layer_rules.activation_layers(layers)
     findings = [
-        *symmetry(stats),
-        *layer_rules.dead_units(stats),
-        *layer_rules.saturated_units(stats),
-        *layer_rules.activation_scale(stats),
+        *score_checks(model, scores, y, ctx.data.num_classes),
+        *symmetry(model),
+        *layer_rules.dead_units(layers),
+        *layer_rules.saturated_units(layers),
+        *layer_rules.activation_scale(layers),
     ]
     stds = [s["act_std"] for s in acts.values()]
     plural = "s" if len(acts) != 1 else ""
     summary = f"{len(acts)} activation layer{plural}, std {min(stds):.3g} to {max(stds):.3g}" if stds else "no layers found"
-    return CheckResult("init_health", summary, {"layers": stats}, findings)
+    return CheckResult("init_health", summary, {"layers": layers}, findings)

@@ -29,9 +29,9 @@ LOSS_ERROR = 2.0  # a loss over 3 x ln(C) at init is an error
 # The configured weight decay's penalty above this fraction of the data loss at init dominates it.
 REG_DOMINATES = 1.0
 
-RULE_LOSS = "LECTURE_DIGEST §5.3: with small weights and reg = 0 the softmax loss is about ln(C) (2.303 for 10 classes)"
-RULE_REG = "LECTURE_DIGEST §5.3: turn regularization up (e.g. 1e3) and the loss must go up"
-RULE_EVAL = "LECTURE_DIGEST §4/§9: at test time batch norm uses running averages and dropout is off (model.eval())"
+RULE_LOSS = "docs/lectures.md §5.3: with small weights and reg = 0 the softmax loss is about ln(C) (2.303 for 10 classes)"
+RULE_REG = "docs/lectures.md §5.3: turn regularization up (e.g. 1e3) and the loss must go up"
+RULE_EVAL = "docs/lectures.md §4/§9: at test time batch norm uses running averages and dropout is off (model.eval())"
 
 
 @CHECKS.register("initial_loss")
@@ -115,7 +115,7 @@ def regularization(ctx: CheckContext) -> CheckResult:
             f"the configured regularization (weight_decay {configured:g}, l1 {ctx.recipe.l1:g}) is {share:.2g}x the data loss at init: "
             "the model will be pulled to zero",
             evidence=evidence,
-            lecture_rule="LECTURE_DIGEST §5.5: find the learning rate with small regularization first; §9: choose λ by cross-validation",
+            lecture_rule="docs/lectures.md §5.5: find the learning rate with small regularization first; §9: choose λ by cross-validation",
             fix="lower train.weight_decay / train.l1 (start near 1e-4) and tune them on validation",
         )
         return CheckResult("regularization", summary, evidence, [finding])

@@ -51,7 +51,7 @@ MIN_DESCENT = 0.1
 TOO_LOW_WARN, TOO_LOW_ERROR = 3.0, 30.0
 # Configured rate above l_min * TOO_HIGH: past the bottom of the valley, into divergence.
 TOO_HIGH_WARN, TOO_HIGH_ERROR = 3.0, 10.0
-RULE_LR = "LECTURE_DIGEST §5.5/§7: too low a learning rate leaves the loss flat; too high makes it explode"
+RULE_LR = "docs/lectures.md §5.5/§7: too low a learning rate leaves the loss flat; too high makes it explode"
 
 
 @dataclass
@@ -187,7 +187,7 @@ def lr_range(ctx: CheckContext) -> CheckResult:
             "warning",
             f"the loss never fell more than {descent:.0%} while the learning rate swept {s.sweep_start:g} to {sweep.lrs[-1]:.2g}: no rate to propose",
             evidence=evidence,
-            lecture_rule="LECTURE_DIGEST §5.4: a network that is wired correctly can lower its loss on the training data",
+            lecture_rule="docs/lectures.md §5.4: a network that is wired correctly can lower its loss on the training data",
             fix="fix what the other checks report (labels, inputs, initialisation) and run the test again",
         )
         return CheckResult("lr_range", f"no clear descent ({descent:.0%}); using the configured lr {configured:g}", evidence, [finding])

@@ -5,25 +5,29 @@ terminal table, a JSON file and the HTML report render them the same way.
 
     Finding("dead_relu", "error", "92% of the ReLUs in layer 2 never fire",
             evidence={"layer": "2", "dead_fraction": 0.92},
-            lecture_rule="LECTURE_DIGEST §1: 10-20% dead ReLUs is common and tolerable",
+            lecture_rule="docs/lectures.md §1: 10-20% dead ReLUs is common and tolerable",
             fix="lower the learning rate, or initialise biases at 0 / 0.01")
 
-Ranking: `rank` orders by severity only and is stable, so at equal severity a
-finding produced earlier comes first. Producers emit in the order of the
-lectures' procedure (data -> initialisation -> loss sanity -> learning rate ->
-tiny overfit -> training curves), which puts an upstream cause before the
-downstream symptoms it explains.
+Ranking (`rank`): root causes first, each followed by the symptoms it
+explains. A finding is a symptom when another present finding explains it in
+the declared table `diagnose.causes.EXPLAINS`; it then carries that cause's id
+in `explained_by`. Roots are ordered by: faults before infos, then phase
+(data < init < training: the data feeds the network, which the training
+moves), then causes of the table before plain findings, then severity, then
+`first_seen`, then production order.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
+
+from babysit.diagnose.causes import EXPLAINS, PHASES, explains, phase_of
 
 SEVERITIES = ("error", "warning", "info")
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -54,8 +58,12 @@ class Finding:
             or "info" (worth knowing).
         title: one line naming the problem with its key number.
         evidence: the measured values (layers, steps, ratios), JSON-ready.
-        lecture_rule: the rule from LECTURE_DIGEST.md this applies.
+        lecture_rule: the rule this applies, citing docs/lectures.md or the public CS231n notes.
         fix: a concrete change to make.
+        phase: "data", "init" or "training", where the fault starts; by default the
+            phase `diagnose.causes.PHASE` declares for `rule`.
+        first_seen: the step (probes) or epoch (curves) where it first showed; None for a preflight finding.
+        explained_by: the id of the finding that explains this one (set by `rank`), None for a root cause.
     """
 
     rule: str
@@ -64,10 +72,17 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     lecture_rule: str = ""
     fix: str = ""
+    phase: str = ""
+    first_seen: int | None = None
+    explained_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"Finding severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if not self.phase:
+            object.__setattr__(self, "phase", phase_of(self.rule))  # frozen: the declared default
+        if self.phase not in PHASES:
+            raise ValueError(f"Finding phase must be one of {PHASES}, got {self.phase!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN/inf written as strings)."""
@@ -77,9 +92,40 @@ class Finding:
         return f"Finding({self.severity}: {self.rule}: {self.title})"
 
 
+def _root_key(f: Finding, index: int) -> tuple[Any, ...]:
+    first = f.first_seen if f.first_seen is not None else -1  # preflight (None) before any step
+    return (f.severity == "info", PHASES.index(f.phase), f.rule not in EXPLAINS, SEVERITIES.index(f.severity), first, index)
+
+
 def rank(findings: Iterable[Finding]) -> list[Finding]:
-    """Errors first, then warnings, then infos; production order kept within a severity."""
-    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+    """Root causes first, each followed by the symptoms it explains (with `explained_by` set).
+
+    A finding is a symptom when another present finding explains it
+    (`diagnose.causes.EXPLAINS`). The table is acyclic, so a depth-first walk
+    from the roots that emits a symptom right after the last of its present
+    causes puts every cause before every symptom it explains, whatever the input
+    order and severities; `explained_by` names its first-listed cause. See the
+    module docstring for the order of the roots.
+    """
+    items = list(findings)
+    keys = {id(f): _root_key(f, i) for i, f in enumerate(items)}
+    ordered = sorted(items, key=lambda f: keys[id(f)])
+    causes = {id(f): [c for c in ordered if c.rule != f.rule and explains(c.rule, f.rule)] for f in ordered}
+    placed: dict[int, int] = {}  # id -> position in the output
+    out: list[Finding] = []
+
+    def visit(f: Finding) -> None:
+        first = min(causes[id(f)], key=lambda c: placed[id(c)], default=None)
+        placed[id(f)] = len(out)
+        out.append(replace(f, explained_by=first.rule if first is not None else None))
+        for child in ordered:
+            if id(child) not in placed and any(c is f for c in causes[id(child)]) and all(id(c) in placed for c in causes[id(child)]):
+                visit(child)
+
+    for f in ordered:
+        if not causes[id(f)]:
+            visit(f)
+    return out
 
 
 def findings_table(findings: Iterable[Finding], title: str = "diagnosis") -> Table:
@@ -91,5 +137,8 @@ def findings_table(findings: Iterable[Finding], title: str = "diagnosis") -> Tab
     table.add_column("lecture rule", style="dim")
     for f in rank(findings):
         # Titles and fixes can quote user strings (class names, layer names): printed as text, never as markup.
-        table.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", f"{escape(f.title)}\n[dim]{f.rule}[/]", escape(f.fix), escape(f.lecture_rule))
+        where = f"{f.phase}" + (f", first seen at {f.first_seen}" if f.first_seen is not None else "")
+        cause = f"\n[italic]explained by: {escape(f.explained_by)}[/]" if f.explained_by else ""
+        problem = f"{'  ' if f.explained_by else ''}{escape(f.title)}\n[dim]{f.rule} ({where})[/]{cause}"
+        table.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", problem, escape(f.fix), escape(f.lecture_rule))
     return table

@@ -22,7 +22,7 @@ LayerStats = dict[str, dict[str, Any]]
 # Module types whose outputs are the activations the lectures plot per layer.
 ACTIVATION_TYPES = frozenset({"ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "ReLU6", "Hardtanh", "Maxout"})
 
-# Activation std relative to the first activation layer (LECTURE_DIGEST §3, the 10-layer demo), symmetric
+# Activation std relative to the first activation layer (docs/lectures.md §3, the 10-layer demo), symmetric
 # in both directions. Real runs of 12 healthy configurations (MLPs and convnets; ReLU, ELU, tanh, sigmoid;
 # 5 optimisers; 2 seeds; 15 epochs; every probe of the 'light' preset): 0.47 to 2.8. A 5-layer ReLU net at
 # std 1.0 init grows 2,300x, the 10-layer tanh net at 0.01 init shrinks 1e-9x.
@@ -44,13 +44,33 @@ GRAD_RATIO_WARN, GRAD_RATIO_ERROR = 1e2, 1e4
 # diverges) ~0.4, SGD at lr = 3 ~1.
 UPDATE_LOW_ERROR, UPDATE_LOW_WARN, UPDATE_HIGH_WARN, UPDATE_HIGH_ERROR = 1e-6, 1e-5, 3e-2, 3e-1
 
-RULE_INIT = "LECTURE_DIGEST §3: activation std should stay about constant across layers (Xavier for tanh, He for ReLU)"
-RULE_DEAD = "LECTURE_DIGEST §1: a ReLU that is never active gets no gradient; 10-20% dead is common and tolerable"
-RULE_SATURATED = "LECTURE_DIGEST §1/§3: saturated tanh/sigmoid units have dσ/dx≈0 and kill the gradient"
-RULE_GRADIENTS = "LECTURE_DIGEST §3: weight gradients are upstream gradient × input, so they shrink or grow with the activations"
-RULE_SYMMETRY = "LECTURE_DIGEST §3: with all-zero weights every neuron computes the same output and gets the same gradient"
+RULE_INIT = "docs/lectures.md §3: activation std should stay about constant across layers (Xavier for tanh, He for ReLU)"
+RULE_DEAD = "docs/lectures.md §1: a ReLU that is never active gets no gradient; 10-20% dead is common and tolerable"
+RULE_SATURATED = "docs/lectures.md §1/§3: saturated tanh/sigmoid units have dσ/dx≈0 and kill the gradient"
+RULE_GRADIENTS = "docs/lectures.md §3: weight gradients are upstream gradient × input, so they shrink or grow with the activations"
+RULE_SYMMETRY = "docs/lectures.md §3: with all-zero weights every neuron computes the same output and gets the same gradient"
 FIX_SYMMETRY = "initialise weights randomly: He (ReLU) or Xavier (tanh), e.g. model.init = 'he'"
-RULE_UPDATES = "LECTURE_DIGEST §7: ||ΔW||/||W|| per layer should be about 1e-3; higher -> lower the LR, lower -> raise it"
+RULE_UPDATES = "docs/lectures.md §7: ||ΔW||/||W|| per layer should be about 1e-3; higher -> lower the LR, lower -> raise it"
+
+
+# The id a fault of the initialisation gets when it first appears during training instead
+# (a different cause: the learning rate, not the init scale; see diagnose.causes).
+IN_TRAINING = {
+    "dead_relu_at_init": "relu_died_in_training",
+    "saturation_at_init": "saturated_in_training",
+    "activations_vanish": "activations_vanished_in_training",
+    "activations_explode": "activations_exploded_in_training",
+    "gradients_vanish": "gradients_vanished_in_training",
+    "gradients_explode": "gradients_exploded_in_training",
+}
+
+# Their fixes: the learning rate moved the network there, not its initial scale.
+TRAINING_FIX = {
+    "relu_died_in_training": "lower the learning rate (run the range test), or use Leaky ReLU; keep biases at 0 / 0.01",
+    "saturated_in_training": "lower the learning rate, or add batch norm before the tanh/sigmoid",
+    "activations_exploded_in_training": "lower the learning rate, add weight decay or batch norm",
+    "gradients_exploded_in_training": "lower the learning rate, or clip the gradient norm (train.max_norm)",
+}
 
 
 def _finite(x: Any) -> bool:
@@ -121,7 +141,7 @@ def dead_units(layers: LayerStats, where: dict[str, Any] | None = None) -> list[
         return []
     return [
         Finding(
-            "dead_relu",
+            "dead_relu_at_init",
             sev,
             f"{dead[worst]:.0%} of the ReLU units in layer {worst} are dead (never active on the batch)",
             evidence={**(where or {}), "dead_fraction": dead},
@@ -142,7 +162,7 @@ def saturated_units(layers: LayerStats, where: dict[str, Any] | None = None) -> 
         return []
     return [
         Finding(
-            "saturation",
+            "saturation_at_init",
             sev,
             f"{sat[worst]:.0%} of the {layers[worst].get('type', '')} outputs in layer {worst} are saturated (at ±1 / 0-1)",
             evidence={**(where or {}), "saturated_fraction": sat},

@@ -17,15 +17,46 @@ this JSON schema; the rules read only these four parts:
 Layers and params appear in module order (input side first), which is what the
 rules use as depth. Anything with these four attributes (`RecordLike`) is
 accepted; `run_view` also takes the dict form, a `FitResult` or a `History`.
+A part or a metric the record lacks makes the rules that need it stay silent;
+a metric name that looks like a misspelling of one they read (`train_acc`,
+Keras' `val_acc`) is rejected with the name to use.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from babysit.errors import DataError
+
+
+# The metric names the rules read, and names other loops write for them (Keras, Lightning, habit).
+METRICS = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+ALIASES = {
+    "loss": "train_loss", "acc": "train_accuracy", "accuracy": "train_accuracy", "train_acc": "train_accuracy",
+    "val_acc": "val_accuracy", "valid_loss": "val_loss", "valid_acc": "val_accuracy", "valid_accuracy": "val_accuracy",
+    "validation_loss": "val_loss", "validation_accuracy": "val_accuracy", "learning_rate": "lr", "test_acc": "test_accuracy",
+}
+
+
+def check_metric_names(metrics: list[dict[str, Any]]) -> None:
+    """Reject metric names that look like a misspelling or another loop's name for one the rules read.
+
+    Names far from every known one (a user's own extra metric) are kept and ignored:
+    only a near miss would silently turn a rule off.
+
+    Raises:
+        DataError: naming the key and the name to use instead.
+    """
+    known = set(METRICS) | {"test_loss", "test_accuracy"}
+    for key in dict.fromkeys(k for m in metrics for k in m):
+        if key in known:
+            continue
+        close = ALIASES.get(key) or next(iter(difflib.get_close_matches(key, METRICS, n=1, cutoff=0.75)), None)
+        if close:
+            raise DataError(f"unknown metric name {key!r} in the run record; did you mean {close!r}? (the rules read {', '.join(METRICS)})")
 
 
 @runtime_checkable
@@ -47,6 +78,11 @@ class RunView:
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
 
+    @staticmethod
+    def recorded(metrics: dict[str, Any], key: str) -> bool:
+        """Whether one epoch's metrics hold a number for `key` (NaN counts: it was recorded; a missing key does not)."""
+        return isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool)
+
     def series(self, key: str) -> list[float]:
         """Per-epoch values of `key` (NaN where an epoch lacks it, so index i is epoch i+1)."""
         return [float(m[key]) if isinstance(m.get(key), (int, float)) else float("nan") for m in self.metrics]
@@ -67,6 +103,7 @@ def run_view(record: Any) -> RunView:
     if isinstance(record, Mapping):
         if not {"metrics", "probes", "events", "summary"} & set(record):
             raise DataError("a run record needs 'metrics', 'probes', 'events' or 'summary'; is this a run record file?")
+        check_metric_names(list(record.get("metrics") or []))
         return RunView(
             list(record.get("metrics") or []),
             list(record.get("probes") or []),
@@ -74,6 +111,7 @@ def run_view(record: Any) -> RunView:
             record.get("summary"),
         )
     if isinstance(record, RecordLike):
+        check_metric_names(list(record.metrics))
         return RunView(list(record.metrics), list(record.probes), list(record.events), record.summary)
     history = getattr(record, "history", record)
     if hasattr(history, "records"):

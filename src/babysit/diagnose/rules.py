@@ -1,4 +1,4 @@
-"""Diagnosis rules over a run record: read the curves and probes, say what is wrong (LECTURE_DIGEST §7).
+"""Diagnosis rules over a run record: read the curves and probes, say what is wrong (docs/lectures.md §7).
 
 Contract: a rule is `rule(run: RunView) -> list[Finding]` registered in `RULES`;
 its docstring's first line is its description. Rules must stay silent on
@@ -57,16 +57,19 @@ def _relative_drop(losses: list[float]) -> float:
     return (losses[0] - min(losses)) / abs(losses[0]) if losses[0] else 0.0
 
 
+def _accuracy_note(accs: list[float]) -> str:
+    """", train accuracy 0.11" when the record has it; nothing when it does not (a loop that logs only losses)."""
+    return f", train accuracy {accs[-1]:.2f}" if accs and math.isfinite(accs[-1]) else ""
+
+
 def _rises(losses: list[float]) -> int:
     """Epochs whose train loss rose more than 1% over the previous one (a bouncing loss)."""
     return sum(b > 1.01 * a for a, b in zip(losses, losses[1:]))
 
 
-def _first_and_latest(run: RunView, part: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The first and the latest probe that have `part` ("layers" or "params"), each with where it was taken."""
-    probes = [p for p in run.probes if p.get(part)]
-    chosen = probes[:1] + probes[-1:] if len(probes) > 1 else probes
-    return [(p[part], {"step": p.get("step"), "epoch": p.get("epoch")}) for p in chosen]
+def _probes_with(run: RunView, part: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every probe that has `part` ("layers" or "params"), each with where it was taken."""
+    return [(p[part], {"step": p.get("step"), "epoch": p.get("epoch")}) for p in run.probes if p.get(part)]
 
 
 def _gravity(found: list[Finding]) -> int:
@@ -74,19 +77,49 @@ def _gravity(found: list[Finding]) -> int:
     return min((SEVERITIES.index(f.severity) for f in found), default=len(SEVERITIES))
 
 
-def _worse_probe(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str, Any]], list[Finding]]) -> list[Finding]:
-    """`judge`'s findings on the first or the latest probe, whichever is worse (the latest at equal severity).
+def _at(f: Finding, where: dict[str, Any], rule: str | None = None, phase: str = "init", first_seen: Any = None) -> Finding:
+    step = where.get("step")
+    title = f"{f.title} at step {step}" if step is not None else f.title
+    return replace(f, rule=rule or f.rule, title=title, phase=phase, first_seen=step if first_seen is None else first_seen)
 
-    A fault of the initialisation shows at the first probe even when training
-    later hides part of it (the 0.01-init tanh net's deep layers grow back from
-    1e-10 to 1e-2); a fault training causes (ReLUs dying at a high learning
-    rate) shows at the latest.
+
+def _by_phase(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str, Any]], list[Finding]]) -> list[Finding]:
+    """`judge`'s findings at initialisation (the first probe) and, under their training ids, the faults that appeared later.
+
+    The first probe stands for the initialisation, where the lectures' activation
+    statistics demo looks; a fault of the initialisation shows there even when
+    training later hides part of it (the 0.01-init tanh net's deep layers grow
+    back from 1e-10 to 1e-2). A fault absent at the first probe that fires later
+    (ReLUs dying at a high learning rate) is a training fault: it gets the id of
+    `layer_rules.IN_TRAINING`, the step where it first fired, and the evidence of
+    the probe where it was worst (the latest at a tie). A fault of the
+    initialisation that persists keeps its id, with the evidence of its worst
+    probe (the latest at a tie).
     """
-    verdicts = [judge(stats, where) for stats, where in _first_and_latest(run, part)]
-    if not verdicts:
+    probes = _probes_with(run, part)
+    if not probes:
         return []
-    worst = min(reversed(verdicts), key=_gravity)  # min keeps the first minimum: the latest probe on a tie
-    return [replace(f, title=f"{f.title} at step {f.evidence['step']}") if f.evidence.get("step") is not None else f for f in worst]
+    stats, where = probes[0]
+    at_init = [_at(f, where) for f in judge(stats, where)]
+    fired = {f.rule for f in at_init}
+    later: dict[str, tuple[Finding, dict[str, Any], Any]] = {}
+    init_step = where.get("step")
+    for stats, where in probes[1:]:
+        for f in judge(stats, where):
+            if f.rule in fired:
+                # Still the initialisation's fault; report it at its worst (bias -5: partly dead at step 1, 81% later).
+                i = next(i for i, g in enumerate(at_init) if g.rule == f.rule)
+                if SEVERITIES.index(f.severity) <= SEVERITIES.index(at_init[i].severity):
+                    at_init[i] = _at(f, where, first_seen=init_step)
+                continue
+            seen = later[f.rule][2] if f.rule in later else where.get("step")
+            if f.rule not in later or SEVERITIES.index(f.severity) <= SEVERITIES.index(later[f.rule][0].severity):
+                later[f.rule] = (f, where, seen)
+    trained = []
+    for f, where, seen in later.values():
+        rule = layer_rules.IN_TRAINING.get(f.rule, f.rule)
+        trained.append(replace(_at(f, where, rule, "training", seen), fix=layer_rules.TRAINING_FIX.get(rule, f.fix)))
+    return at_init + trained
 
 
 @RULES.register("loss_explodes")
@@ -98,7 +131,7 @@ def loss_explodes(run: RunView) -> list[Finding]:
     why = ""
     if summary.get("status") == "diverged":
         why = summary.get("stop_reason") or "the run was stopped as diverged"
-    elif bad := [i + 1 for i, (t, v) in enumerate(zip(losses, run.series("val_loss"))) if not (math.isfinite(t) and math.isfinite(v))]:
+    elif bad := [i + 1 for i, m in enumerate(run.metrics) if any(run.recorded(m, k) and not math.isfinite(m[k]) for k in ("train_loss", "val_loss"))]:
         why = f"the loss became NaN/inf in epoch {bad[0]}"
     elif losses and max(losses) > EXPLODE_FACTOR * losses[0]:
         peak = max(range(len(losses)), key=losses.__getitem__)
@@ -113,7 +146,7 @@ def loss_explodes(run: RunView) -> list[Finding]:
             "error",
             f"the loss exploded: {why}",
             evidence=evidence,
-            lecture_rule="LECTURE_DIGEST §7: loss explodes / NaN -> learning rate too high; §6: stop a run whose cost exceeds 3x the initial cost",
+            lecture_rule="docs/lectures.md §7: loss explodes / NaN -> learning rate too high; §6: stop a run whose cost exceeds 3x the initial cost",
             fix="lower the learning rate 10x (run the learning-rate range test to pick one)",
         )
     ]
@@ -122,32 +155,32 @@ def loss_explodes(run: RunView) -> list[Finding]:
 @RULES.register("symmetry")
 def symmetry(run: RunView) -> list[Finding]:
     """Hidden weight tensors that are all zero at the first probe: symmetry never broken."""
-    probes = _first_and_latest(run, "params")
-    return layer_rules.zero_weights(*probes[0]) if probes else []
+    probes = _probes_with(run, "params")
+    return [_at(f, probes[0][1]) for f in layer_rules.zero_weights(*probes[0])] if probes else []
 
 
 @RULES.register("dead_relu")
 def dead_relu(run: RunView) -> list[Finding]:
-    """ReLU layers with many units that never fire (first or latest probe)."""
-    return _worse_probe(run, "layers", layer_rules.dead_units)
+    """ReLU-family layers with many units that never fire: dead at initialisation, or died during training."""
+    return _by_phase(run, "layers", layer_rules.dead_units)
 
 
 @RULES.register("saturation")
 def saturation(run: RunView) -> list[Finding]:
-    """Tanh/sigmoid layers stuck in their flat tails (first or latest probe)."""
-    return _worse_probe(run, "layers", layer_rules.saturated_units)
+    """Tanh/sigmoid layers stuck in their flat tails: at initialisation, or driven there during training."""
+    return _by_phase(run, "layers", layer_rules.saturated_units)
 
 
 @RULES.register("activations")
 def activations(run: RunView) -> list[Finding]:
-    """Activation std vanishing or exploding with depth (first or latest probe)."""
-    return _worse_probe(run, "layers", layer_rules.activation_scale)
+    """Activation std vanishing or exploding with depth: at initialisation, or during training."""
+    return _by_phase(run, "layers", layer_rules.activation_scale)
 
 
 @RULES.register("gradient_flow")
 def gradient_flow(run: RunView) -> list[Finding]:
-    """Relative gradients vanishing or exploding from the output layer to the input layer (first or latest probe)."""
-    return _worse_probe(run, "params", layer_rules.gradient_flow)
+    """Relative gradients vanishing or exploding from the output layer to the input layer: at initialisation, or during training."""
+    return _by_phase(run, "params", layer_rules.gradient_flow)
 
 
 @RULES.register("loss_flat")
@@ -165,9 +198,9 @@ def loss_flat(run: RunView) -> list[Finding]:
         Finding(
             "loss_flat",
             "error",
-            f"the loss is flat: {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs ({drop:.1%} lower), train accuracy {accs[-1]:.2f}",
+            f"the loss is flat: {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs ({drop:.1%} lower){_accuracy_note(accs)}",
             evidence={"train_loss": losses, "train_accuracy": accs, "relative_drop": drop, "lr": lr[-1] if lr else None},
-            lecture_rule="LECTURE_DIGEST §7: loss flat -> learning rate too low (§5: 1e-6 barely moves the loss)",
+            lecture_rule="docs/lectures.md §7: loss flat -> learning rate too low (§5: 1e-6 barely moves the loss)",
             fix="raise the learning rate 10-100x (the learning-rate range test proposes one)",
         )
     ]
@@ -191,7 +224,7 @@ def flat_then_drop(run: RunView) -> list[Finding]:
                     "warning",
                     f"the loss stayed flat for {k + 1} epochs at {losses[0]:.4g}, then dropped to {losses[k + 1]:.4g} in epoch {k + 2}",
                     evidence={"train_loss": losses, "flat_epochs": k + 1},
-                    lecture_rule="LECTURE_DIGEST §7: flat then sudden drop -> bad initialisation",
+                    lecture_rule="docs/lectures.md §7: flat then sudden drop -> bad initialisation",
                     fix="initialise with He (ReLU) or Xavier (tanh) so training starts moving at once, or add batch norm",
                 )
             ]
@@ -215,9 +248,9 @@ def plateau(run: RunView) -> list[Finding]:
             "plateau",
             "warning",
             f"the loss stopped falling after epoch {half} and bounces around {statistics.median(second):.4g} "
-            f"(rises in {rises} of {len(second) - 1} epochs) with train accuracy {accs[-1]:.2f}",
+            f"(rises in {rises} of {len(second) - 1} epochs){_accuracy_note(accs)}",
             evidence={"train_loss": losses, "train_accuracy": accs, "plateau_from_epoch": half + 1},
-            lecture_rule="LECTURE_DIGEST §7: fast drop then plateau -> learning rate too high",
+            lecture_rule="docs/lectures.md §7: fast drop then plateau -> learning rate too high",
             fix="lower the learning rate 3-10x, or decay it when the loss plateaus",
         )
     ]
@@ -248,6 +281,8 @@ def regularization_too_strong(run: RunView) -> list[Finding]:
     train, val = run.series("train_accuracy"), run.series("val_accuracy")
     if len(train) < 2 or not (math.isfinite(train[-1]) and math.isfinite(val[-1])):
         return []
+    if not (math.isfinite(train[-2]) and math.isfinite(val[-2])):
+        return []
     gap = val[-1] - train[-1]
     # Two epochs in a row: in the first epoch train accuracy averages over the early, untrained steps.
     if gap < REVERSE_GAP or val[-2] - train[-2] < REVERSE_GAP:
@@ -258,7 +293,7 @@ def regularization_too_strong(run: RunView) -> list[Finding]:
             "warning",
             f"train accuracy {train[-1]:.2f} stays {gap:.2f} below validation accuracy {val[-1]:.2f}: regularization (dropout) too strong",
             evidence={"train_accuracy": train, "val_accuracy": val},
-            lecture_rule="LECTURE_DIGEST §9: dropout keeps p=0.5 of hidden units (0.8 of inputs); it can hurt with little data or a small net",
+            lecture_rule="docs/lectures.md §9: dropout keeps p=0.5 of hidden units (0.8 of inputs); it can hurt with little data or a small net",
             fix="lower dropout (drop at most half of the hidden units) and weight decay, or widen the network",
         )
     ]
@@ -282,7 +317,7 @@ def underfitting(run: RunView) -> list[Finding]:
             "warning",
             f"underfitting: train accuracy {train[-1]:.2f} ≈ val {val[-1]:.2f} and the loss has stalled at {losses[-1]:.4g}",
             evidence={"train_accuracy": train, "val_accuracy": val, "train_loss": losses},
-            lecture_rule="LECTURE_DIGEST §7: no gap between train and val accuracy -> underfitting: increase capacity",
+            lecture_rule="docs/lectures.md §7: no gap between train and val accuracy -> underfitting: increase capacity",
             fix="increase capacity (wider or deeper layers), reduce regularization, or train longer",
         )
     ]
@@ -306,7 +341,7 @@ def overfitting(run: RunView) -> list[Finding]:
             f"overfitting: train accuracy {train[-1]:.2f} vs val {val[-1]:.2f} (gap {gap:.2f})"
             + (f"; val loss rose from {min(finite_val):.3g} to {val_loss[-1]:.3g}" if rose else ""),
             evidence={"train_accuracy": train, "val_accuracy": val, "val_loss": val_loss, "gap": gap},
-            lecture_rule="LECTURE_DIGEST §7: a big gap between train and val accuracy -> overfitting",
+            lecture_rule="docs/lectures.md §7: a big gap between train and val accuracy -> overfitting",
             fix="increase regularization (weight decay, dropout p=0.5, data augmentation) or get more data; stop at the best val epoch",
         )
     ]

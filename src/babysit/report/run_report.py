@@ -143,7 +143,9 @@ class RunReport:
             sec.text(f"No preflight report ({CHECK_FILE}) in this run folder: `babysit check --out {self.record.path}` adds one.", "note")
         for f in self.findings:
             fields = [(k.replace("_", " "), fmt(v)) for k, v in f.evidence.items()]
-            fields += [("lecture rule", f.lecture_rule), ("fix", f.fix), ("rule", f.rule)]
+            fields += [("lecture rule", f.lecture_rule), ("fix", f.fix), ("rule", f.rule), ("phase", f.phase)]
+            fields += [("first seen", fmt(f.first_seen))] if f.first_seen is not None else []
+            fields += [("explained by", f.explained_by)] if f.explained_by else []
             sec.card(f.title, fields, tag=f.severity)
 
     def _curves(self, sec: Section) -> None:

@@ -1,6 +1,6 @@
 """Per-layer activation statistics: computed on the device, read back as a few floats.
 
-What the lectures look at to babysit a network (LECTURE_DIGEST §1, §3):
+What the lectures look at to babysit a network (docs/lectures.md §1, §3):
 
 - mean, std and a histogram of each layer's output: with W = 0.01·N(0,1) the std
   of a deep tanh net shrinks layer by layer towards 0; with std 1.0 it piles up
@@ -8,7 +8,13 @@ What the lectures look at to babysit a network (LECTURE_DIGEST §1, §3):
 - the fraction of saturated units after tanh (|y| > 0.99) or sigmoid (y outside
   [0.01, 0.99]), where the local gradient is ≈ 0;
 - the fraction of dead ReLUs: units never active (output <= 0) on any sample of
-  the batch, which get no gradient and never recover.
+  the batch, which get no gradient and never recover;
+- symmetry read from the weights themselves (`weight_symmetry`): an affine
+  layer whose weight is all zero or whose rows are all identical.
+
+This is the one implementation of per-layer statistics: `bs.watch` (probes
+during training) and the preflight initialisation check (`checks.init_health`)
+both call `layer_kind`, `measure` and `describe`, so they count the same way.
 
 Contract: `measure(y, kind, bins)` reduces one layer output to a few small
 tensors on `y`'s device (no sync); `describe(values, kind, numel, units, bins)` turns
@@ -26,8 +32,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# "ReLU family": units that can be inactive (output <= 0) for every input, i.e. die.
-RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU)
+# Activations whose units can die: zero output AND zero gradient for every negative input, so a
+# unit inactive on every sample never recovers. Leaky ReLU, PReLU, ELU, SELU keep a gradient for
+# x < 0 (the lectures' reason to use them) and tanh/sigmoid are never exactly 0: none of them dies.
+RELU_FAMILY = (nn.ReLU, nn.ReLU6)
 # Squashing activations: their fixed output range, which their histogram covers.
 OUTPUT_RANGE = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 AFFINE_AND_NORM = (
@@ -174,3 +182,27 @@ def describe(values: list[float], kind: str, numel: int, units: int, bins: int) 
     out["hist_counts"] = [int(c) for c in values[-bins:]]
     out.update(extra)
     return out
+
+
+AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@torch.no_grad()
+def weight_symmetry(model: nn.Module) -> dict[str, str]:
+    """Affine layers (Linear/Conv, not the last) whose weights cannot break symmetry: "zero" or "identical rows".
+
+    Read from the weights, not the outputs: a layer whose input is all zero
+    (the layer below is dead) has identical outputs but random weights, and is
+    not a symmetry fault. The output layer may start at zero (its input differs
+    per unit once the hidden layers train), so it is not judged.
+    """
+    layers = [(n, m.weight) for n, m in model.named_modules() if isinstance(m, AFFINE) and m.weight is not None]
+    found = {}
+    for name, w in layers[:-1]:
+        rows = w.detach().float().reshape(w.shape[0], -1)
+        scale = float(rows.abs().max())
+        if scale == 0:
+            found[name] = "zero"
+        elif len(rows) > 1 and float((rows - rows[0]).abs().max()) <= 1e-6 * scale:
+            found[name] = "identical rows"
+    return found

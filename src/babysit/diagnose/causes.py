@@ -1,0 +1,85 @@
+"""Which finding explains which: the declared causal table that `rank` orders by.
+
+Two small tables, both keyed by finding id (`Finding.rule`):
+
+- `PHASE`: where a fault starts. "data" (the inputs or labels, before any
+  model), "init" (the network as built, before the first step) or "training"
+  (what the optimisation does). A finding whose id is not listed is a training
+  finding.
+- `EXPLAINS`: cause -> the findings it explains (docs/lectures.md §7 reads the
+  curves the same way: a too-high learning rate explains an exploding loss,
+  units dying during training and updates far above 1e-3; a too-low one a flat
+  loss and tiny updates; a bad init scale vanishing or exploding activations,
+  saturation at initialisation and a high initial loss; unscaled features
+  saturated units and slow training).
+
+The table must stay acyclic (a test enforces it), so that every group of
+findings has a root: the finding that no other present finding explains.
+"""
+
+from __future__ import annotations
+
+PHASES = ("data", "init", "training")
+
+_DATA = (
+    "data_scales", "data_not_centred", "data_leak", "class_imbalance", "class_missing", "labels_unlearnable",
+    "input_independent", "duplicate_samples", "labels_outputs_mismatch",
+)
+_INIT = (
+    "init_symmetry", "dead_relu_at_init", "saturation_at_init", "activations_vanish", "activations_explode",
+    "gradients_vanish", "gradients_explode", "initial_loss_high", "initial_loss_low", "activation_on_scores",
+    "gradcheck_failed", "eval_mode", "regularization_no_effect", "regularization_dominates",
+)
+PHASE: dict[str, str] = {**dict.fromkeys(_DATA, "data"), **dict.fromkeys(_INIT, "init")}
+
+# The symptoms of a learning rate that is too high / too low, shared by the findings that name it.
+_LR_HIGH_SYMPTOMS = frozenset({
+    "loss_explodes", "relu_died_in_training", "saturated_in_training", "update_ratio_high", "plateau",
+    "gradients_exploded_in_training", "activations_exploded_in_training",
+})
+_LR_LOW_SYMPTOMS = frozenset({"loss_flat", "update_ratio_low", "underfitting", "overfit_failed", "too_few_steps"})
+# A network whose signal dies or blows up at initialisation: what it makes happen downstream.
+_BAD_SCALE_SYMPTOMS = frozenset({
+    "initial_loss_high", "loss_flat", "flat_then_drop", "overfit_failed", "lr_no_descent", "gradients_vanish",
+    "gradients_explode", "update_ratio_low", "underfitting", "input_independent", "gradients_vanished_in_training",
+})
+
+EXPLAINS: dict[str, frozenset[str]] = {
+    # data
+    "data_scales": frozenset({"saturation_at_init", "activations_explode", "initial_loss_high", "loss_flat", "flat_then_drop", "lr_no_descent", "loss_explodes", "underfitting", "data_not_centred"}),
+    "data_not_centred": frozenset({"saturation_at_init", "flat_then_drop", "underfitting"}),
+    "labels_unlearnable": frozenset({"input_independent", "overfitting", "underfitting", "loss_flat"}),
+    "input_independent": frozenset({"overfitting", "underfitting", "loss_flat"}),
+    "labels_outputs_mismatch": frozenset({"initial_loss_high", "initial_loss_low", "overfit_failed", "loss_explodes", "loss_flat"}),
+    "duplicate_samples": frozenset(),
+    "data_leak": frozenset(),
+    "class_imbalance": frozenset({"initial_loss_low"}),
+    # init
+    "init_symmetry": frozenset({"dead_relu_at_init", "activations_vanish", "gradients_vanish", "loss_flat", "overfit_failed", "lr_no_descent", "input_independent", "underfitting", "update_ratio_low"}),
+    "activation_on_scores": frozenset({"initial_loss_low", "initial_loss_high", "loss_flat", "overfit_failed", "lr_no_descent", "underfitting", "input_independent", "plateau"}),
+    "dead_relu_at_init": frozenset({"activations_vanish", *_BAD_SCALE_SYMPTOMS, "input_independent"}),
+    "saturation_at_init": frozenset(_BAD_SCALE_SYMPTOMS | {"activations_vanish"}),
+    "activations_vanish": _BAD_SCALE_SYMPTOMS,
+    "activations_explode": frozenset(_BAD_SCALE_SYMPTOMS | {"loss_explodes", "saturated_in_training", "relu_died_in_training"}),
+    "gradcheck_failed": frozenset({"loss_flat", "overfit_failed", "loss_explodes", "lr_no_descent"}),
+    "eval_mode": frozenset({"overfitting"}),
+    "regularization_dominates": frozenset({"overfit_failed", "underfitting", "loss_flat", "regularization_too_strong"}),
+    # training: the learning rate, then what it does to the units and the curves
+    "lr_too_high": _LR_HIGH_SYMPTOMS,
+    "lr_too_low": _LR_LOW_SYMPTOMS,
+    "loss_explodes": frozenset(_LR_HIGH_SYMPTOMS - {"loss_explodes"}),
+    "update_ratio_high": frozenset({"relu_died_in_training", "saturated_in_training", "plateau", "gradients_exploded_in_training", "activations_exploded_in_training"}),
+    "update_ratio_low": frozenset({"loss_flat", "underfitting", "too_few_steps"}),
+    "too_few_steps": frozenset({"underfitting"}),
+    "regularization_too_strong": frozenset({"underfitting"}),
+}
+
+
+def phase_of(rule: str) -> str:
+    """The phase where the fault named `rule` starts ("training" when the table does not list it)."""
+    return PHASE.get(rule, "training")
+
+
+def explains(cause: str, symptom: str) -> bool:
+    """Whether the declared table says `cause` explains `symptom`."""
+    return symptom in EXPLAINS.get(cause, ())
