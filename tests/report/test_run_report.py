@@ -78,7 +78,7 @@ def test_findings_come_first_with_evidence_lecture_rule_and_fix(runs):
     card = page[page.index(fmt_html(first.title)):].split("</div>")[0]
     for label in ("dead fraction", "lecture rule", "fix", "rule"):
         assert f"<dt>{label}</dt>" in card
-    assert "LECTURE_DIGEST §1" in card and 'class="badge error"' in page
+    assert "docs/lectures.md §1" in card and 'class="badge error"' in page
 
 
 def fmt_html(text):
