@@ -123,6 +123,7 @@ def section_options(
     defaults: dict[str, Any],
     what: str,
     keys: dict[str, str] | None = None,
+    stacklevel: int = 3,
 ) -> dict[str, Any]:
     """The options of a config section that `factory` takes; one warning line names the others set away from their defaults.
 
@@ -133,6 +134,7 @@ def section_options(
     Args:
         options, defaults: by the factory's option names.
         keys: the config key of an option whose name differs (e.g. components -> pca_components).
+        stacklevel: the frame the warning names, counted from this function (3: its caller's caller).
     """
     import warnings
 
@@ -140,5 +142,5 @@ def section_options(
     keys = keys or {}
     ignored = [f"{section}.{keys.get(k, k)}={v!r}" for k, v in options.items() if k not in used and k in defaults and v != defaults[k]]
     if ignored:
-        warnings.warn(f"{what} does not use {', '.join(ignored)}; remove {'it' if len(ignored) == 1 else 'them'} or pick a block that does", UserWarning, stacklevel=3)
+        warnings.warn(f"{what} does not use {', '.join(ignored)}; remove {'it' if len(ignored) == 1 else 'them'} or pick a block that does", UserWarning, stacklevel=stacklevel)
     return used

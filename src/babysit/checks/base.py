@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -146,9 +146,11 @@ class CheckContext:
         """
         batch_size = batch_size or self.recipe.batch_size
         per_epoch = 1 if self.recipe.optimizer in FULL_BATCH else math.ceil(n_train / batch_size)
+        # The schedule's own keys go back to their defaults with it, so the brief run warns of nothing the user set.
+        unscheduled = {f.name: f.default for f in fields(self.recipe) if f.name in ("period", "gamma", "decay_rate")}
         return replace(
             self.recipe, lr=lr or self.train_lr(), epochs=math.ceil(steps / per_epoch), batch_size=batch_size,
-            device=str(self.device), schedule="none", momentum_final=None, **changes,
+            device=str(self.device), schedule="none", momentum_final=None, **{**unscheduled, **changes},
         )
 
     def batch(self, split: str = "train", n: int | None = None) -> tuple[Tensor, Tensor]:

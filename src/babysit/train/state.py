@@ -136,11 +136,11 @@ class Recipe:
                 "without L2; set it to 0 or pick an optimizer that applies it (sgd, momentum, adam, ...)"
             )
         defaults = {f.name: f.default for f in fields(Recipe)}
-        section_options(factory, self._optimizer_keys(), section="train", defaults=defaults, what=f"optimizer '{self.optimizer}'")
+        section_options(factory, self._optimizer_keys(), section="train", defaults=defaults, what=f"optimizer '{self.optimizer}'", stacklevel=5)
         schedule = {k: getattr(self, k) for k in ("period", "gamma", "decay_rate")}
-        section_options(SCHEDULES.get(self.schedule), schedule, section="train", defaults=defaults, what=f"schedule '{self.schedule}'")
+        section_options(SCHEDULES.get(self.schedule), schedule, section="train", defaults=defaults, what=f"schedule '{self.schedule}'", stacklevel=5)
         averaging = {"ema_decay": self.ema_decay}
-        section_options(AVERAGING.get(self.averaging), averaging, section="train", defaults=defaults, what=f"averaging '{self.averaging}'")
+        section_options(AVERAGING.get(self.averaging), averaging, section="train", defaults=defaults, what=f"averaging '{self.averaging}'", stacklevel=5)
 
 
 @dataclass
