@@ -33,7 +33,7 @@ def test_unknown_keys_and_sections_suggest_the_nearest_valid_one():
         ({"model": {"hidden": ["a"]}}, "model.hidden must be a whole number"),
         ({"train": {"lr": -0.1}}, "train.lr must be a positive number"),
         ({"data": {"val_fraction": 0}}, "data.val_fraction"),
-        ({"model": {"name": "resnet"}}, "unknown model 'resnet'"),
+        ({"model": {"name": "resnt"}}, "unknown model 'resnt'"),
     ],
 )
 def test_wrong_values_name_the_key_and_expectation(raw, message):

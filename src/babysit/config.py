@@ -72,6 +72,9 @@ class ModelConfig:
 
     `script` is the Python file (`path.py` or `path.py:function`) of the model
     named "script": your own network (contract in `babysit.nn.script`).
+    `depth`, `pool` and `downsample` shape the convnet and resnet (layers per
+    stage, "flatten"/"gap" head, "stride"/"fmp"); `norm` ("bn"/"ln") and
+    `drop_path` (stochastic depth) are the resnet's; `dropconnect` the mlp's.
     """
 
     name: str = "convnet"
@@ -89,6 +92,12 @@ class ModelConfig:
     init_std: float | None = None
     dropout_kind: str = "inverted"
     script: str | None = None
+    depth: int = 1
+    pool: str = "flatten"
+    downsample: str = "stride"
+    norm: str = "bn"
+    drop_path: float = 0.0
+    dropconnect: float = 0.0
 
     def __post_init__(self) -> None:
         MODELS.get(self.name)
