@@ -271,7 +271,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 # The model family each built-in data set's inputs call for when model.name is not given:
 # signals and images get a convnet; flat features (spiral, CSV arrays) an mlp.
-DATA_MODEL = {"mnist1d": "convnet", "digits": "convnet"}
+DATA_MODEL = {"mnist1d": "convnet", "digits": "convnet", "cifar10": "convnet"}
 
 # Per data set and model, the defaults of keys a config leaves unset. MNIST-1D's convnet:
 # the lectures' recipe (BN convnet 64-128-128, +-3 shift augmentation, Adam 3e-3, one cosine
@@ -292,7 +292,7 @@ def with_data_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     data = raw.get("data", {}) if isinstance(raw.get("data"), dict) else {}
     model = raw.get("model", {}) if isinstance(raw.get("model"), dict) else {}
     data_name = data.get("name", DataConfig.name)
-    model_name = model.get("name") or ("mlp" if data.get("path") else DATA_MODEL.get(data_name, "mlp"))
+    model_name = model.get("name") or DATA_MODEL.get(data_name, "mlp")
     defaults = {s: dict(v) for s, v in PROFILES.get((data_name, model_name), {}).items()}
     train = raw.get("train", {}) if isinstance(raw.get("train"), dict) else {}
     if train.get("optimizer", "adam") not in ("adam", "adamw"):
