@@ -33,7 +33,7 @@ def test_unknown_keys_and_sections_suggest_the_nearest_valid_one():
         ({"model": {"hidden": ["a"]}}, "model.hidden must be a whole number"),
         ({"train": {"lr": -0.1}}, "train.lr must be a positive number"),
         ({"data": {"val_fraction": 0}}, "data.val_fraction"),
-        ({"model": {"name": "resnet"}}, "unknown model 'resnet'"),
+        ({"model": {"name": "resnt"}}, "unknown model 'resnt'"),
     ],
 )
 def test_wrong_values_name_the_key_and_expectation(raw, message):
@@ -67,3 +67,18 @@ def test_parse_value_reads_back_toml_scalars(value):
 @given(st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters="/_-."), min_size=1))
 def test_parse_value_never_fails_on_plain_words(text):
     parse_value(text)  # a bare word is either a TOML literal or kept as a string; never an exception
+
+
+@pytest.mark.parametrize("data, model", [("mnist1d", "convnet"), ("digits", "convnet"), ("spiral", "mlp")])
+def test_the_model_family_follows_the_data_when_not_given(data, model):
+    assert build_config({"data": {"name": data}}).model.name == model
+    assert build_config({"data": {"name": data}, "model": {"name": "mlp"}}).model.name == "mlp"
+
+
+def test_the_mnist1d_convnet_profile_fills_only_unset_keys():
+    cfg = build_config({"data": {"name": "mnist1d"}, "model": {"name": "convnet"}})
+    assert (cfg.train.epochs, cfg.train.schedule, cfg.train.averaging, cfg.train.lr) == (25, "cosine", "ema", 3e-3)
+    assert cfg.data.augment == ("crop",) and cfg.model.channels == (64, 128, 128) and cfg.model.batchnorm
+    mine = build_config({"data": {"name": "mnist1d"}, "train": {"epochs": 3, "optimizer": "sgd"}, "model": {"channels": [8]}})
+    assert (mine.train.epochs, mine.train.lr, mine.model.channels) == (3, 0.1, (8,))  # sgd keeps its own default lr
+    assert build_config({"data": {"name": "mnist1d"}, "model": {"name": "mlp"}}).train.schedule == "none"

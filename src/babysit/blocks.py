@@ -19,8 +19,8 @@ from babysit.diagnose.rules import RULES
 from babysit.ensemble import Ensemble, Snapshots
 from babysit.nn.activations import ACTIVATIONS, Maxout, make_activation
 from babysit.nn.init import INITS, apply_init
-from babysit.nn.models import MODELS, convnet, mlp
-from babysit.nn.regularize import DROPOUTS, MaxNorm, l1_penalty, max_norm_
+from babysit.nn.models import MODELS, convnet, mlp, resnet
+from babysit.nn.regularize import DROPOUTS, DropConnect, DropPath, FractionalMaxPool, MaxNorm, l1_penalty, max_norm_
 from babysit.optim.averaging import AVERAGING, ParameterAveraging
 from babysit.optim.optimizers import OPTIMIZERS, build_optimizer
 from babysit.optim.schedules import SCHEDULES, LRSchedule, MomentumAnnealing
@@ -56,7 +56,10 @@ __all__ = [
     "SCHEDULES",
     "STRATEGIES",
     "Augment",
+    "DropConnect",
+    "DropPath",
     "Ensemble",
+    "FractionalMaxPool",
     "LRSchedule",
     "MaxNorm",
     "Maxout",
@@ -73,6 +76,7 @@ __all__ = [
     "make_activation",
     "max_norm_",
     "mlp",
+    "resnet",
     "param_groups",
     "replace_head",
     "with_augmentation",

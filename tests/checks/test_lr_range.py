@@ -67,10 +67,39 @@ def test_proposal_is_robust_to_noise(seed):
     assert 2e-3 < lr < 4e-2
 
 
-def test_a_sweep_without_descent_proposes_nothing():
-    flat = Sweep([1e-7 * 10 ** (i / 10) for i in range(80)], [2.3 + 0.01 * math.sin(i) for i in range(80)])
+def test_a_sweep_without_descent_has_no_trusted_proposal():
+    flat = Sweep([1e-7 * 10 ** (i / 10) for i in range(80)], [2.3 + 0.01 * (i % 2) for i in range(80)])
     s = suggest(flat, 10)
-    assert s["lr"] is None and s["descent"] < 0.1
+    assert s["lr"] is None and s["descent"] < 0.01 and s["confidence"] == "none"
+
+
+def shallow_sweep():
+    """A loss that falls only 6% (2.30 -> 2.16, steepest at 1e-3) before exploding past 1e-2."""
+    lrs = [1e-7 * 10 ** (8 * i / 99) for i in range(100)]
+    losses = []
+    for lr in lrs:
+        x = math.log10(lr)
+        loss = 2.16 + 0.14 / (1 + math.exp(4 * (x + 3)))
+        losses.append(loss + (20 * (x + 2) ** 2 if x > -2 else 0.0))
+    return Sweep(lrs, losses, None)
+
+
+def test_a_shallow_descent_falls_back_to_the_steepest_slope_rule():
+    s = suggest(shallow_sweep(), 99 / 8)
+    assert s["rule"] == "steepest" and s["confidence"] == "medium" and 0.05 < s["descent"] < 0.07
+    assert s["lr"] == pytest.approx(1e-3, rel=0.3)  # the inflection of the sigmoid, where it falls fastest
+    low, high = s["range"]
+    assert low < s["lr"] < high
+
+
+def test_the_check_proposes_a_rate_even_for_a_shallow_descent(digits):
+    # A sweep that stops at 1e-4: Adam's loss barely moves, so no valley, but still a (low-confidence) rate.
+    bs.train.seed_everything(0)
+    ctx = make_ctx(bs.blocks.mlp(digits.input_shape, 10, hidden=(32,)), digits, settings=CheckSettings(sweep_steps=60, sweep_start=1e-7, sweep_end=1e-4))
+    r = lr_range(ctx)
+    assert r.evidence["suggested"] is not None and ctx.lr == r.evidence["suggested"]
+    assert (r.evidence["rule"], r.evidence["confidence"]) == ("steepest", "low") and "low confidence" in r.summary
+    assert len(r.evidence["lrs"]) == 120  # the second sweep: twice as long, half the batch
 
 
 def test_the_sweep_grows_the_rate_geometrically_and_stops_on_divergence(digits):

@@ -54,7 +54,7 @@ def test_no_block_registry_is_left_out():
 def test_blocks_can_show_one_family_and_refuses_unknown_ones():
     result = runner.invoke(app, ["blocks", "optimizer"])
     assert result.exit_code == 0
-    assert [row[1] for row in _table_rows(result.stdout)] == ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "lbfgs"]
+    assert [row[1] for row in _table_rows(result.stdout)] == ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs"]
     bad = runner.invoke(app, ["blocks", "optimiser"])
     assert bad.exit_code == 2
     lines = [l for l in bad.stderr.splitlines() if l.strip()]

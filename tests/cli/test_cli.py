@@ -97,3 +97,14 @@ def test_help_shows_the_config_sections_literally(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0
     assert "[data], [model], [train]" in result.stdout  # not eaten as rich markup
+
+
+def test_train_mnist1d_convnet_with_no_options_beats_the_papers_cnn(tmp_path):
+    # The MNIST-1D paper's CNN reaches 94%; the default recipe (config.PROFILES) must too, in ~20 CPU-s.
+    result = invoke("train", "--data", "mnist1d", "--model", "convnet", "--json", "--runs-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    summary = last_json(result)
+    assert summary["status"] == "completed" and summary["epochs"] == 25
+    assert summary["test_accuracy"] >= 0.94
+    # The summary says which epoch each accuracy belongs to: test is the final (averaged) weights'.
+    assert summary["best_epoch"] <= 25 and summary["final_val_accuracy"] <= summary["best_val_accuracy"]

@@ -72,3 +72,55 @@ def test_unknown_names_are_config_errors_with_suggestions():
         bs.blocks.convnet((10,), 2)
     with pytest.raises(ConfigError, match="did you mean 'vanilla'"):
         bs.blocks.mlp((4,), 2, dropout=0.5, dropout_kind="vanila")
+
+
+def test_convnet_depth_adds_stride_1_layers_between_the_downsampling_ones():
+    net = bs.build_model("convnet", (1, 40), 10, channels=(8, 16), depth=3)
+    strides = [m.stride[0] for m in net.modules() if isinstance(m, nn.Conv1d)]
+    assert strides == [2, 1, 1, 2, 1, 1]
+    assert net(torch.randn(2, 1, 40)).shape == (2, 10)
+
+
+def test_global_average_pooling_feeds_one_value_per_channel_and_is_shift_invariant():
+    flat = bs.build_model("convnet", (1, 40), 10, channels=(8, 16))
+    gap = bs.build_model("convnet", (1, 40), 10, channels=(8, 16), pool="gap")
+    assert gap[-1].in_features == 16 and flat[-1].in_features == 16 * 10
+    gap.eval()
+    # A circular shift by the network's total stride (4) moves features without changing their mean much.
+    x = torch.zeros(1, 1, 40)
+    x[0, 0, 8:12] = 1.0
+    assert torch.allclose(gap(x), gap(torch.roll(x, 8, -1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["bn", "ln"])
+@pytest.mark.parametrize("shape", [(1, 40), (1, 8, 8)])
+def test_resnet_builds_for_1d_and_2d_inputs_with_either_norm(norm, shape):
+    net = bs.build_model("resnet", shape, 10, channels=(8, 16), depth=2, norm=norm)
+    kinds = {type(m) for m in net.modules()}
+    assert (nn.GroupNorm in kinds) == (norm == "ln") and (any("BatchNorm" in k.__name__ for k in kinds)) == (norm == "bn")
+    assert net(torch.randn(3, *shape)).shape == (3, 10)
+
+
+def test_resnet_stochastic_depth_rises_to_drop_path_and_is_off_at_test():
+    from babysit.nn.regularize import DropPath
+
+    torch.manual_seed(0)
+    net = bs.build_model("resnet", (1, 40), 10, channels=(8, 16), depth=2, drop_path=0.4)
+    rates = [m.drop for m in net.modules() if isinstance(m, DropPath)]
+    assert rates == pytest.approx([0.0, 0.4 / 3, 0.8 / 3, 0.4])
+    x = torch.randn(4, 1, 40)
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    net.train()
+    net.apply(lambda m: m.eval() if isinstance(m, nn.BatchNorm1d) else None)  # isolate the drop-path noise
+    assert not torch.allclose(net(x), net(x))
+
+
+def test_dropconnect_and_fmp_are_model_options():
+    from babysit.nn.regularize import DropConnect, FractionalMaxPool
+
+    mlp = bs.build_model("mlp", (1, 40), 10, hidden=(32, 32), dropconnect=0.3)
+    assert sum(isinstance(m, DropConnect) for m in mlp.modules()) == 2
+    conv = bs.build_model("convnet", (1, 40), 10, channels=(8, 8), downsample="fmp")
+    assert sum(isinstance(m, FractionalMaxPool) for m in conv.modules()) == 2
+    assert conv(torch.randn(2, 1, 40)).shape == (2, 10)

@@ -110,3 +110,61 @@ def test_max_norm_holds_after_every_step_of_training(digits):
     assert 1.4 < check.worst <= 1.5 + 1e-5
     with pytest.raises(ConfigError, match="train.max_norm"):
         bs.Recipe(max_norm=-1.0)
+
+
+def test_dropconnect_masks_weights_in_training_and_uses_the_full_weights_at_test():
+    from babysit.nn.regularize import DropConnect
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(50, 40)
+    dc = DropConnect(layer, drop=0.5)
+    x = torch.randn(1, 50)
+    dc.eval()
+    assert torch.equal(dc(x), layer(x))  # eval: the expectation E[W * M / p] = W
+    dc.train()
+    a, b = dc(x), dc(x)
+    assert not torch.allclose(a, b)  # a fresh mask per forward pass
+    # Mean over many masks approaches the full-weight output (inverted scaling keeps the expectation).
+    mean = torch.stack([dc(x) for _ in range(4000)]).mean(0)
+    assert (mean - layer(x)).abs().max() < 0.06
+    # A single-weight view: with one input the output is w*m/p + b, m in {0, 1}: either b or b + 2w.
+    one = DropConnect(torch.nn.Linear(1, 1), drop=0.5).train()
+    w, bias = one.layer.weight.item(), one.layer.bias.item()
+    outs = {round(one(torch.ones(1, 1)).item(), 5) for _ in range(50)}
+    assert outs == {round(bias, 5), round(bias + 2 * w, 5)}
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 40), (4, 3, 12, 12)])
+def test_fractional_max_pooling_is_random_in_training_and_an_average_at_test(shape):
+    from babysit.nn.regularize import FractionalMaxPool
+
+    torch.manual_seed(0)
+    pool = FractionalMaxPool(ratio=2**0.5)
+    x = torch.randn(*shape)
+    pool.train()
+    a, b = pool(x), pool(x)
+    n = int((shape[-1] - 1) / 2**0.5)
+    assert a.shape[-1] == n and not torch.equal(a, b)
+    pool.eval()
+    e1, e2 = pool(x), pool(x)
+    assert torch.equal(e1, e2) and e1.shape == a.shape  # deterministic at test
+    if len(shape) == 3:
+        # Every training output is the max of a window of 1 or 2 neighbouring inputs.
+        windows = torch.maximum(x[..., :-1], x[..., 1:])
+        for i in range(n):
+            ok = (a[..., i : i + 1] == x).any(-1) | (a[..., i : i + 1] == windows).any(-1)
+            assert ok.all()
+        assert (a <= x.amax(-1, keepdim=True)).all()
+
+
+def test_drop_path_drops_whole_samples_in_training_only():
+    from babysit.nn.regularize import DropPath
+
+    torch.manual_seed(0)
+    dp = DropPath(0.3).train()
+    x = torch.ones(10000, 4)
+    y = dp(x)
+    kept = y[:, 0] > 0
+    assert ((y == 0).all(1) | (y == 1 / 0.7).all(1)).all()  # each sample all dropped or all scaled by 1/p
+    assert abs(kept.float().mean().item() - 0.7) < 0.02
+    assert torch.equal(dp.eval()(x), x)

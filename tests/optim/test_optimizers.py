@@ -85,7 +85,20 @@ def adam(lr, steps, beta1, beta2, eps, grad=grad, **h):
     return out
 
 
-REFERENCES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}
+def adamw(lr, steps, beta1, beta2, eps, grad=grad, weight_decay=0.0, **h):
+    # Loshchilov & Hutter (2019), Algorithm 2: decay the weights by lr*lambda apart from the Adam step.
+    x, m, v, out = X0.clone(), torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64), []
+    for t in range(1, steps + 1):
+        g = grad(x)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+        x = x - lr * weight_decay * x - lr * m_hat / (v_hat.sqrt() + eps)
+        out.append(x)
+    return out
+
+
+REFERENCES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam, "adamw": adamw}
 
 
 def torch_iterates(name, lr, steps, lrs=None, **options):
@@ -194,3 +207,13 @@ def test_every_optimizer_trains_a_net_through_fit(digits):
         net = bs.blocks.mlp(digits.input_shape, 10, hidden=(32,))
         result = bs.fit(net, digits, bs.Recipe(optimizer=name, epochs=3, device="cpu"), progress=False)
         assert result.test_accuracy > 0.5, name  # chance is 0.1; each at its default lr, 39 steps
+
+
+def test_adamw_decouples_weight_decay_from_the_adaptive_step():
+    lam = 0.1
+    ours = torch_iterates("adamw", LR, 6, weight_decay=lam)
+    ref = adamw(LR, 6, weight_decay=lam, **HYPER)
+    assert all(torch.allclose(a, r, rtol=0, atol=1e-12) for a, r in zip(ours, ref))
+    # Adam's coupled L2 (lam*x added to the gradient, then divided by sqrt(v)) takes other steps.
+    coupled = torch_iterates("adam", LR, 6, weight_decay=lam)
+    assert (coupled[-1] - ours[-1]).abs().max() > 1e-3

@@ -8,7 +8,7 @@ import torch
 
 import babysit as bs
 from babysit.errors import ConfigError
-from babysit.optim.schedules import SCHEDULES, LRSchedule, MomentumAnnealing
+from babysit.optim.schedules import PER_BATCH, SCHEDULES, LRSchedule, MomentumAnnealing
 
 A0, K, PERIOD, GAMMA = 0.1, 0.3, 3, 0.5
 
@@ -22,8 +22,26 @@ FORMULAS = {
 }
 
 
+def _onecycle(s, total):
+    # torch's OneCycleLR (two phases, cosine annealing): a0/25 -> a0 over 30% of the steps, then -> a0/25/1e4.
+    peak = 0.3 * total - 1
+    lo, hi, end = A0 / 25, A0, A0 / 25 / 1e4
+    if s <= peak:
+        return hi + (lo - hi) * (1 + math.cos(math.pi * s / peak)) / 2
+    return end + (hi - end) * (1 + math.cos(math.pi * (s - peak) / (total - 1 - peak))) / 2
+
+
+# The learning rate after s of T steps with a warm-up of W steps (per-batch schedules).
+BATCH_FORMULAS = {
+    "warmup": lambda s, T, W: A0 * min(1.0, (s + 1) / W) if W else A0,
+    "cosine": lambda s, T, W: A0 * ((s + 1) / W if s < W else (1 + math.cos(math.pi * (s - W) / (T - W))) / 2),
+    "onecycle": lambda s, T, W: _onecycle(s, T + 1),  # sized one step longer, to end at its minimum
+}
+
+
 def test_every_registered_schedule_has_a_formula_here():
-    assert set(FORMULAS) == set(SCHEDULES.names())
+    assert set(FORMULAS) | set(BATCH_FORMULAS) == set(SCHEDULES.names())
+    assert set(BATCH_FORMULAS) == PER_BATCH
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +50,7 @@ def tiny(digits):
     return bs.data.select_classes(digits, range(10), train_size=200)
 
 
-@pytest.mark.parametrize("name", SCHEDULES.names())
+@pytest.mark.parametrize("name", sorted(FORMULAS))
 def test_lr_per_epoch_follows_the_formula(name, tiny):
     recipe = bs.Recipe(optimizer="sgd", lr=A0, epochs=8, schedule=name, period=PERIOD, gamma=GAMMA, decay_rate=K, device="cpu")
     history = bs.fit(bs.blocks.mlp(tiny.input_shape, 10, hidden=(8,)), tiny, recipe, progress=False).history
@@ -69,7 +87,8 @@ def test_momentum_is_annealed_from_its_start_to_its_final_value(tiny):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"schedule": "cosine"}, "unknown schedule 'cosine'"),
+        ({"schedule": "cosin"}, "unknown schedule 'cosin'"),
+            ({"schedule": "cosine", "warmup_epochs": -1}, "train.warmup_epochs"),
         ({"schedule": "step", "period": 0}, "train.period"),
         ({"gamma": 1.5}, "train.gamma"),
         ({"decay_rate": -0.1}, "train.decay_rate"),
@@ -82,3 +101,32 @@ def test_bad_schedule_settings_are_refused(kwargs, message):
     with pytest.raises(ConfigError) as info:
         bs.Recipe(**kwargs)
     assert message in str(info.value)
+
+
+class LRSpy:
+    """Records the learning rate each optimiser step used."""
+
+    def __init__(self):
+        self.lrs = []
+
+    def on_fit_start(self, state):
+        self.lrs.append(state.optimizer.param_groups[0]["lr"])
+
+    def on_batch_end(self, state):  # runs after the schedule stepped: the lr of the next step
+        self.lrs.append(state.optimizer.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("name", sorted(PER_BATCH))
+@pytest.mark.parametrize("epochs", [3, 6])
+def test_per_batch_schedules_follow_the_formula_and_the_run_length(name, epochs, tiny):
+    # 200 samples / 50 = 4 steps per epoch; the period is never set: the schedule reads epochs.
+    recipe = bs.Recipe(optimizer="sgd", lr=A0, epochs=epochs, batch_size=50, schedule=name, warmup_epochs=1, device="cpu")
+    spy = LRSpy()
+    history = bs.fit(bs.blocks.mlp(tiny.input_shape, 10, hidden=(8,)), tiny, recipe, callbacks=[spy], progress=False).history
+    T, W = 4 * epochs, 4
+    expected = [BATCH_FORMULAS[name](s, T, W) for s in range(T)]
+    assert spy.lrs[:T] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert len(spy.lrs) == T + 1
+    if name != "warmup":  # decaying schedules end (almost) at zero whatever the number of epochs
+        assert history.series("lr")[-1] <= A0 * 1e-3
+        assert max(spy.lrs) == pytest.approx(A0, rel=1e-2)  # the peak: a0 (onecycle: nearest step to it)

@@ -1,6 +1,12 @@
 """How `fit` applies the recipe's blocks: L-BFGS full batch, callbacks in order, config keys."""
 
+import dataclasses
+
+import pytest
+import torch
+
 import babysit as bs
+from babysit.data.datasets import Split
 from babysit.config import build_config, valid_keys
 from babysit.nn.regularize import MaxNorm
 from babysit.optim.averaging import ParameterAveraging
@@ -70,3 +76,56 @@ def test_evaluation_without_averaging_is_the_model_itself(digits):
 
     bs.fit(bs.blocks.mlp(digits.input_shape, 10, hidden=(8,)), digits, bs.Recipe(epochs=1, device="cpu"), callbacks=[Spy()], progress=False)
     assert seen == [True]
+
+
+def test_label_smoothing_trains_on_the_smoothed_target_formula(digits):
+    eps = 0.2
+    # The training loss of one batch through fit equals (1 - eps) * CE + eps * mean_k(-log p_k).
+    bs.train.seed_everything(0)
+    net = bs.blocks.mlp(digits.input_shape, 10, hidden=(16,))
+    x, y = digits.train.x[:100], digits.train.y[:100]
+    tiny = dataclasses.replace(digits, train=Split(x, y))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    spy = []
+
+    class Spy:
+        def on_batch_end(self, state):
+            spy.append(float(state.loss))
+
+    bs.fit(net, tiny, bs.Recipe(optimizer="sgd", lr=1e-9, epochs=1, batch_size=100, label_smoothing=eps, device="cpu"), callbacks=[Spy()], progress=False)
+    net.load_state_dict(before)
+    logp = torch.log_softmax(net(x).detach(), 1)
+    expected = (1 - eps) * -logp.gather(1, y[:, None]).mean() + eps * -logp.mean()
+    assert spy[0] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_clip_grad_norm_caps_the_step_of_a_huge_gradient(digits):
+    norms = []
+
+    class Spy:
+        def on_batch_end(self, state):
+            g = torch.cat([p.grad.flatten() for p in state.model.parameters() if p.grad is not None])
+            norms.append(float(g.norm()))
+
+    for clip in (None, 0.5):
+        norms.clear()
+        bs.train.seed_everything(0)
+        net = bs.blocks.mlp(digits.input_shape, 10, hidden=(16,), init_std=1.0, init="normal")
+        bs.fit(net, digits, bs.Recipe(optimizer="sgd", lr=1e-3, epochs=1, clip_grad_norm=clip, device="cpu"), callbacks=[Spy()], progress=False)
+        if clip is None:
+            assert max(norms) > 5.0  # the unclipped gradients are large
+        else:
+            assert max(norms) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_patience_stops_once_val_loss_stops_improving(digits):
+    # lr far too high for plain SGD from a 1.0-std init: val loss stops improving almost at once.
+    recipe = bs.Recipe(optimizer="sgd", lr=0.5, epochs=30, patience=2, device="cpu")
+    bs.train.seed_everything(0)
+    result = bs.fit(bs.blocks.mlp(digits.input_shape, 10, hidden=(32,)), digits, recipe, progress=False)
+    losses = result.history.series("val_loss")
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert result.status == "stopped" and "early stopping" in result.stop_reason
+    assert len(losses) == best + 1 + 2 < 30  # exactly `patience` epochs after the best
+    with pytest.raises(bs.errors.ConfigError, match="train.monitor"):
+        bs.Recipe(patience=3, monitor="val_acc")

@@ -128,3 +128,28 @@ def test_any_optuna_rdb_url_is_a_store_too(tmp_path, digits):
     result = bs.search(BASE, {"train.lr": "log_uniform(1e-2, 0.3)"}, bs.tune.TuneSettings(trials=3, epochs=1), storage=url, study="sql", progress=False, data=digits)
     assert result.finished and result.where == url and [t.status for t in result.trials] == ["complete"] * 3
     assert len(optuna.load_study(study_name="sql", storage=url).trials) == 3
+
+
+def test_a_staged_search_with_every_kind_of_parameter_runs_through_optuna(tmp_path, digits):
+    # Stage 2 narrows the choice; Optuna must see the same CategoricalDistribution in every stage
+    # (a changed list under the same name used to crash: "does not support dynamic value space").
+    space = {
+        "train.lr": "log_uniform(1e-2, 0.3)",
+        "train.momentum": "one_minus_log(0.5, 0.95)",
+        "model.dropout": "uniform(0, 0.3)",
+        "model.hidden": "int_uniform(4, 16, log=true)",
+        "model.activation": "choice([relu, tanh, elu, sigmoid])",
+    }
+    base = {**BASE, "train": {"optimizer": "momentum", "schedule": "cosine"}}
+    settings = bs.tune.TuneSettings(strategy="coarse_to_fine", trials=12, stages=2, epochs=2, epoch_growth=2.0, top_k=1)
+    result = bs.search(base, space, settings, root=tmp_path, progress=False, data=digits)
+    first, second = ([t for t in result.trials if t.stage == s] for s in (1, 2))
+    assert result.finished and len(result.trials) == 12 and first and second
+    best1 = max((t for t in first if t.score is not None), key=lambda t: t.score)
+    assert {t.values["model.activation"] for t in second} == {best1.values["model.activation"]}  # narrowed to the top-1's
+    study = result.search.open().study
+    dists = {str(t.distributions["model.activation"]) for t in study.trials if "model.activation" in t.distributions}
+    assert len(dists) == 1
+    # The per-batch cosine follows each stage's length: longer stage-2 trials still end at lr 0.
+    assert min(len(t.history) for t in second) > max(len(t.history) for t in first)
+    assert all(t.history[-1]["lr"] < 1e-12 for t in first + second if t.status == "complete")

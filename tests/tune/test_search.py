@@ -166,7 +166,11 @@ def test_choices_narrow_to_what_the_top_trials_used():
     space = {"model.activation": choice(["relu", "tanh", "sigmoid"]), "train.lr": log_uniform(1e-3, 1)}
     top = [Outcome(1, 0, {"model.activation": "relu", "train.lr": 0.1}, 0.9), Outcome(1, 1, {"model.activation": "tanh", "train.lr": 0.05}, 0.8)]
     new, _ = narrow(space, top, [], widen=False, stage=1)
-    assert new["model.activation"].choices == ("relu", "tanh")
+    assert new["model.activation"].options == ("relu", "tanh")
+    # Optuna's distribution keeps every value, so a narrowed stage is the same CategoricalDistribution.
+    assert new["model.activation"].choices == ("relu", "tanh", "sigmoid")
+    assert new["model.activation"].distribution() == space["model.activation"].distribution()
+    assert all(new["model.activation"].sample(np.random.default_rng(i)) != "sigmoid" for i in range(50))
 
 
 def test_a_stage_without_any_score_keeps_its_ranges():

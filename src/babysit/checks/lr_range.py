@@ -23,8 +23,18 @@ sat between l_min / 6 and 3 x l_min, so l_min / 10 was too timid by up to 30x,
 and the steepest slope of a 100-step sweep jumped by decades between seeds.
 The bottom entry tracked the best rate within about 3x (see tests/checks).
 
-A sweep whose loss never falls by 10% proposes nothing: the model, the labels
-or the inputs are broken, and the other checks say which.
+When the loss falls less than 10% before diverging (no clear valley: e.g. an
+RMSProp net whose loss drops only a few percent, then explodes), the test falls
+back, in order, and says how confident it is (`confidence`):
+
+    1. valley rule on the sweep                              "high"
+    2. a second sweep, twice as long with half the batch     (less noise per decade)
+       whose valley rule finds a descent                     "medium"
+    3. the steepest descent of the smoothed loss against log10(lr), before its
+       minimum (torch-lr-finder's and fastai's rule) on the sweep that fell most:
+       "medium" if it fell at least 3%, else "low"
+    4. nothing fell at all: Smith's l_min / 10                "none" (the model, labels
+       or inputs are broken, and the other checks say which; the configured rate is kept)
 """
 
 from __future__ import annotations
@@ -45,8 +55,10 @@ if TYPE_CHECKING:
 
 # Stop when the running loss exceeds this multiple of its minimum (or is not finite).
 DIVERGE_FACTOR = 4.0
-# The loss must fall at least this fraction of its starting value for a proposal.
+# The loss must fall at least this fraction of its starting value for the valley rule.
 MIN_DESCENT = 0.1
+# The steepest-slope fallback is "medium" confidence from this descent on, "low" below it.
+MEDIUM_DESCENT = 0.03
 # Configured rate below l_start / TOO_LOW_ERROR: the loss will barely move.
 TOO_LOW_WARN, TOO_LOW_ERROR = 3.0, 30.0
 # Configured rate above l_min * TOO_HIGH: past the bottom of the valley, into divergence.
@@ -100,14 +112,29 @@ def smooth(values: list[float], window: int) -> list[float]:
     return [float(med[max(0, i - half) : i + half + 1].mean()) for i in range(n)]
 
 
-def run_sweep(ctx: CheckContext) -> Sweep:
-    """Train a copy of the model for `settings.sweep_steps` mini-batches with an exponentially growing rate."""
+def run_sweep(ctx: CheckContext, steps: int | None = None, batch_size: int | None = None) -> Sweep:
+    """Train a copy of the model for `steps` (default `settings.sweep_steps`) mini-batches with an exponentially growing rate."""
     s = ctx.settings
-    factor = (s.sweep_end / s.sweep_start) ** (1.0 / max(1, s.sweep_steps - 1))
-    recipe = ctx.short_recipe(s.sweep_steps, len(ctx.data.train), lr=s.sweep_start)
+    steps = steps or s.sweep_steps
+    factor = (s.sweep_end / s.sweep_start) ** (1.0 / max(1, steps - 1))
+    recipe = ctx.short_recipe(steps, len(ctx.data.train), batch_size=batch_size, lr=s.sweep_start)
     sweep = Sweep()
-    fit(ctx.copy_model(), ctx.data, recipe, callbacks=[_SweepCallback(sweep, factor, s.sweep_steps)], progress=False)
+    fit(ctx.copy_model(), ctx.data, recipe, callbacks=[_SweepCallback(sweep, factor, steps)], progress=False)
     return sweep
+
+
+def steepest(sweep: Sweep, smoothed: list[float], i_min: int, skip: int = 0) -> int:
+    """Index of the steepest fall of `smoothed` against log10(lr), after the first `skip` points and at or before the minimum `i_min`.
+
+    The first half-window is skipped: there the centred smoothing shrinks and
+    a little noise reads as a steep slope.
+    """
+    if i_min <= skip:
+        return i_min
+    x = [math.log10(lr) for lr in sweep.lrs[: i_min + 1]]
+    # Central differences inside, one-sided at the ends (numpy.gradient's rule).
+    slopes = [(smoothed[min(i + 1, i_min)] - smoothed[max(i - 1, 0)]) / (x[min(i + 1, i_min)] - x[max(i - 1, 0)]) for i in range(i_min + 1)]
+    return min(range(skip, i_min + 1), key=slopes.__getitem__)
 
 
 def suggest(sweep: Sweep, steps_per_decade: float) -> dict[str, Any]:
@@ -116,7 +143,7 @@ def suggest(sweep: Sweep, steps_per_decade: float) -> dict[str, Any]:
     end = finite[-1] + 1 if finite else 0
     window = max(3, int(steps_per_decade / 2) | 1)
     smoothed = smooth(sweep.losses[:end], window)
-    out: dict[str, Any] = {"smoothed": smoothed, "lr": None, "range": None, "min_lr": None}
+    out: dict[str, Any] = {"smoothed": smoothed, "lr": None, "range": None, "min_lr": None, "rule": None, "confidence": "none", "descent": 0.0}
     if len(smoothed) < window:
         return out
     i_min = min(range(len(smoothed)), key=smoothed.__getitem__)
@@ -124,11 +151,37 @@ def suggest(sweep: Sweep, steps_per_decade: float) -> dict[str, Any]:
     depth = start - smoothed[i_min]
     out.update(min_lr=sweep.lrs[i_min], descent=depth / abs(start) if start else 0.0)
     if depth < MIN_DESCENT * abs(start):
+        if depth > 0:  # some descent: the steepest-slope rule has something to read
+            i = steepest(sweep, smoothed, i_min, skip=window // 2 + 1)
+            high = sweep.lrs[i_min] if i_min > i else sweep.lrs[i] * 3
+            out.update(
+                lr=sweep.lrs[i], range=[sweep.lrs[i] / 3, high], rule="steepest",
+                confidence="medium" if out["descent"] >= MEDIUM_DESCENT else "low",
+            )  # fmt: skip
         return out
     i_start = next(i for i, v in enumerate(smoothed) if v <= start - 0.1 * depth)
     i_bottom = next(i for i, v in enumerate(smoothed) if v <= smoothed[i_min] + 0.1 * depth)
-    out.update(lr=sweep.lrs[i_bottom], range=[sweep.lrs[i_start], sweep.lrs[i_min]])
+    out.update(lr=sweep.lrs[i_bottom], range=[sweep.lrs[i_start], sweep.lrs[i_min]], rule="valley", confidence="high")
     return out
+
+
+def propose(ctx: CheckContext) -> tuple[Sweep, dict[str, Any]]:
+    """Sweep and propose, with the fallbacks of the module docstring; the proposal always holds an `lr`."""
+    s = ctx.settings
+    decades = math.log10(s.sweep_end / s.sweep_start)
+    sweep = run_sweep(ctx)
+    proposal = suggest(sweep, s.sweep_steps / decades)
+    if proposal["rule"] == "valley" or ctx.recipe.batch_size < 2:
+        return sweep, proposal
+    # Twice the steps and half the batch: more points per decade, each noisier but closer in lr.
+    longer = run_sweep(ctx, steps=2 * s.sweep_steps, batch_size=max(1, ctx.recipe.batch_size // 2))
+    retry = suggest(longer, 2 * s.sweep_steps / decades)
+    if retry["rule"] == "valley":
+        return longer, {**retry, "confidence": "medium"}
+    best_sweep, best = max(((sweep, proposal), (longer, retry)), key=lambda p: p[1]["descent"])
+    if best["lr"] is None and best["min_lr"] is not None:
+        best = {**best, "lr": best["min_lr"] / 10, "range": [best["min_lr"] / 100, best["min_lr"]], "rule": "min/10", "confidence": "none"}
+    return best_sweep, best
 
 
 def _verdict(configured: float, proposal: dict[str, Any], sweep: Sweep) -> Finding | None:
@@ -165,9 +218,7 @@ def lr_range(ctx: CheckContext) -> CheckResult:
     s = ctx.settings
     if ctx.recipe.optimizer in FULL_BATCH:
         return CheckResult("lr_range", f"not for {ctx.recipe.optimizer}: a full-batch method with its own step-size search", skipped=True)
-    sweep = run_sweep(ctx)
-    steps_per_decade = s.sweep_steps / math.log10(s.sweep_end / s.sweep_start)
-    proposal = suggest(sweep, steps_per_decade)
+    sweep, proposal = propose(ctx)
     configured = float(ctx.recipe.lr)
     evidence = {
         "lrs": sweep.lrs,
@@ -177,15 +228,18 @@ def lr_range(ctx: CheckContext) -> CheckResult:
         "min_lr": proposal["min_lr"],
         "suggested": proposal["lr"],
         "range": proposal["range"],
+        "rule": proposal["rule"],
+        "confidence": proposal["confidence"],
         "configured": configured,
         "optimizer": ctx.recipe.optimizer,
     }
-    if proposal["lr"] is None:
+    if proposal["confidence"] == "none":
         descent = proposal.get("descent", 0.0)
         finding = Finding(
             "lr_no_descent",
             "warning",
-            f"the loss never fell more than {descent:.0%} while the learning rate swept {s.sweep_start:g} to {sweep.lrs[-1]:.2g}: no rate to propose",
+            f"the loss never fell more than {descent:.0%} while the learning rate swept {s.sweep_start:g} to {sweep.lrs[-1]:.2g}: "
+            "no rate to trust (l_min / 10 is only a guess)",
             evidence=evidence,
             lecture_rule="docs/lectures.md §5.4: a network that is wired correctly can lower its loss on the training data",
             fix="fix what the other checks report (labels, inputs, initialisation) and run the test again",
@@ -193,7 +247,7 @@ def lr_range(ctx: CheckContext) -> CheckResult:
         return CheckResult("lr_range", f"no clear descent ({descent:.0%}); using the configured lr {configured:g}", evidence, [finding])
     ctx.lr = proposal["lr"]
     low, high = proposal["range"]
-    summary = f"propose lr {proposal['lr']:.2g} (search {low:.2g}..{high:.2g}); configured {configured:g}"
+    summary = f"propose lr {proposal['lr']:.2g} (search {low:.2g}..{high:.2g}; {proposal['rule']} rule, {proposal['confidence']} confidence); configured {configured:g}"
     verdict = _verdict(configured, proposal, sweep)
     return CheckResult("lr_range", summary, evidence, [verdict] if verdict else [])
 

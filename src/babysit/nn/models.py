@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from babysit.errors import ConfigError
 from babysit.nn.activations import ACTIVATIONS, make_activation, pieces_of
 from babysit.nn.init import apply_init
-from babysit.nn.regularize import DROPOUTS
+from babysit.nn.regularize import DROPOUTS, DropConnect, DropPath, FractionalMaxPool
 from babysit.nn.script import build_from_script
 from babysit.registry import Registry, accepted_options, check_options
 
@@ -51,6 +52,28 @@ def _block(affine, width: int, norm, activation: nn.Module, dropout: nn.Module |
     return layers
 
 
+def _maybe_dropconnect(layer: nn.Module, drop: float) -> nn.Module:
+    return DropConnect(layer, drop) if drop > 0 else layer
+
+
+def _head(features: nn.Module, input_shape: Sequence[int], num_classes: int, pool: str, dims: int) -> list[nn.Module]:
+    """Global average pooling ("gap") or flattening ("flatten") of `features`' output, then a linear layer to the classes."""
+    if pool not in POOLS:
+        raise ConfigError(f"model.pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    was = features.training
+    features.eval()
+    with torch.no_grad():  # the feature map's shape, whatever the strides and poolings did
+        shape = features(torch.zeros(1, *input_shape)).shape[1:]
+    features.train(was)
+    if pool == "gap":
+        return [(nn.AdaptiveAvgPool1d if dims == 1 else nn.AdaptiveAvgPool2d)(1), nn.Flatten(), nn.Linear(shape[0], num_classes)]
+    return [nn.Flatten(), nn.Linear(shape.numel(), num_classes)]
+
+
+POOLS = ("flatten", "gap")
+DOWNSAMPLES = ("stride", "fmp")
+
+
 @MODELS.register("mlp")
 def mlp(
     input_shape: Sequence[int],
@@ -67,6 +90,7 @@ def mlp(
     pieces: int = 2,
     init_std: float | None = None,
     dropout_kind: str = "inverted",
+    dropconnect: float = 0.0,
 ) -> nn.Sequential:
     """Fully connected net: flatten, then [linear, (bn), activation, (dropout)] per hidden layer, then a linear head.
 
@@ -77,6 +101,7 @@ def mlp(
         init, bias, init_std: weight scheme from `INITS`, bias constant, std for small/normal.
         batchnorm: batch norm after each hidden affine layer.
         dropout, dropout_kind: drop probability (keep p = 1 - dropout) and "inverted"/"vanilla".
+        dropconnect: probability of dropping each weight of the hidden layers (`DropConnect`), 0 for none.
     """
     _check_options(activation, dropout, dropout_kind)
     act = {"slope": slope, "alpha": alpha, "pieces": pieces}
@@ -86,7 +111,7 @@ def mlp(
     layers: list[nn.Module] = [nn.Flatten()]
     for h in hidden:
         layers += _block(
-            lambda n, w=width: nn.Linear(w, n, bias=not batchnorm),
+            lambda n, w=width: _maybe_dropconnect(nn.Linear(w, n, bias=not batchnorm), dropconnect),
             h,
             nn.BatchNorm1d if batchnorm else None,
             make_activation(activation, **accepted_options(ACTIVATIONS.get(activation), act)),
@@ -114,13 +139,28 @@ def convnet(
     pieces: int = 2,
     init_std: float | None = None,
     dropout_kind: str = "inverted",
+    depth: int = 1,
+    pool: str = "flatten",
+    downsample: str = "stride",
 ) -> nn.Sequential:
-    """Small convnet for (C, L) or (C, H, W) inputs: stride-2 [conv, (bn), activation, (dropout)] blocks, then a linear head.
+    """Small convnet for (C, L) or (C, H, W) inputs: stages of [conv, (bn), activation, (dropout)] blocks, then a linear head.
 
-    Options as in `mlp`; `channels` are the output channels per block and
+    Options as in `mlp`; `channels` are the output channels per stage and
     dropout drops whole channels (torch's Dropout1d/2d, or vanilla per channel).
+
+    Args:
+        depth: conv blocks per stage: the first halves the size, the other depth - 1 keep it (stride 1),
+            the VGG pattern of more layers at each resolution.
+        pool: "flatten" feeds the whole last map to the head; "gap" averages it over positions first
+            (global average pooling: fewer parameters, shift-invariant).
+        downsample: "stride" (stride-2 convs) or "fmp" (stride-1 conv then fractional max pooling by
+            sqrt(2), random regions in training, averaged at test; Graham 2014).
     """
     _check_options(activation, dropout, dropout_kind)
+    if depth < 1:
+        raise ConfigError(f"model.depth is the number of conv layers per stage and must be at least 1, got {depth}")
+    if downsample not in DOWNSAMPLES:
+        raise ConfigError(f"model.downsample must be one of {', '.join(DOWNSAMPLES)}, got {downsample!r}")
     if len(input_shape) not in (2, 3):
         raise ConfigError(
             f"convnet needs inputs shaped (channels, length) or (channels, height, width), got {tuple(input_shape)}; "
@@ -129,25 +169,101 @@ def convnet(
     dims = len(input_shape) - 1
     conv, bn = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
     act = {"slope": slope, "alpha": alpha, "pieces": pieces}
-    spatial = [int(s) for s in input_shape[1:]]
     c_in = int(input_shape[0])
     layers: list[nn.Module] = []
     for c_out in channels:
-        # Stride 2 halves each spatial size (padding k//2): out = floor((s - 1) / 2) + 1.
-        layers += _block(
-            lambda n, c=c_in: conv(c, n, kernel_size, stride=2, padding=kernel_size // 2, bias=not batchnorm),
-            c_out,
-            bn if batchnorm else None,
-            make_activation(activation, **accepted_options(ACTIVATIONS.get(activation), act)),
-            DROPOUTS.get(dropout_kind)(1.0 - dropout, spatial=dims) if dropout > 0 else None,
+        for layer in range(depth):
+            # Stride 2 halves each spatial size (padding k//2): out = floor((s - 1) / 2) + 1.
+            stride = 2 if layer == 0 and downsample == "stride" else 1
+            layers += _block(
+                lambda n, c=c_in, st=stride: conv(c, n, kernel_size, stride=st, padding=kernel_size // 2, bias=not batchnorm),
+                c_out,
+                bn if batchnorm else None,
+                make_activation(activation, **accepted_options(ACTIVATIONS.get(activation), act)),
+                DROPOUTS.get(dropout_kind)(1.0 - dropout, spatial=dims) if dropout > 0 else None,
+            )
+            if layer == 0 and downsample == "fmp":
+                layers.append(FractionalMaxPool())
+            c_in = c_out
+    features = nn.Sequential(*layers)
+    return apply_init(nn.Sequential(*layers, *_head(features, input_shape, num_classes, pool, dims)), init, bias, init_std)
+
+
+class ResidualBlock(nn.Module):
+    """x -> act(x' + drop_path(norm(conv(act(norm(conv(x))))))), x' = x or a 1x1 projection when the shape changes (He 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, dims: int, norm: str, kernel_size: int, activation: nn.Module, drop_path: float) -> None:
+        super().__init__()
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
+        pad = kernel_size // 2
+        self.branch = nn.Sequential(
+            conv(c_in, c_out, kernel_size, stride=stride, padding=pad, bias=False),
+            _norm(norm, c_out, dims),
+            activation,
+            conv(c_out, c_out, kernel_size, padding=pad, bias=False),
+            _norm(norm, c_out, dims),
         )
-        spatial = [(s - 1) // 2 + 1 for s in spatial]
-        c_in = c_out
-    features = c_in
-    for s in spatial:
-        features *= s
-    layers += [nn.Flatten(), nn.Linear(features, num_classes)]
-    return apply_init(nn.Sequential(*layers), init, bias, init_std)
+        shortcut = stride != 1 or c_in != c_out
+        self.shortcut = nn.Sequential(conv(c_in, c_out, 1, stride=stride, bias=False), _norm(norm, c_out, dims)) if shortcut else nn.Identity()
+        self.drop_path = DropPath(drop_path)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.shortcut(x) + self.drop_path(self.branch(x)))
+
+
+NORMS = ("bn", "ln")
+
+
+def _norm(kind: str, channels: int, dims: int) -> nn.Module:
+    # "ln": LayerNorm over (C, *spatial) of each sample, which is GroupNorm with one group.
+    if kind == "bn":
+        return (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(channels)
+    return nn.GroupNorm(1, channels)
+
+
+@MODELS.register("resnet")
+def resnet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    channels: Sequence[int] = (32, 64, 128),
+    depth: int = 1,
+    kernel_size: int = 3,
+    activation: str = "relu",
+    init: str = "he",
+    norm: str = "bn",
+    drop_path: float = 0.0,
+) -> nn.Sequential:
+    """Small residual net for (C, L) or (C, H, W) inputs: a conv stem, `depth` residual blocks per stage, global average pooling, a linear head.
+
+    Args:
+        channels: output channels per stage; every stage after the first starts with stride 2.
+        depth: residual blocks per stage.
+        norm: "bn" (batch norm) or "ln" (layer norm: no batch statistics, same in training and test).
+        drop_path: stochastic depth: the probability of skipping each residual branch for a sample in
+            training, rising linearly from 0 at the first block to this value at the last (Huang 2016).
+    """
+    ACTIVATIONS.get(activation)
+    if len(input_shape) not in (2, 3):
+        raise ConfigError(f"resnet needs inputs shaped (channels, length) or (channels, height, width), got {tuple(input_shape)}; use model.name = 'mlp'")
+    if norm not in NORMS:
+        raise ConfigError(f"model.norm must be one of {', '.join(NORMS)} (batch or layer norm), got {norm!r}")
+    if depth < 1 or not 0.0 <= drop_path < 1.0:
+        raise ConfigError(f"resnet needs model.depth >= 1 and model.drop_path in [0, 1), got {depth} and {drop_path}")
+    dims = len(input_shape) - 1
+    conv = nn.Conv1d if dims == 1 else nn.Conv2d
+    c_in = int(input_shape[0])
+    layers: list[nn.Module] = [conv(c_in, channels[0], kernel_size, padding=kernel_size // 2, bias=False), _norm(norm, channels[0], dims), make_activation(activation)]
+    c_in, n_blocks, k = channels[0], len(channels) * depth, 0
+    for stage, c_out in enumerate(channels):
+        for b in range(depth):
+            stride = 2 if stage > 0 and b == 0 else 1
+            rate = drop_path * k / max(1, n_blocks - 1)
+            layers.append(ResidualBlock(c_in, c_out, stride, dims, norm, kernel_size, make_activation(activation), rate))
+            c_in, k = c_out, k + 1
+    features = nn.Sequential(*layers)
+    return apply_init(nn.Sequential(*layers, *_head(features, input_shape, num_classes, "gap", dims)), init, 0.0, None)
 
 
 @MODELS.register("script")

@@ -10,9 +10,14 @@ L2 is torch's `weight_decay` (the optimisers take it). What torch lacks is here:
 - `l1_penalty(model, strength)`: lambda * sum |w|, added to the training loss.
 - `max_norm_(model, c)` and the `MaxNorm` callback: after each step, rescale every
   unit's incoming weight vector to ||w|| <= c.
+- The other "noise in training, averaged out at test" layers: `DropConnect`
+  (drops weights), `DropPath` (stochastic depth of residual branches) and
+  `FractionalMaxPool` (random pooling regions).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -123,3 +128,115 @@ class MaxNorm:
 
     def __repr__(self) -> str:
         return f"MaxNorm(c={self.c})"
+
+
+class DropConnect(nn.Module):
+    """Wrap a Linear or Conv layer to drop single *weights* instead of units (Wan et al. 2013).
+
+    Training: y = layer(x) computed with W * M / p, M ~ Bernoulli(p) per weight,
+    a fresh mask per forward pass (per mini-batch, not per sample: the cheap
+    form); eval: the full weights W, which is the expectation of W * M / p (the
+    inverted scaling puts the 1/p in training, as inverted dropout does).
+
+    Args:
+        layer: an nn.Linear or nn.Conv1d/2d (its init, bias and max-norm are untouched).
+        drop: probability of dropping a weight, in [0, 1).
+    """
+
+    def __init__(self, layer: nn.Module, drop: float = 0.5) -> None:
+        super().__init__()
+        if not isinstance(layer, AFFINE):
+            raise ConfigError(f"DropConnect wraps a Linear or Conv layer, got {type(layer).__name__}")
+        if not 0.0 <= drop < 1.0:
+            raise ConfigError(f"model.dropconnect is the probability of dropping a weight and must be in [0, 1), got {drop}")
+        self.layer, self.drop = layer, drop
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.drop == 0:
+            return self.layer(x)
+        keep = 1.0 - self.drop
+        w = self.layer.weight
+        weight = w * (torch.rand_like(w) < keep).to(w.dtype) / keep
+        if isinstance(self.layer, nn.Linear):
+            return nn.functional.linear(x, weight, self.layer.bias)
+        return self.layer._conv_forward(x, weight, self.layer.bias)
+
+    def extra_repr(self) -> str:
+        return f"drop={self.drop}"
+
+
+class FractionalMaxPool(nn.Module):
+    """Fractional max pooling (Graham 2014) for (N, C, L) or (N, C, H, W) maps: shrink each size by `ratio` in (1, 2].
+
+    Training: pooling regions of size 1 or 2 (ceil(ratio)) laid out by a random
+    offset u ~ U(0, 1) per sample and channel, region i starting at
+    floor(ratio * (i + u)) - floor(ratio * u), so every batch sees another grid:
+    noise in training. Eval: the mean of the pooled maps over `draws` fixed,
+    evenly spaced offsets, a deterministic average of the noise, as the paper's
+    test-time averaging over draws. 2-D maps use torch's fractional_max_pool2d
+    with the same offsets; 1-D maps this module's own gather.
+
+    Args:
+        ratio: the size reduction per pooling, e.g. sqrt(2) (the paper's choice) or 1.5.
+        draws: offsets averaged at evaluation.
+    """
+
+    def __init__(self, ratio: float = 2**0.5, draws: int = 4) -> None:
+        super().__init__()
+        if not 1.0 < ratio <= 2.0:
+            raise ConfigError(f"fractional max pooling ratio must be in (1, 2], got {ratio}")
+        self.ratio, self.draws = ratio, draws
+
+    def out_size(self, size: int) -> int:
+        """Output length for an input length: floor((size - 1) / ratio), at least 1."""
+        return max(1, int((size - 1) / self.ratio))
+
+    def _pool1d(self, x: Tensor, u: Tensor) -> Tensor:
+        n_out, k = self.out_size(x.shape[-1]), math.ceil(self.ratio)
+        i = torch.arange(n_out + 1, device=x.device, dtype=x.dtype)
+        bounds = torch.floor(self.ratio * (i + u[..., None])) - torch.floor(self.ratio * u[..., None])  # (N, C, n_out + 1)
+        start, end = bounds[..., :-1].long(), bounds[..., 1:].long().clamp(max=x.shape[-1])
+        idx = torch.minimum(start[..., None] + torch.arange(k, device=x.device), (end - 1)[..., None])  # (N, C, n_out, k)
+        return x.gather(-1, idx.flatten(-2)).view(*idx.shape).amax(-1)
+
+    def _pool(self, x: Tensor, u: Tensor) -> Tensor:
+        if x.ndim == 3:
+            return self._pool1d(x, u[..., 0])
+        out = (self.out_size(x.shape[-2]), self.out_size(x.shape[-1]))
+        return nn.functional.fractional_max_pool2d(x, 2, output_size=out, _random_samples=u.to(x.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in (3, 4):
+            raise ConfigError(f"fractional max pooling takes (N, C, L) or (N, C, H, W) maps, got shape {tuple(x.shape)}")
+        shape = (x.shape[0], x.shape[1], 2)
+        if self.training:
+            return self._pool(x, torch.rand(shape, device=x.device))
+        offsets = [(d + 0.5) / self.draws for d in range(self.draws)]
+        return torch.stack([self._pool(x, torch.full(shape, u, device=x.device)) for u in offsets]).mean(0)
+
+    def extra_repr(self) -> str:
+        return f"ratio={self.ratio:.3g}, draws={self.draws}"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a residual branch for whole samples in training.
+
+    Training: branch(x) * m / p per sample, m ~ Bernoulli(p = 1 - drop); eval:
+    the branch unchanged (its expectation), so a residual block is x + branch(x).
+    """
+
+    def __init__(self, drop: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= drop < 1.0:
+            raise ConfigError(f"model.drop_path is the probability of skipping a residual branch and must be in [0, 1), got {drop}")
+        self.drop = drop
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.drop == 0:
+            return x
+        keep = 1.0 - self.drop
+        mask = (torch.rand((x.shape[0], *[1] * (x.ndim - 1)), device=x.device) < keep).to(x.dtype)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"drop={self.drop}"

@@ -13,7 +13,8 @@ Where torch's form differs from the lectures' (each tested in tests/optim):
 - adagrad / rmsprop / adam: eps is added *outside* the square root, as in the
   lectures (TensorFlow's RMSProp adds it inside).
 - weight_decay (L2) adds lambda*w to the gradient before the rule (coupled, also
-  for Adam; not AdamW's decoupled decay).
+  for Adam); "adamw" decouples it (Loshchilov & Hutter 2019): w -= lr*lambda*w,
+  then the Adam step, so the decay is not divided by sqrt(v).
 - lbfgs needs the whole training set per step and a closure that re-evaluates
   the loss; `fit` provides both (see `FULL_BATCH`).
 """
@@ -33,7 +34,7 @@ Params = Iterable[nn.Parameter] | Iterable[dict]
 
 # Used when a recipe names no learning rate: a rate that trains standardised small
 # nets, not a tuned optimum (Adam's 1e-3 is the lectures' default; plain SGD needs more).
-DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 1e-2, "rmsprop": 1e-3, "adam": 1e-3, "lbfgs": 1.0}
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 1e-2, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3, "lbfgs": 1.0}
 
 # Optimisers that must see the whole training set per step (deterministic gradients).
 FULL_BATCH = frozenset({"lbfgs"})
@@ -87,6 +88,19 @@ def adam(
 ) -> torch.optim.Optimizer:
     """Momentum plus RMSProp scaling with bias correction; the default choice (lr 1e-3)."""
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(
+    params: Params,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """Adam with decoupled weight decay: w -= lr*lambda*w apart from the adaptive step (typical lambda 1e-2..1e-1)."""
+    return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
 @OPTIMIZERS.register("lbfgs")

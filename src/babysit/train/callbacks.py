@@ -141,3 +141,50 @@ class DivergenceGuard:
 
     def __repr__(self) -> str:
         return f"DivergenceGuard(factor={self.factor}, every={self.every})"
+
+
+class EarlyStopping:
+    """Stop training (status "stopped") once `monitor` has not improved for `patience` epochs.
+
+    The lectures' advice is to track validation performance and keep the best
+    model; this stops the run when it no longer pays. The weights evaluated at
+    the end are the last epoch's (or their average), not the best epoch's: the
+    result's summary names both accuracies.
+
+    Args:
+        patience: epochs without a new best before stopping, >= 1.
+        monitor: "val_loss" (lower is better) or "val_accuracy" (higher is better).
+    """
+
+    MONITORS = ("val_loss", "val_accuracy")
+
+    def __init__(self, patience: int, monitor: str = "val_loss") -> None:
+        if patience < 1:
+            raise ConfigError(f"train.patience must be at least 1 epoch, got {patience}")
+        if monitor not in self.MONITORS:
+            raise ConfigError(f"train.monitor must be one of {', '.join(self.MONITORS)}, got {monitor!r}{did_you_mean(monitor, self.MONITORS)}")
+        self.patience, self.monitor = patience, monitor
+        self.best: float | None = None
+        self.waited = 0
+
+    def on_fit_start(self, state) -> None:
+        self.best, self.waited = None, 0
+
+    def state_dict(self) -> dict[str, float | int | None]:
+        return {"best": self.best, "waited": self.waited}
+
+    def load_state_dict(self, state: dict[str, float | int | None]) -> None:
+        self.best, self.waited = state["best"], int(state["waited"] or 0)
+
+    def on_epoch_end(self, state) -> None:
+        value = state.history.records[-1][self.monitor]
+        sign = -1.0 if self.monitor == "val_loss" else 1.0
+        if self.best is None or sign * value > sign * self.best:
+            self.best, self.waited = value, 0
+            return
+        self.waited += 1
+        if self.waited >= self.patience:
+            state.request_stop("stopped", f"early stopping: no better {self.monitor} than {self.best:.4g} for {self.patience} epochs")
+
+    def __repr__(self) -> str:
+        return f"EarlyStopping(patience={self.patience}, monitor={self.monitor!r})"

@@ -43,7 +43,7 @@ class Recipe:
         device: "auto" (CUDA when available), "cpu" or "cuda[:i]".
         rho: RMSProp's cache decay (0.9, 0.99, 0.999).
         schedule: a name from `SCHEDULES` (none, step, exponential, inverse_time, cyclic),
-            stepped per epoch; `period` (epochs per step or cycle), `gamma` (step factor)
+            stepped per epoch, or warmup, cosine, onecycle, stepped per batch over the whole run; `period` (epochs per step or cycle), `gamma` (step factor)
             and `decay_rate` (k of a0*e^-kt and a0/(1+kt)) are its options.
         momentum_final: anneal momentum linearly from `momentum` to this over the epochs
             (e.g. 0.5 -> 0.99); momentum and nesterov only.
@@ -51,6 +51,12 @@ class Recipe:
         max_norm: c of the max-norm constraint ||w|| <= c per unit, applied after each step.
         averaging: a name from `AVERAGING` (none, polyak, ema): evaluate averaged weights.
         ema_decay: per-step decay of the "ema" average.
+        warmup_epochs: linear warm-up length (epochs) of the per-batch "warmup" and "cosine" schedules.
+        label_smoothing: eps of label smoothing: the training target is (1 - eps) one-hot + eps / C
+            (Szegedy 2016); validation and test losses stay plain cross-entropy.
+        clip_grad_norm: rescale the whole gradient to this L2 norm when it is larger (before each step).
+        patience: stop (status "stopped") after this many epochs without a new best `monitor`.
+        monitor: what early stopping watches, "val_loss" (lower is better) or "val_accuracy".
         body_lr_factor: lr of every layer but the head, as a fraction of lr (transfer
             learning: 0.1 fine-tunes the body gently, 0 freezes it).
         precision: "fp32", or "bf16" for bf16 autocast of the forward pass on CUDA
@@ -80,6 +86,11 @@ class Recipe:
     ema_decay: float = 0.99
     body_lr_factor: float = 1.0
     precision: str = "fp32"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    clip_grad_norm: float | None = None
+    patience: int | None = None
+    monitor: str = "val_loss"
 
     def __post_init__(self) -> None:
         OPTIMIZERS.get(self.optimizer)
@@ -111,6 +122,8 @@ class Recipe:
             raise ConfigError(f"train.rho must be in [0, 1), got {self.rho}")
         if self.momentum_final is not None and self.optimizer not in ("momentum", "nesterov"):
             raise ConfigError(f"train.momentum_final anneals momentum; optimizer '{self.optimizer}' has none, use momentum or nesterov")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1) (0.1 is usual), got {self.label_smoothing}")
         if self.l1 < 0:
             raise ConfigError(f"train.l1 must be >= 0, got {self.l1}")
         if not 0.0 <= self.body_lr_factor <= 1.0:
@@ -156,14 +169,24 @@ class FitResult:
     stop_reason: str = ""
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready scalars (what `babysit train --json` prints)."""
+        """JSON-ready scalars (what `babysit train --json` prints).
+
+        `test_loss` / `test_accuracy` are those of the weights the run ended with
+        (the last epoch's, or their average when `train.averaging` is on), the
+        same weights as `final_val_accuracy`; `best_val_accuracy` is the best
+        epoch's (`best_epoch`), whose weights were not kept, so it is not the
+        epoch the test numbers belong to.
+        """
         best = self.history.best("val_accuracy")
+        last = self.history.records[-1] if len(self.history) else {}
         return {
             "status": self.status,
             "epochs": self.epochs,
             "test_loss": self.test_loss,
             "test_accuracy": self.test_accuracy,
+            "final_val_accuracy": last.get("val_accuracy"),
             "best_val_accuracy": best["val_accuracy"] if best else None,
+            "best_epoch": best["epoch"] if best else None,
             "seconds": round(self.seconds, 3),
             "stop_reason": self.stop_reason,
         }

@@ -123,10 +123,12 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             with amp:
                 scores = model(xb)
-                loss = F.cross_entropy(scores, yb)
+                loss = F.cross_entropy(scores, yb, label_smoothing=recipe.label_smoothing)
             (loss + l1_penalty(model, recipe.l1)).backward()
+            if recipe.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
             # L-BFGS re-evaluates through the closure (its first call repeats this step's forward pass).
-            optimizer.step(full_batch_closure(optimizer, model, xb, yb, recipe.l1) if full_batch else None)
+            optimizer.step(full_batch_closure(optimizer, model, xb, yb, recipe.l1, recipe.label_smoothing) if full_batch else None)
             state.step += 1
             state.loss = loss.detach()
             loss_sum += state.loss * len(yb)

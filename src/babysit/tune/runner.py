@@ -94,9 +94,9 @@ def check_space(base: RunConfig, space: dict[str, Param]) -> None:
             raise ConfigError("'train.epochs' is set by the search (tune.epochs, tune.epoch_growth); remove it from the space")
     # Both ends of every range must make a valid config (unknown keys get the config's suggestion;
     # a momentum range reaching 1 is refused by the recipe).
-    lows = {k: p.from_t(p.t_range()[0]) if p.numeric else p.choices[0] for k, p in space.items()}
-    highs = {k: p.from_t(p.t_range()[1]) if p.numeric else p.choices[-1] for k, p in space.items()}
-    every_choice = [{**lows, k: c} for k, p in space.items() if not p.numeric for c in p.choices]
+    lows = {k: p.from_t(p.t_range()[0]) if p.numeric else p.options[0] for k, p in space.items()}
+    highs = {k: p.from_t(p.t_range()[1]) if p.numeric else p.options[-1] for k, p in space.items()}
+    every_choice = [{**lows, k: c} for k, p in space.items() if not p.numeric for c in p.options]
     for values in (lows, highs, *every_choice):
         trial_config(base, values, 1)
 

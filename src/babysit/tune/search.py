@@ -260,7 +260,7 @@ def narrow(space: Space, top: list[Outcome], carried: list[dict[str, Any]], wide
     Numeric ranges shrink, in t, to the top-k hull plus a margin (at least MIN_SHRINK of the
     old width, never outside it); with `widen`, a range whose best sits at its edge is instead
     re-centred on the best with its width kept, clipped to the kind's domain. Choices keep the
-    values the top-k used. Every range is stretched to hold the carried configurations.
+    values the top-k used (in `allowed`: Optuna's distribution keeps them all). Every range is stretched to hold the carried configurations.
     """
     if not top:
         return dict(space), [f"no trial of stage {stage} finished with a score; ranges kept"]
@@ -269,8 +269,8 @@ def narrow(space: Space, top: list[Outcome], carried: list[dict[str, Any]], wide
     notes = []
     for key, param in space.items():
         if not param.numeric:
-            keep = [c for c in param.choices if any(o.values[key] == c for o in top) or any(v[key] == c for v in carried)]
-            new[key] = Param("choice", choices=tuple(keep))
+            keep = [c for c in param.options if any(o.values[key] == c for o in top) or any(v[key] == c for v in carried)]
+            new[key] = param.with_allowed(keep)  # same distribution for Optuna, fewer values to sample
             continue
         lo, hi = param.t_range()
         width = hi - lo

@@ -51,7 +51,10 @@ class Param:
         kind: one of KINDS.
         low, high: the range in value space (numeric kinds), low < high.
         log: int_uniform only: sample on a log scale.
-        choices: choice only: the values to pick from.
+        choices: choice only: the values of the parameter; Optuna's CategoricalDistribution
+            holds all of them in every stage (it refuses a changed list under the same name).
+        allowed: choice only: the values a narrowed stage may still pick (a subset of
+            `choices`; empty: all of them). Coarse-to-fine narrows this, not `choices`.
     """
 
     kind: str
@@ -59,6 +62,7 @@ class Param:
     high: float = 0.0
     log: bool = False
     choices: tuple[Any, ...] = ()
+    allowed: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -68,6 +72,8 @@ class Param:
                 raise ConfigError("choice([...]) needs at least one value")
             if len(set(map(repr, self.choices))) != len(self.choices):
                 raise ConfigError(f"choice({list(self.choices)}) lists a value twice")
+            if any(a not in self.choices for a in self.allowed):
+                raise ConfigError(f"choice narrowed to {list(self.allowed)}, values outside {list(self.choices)}")
             return
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (self.low, self.high)):
             raise ConfigError(f"{self.kind} needs two finite numbers, got ({self.low!r}, {self.high!r})")
@@ -86,6 +92,15 @@ class Param:
             object.__setattr__(self, "high", int(self.high))
 
     # -- the transformed coordinate -------------------------------------------------
+
+    @property
+    def options(self) -> tuple[Any, ...]:
+        """choice only: the values this stage samples from (`allowed`, or all `choices`)."""
+        return self.allowed or self.choices
+
+    def with_allowed(self, values: Sequence[Any]) -> Param:
+        """This choice narrowed to `values` (kept in `choices`' order), the distribution unchanged."""
+        return Param("choice", choices=self.choices, allowed=tuple(c for c in self.choices if c in values))
 
     @property
     def numeric(self) -> bool:
@@ -190,14 +205,14 @@ class Param:
     def sample(self, rng: np.random.Generator) -> Any:
         """One random value: uniform in t (r ~ U(a, b), value = 10^r for log kinds)."""
         if self.kind == "choice":
-            return self.choices[int(rng.integers(len(self.choices)))]
+            return self.options[int(rng.integers(len(self.options)))]
         return self.from_t(float(rng.uniform(*self.t_range())))
 
     def grid(self, n: int) -> list[Any]:
         """Up to `n` distinct values, ascending, at the centres of n equal cells in t (the edges are rarely best)."""
         if self.kind == "choice":
-            idx = sorted({round(i * (len(self.choices) - 1) / max(n - 1, 1)) for i in range(n)}) if n > 1 else [0]
-            return [self.choices[i] for i in idx]
+            idx = sorted({round(i * (len(self.options) - 1) / max(n - 1, 1)) for i in range(n)}) if n > 1 else [0]
+            return [self.options[i] for i in idx]
         lo, hi = self.t_range()
         values = [self.from_t(lo + (i + 0.5) * (hi - lo) / n) for i in range(n)]
         return sorted(set(values))
@@ -205,14 +220,14 @@ class Param:
     def size(self) -> float:
         """How many distinct values the parameter has (inf for floats)."""
         if self.kind == "choice":
-            return len(self.choices)
+            return len(self.options)
         if self.kind == "int_uniform":
             return self.high - self.low + 1
         return math.inf
 
     def __str__(self) -> str:
         if self.kind == "choice":
-            return f"choice([{', '.join(_literal(c) for c in self.choices)}])"
+            return f"choice([{', '.join(_literal(c) for c in self.options)}])"
         args = f"{_literal(self.low)}, {_literal(self.high)}"
         return f"{self.kind}({args}, log=true)" if self.log else f"{self.kind}({args})"
 
