@@ -250,6 +250,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return tuple(_coerce(v, item, key) for v in value)
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # No setting means anything at NaN or infinity; accepting one trains garbage silently.
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value}")
             return float(value)
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -23,6 +23,14 @@ class DataError(BabysitError, ValueError):
     """A data set is missing, malformed or inconsistent."""
 
 
+class ModelError(BabysitError, RuntimeError):
+    """A user's model (a script or module) misbehaves: it exits, hangs, or returns the wrong thing."""
+
+
+class StoreError(BabysitError, OSError):
+    """A file or folder on disk is in the way, unreadable, damaged or unwritable."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

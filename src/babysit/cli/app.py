@@ -2,16 +2,79 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
-from collections.abc import Callable
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
+from rich.markup import escape
 
 from babysit.errors import BabysitError
+from babysit.io import atomic_write_text
+
+EXIT_USER = 2  # bad input: a config, a flag, a file
+EXIT_CRASH = 3  # a bug in babysit: one line and a crash log, never a bare traceback
+
+
+def write_crash_log(exc: BaseException, argv: Sequence[str] | None = None) -> Path:
+    """Write the traceback of an unexpected exception to a fresh file in the temp folder, atomically."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path = Path(tempfile.gettempdir()) / f"babysit-crash-{stamp}.log"
+    argv = list(sys.argv if argv is None else argv)
+    text = f"babysit {' '.join(argv)}\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return atomic_write_text(path, text)
+
+
+def report_crash(exc: BaseException, argv: Sequence[str] | None = None) -> int:
+    """Print one line naming an unexpected exception and where its traceback went; return exit code 3."""
+    try:
+        where = f"the traceback is in {write_crash_log(exc, argv)}"
+    except OSError as e:  # the temp folder itself is unwritable: still one line
+        where = f"no crash log written ({e.strerror})"
+    err.print(f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))[:300]}; {escape(where)}; please report it", highlight=False, soft_wrap=True)
+    return EXIT_CRASH
+
+
+class BoundaryGroup(typer.core.TyperGroup):
+    """The one error boundary of the CLI: every way out of a command ends in one line and a known exit code.
+
+    Typer's own usage errors (`--lr fast`) become one line and exit 2 instead of a
+    boxed panel; babysit's errors exit 2; anything else is a bug and exits 3 with a
+    crash log. Overriding `main` covers both the console script and CliRunner.
+    """
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(args=argv, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except typer.TyperException as e:  # click's usage errors: bad flag type, unknown command, missing value
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `babysit {ctx.info_name} --help`)" if ctx is not None and ctx.parent is not None else " (see `babysit --help`)"
+            err.print(f"[bold red]error:[/] {escape(e.format_message())}{hint}", highlight=False, soft_wrap=True)
+            code = EXIT_USER if e.exit_code in (1, 2) else e.exit_code
+        except typer.Abort:
+            err.print("[yellow]interrupted[/]")
+            code = 130
+        except BabysitError as e:
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            code = EXIT_USER
+        except Exception as e:  # noqa: BLE001  (the boundary: a bug still gets one line, a log and exit 3)
+            code = report_crash(e, argv)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
 
 app = typer.Typer(
+    cls=BoundaryGroup,
     name="babysit",
     help="Train neural networks the CS231n way, and babysit them.",
     no_args_is_help=True,
@@ -36,8 +99,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except BabysitError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USER) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None

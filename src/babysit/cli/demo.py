@@ -27,7 +27,7 @@ PAPER_ROW = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94}
 @user_errors
 def demo(epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the number of epochs (a quick look).")) -> None:
     """Train the built-in convnet on MNIST-1D and compare with the paper's reference row."""
-    raw = {**DEMO_CONFIG, "train": {**DEMO_CONFIG["train"], **({"epochs": epochs} if epochs else {})}}
+    raw = {**DEMO_CONFIG, "train": {**DEMO_CONFIG["train"], **({"epochs": epochs} if epochs is not None else {})}}
     cfg = build_config(raw)
     out.print(f"[bold]babysit demo[/]: {cfg.model.name} on {cfg.data.name}, {cfg.train.optimizer} lr={cfg.train.lr}, {cfg.train.epochs} epochs")
     result = run(cfg).result

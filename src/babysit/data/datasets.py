@@ -302,6 +302,13 @@ def from_raw(name: str, raw: RawData, *, val_fraction: float = 0.1, seed: int = 
     order = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(seed))
     n_val = max(1, math.floor(len(y_tr) * val_fraction))
     val_idx, train_idx = order[:n_val], order[n_val:]
+    if num_classes < 2:
+        raise DataError(f"{name}: only {num_classes} class ({', '.join(map(str, raw.class_names))}); a classifier needs at least 2 classes")
+    if len(train_idx) < num_classes:
+        raise ConfigError(
+            f"data.val_fraction={val_fraction} leaves {len(train_idx)} of {len(y_tr)} training samples for "
+            f"{num_classes} classes; lower it (0.1 is usual)"
+        )
     return Dataset(
         name=name,
         train=Split(x_tr[train_idx], y_tr[train_idx]),

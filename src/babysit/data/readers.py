@@ -9,8 +9,10 @@ missing or malformed file is one `DataError` line naming the file and the fix.
 from __future__ import annotations
 
 import csv
+import warnings
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +112,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _read_csv(path: Path, label_column: str) -> dict[str, np.ndarray]:
     """Features from every column but `label_column`; labels are class indices or class names."""
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"arrays: '{path}' is not a UTF-8 text CSV ({e.__class__.__name__}); save it as CSV text with a header row") from None
     if len(rows) < 2:
         raise DataError(f"arrays: '{path}' needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
@@ -179,5 +184,35 @@ def arrays(path: str | None = None, label_column: str = "label") -> RawData:
     if "class_names" in a:
         names = [str(n) for n in a["class_names"]]
     else:
-        names = [str(i) for i in range(int(y_all.max()) + 1 if len(y_all) else 0)]
+        names, remap = _class_indices(y_all, file)
+        if remap is not None:
+            y_train, y_test = remap(y_train), remap(y_test)
     return RawData(x_train, y_train, x_test, y_test, names)
+
+
+# A label range this much larger than the sample count is a corrupt file, not a class layout;
+# building that many output units would exhaust memory before any message.
+MAX_RANGE_PER_SAMPLE = 100
+MIN_RANGE_LIMIT = 1000
+
+
+def _class_indices(y: Any, file: Path) -> tuple[list[str], Callable[[np.ndarray], np.ndarray] | None]:
+    """Class names for integer labels, and a remapping to 0..C-1 when the labels skip values (with a warning)."""
+    if not len(y):
+        return [], None
+    top, n = int(y.max()), len(y)
+    limit = max(MIN_RANGE_LIMIT, MAX_RANGE_PER_SAMPLE * n)
+    if top + 1 > limit:
+        raise DataError(
+            f"arrays: '{file}' has labels up to {top} for {n} samples: a label range far larger than the number of "
+            f"samples (limit {limit}); labels must be class indices 0..C-1"
+        )
+    present = sorted(int(v) for v in np.unique(np.asarray(y)))
+    # Negative labels (often -1 for "unlabelled") are refused by validate_arrays, not remapped away.
+    if present[0] < 0 or present == list(range(len(present))):
+        return [str(i) for i in range(top + 1)], None
+    mapping = {old: new for new, old in enumerate(present)}
+    shown = ", ".join(f"{old}->{new}" for old, new in mapping.items())
+    warnings.warn(f"arrays: '{file}' labels are not 0..{len(present) - 1}; remapped {shown}", stacklevel=2)
+    lookup = np.vectorize(lambda v: mapping[int(v)], otypes=[np.int64])
+    return [str(old) for old in present], lambda labels: lookup(np.asarray(labels)) if np.size(labels) else np.asarray(labels, dtype=np.int64)

@@ -102,6 +102,8 @@ class Recipe:
             raise ConfigError(f"train.epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
+        if not 0 <= self.seed < 2**32:  # numpy's generators take 0 .. 2**32-1
+            raise ConfigError(f"train.seed must be in [0, 2**32), got {self.seed}")
         for name in ("momentum", "beta1", "beta2"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
