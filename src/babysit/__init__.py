@@ -28,6 +28,7 @@ from babysit.train.state import FitResult, Recipe
 from babysit.train.trainer import evaluate, fit
 from babysit.tune.session import search
 from babysit.watch.probes import watch
+from babysit.workflows.auto import auto
 from babysit.workflows.doctor import doctor
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "FitResult",
     "Recipe",
     "RunConfig",
+    "auto",
     "blocks",
     "build_config",
     "build_model",

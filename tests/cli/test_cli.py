@@ -77,10 +77,11 @@ def test_datasets_lists_the_builtin_sets():
     assert "mnist1d" in result.stdout and "digits" in result.stdout
 
 
-def test_demo_smoke_prints_the_paper_row():
-    result = invoke("demo", "--epochs", "1")
+def test_demo_smoke_prints_the_paper_row(tmp_path):
+    result = invoke("demo", "--budget", "12s", "--out", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
-    assert "CNN (paper)" in result.stdout and "babysit convnet" in result.stdout
+    assert "CNN (paper)" in result.stdout and "babysit auto convnet" in result.stdout
+    assert f"report: {tmp_path / 'demo' / 'report.html'}" in result.stdout.replace("\n", "")
 
 
 def test_a_diverged_run_prints_strict_json():

@@ -80,7 +80,6 @@ def test_the_readme_example_runs_with_a_small_budget(tmp_path):
         (("-p", "train.lr=log_uniform(1e-3, 1)", "--strategy", "bayes"), "unknown search strategy 'bayes'"),
         (("-p", "train.lr=log_uniform(1e-3, 1)", "--mode", "caviarr"), "unknown execution mode 'caviarr'"),
         (("-p", "train.lr=log_uniform(1e-3, 1)", "--study", "../x"), "study name '../x' must be letters"),
-        ((), "the search space is empty"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, message):
@@ -96,3 +95,20 @@ def test_unknown_setting_in_a_search_file_gets_a_suggestion(tmp_path):
     search.write_text('stratgy = "grid"\n[space]\n"train.lr" = "log_uniform(1e-3, 1)"\n')
     result = tune(tmp_path, "--search", str(search))
     assert result.exit_code == 2 and "unknown config key 'tune.stratgy' (did you mean 'tune.strategy'?)" in result.stderr
+
+
+def test_without_param_it_searches_the_default_space_and_exports_a_runnable_config(tmp_path):
+    best = tmp_path / "best.toml"
+    where = ("--storage", str(tmp_path / "journal.log"), "--report", str(tmp_path / "report.html"))
+    result = runner.invoke(app, ["tune", "--data", "mnist1d", "--model", "mlp", "--trials", "8", "--epochs", "1", *where, "--export", str(best), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = last_json(result)
+    assert sum(summary["trials"].values()) == 8 and summary["trials"]["complete"] >= 6
+    assert set(summary["best_values"]) == {"train.lr", "train.weight_decay"}
+    # lr 30x below to 3x above the range test's proposal; weight decay in 1e-6..1e-2.
+    centre = float(re.search(r"range test lr ([0-9.e-]+)", result.stderr).group(1))
+    assert centre / 32 <= summary["best_values"]["train.lr"] <= centre * 3.2
+    assert 1e-6 <= summary["best_values"]["train.weight_decay"] <= 1e-2
+    trained = runner.invoke(app, ["train", "--config", str(best), "--train.epochs=1", "--json"])
+    assert trained.exit_code == 0, trained.output
+    assert last_json(trained)["test_accuracy"] > 0.15  # ten classes: above chance after one epoch

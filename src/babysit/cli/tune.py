@@ -14,6 +14,8 @@ from babysit.cli.train import config_from_cli
 from babysit.config import build_section, load_toml, merge
 from babysit.errors import ConfigError
 from babysit.io import json_line
+from babysit.build import load_data
+from babysit.tune.defaults import default_space
 from babysit.tune.live import fmt
 from babysit.tune.report import write_report
 from babysit.tune.results import TuneResult
@@ -94,7 +96,11 @@ def tune(
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default runs/tune/<study>/report.html)."),
     as_json: bool = typer.Option(False, "--json", help="No live table; print the summary as one JSON object on the last line."),
 ) -> None:
-    """Search hyperparameters: random, grid, tpe or coarse_to_fine; re-running the same command resumes it."""
+    """Search hyperparameters: random, grid, tpe or coarse_to_fine; re-running the same command resumes it.
+
+    Without --param or a search file it searches learning rate (30x below to 3x above the
+    range test's proposal) and weight decay (1e-6..1e-2), both log-uniform.
+    """
     base = config_from_cli(config, {"data": {"name": data}, "model": {"name": model}, "train": {"optimizer": optimizer}}, ctx.args)
     flags = {
         "strategy": strategy, "trials": trials, "epochs": epochs, "stages": stages, "epoch_growth": epoch_growth,
@@ -102,7 +108,15 @@ def tune(
     }  # fmt: skip
     space, settings = search_from_cli(search_file, param, flags)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    result = search(base, space, settings, mode=mode, workers=workers, storage=storage, study=study or "", progress=not as_json)
+    data = None
+    if not space:  # nothing named: the lectures' default space (lr around the range test's proposal, weight decay)
+        data = load_data(base.data)
+        found = default_space(base, data)
+        space = found.space
+        err.print(f"default space ({found.source} lr {found.centre:.2g}): " + ", ".join(f"{k} {p}" for k, p in space.items()), highlight=False)
+        for note in found.notes:
+            err.print(f"[yellow]{note}[/]")
+    result = search(base, space, settings, mode=mode, workers=workers, storage=storage, study=study or "", progress=not as_json, data=data)
     report_path = write_report(result, report or study_dir(result.search.study, result.search.root) / "report.html")
     if export and result.best is not None:
         result.export(export)

@@ -1,0 +1,56 @@
+"""`babysit auto`: check, range-test, search, re-evaluate and train the best, within one CPU budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from babysit.cli.app import OVERRIDES, app, out, user_errors
+from babysit.cli.train import config_from_cli
+from babysit.io import json_line
+from babysit.workflows.auto import AutoResult, auto as run_auto, parse_budget
+
+
+def print_auto(result: AutoResult) -> None:
+    """The budget as spent, stage by stage, and where the results are."""
+    table = Table(title=f"babysit auto: {result.status}, test accuracy {result.test_accuracy:.4f}")
+    table.add_column("stage")
+    table.add_column("CPU minutes", justify="right")
+    for stage, seconds in result.stages.items():
+        table.add_row(stage, f"{seconds / 60:.2f}")
+    table.add_row("[bold]total[/]", f"[bold]{result.cpu_minutes:.2f}[/]")
+    out.print(table)
+    p = result.plan
+    out.print(f"split: search {p['search_share']:.0%} of what preflight left ({p['trials']} trials, {p['coarse_epochs']} then "
+              f"{2 * p['coarse_epochs']} epochs), the rest over {p['top']}x{p['seeds']} re-evaluations and the final run "
+              f"({p['horizon_epochs']}+ epochs)", highlight=False)  # fmt: skip
+    for w in result.warnings:
+        out.print(f"[yellow]{w}[/]", highlight=False)
+    out.print(f"report: {result.report_path}\nconfig: {result.config_path} (run it with: babysit train --config {result.config_path})")
+
+
+@app.command(context_settings=OVERRIDES)
+@user_errors
+def auto(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base run config (TOML); lr and weight decay are searched."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data set name."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model family: mlp or convnet (or script with --model.script=FILE)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="CPU time of this process for everything: 10m, 90s, 1h (default: 2 min per core, at most 10, or 10 on a GPU)."),
+    fix: bool = typer.Option(False, "--fix", help="Go on past error-level preflight findings, with the range test's learning rate."),
+    out_dir: Path = typer.Option(Path("runs/auto"), "--out", help="Output folder: report.html, best.toml, auto.json, the search store."),
+    top: int = typer.Option(2, "--top", help="Best configurations re-evaluated at the final horizon."),
+    seeds: int = typer.Option(2, "--seeds", help="Seeds each re-evaluated configuration trains on."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the search's proposals."),
+    as_json: bool = typer.Option(False, "--json", help="No live line; end with one JSON object on the last line."),
+) -> None:
+    """The whole procedure, unattended: preflight, LR range test, coarse-to-fine search, re-evaluation, final run, report."""
+    base = config_from_cli(config, {"data": {"name": data}, "model": {"name": model}}, ctx.args)
+    result = run_auto(base, budget_s=parse_budget(budget) if budget else None, out_dir=out_dir, fix=fix, top=top, seeds=seeds, seed=seed, progress=not as_json)
+    if as_json:
+        print(json_line(result.summary()))
+    else:
+        print_auto(result)

@@ -1,0 +1,37 @@
+"""`babysit auto` end to end on digits with a tiny budget: stages, budget, files, one JSON line."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from babysit.cli import app
+from babysit.config import load_toml
+from babysit.errors import ConfigError
+from babysit.workflows.auto import parse_budget
+
+
+def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tmp_path):
+    out = tmp_path / "auto"
+    result = CliRunner().invoke(app, ["auto", "--data", "digits", "--model", "mlp", "--model.hidden=[32]", "--budget", "15s", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] in ("completed", "stopped") and summary["test_accuracy"] > 0.9
+    assert list(summary["stage_cpu_minutes"]) == ["preflight", "lr_range", "calibrate", "search", "reevaluate", "final", "report"]
+    # The guard stops a stage at its share; the reports' own cost is the slack.
+    assert summary["cpu_minutes"] * 60 <= 15 * 1.5
+    assert summary["reevaluated"] and all(len(r["val_accuracy"]) == 2 for r in summary["reevaluated"])
+    assert json.loads((out / "auto.json").read_text())["test_accuracy"] == summary["test_accuracy"]
+    assert "babysit auto: budget and search" in (out / "report.html").read_text()
+    cfg = load_toml(out / "best.toml")
+    assert cfg["train"]["epochs"] >= summary["plan"]["horizon_epochs"] and cfg["train"]["lr"] > 0
+
+
+@pytest.mark.parametrize("text,seconds", [("10m", 600.0), ("90s", 90.0), ("1h", 3600.0), ("45", 45.0)])
+def test_budgets_parse_as_durations(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+def test_a_bad_budget_names_the_form():
+    with pytest.raises(ConfigError, match="like 10m"):
+        parse_budget("ten minutes")
