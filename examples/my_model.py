@@ -11,7 +11,7 @@ from torch import nn
 
 
 class ConvBlock(nn.Module):
-    """conv -> batch norm -> ReLU, halving the spatial size (LECTURE_DIGEST §4: BN before the nonlinearity)."""
+    """conv -> batch norm -> ReLU, halving the spatial size (docs/lectures.md §4: BN before the nonlinearity)."""
 
     def __init__(self, c_in: int, c_out: int, dims: int) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Transfer learning without downloads (LECTURE_DIGEST §10).
+"""Transfer learning without downloads (docs/lectures.md §10).
 
 Pre-train a convnet on MNIST-1D digits 0-4, then learn digits 5-9 from only
 200 training signals in three ways: freeze the body and train a new head,

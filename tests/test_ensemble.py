@@ -1,4 +1,4 @@
-"""Ensembles (LECTURE_DIGEST §9): the averaged softmax, independent models beating their members, snapshots."""
+"""Ensembles (docs/lectures.md §9): the averaged softmax, independent models beating their members, snapshots."""
 
 import math
 

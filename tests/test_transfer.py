@@ -1,4 +1,4 @@
-"""Transfer learning (LECTURE_DIGEST §10): heads, freezing, lower body learning rates, and the end-to-end example."""
+"""Transfer learning (docs/lectures.md §10): heads, freezing, lower body learning rates, and the end-to-end example."""
 
 import runpy
 from pathlib import Path

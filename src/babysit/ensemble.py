@@ -1,4 +1,4 @@
-"""Model ensembles: average the softmax of several models (LECTURE_DIGEST §9).
+"""Model ensembles: average the softmax of several models (docs/lectures.md §9).
 
 "Train several independent models, average their predictions at test time"
 (about 2% extra accuracy); or, cheaper, take snapshots of one run, ideally at

@@ -1,4 +1,4 @@
-"""Transfer learning helpers: reuse a trained body, train a new head (LECTURE_DIGEST §10).
+"""Transfer learning helpers: reuse a trained body, train a new head (docs/lectures.md §10).
 
 The lectures' recipe: with a small data set like the pre-training one, freeze
 the network and retrain only the last layer; with more data, fine-tune all

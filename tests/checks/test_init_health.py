@@ -65,7 +65,7 @@ def test_hooks_are_removed_even_when_the_forward_pass_fails():
 
 
 def test_small_init_in_a_deep_tanh_net_vanishes():
-    # LECTURE_DIGEST §3: W = 0.01 N(0,1), 10 tanh layers: the std shrinks layer by layer to about 0.
+    # docs/lectures.md §3: W = 0.01 N(0,1), 10 tanh layers: the std shrinks layer by layer to about 0.
     r = init_health(make_ctx(deep_tanh(init="small"), unit_gaussian_data()))
     assert r.status == "fail" and r.findings[0].rule == "activations_vanish"
     stds = [s["act_std"] for s in r.evidence["layers"].values() if s["type"] == "Tanh"]

@@ -86,7 +86,7 @@ def test_spiral_is_the_lecture_spiral_and_needs_a_nonlinear_model():
     for hidden in ((), (100,)):
         bs.train.seed_everything(0)
         net = bs.blocks.mlp(data.input_shape, 3, hidden=hidden)
-        # Small data, full batch: L-BFGS's home ground (LECTURE_DIGEST §8).
+        # Small data, full batch: L-BFGS's home ground (docs/lectures.md §8).
         accuracy[hidden] = bs.fit(net, data, bs.Recipe(optimizer="lbfgs", epochs=5, device="cpu"), progress=False).test_accuracy
     # cs231n's case study: a linear classifier gets ~50%, a 2-layer net ~98%.
     assert accuracy[()] < 0.65 and accuracy[(100,)] > 0.9

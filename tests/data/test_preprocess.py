@@ -1,4 +1,4 @@
-"""Preprocessing against LECTURE_DIGEST §2: training statistics only, the formulas, whitening, saving."""
+"""Preprocessing against docs/lectures.md §2: training statistics only, the formulas, whitening, saving."""
 
 import io
 

@@ -1,4 +1,4 @@
-"""Every activation against its formula in LECTURE_DIGEST §1, values and gradients."""
+"""Every activation against its formula in docs/lectures.md §1, values and gradients."""
 
 import pytest
 import torch

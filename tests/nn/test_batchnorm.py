@@ -1,4 +1,4 @@
-"""Batch norm against LECTURE_DIGEST §4: the training formula, and the running averages used at test time."""
+"""Batch norm against docs/lectures.md §4: the training formula, and the running averages used at test time."""
 
 import pytest
 import torch
@@ -68,7 +68,7 @@ def test_gamma_sqrt_var_and_beta_mean_recover_the_identity():
 
 
 def test_batchnorm_lets_a_deep_net_with_small_init_train(digits):
-    # Batch norm makes training far less sensitive to initialisation (LECTURE_DIGEST §4).
+    # Batch norm makes training far less sensitive to initialisation (docs/lectures.md §4).
     results = {}
     for bn in (False, True):
         bs.train.seed_everything(0)

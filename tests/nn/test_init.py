@@ -1,4 +1,4 @@
-"""Initialisation schemes against LECTURE_DIGEST §3: formulas, and the deep-net activation statistics."""
+"""Initialisation schemes against docs/lectures.md §3: formulas, and the deep-net activation statistics."""
 
 import math
 

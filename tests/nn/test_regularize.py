@@ -1,4 +1,4 @@
-"""Dropout (both forms), L1 and max-norm against LECTURE_DIGEST §9."""
+"""Dropout (both forms), L1 and max-norm against docs/lectures.md §9."""
 
 import pytest
 import torch

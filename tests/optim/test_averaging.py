@@ -1,4 +1,4 @@
-"""Polyak and EMA parameter averaging (LECTURE_DIGEST §9): the formulas, evaluation on the average, a smoother curve."""
+"""Polyak and EMA parameter averaging (docs/lectures.md §9): the formulas, evaluation on the average, a smoother curve."""
 
 import numpy as np
 import pytest

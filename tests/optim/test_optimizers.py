@@ -1,4 +1,4 @@
-"""torch's optimisers against the lectures' update rules (LECTURE_DIGEST §8), on the first steps of a quadratic.
+"""torch's optimisers against the lectures' update rules (docs/lectures.md §8), on the first steps of a quadratic.
 
 f(x) = 1/2 x^T A x - b^T x with an ill-conditioned A; grad f = A x - b. Each
 reference below is the lecture's rule written out in float64; torch must give

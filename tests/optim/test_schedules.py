@@ -1,4 +1,4 @@
-"""Learning-rate schedules and momentum annealing against LECTURE_DIGEST §8, through `fit`'s history."""
+"""Learning-rate schedules and momentum annealing against docs/lectures.md §8, through `fit`'s history."""
 
 import math
 from types import SimpleNamespace

@@ -83,7 +83,7 @@ def test_transformed_coordinate_inverts(p, u):
 
 
 def test_log_uniform_puts_the_same_share_in_every_decade():
-    # r ~ U(-4, 0), lr = 10^r: a quarter of the samples per decade (LECTURE_DIGEST §6).
+    # r ~ U(-4, 0), lr = 10^r: a quarter of the samples per decade (docs/lectures.md §6).
     rng = np.random.default_rng(0)
     v = np.array([log_uniform(1e-4, 1).sample(rng) for _ in range(20000)])
     shares = [np.mean((v >= 10.0**-k) & (v < 10.0 ** (-k + 1))) for k in (4, 3, 2, 1)]

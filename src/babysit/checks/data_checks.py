@@ -1,4 +1,4 @@
-"""Data checks: zero-centring, feature scales, preprocessing leaks, class balance (LECTURE_DIGEST §2).
+"""Data checks: zero-centring, feature scales, preprocessing leaks, class balance (docs/lectures.md §2).
 
 Images (inputs with a channel axis and spatial axes) are judged per channel, as
 the lectures do (VGG subtracts one mean per channel; pixels share a scale);

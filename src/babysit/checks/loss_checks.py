@@ -1,4 +1,4 @@
-"""Loss sanity checks at initialisation, and evaluation-mode behaviour (LECTURE_DIGEST §4, §5).
+"""Loss sanity checks at initialisation, and evaluation-mode behaviour (docs/lectures.md §4, §5).
 
 - initial loss: with small weights and no regularization the softmax loss is
   ln(C) (2.303 for 10 classes), since every class gets probability 1/C;

@@ -2,7 +2,7 @@
 
 Smith (2017), "Cyclical learning rates": train for a few hundred steps while the
 learning rate grows exponentially from 1e-7, record the loss, stop once it
-diverges. The lectures' version (LECTURE_DIGEST §5.5): 1e-6 barely moves the
+diverges. The lectures' version (docs/lectures.md §5.5): 1e-6 barely moves the
 loss (too low), 1e6 gives NaN (too high); the working range lies between.
 
 The proposal must survive noise and early spikes (the complaint users make of

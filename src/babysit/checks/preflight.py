@@ -5,7 +5,7 @@
     report.findings[0].fix            # the first thing to change
     report.suggested_lr                 # from the learning-rate range test
 
-The checks run in the order of the procedure (LECTURE_DIGEST §5): data, then
+The checks run in the order of the procedure (docs/lectures.md §5): data, then
 initialisation, the loss at init, regularization, evaluation mode, the
 (opt-in) gradient check, the learning-rate range test, overfitting a tiny
 subset, and the input-independent baseline. Findings of equal severity keep

@@ -1,4 +1,4 @@
-"""Batched data augmentation on the batch's device, for the training split only (LECTURE_DIGEST §9).
+"""Batched data augmentation on the batch's device, for the training split only (docs/lectures.md §9).
 
 "Add randomness in training, average it out at test": flips, random crops and
 colour jitter make new training images from old ones. Every transform here acts

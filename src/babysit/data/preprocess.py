@@ -1,4 +1,4 @@
-"""Preprocessing fitted on the training split only, then applied unchanged (LECTURE_DIGEST §2).
+"""Preprocessing fitted on the training split only, then applied unchanged (docs/lectures.md §2).
 
 Contract: a preprocessor has `fit(x_train) -> self`, `transform(x) -> x`,
 `state_dict()` / `load_state_dict()`; `transform` before `fit` is an error.

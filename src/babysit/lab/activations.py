@@ -1,4 +1,4 @@
-"""Lab `activations`: each activation and its derivative, and where its gradient dies (LECTURE_DIGEST §1)."""
+"""Lab `activations`: each activation and its derivative, and where its gradient dies (docs/lectures.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lab `batchnorm`: batch norm rescues a badly initialised deep net; its noise shrinks with batch size (LECTURE_DIGEST §4)."""
+"""Lab `batchnorm`: batch norm rescues a badly initialised deep net; its noise shrinks with batch size (docs/lectures.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lab `init`: activation statistics through a deep net for each weight initialisation (LECTURE_DIGEST §3).
+"""Lab `init`: activation statistics through a deep net for each weight initialisation (docs/lectures.md §3).
 
 The lectures' demo: 10 layers of 500 units on unit-gaussian input. Small random
 weights make tanh activations collapse to zero layer by layer, std-1 weights

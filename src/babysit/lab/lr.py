@@ -1,4 +1,4 @@
-"""Lab `lr`: the lectures' four loss curves, for a learning rate too low, too high, high and good (LECTURE_DIGEST §7)."""
+"""Lab `lr`: the lectures' four loss curves, for a learning rate too low, too high, high and good (docs/lectures.md §7)."""
 
 from __future__ import annotations
 

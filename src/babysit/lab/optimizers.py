@@ -1,4 +1,4 @@
-"""Lab `optimizers`: optimiser paths on 2-D surfaces, steps to converge, and L-BFGS (LECTURE_DIGEST §8).
+"""Lab `optimizers`: optimiser paths on 2-D surfaces, steps to converge, and L-BFGS (docs/lectures.md §8).
 
 Three surfaces from the lecture's pictures: an ill-conditioned quadratic (SGD
 zig-zags across the steep direction and crawls along the shallow one), a saddle

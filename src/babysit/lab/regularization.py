@@ -1,4 +1,4 @@
-"""Lab `regularization`: the train/val gap with and without each regulariser (LECTURE_DIGEST §9).
+"""Lab `regularization`: the train/val gap with and without each regulariser (docs/lectures.md §9).
 
 An over-sized MLP on a slice of MNIST-1D overfits (100% train, ~45% val); L2,
 dropout and data augmentation (random shifts: MNIST-1D's signals are translated

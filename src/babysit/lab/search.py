@@ -1,4 +1,4 @@
-"""Lab `search`: grid vs random search at equal budget (Bergstra & Bengio 2012; LECTURE_DIGEST §6).
+"""Lab `search`: grid vs random search at equal budget (Bergstra & Bengio 2012; docs/lectures.md §6).
 
 With one important and one unimportant hyperparameter, a k x k grid tries only k
 distinct values of the important one; k² random trials try k² of them, so random

@@ -1,4 +1,4 @@
-"""Lab `transfer`: freeze-and-retrain-the-head vs fine-tune-all vs from scratch on a small target set (LECTURE_DIGEST §10)."""
+"""Lab `transfer`: freeze-and-retrain-the-head vs fine-tune-all vs from scratch on a small target set (docs/lectures.md §10)."""
 
 from __future__ import annotations
 

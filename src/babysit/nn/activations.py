@@ -1,4 +1,4 @@
-"""Activation functions by name (LECTURE_DIGEST §1).
+"""Activation functions by name (docs/lectures.md §1).
 
 Contract: `ACTIVATIONS.get(name)(**options)` returns a fresh `nn.Module`; each
 factory takes only its own options (leaky_relu `slope`, elu `alpha`, maxout

@@ -1,4 +1,4 @@
-"""Weight initialisation schemes by name (LECTURE_DIGEST §3).
+"""Weight initialisation schemes by name (docs/lectures.md §3).
 
 Contract: an entry is `scheme(weight, **options) -> None`, filling a Linear/Conv
 weight in place (only `small` and `normal` take an option, `std`);

@@ -6,7 +6,7 @@ nn.Module` mapping (N, *input_shape) to (N, num_classes) scores. Any user
 from the lectures' blocks is one line or one config key away.
 
 Block order follows the lectures: affine -> batch norm -> activation -> dropout
-(LECTURE_DIGEST §4: BN after FC/conv, before the nonlinearity; the affine
+(docs/lectures.md §4: BN after FC/conv, before the nonlinearity; the affine
 layer's bias is then redundant and dropped). With `activation="maxout"` the
 affine layer outputs `pieces` x width values and Maxout keeps the max of each
 group, so a hidden size is always the number of units after the activation.

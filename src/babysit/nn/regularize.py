@@ -1,4 +1,4 @@
-"""Regularizers (LECTURE_DIGEST §9): dropout in both forms, L1, max-norm.
+"""Regularizers (docs/lectures.md §9): dropout in both forms, L1, max-norm.
 
 L2 is torch's `weight_decay` (the optimisers take it). What torch lacks is here:
 
@@ -108,7 +108,7 @@ def max_norm_(model: nn.Module, c: float) -> None:
 
     A unit's incoming vector is one row of a Linear weight (out, in), or one
     output channel's kernel of a Conv weight (out, in, *k). Vectors already
-    inside the ball are unchanged (Srivastava 2014; LECTURE_DIGEST §9).
+    inside the ball are unchanged (Srivastava 2014; docs/lectures.md §9).
     """
     for module in model.modules():
         if isinstance(module, AFFINE):

@@ -1,4 +1,4 @@
-"""Parameter averaging for evaluation: Polyak (uniform) and EMA (LECTURE_DIGEST §9).
+"""Parameter averaging for evaluation: Polyak (uniform) and EMA (docs/lectures.md §9).
 
 "Polyak averaging: use a moving average of the parameters at test time." The
 iterates of SGD bounce around a minimum; their average sits nearer its centre

@@ -1,4 +1,4 @@
-"""Optimisers by name (LECTURE_DIGEST §8), backed by torch's implementations.
+"""Optimisers by name (docs/lectures.md §8), backed by torch's implementations.
 
 Contract: `OPTIMIZERS.get(name)(params, lr, **options) -> torch.optim.Optimizer`;
 each factory takes only the options its update rule uses. `tests/optim` checks

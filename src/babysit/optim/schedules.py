@@ -1,4 +1,4 @@
-"""Learning-rate schedules and momentum annealing (LECTURE_DIGEST §8).
+"""Learning-rate schedules and momentum annealing (docs/lectures.md §8).
 
 Contract: `SCHEDULES.get(name)(optimizer, **options)` returns a torch
 `LRScheduler` (or None for "none"); after it is built, the learning rate during

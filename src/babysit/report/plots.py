@@ -55,7 +55,7 @@ def _log_scale_if_wide(ax: Any, values: list[float], axis: str = "y", span: floa
 
 
 def learning_curves(metrics: list[dict[str, Any]], best_epoch: int | None = None) -> Figure | None:
-    """Loss and accuracy per epoch, train vs validation, side by side (LECTURE_DIGEST §7).
+    """Loss and accuracy per epoch, train vs validation, side by side (docs/lectures.md §7).
 
     Args:
         metrics: metrics.jsonl records ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy").
@@ -106,7 +106,7 @@ def _spread(items: Sequence[Any], k: int) -> list[Any]:
 def activation_histograms(probes: list[dict[str, Any]], max_layers: int = 8, max_steps: int = 4) -> Figure | None:
     """Per-layer activation histograms over time: one column per layer, one row per probed step.
 
-    The lectures' activation-statistics figure (LECTURE_DIGEST §3) at a few
+    The lectures' activation-statistics figure (docs/lectures.md §3) at a few
     moments of training: the first probe (initialisation), the last, and
     evenly spaced ones between; each cell notes the layer's std.
     """
@@ -185,7 +185,7 @@ def activation_std(probes: list[dict[str, Any]]) -> Figure | None:
     ax = fig.subplots()
     _lines(ax, series, log=None)
     ax.set_ylabel("activation std")
-    ax.set_title("activation std per layer (LECTURE_DIGEST §3: about constant across layers)")
+    ax.set_title("activation std per layer (docs/lectures.md §3: about constant across layers)")
     fig.tight_layout()
     return fig
 
@@ -208,7 +208,7 @@ def update_ratios(probes: list[dict[str, Any]]) -> Figure | None:
     ax.text(0.01, 0.02, f"shaded: {layer_rules.UPDATE_LOW_WARN:g} to {layer_rules.UPDATE_HIGH_WARN:g}, where the diagnosis stays silent; dashed: 1e-3",
             transform=ax.transAxes, fontsize=7, color="0.3")
     ax.set_ylabel("update / weight  ||ΔW|| / ||W||")
-    ax.set_title("update/weight ratio per layer (LECTURE_DIGEST §7: about 1e-3)")
+    ax.set_title("update/weight ratio per layer (docs/lectures.md §7: about 1e-3)")
     fig.tight_layout()
     return fig
 
@@ -228,7 +228,7 @@ def relative_gradients(probes: list[dict[str, Any]]) -> Figure | None:
     ax = fig.subplots()
     _lines(ax, series)
     ax.set_ylabel("||∇W|| / ||W||")
-    ax.set_title("relative gradient per layer (LECTURE_DIGEST §3: gradients shrink or grow with the activations)")
+    ax.set_title("relative gradient per layer (docs/lectures.md §3: gradients shrink or grow with the activations)")
     fig.tight_layout()
     return fig
 

@@ -153,7 +153,7 @@ class RunReport:
         if fig is None:
             sec.text("No epoch finished: nothing to plot.", "note")
             return
-        sec.figure(fig, caption="train (o) and validation (s) per epoch; LECTURE_DIGEST §7 reads these shapes")
+        sec.figure(fig, caption="train (o) and validation (s) per epoch; docs/lectures.md §7 reads these shapes")
 
     def _probes(self, page: Page) -> None:
         probes = self.record.probes

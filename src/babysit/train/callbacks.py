@@ -95,7 +95,7 @@ class ProgressBar:
 
 
 class DivergenceGuard:
-    """Stop a run whose loss is NaN/inf or exceeds `factor` x its first loss (LECTURE_DIGEST §6).
+    """Stop a run whose loss is NaN/inf or exceeds `factor` x its first loss (docs/lectures.md §6).
 
     The lectures' rule for killing exploding runs early: "if the cost exceeds 3x
     the initial cost, stop". Sets `state.status = "diverged"` with the step and

@@ -125,7 +125,7 @@ class Checkpointer:
     At the start of a fresh run both files hold the initial weights, so even a
     run that diverges in its first steps keeps a loadable checkpoint. A diverged
     epoch, or one whose metric is NaN/inf, writes nothing: a good checkpoint is
-    never overwritten by a broken model (LECTURE_DIGEST §6).
+    never overwritten by a broken model (docs/lectures.md §6).
 
     Args:
         directory: where best.pt and last.pt go.

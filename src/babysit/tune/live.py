@@ -3,7 +3,7 @@
 The trial table is read from the study, so panda and caviar look alike. In panda
 the view also watches the trial being trained (babysit.watch probes, the light
 preset) and shows its latest per-layer record: activation std, dead or saturated
-share, and the update/weight ratio the lectures want near 1e-3 (LECTURE_DIGEST §7).
+share, and the update/weight ratio the lectures want near 1e-3 (docs/lectures.md §7).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Early stopping of trials: Optuna's pruners, fed by a training callback.
 
-The divergence rule (NaN/inf or loss > 3x the first loss, LECTURE_DIGEST §6) is
+The divergence rule (NaN/inf or loss > 3x the first loss, docs/lectures.md §6) is
 `babysit.train.callbacks.DivergenceGuard`; this module adds the optional
 statistical pruners for longer searches. `OptunaReporter` reports each epoch's
 validation accuracy to the trial and stops the run when the pruner says so.

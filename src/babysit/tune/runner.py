@@ -1,6 +1,6 @@
 """Running a search: trials through `babysit.build.run`, in this process (panda) or in N worker processes (caviar).
 
-LECTURE_DIGEST §6: "panda" babysits one model at a time when compute is scarce;
+docs/lectures.md §6: "panda" babysits one model at a time when compute is scarce;
 "caviar" trains many in parallel and keeps the best. Both run the same worker
 loop against one Optuna study (see `tune.store` for the claim protocol):
 

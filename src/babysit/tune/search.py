@@ -7,11 +7,11 @@ Optuna's sampler picks at run time), and names the Optuna sampler of the study.
 stage 1 searches the given ranges; for a staged strategy (coarse_to_fine) each
 next stage narrows every range in its transformed (log) space around the top-k
 trials of the stage before, carries the best configurations over and trains
-`epoch_growth` times longer (LECTURE_DIGEST §6: coarse, few epochs, wide ranges;
+`epoch_growth` times longer (docs/lectures.md §6: coarse, few epochs, wide ranges;
 then fine, narrowed, longer). Plans depend only on finished results, so every
 worker and every machine computes the same plan.
 
-Edge rule (LECTURE_DIGEST §6): when the best value sits in the outer 10% of its
+Edge rule (docs/lectures.md §6): when the best value sits in the outer 10% of its
 range, in transformed space, the range is probably wrong; the result says so,
 and with `widen` the next stage re-centres the range on the best value (same
 width, so it extends past the old edge) instead of narrowing it.
@@ -231,7 +231,7 @@ def tpe_search() -> Strategy:
 
 @STRATEGIES.register("coarse_to_fine")
 def coarse_to_fine() -> Strategy:
-    """Random search in stages: wide and short first, then narrowed around the best and longer (LECTURE_DIGEST §6)."""
+    """Random search in stages: wide and short first, then narrowed around the best and longer (docs/lectures.md §6)."""
     return Strategy("coarse_to_fine", _random_configs, _random_sampler, staged=True)
 
 

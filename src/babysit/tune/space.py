@@ -1,6 +1,6 @@
 """Search spaces: one `Param` per hyperparameter, sampled in the space the lectures prescribe.
 
-LECTURE_DIGEST §6: learning rate and regularization are sampled on a log scale
+docs/lectures.md §6: learning rate and regularization are sampled on a log scale
 (r ~ U(a, b), value = 10^r), betas of exponentially weighted averages as
 1 - beta = 10^r, because 1/(1 - beta) is the averaging window and linear
 sampling wastes trials near 1.
@@ -245,7 +245,7 @@ def _literal(value: Any) -> str:
 
 
 def log_uniform(low: float, high: float) -> Param:
-    """value = 10^r with r ~ U(log10 low, log10 high): learning rates, weight decay (LECTURE_DIGEST §6)."""
+    """value = 10^r with r ~ U(log10 low, log10 high): learning rates, weight decay (docs/lectures.md §6)."""
     return Param("log_uniform", low, high)
 
 

@@ -19,7 +19,7 @@ Which hooks, and why these:
 - the optimiser's step pre-hook: gradient norms per parameter tensor (gradients
   are final there, also for shared parameters) and a copy of the weights;
 - the optimiser's step post-hook: ‖W_after − W_before‖ / ‖W_before‖, the update
-  ratio the lectures want near 1e-3 (LECTURE_DIGEST §7), then the step's record
+  ratio the lectures want near 1e-3 (docs/lectures.md §7), then the step's record
   is read back to the CPU in one transfer and handed to the sink.
 Backward module hooks are not needed for any of these and would refuse in-place
 activations, so none are installed.

@@ -27,7 +27,7 @@ class Periodic:
     """Probe every `period`-th step, plus the doubling steps 1, 2, 4, ... up to `warmup`.
 
     The doubling steps look closely at the start of training, where a bad
-    initialisation or learning rate shows first (LECTURE_DIGEST §3, §5);
+    initialisation or learning rate shows first (docs/lectures.md §3, §5);
     `period=0` never probes.
 
     Example:

@@ -4,7 +4,7 @@
     done.report_path        # runs/<name>/report.html
     done.findings[0]        # the most important finding, or none
 
-The steps, in the lectures' order (LECTURE_DIGEST §5, then §7):
+The steps, in the lectures' order (docs/lectures.md §5, then §7):
 1. the preflight checks (`check`) on the configured model and data;
 2. a short recorded training run with probes (`start_run`: divergence guard,
    per-layer probes, checkpoints, the run record), as long as `cfg.train.epochs`;
