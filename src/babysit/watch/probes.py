@@ -168,9 +168,26 @@ class Watch:
             return
         self._pending[name] = (measure(output, kind, self.bins), type(module).__name__, kind, output.numel(), unit_count(output))
 
-    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._armed:
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> tuple[tuple, dict] | None:
+        if not self._armed:
+            return None
+        # torch passes the step's own arguments: (optimizer, closure?) and kwargs.
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
             self._snapshot = _Snapshot.take([(n, p) for n, p in self._params if p.grad is not None])
+            return None
+        # step(closure) (Lightning, L-BFGS) computes this step's gradients inside the step: snapshot
+        # after the closure's first call, which ran backward but has not moved the weights yet.
+        def snapshot_after(*a: Any, **kw: Any) -> Any:
+            loss = closure(*a, **kw)
+            if self._snapshot is None:
+                self._snapshot = _Snapshot.take([(n, p) for n, p in self._params if p.grad is not None])
+            return loss
+
+        self._snapshot = None
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": snapshot_after}
+        return (args[0], snapshot_after, *args[2:]), kwargs
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.end_step()
