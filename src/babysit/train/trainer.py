@@ -5,7 +5,9 @@
 Works with any `nn.Module` mapping (N, *input_shape) to (N, C) class scores and
 any `Dataset` (or three (x, y) tensor pairs wrapped in one). Evaluation always
 runs in eval mode (dropout off, batch-norm running statistics), and the final
-test evaluation happens once, at the end.
+test evaluation happens once, at the end. Under `torch.distributed` it trains the
+model in DistributedDataParallel, each rank on its shard of every global batch, and
+rank 0 alone records (see `train.distributed`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from babysit.data.loader import batches, num_batches
 from babysit.errors import ConfigError
 from babysit.nn.regularize import l1_penalty
 from babysit.optim.optimizers import FULL_BATCH, build_optimizer
+from babysit.train import distributed
 from babysit.train.blocks import full_batch_closure, recipe_callbacks, trainable_parameters
 from babysit.train.callbacks import ProgressBar, emit
 from babysit.train.checkpoint import restore_callback_states, restore_training_state
@@ -89,7 +92,7 @@ def fit(
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
-    device = resolve_device(recipe.device)
+    device = distributed.local_device(resolve_device(recipe.device))
     seed_everything(recipe.seed)
     model.to(device)
     x_train, y_train = data.train.x.to(device), data.train.y.to(device)
@@ -99,7 +102,9 @@ def fit(
     full_batch = recipe.optimizer in FULL_BATCH  # L-BFGS: one deterministic step per epoch
     batch_size = len(y_train) if full_batch else recipe.batch_size
     steps_per_epoch = num_batches(len(y_train), batch_size)
-    callbacks = [*recipe_callbacks(recipe), *callbacks, *([ProgressBar()] if progress else [])]
+    callbacks = distributed.main_only([*recipe_callbacks(recipe), *callbacks, *([ProgressBar()] if progress else [])])
+    sharded = distributed.active()
+    train_model = distributed.wrap(model, device, full_batch=full_batch) if sharded else model
     state = TrainState(
         model, optimizer, recipe, data, device, total_steps=steps_per_epoch * recipe.epochs, generator=shuffle_gen, callbacks=callbacks
     )
@@ -120,23 +125,31 @@ def fit(
         correct = torch.zeros((), device=device)
         seen = 0
         for xb, yb in batches(x_train, y_train, batch_size, generator=shuffle_gen, transform=data.augment):
+            n = len(yb)  # the global batch; under DDP this rank trains on its shard
+            if sharded:
+                xb, yb = distributed.shard(xb, yb)
             optimizer.zero_grad(set_to_none=True)
             with amp:
-                scores = model(xb)
-                loss = F.cross_entropy(scores, yb, label_smoothing=recipe.label_smoothing)
+                scores = train_model(xb)
+                if sharded:
+                    loss = distributed.shard_loss(scores, yb, n, recipe.label_smoothing)
+                else:
+                    loss = F.cross_entropy(scores, yb, label_smoothing=recipe.label_smoothing)
             (loss + l1_penalty(model, recipe.l1)).backward()
             if recipe.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
             # L-BFGS re-evaluates through the closure (its first call repeats this step's forward pass).
             optimizer.step(full_batch_closure(optimizer, model, xb, yb, recipe.l1, recipe.label_smoothing) if full_batch else None)
             state.step += 1
-            state.loss = loss.detach()
-            loss_sum += state.loss * len(yb)
+            state.loss = distributed.global_loss(loss) if sharded else loss.detach()
+            loss_sum += state.loss * n
             correct += (scores.detach().argmax(1) == yb).sum()
-            seen += len(yb)
+            seen += n
             emit(callbacks, "batch_end", state)
+            distributed.agree_stop(state)
             if state.stop:
                 break
+        distributed.all_sum(correct)
         val_loss, val_acc = evaluate(state.eval_model, x_val, y_val)
         state.history.append(
             {
@@ -151,6 +164,7 @@ def fit(
             }
         )
         emit(callbacks, "epoch_end", state)
+        distributed.agree_stop(state)  # also the barrier after rank 0's checkpoint
         if state.stop:
             break
 
@@ -167,4 +181,5 @@ def fit(
         stop_reason=state.stop_reason,
     )
     emit(callbacks, "fit_end", state)
+    distributed.barrier()  # rank 0's summary is written before any rank returns
     return state.result

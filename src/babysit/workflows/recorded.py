@@ -22,6 +22,7 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import ConfigError, DataError
 from babysit.build import Run, load_data, run
+from babysit.train import distributed
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
 from babysit.train.record import RunRecorder, create_run_dir, load_run
@@ -47,7 +48,8 @@ def start_run(
         data: an already prepared data set (must be what `cfg.data` loads).
         callbacks: more callbacks, called after babysit's own.
     """
-    path = create_run_dir(runs_dir, name, stem=f"{cfg.data.name}-{cfg.model.name}")
+    # Under torch.distributed, rank 0 creates the one run folder; every rank trains, rank 0 records.
+    path = distributed.on_main(lambda: create_run_dir(runs_dir, name, stem=f"{cfg.data.name}-{cfg.model.name}"))
     return _train(cfg, path, data=data, checkpoint=None, progress=progress, callbacks=callbacks)
 
 
@@ -110,6 +112,6 @@ def _train(
     except BaseException as error:
         if recorder.started:
             recorder.fail(error)
-        elif not any(path.iterdir()):
+        elif distributed.is_main() and not any(path.iterdir()):
             path.rmdir()  # nothing was recorded (bad data or settings): leave no empty run behind
         raise
