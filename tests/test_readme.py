@@ -101,6 +101,7 @@ FAST = [
 # Expected exit codes the README states in prose rather than in a comment.
 EXIT_CODES = {
     "babysit train --resume runs/first": (2, "runs/first completed earlier in this README; resuming a completed run is refused (tests/faults resumes killed ones)"),
+    "babysit doctor --data digits --model mlp --model.init=zeros": (1, "a zero-initialised model: doctor exits 1 when it finds an error-level problem, as the README says"),
 }
 
 
