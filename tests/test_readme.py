@@ -288,12 +288,16 @@ def test_fast_readme_commands_run_and_print_what_the_readme_shows(tmp_path, monk
 @pytest.mark.slow
 def test_every_readme_command_runs_in_order(tmp_path):
     env = prepare(tmp_path)
-    ran = 0
+    ran, failures = 0, []
     for cmd in ALL:
         if excluded(cmd):
             continue
-        run_command(cmd, tmp_path, env)
+        try:
+            run_command(cmd, tmp_path, env)
+        except AssertionError as e:  # go on: one run of this slow test names every stale line
+            failures.append(str(e).splitlines()[0])
         ran += 1
+    assert not failures, "\n".join(failures)
     assert ran >= 20
 
 

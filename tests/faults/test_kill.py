@@ -152,7 +152,7 @@ TRIALS = 6
 
 def tune_command(tmp_path):
     return [
-        "tune", "--data", "digits", "--model", "mlp", "--model.hidden=[32]", "--param", "train.lr=log_uniform(1e-2, 5e-2)",
+        "tune", "--data", "digits", "--model", "mlp", "--model.hidden=[32]", "--param", "train.lr=log_uniform(2e-3, 1e-2)",
         "--trials", str(TRIALS), "--epochs", "4", "--train.batch_size=10", "--mode", "caviar", "--workers", "2",
         "--storage", str(tmp_path / "journal.log"), "--study", "k", "--report", str(tmp_path / "report.html"), "--json",
     ]  # fmt: skip
