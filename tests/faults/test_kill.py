@@ -217,7 +217,7 @@ def test_doctor_killed_at_a_random_moment_then_rerun_completes_and_leaves_nothin
     assert Path(out.strip().splitlines()[-1]).read_text().startswith("<!doctype html>")
     assert killed, "the victim finished before it could be killed"
     folders = sorted((tmp_path / "runs").iterdir())
-    assert len(folders) == 3 or (len(folders) == 2 and took > 0)  # the killed one may have died before its folder
+    assert len(folders) in (2, 3)  # the killed command may have died before it made its folder
     for folder in folders:
         problem = damage(folder)
         # Only a folder killed before its record began may lack config.json; no file is ever half-written.
