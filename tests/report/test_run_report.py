@@ -203,17 +203,19 @@ def test_evidence_is_shown_short():
     assert fmt({"1": 0.5, "3": 1e-9}) == "1: 0.5, 3: 1e-09"
 
 
-def test_a_damaged_check_file_is_one_clear_error(runs, tmp_path):
+def test_a_damaged_check_file_is_skipped_with_a_clear_note(runs, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(runs["healthy"], copy)
     (copy / "check.json").write_text("{not json")
-    with pytest.raises(DataError, match="cannot read .*check.json.*babysit check --out"):
-        run_report(copy)
+    built = run_report(copy, per_class=False)
+    assert built.check is None and len(built.skipped) == 1
+    assert re.search(r"check.json: cannot read .*check.json.*babysit check --out", built.skipped[0])
     for bad in ('{"status": "pass"}', '[1, 2]', '{"checks": [{"name": "x", "findings": [{"rule": "x", "severity": "fatal", "title": "t"}]}]}',
                 '{"checks": [{"findings": [{"surprise": 1}]}]}', '{"checks": [3]}'):
         (copy / "check.json").write_text(bad)
-        with pytest.raises(DataError, match="is not a babysit check report"):
-            run_report(copy)
+        assert "is not a babysit check report" in run_report(copy, per_class=False).skipped[0]
+    with pytest.raises(DataError, match="is not a babysit check report"):
+        read_check(copy)  # the reader itself still refuses it
 
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path):

@@ -14,6 +14,12 @@ relative gradients, the dead/saturated fractions, per-class validation accuracy
 of the best checkpoint, the preflight checks with the learning-rate range test,
 the config, and the environment and events. Every string from the user (run
 name, class names, config values, finding texts) is escaped by `Page`.
+
+A damaged record is read around, not through: a record file that is missing,
+unreadable or not JSON, a line of metrics, probes or events that is not a JSON
+object, or a check.json babysit cannot read is skipped, and the report says what
+it skipped (on top of the page and in the terminal summary). Only config.json is
+required: without it the folder is not a run.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from babysit.errors import BabysitError, DataError
 from babysit.report import plots
 from babysit.report.classes import ClassAccuracy, class_accuracy
 from babysit.report.html import Page, Section
-from babysit.train.record import RunRecord, load_run
+from babysit.train.record import RunRecord
 
 REPORT_FILE = "report.html"
 # Evidence lists and dicts longer than this are shown as their first and last items.
@@ -87,6 +93,82 @@ def read_check(path: Path) -> dict[str, Any] | None:
     return saved
 
 
+def _read_lines(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
+    """The JSON-object lines of a JSON-lines file; each bad line is skipped and noted (a last line cut by a kill silently)."""
+    if not path.is_file():
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        skipped.append(f"{path.name}: cannot be read ({getattr(e, 'strerror', None) or type(e).__name__})")
+        return []
+    out, bad = [], []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+            if i == len(lines) - 1:
+                continue  # written when the run was killed
+        if isinstance(record, dict):
+            out.append(record)
+        else:
+            bad.append(i + 1)
+    if bad:
+        skipped.append(f"{path.name}: line{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))}{', ...' if len(bad) > 5 else ''} not valid JSON")
+    return out
+
+
+def _read_object(path: Path, skipped: list[str], *, required: bool = False) -> dict[str, Any] | None:
+    """A JSON-object file, or None (missing; or damaged, which is noted, or a DataError when `required`)."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        problem = None if isinstance(value, dict) else f"holds {type(value).__name__}, not a JSON object"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        problem = f"cannot be read ({getattr(e, 'strerror', None) or e})"
+    if problem is None:
+        return value
+    if required:
+        raise DataError(f"'{path}' {problem}; the run record is damaged and cannot be reported")
+    skipped.append(f"{path.name}: {problem}")
+    return None
+
+
+def read_around(path: str | Path) -> tuple[RunRecord, list[str]]:
+    """Read a run folder as far as it reads: the record, and what was skipped (missing, unreadable or damaged parts).
+
+    Only config.json is required; see the module docstring.
+    """
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise DataError(f"'{p}' is not a run record (no config.json); runs live in runs/<name>/, see `babysit runs`")
+    skipped: list[str] = []
+    config = _read_object(p / "config.json", skipped, required=True)
+    env = _read_object(p / "env.json", skipped)
+    if env is None and not (p / "env.json").exists():
+        skipped.append("env.json: missing (no environment shown)")
+    record = RunRecord(
+        path=p,
+        config=config,
+        env=env or {},
+        metrics=_read_lines(p / "metrics.jsonl", skipped),
+        probes=_read_lines(p / "probes.jsonl", skipped),
+        events=_read_lines(p / "events.jsonl", skipped),
+        summary=_read_object(p / "summary.json", skipped),
+    )
+    if record.summary is not None and not isinstance(record.summary.get("status"), str):
+        skipped.append("summary.json: no status")
+        record.summary = None
+    probes_on = (config.get("watch") or {}).get("probes", "light") != "off"
+    if probes_on and not (p / "probes.jsonl").exists() and (record.metrics or record.summary):
+        skipped.append("probes.jsonl: missing (no per-layer plots)")
+    return record, skipped
+
+
 @dataclass
 class RunReport:
     """A run record with its ranked findings, preflight report and per-class results, ready to render.
@@ -99,6 +181,7 @@ class RunReport:
     check: dict[str, Any] | None = None
     classes: ClassAccuracy | None = None
     classes_note: str = ""  # why per-class results are missing
+    skipped: tuple[str, ...] = ()  # the damaged or missing parts of the record, read around
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -134,9 +217,13 @@ class RunReport:
             facts.add_row(key, escape(fmt(value)))
         body = findings_table(self.findings, title="findings (most important first)") if self.findings else "[green]no problems found[/]"
         console.print(Group(facts, body))
+        for part in self.skipped:
+            console.print(f"[yellow]skipped:[/] {escape(part)}", highlight=False, soft_wrap=True)
 
     def _findings(self, sec: Section) -> None:
         sec.text(" · ".join(f"{k}: {fmt(v)}" for k, v in self.facts.items()))
+        if self.skipped:
+            sec.text("Skipped (damaged or missing, so not shown): " + "; ".join(self.skipped), "note")
         if not self.findings:
             sec.text("No problems found: every preflight check passed and no diagnosis rule fired.", "sev-pass")
         if self.check is None:
@@ -256,12 +343,16 @@ def run_report(path: str | Path, *, per_class: bool = True, data: Dataset | None
             accuracy (costs a data load and one pass over the validation split).
         data: the run's data set when already loaded (must be what its config loads).
     """
-    record = load_run(path)
-    check = read_check(record.path)
+    record, skipped = read_around(path)
+    try:
+        check = read_check(record.path)
+    except DataError as e:
+        check = None
+        skipped.append(f"{CHECK_FILE}: {e}")
     classes, note = None, "turned off"
     if per_class:
         try:
             classes = class_accuracy(record, data)
         except BabysitError as e:
             note = str(e)
-    return RunReport(record, merge_findings(record, check), check, classes, note)
+    return RunReport(record, merge_findings(record, check), check, classes, note, tuple(skipped))

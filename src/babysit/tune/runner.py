@@ -19,8 +19,10 @@ import hashlib
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -254,8 +256,27 @@ def worker_devices(workers: int, device: str) -> list[str | None]:
     return [f"cuda:{i % gpus}" for i in range(workers)] if gpus else [None] * workers
 
 
+def _exit_with_parent() -> None:
+    """Stop this worker the moment its parent dies (SIGKILL included), so no orphan trains on.
+
+    multiprocessing gives a spawned child a sentinel that becomes readable when its parent
+    is gone; a daemon thread waits on it and ends the process. The trial it was training
+    stays RUNNING with a dead pid, so the next run of the command re-queues its slot.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # the parent is gone: nobody is left to report to
+
+    threading.Thread(target=watch, name="babysit-parent-watch", daemon=True).start()
+
+
 def _worker_main(search: Search, data: Dataset, index: int, device: str | None, threads: int) -> None:
     """Entry point of a caviar worker process."""
+    _exit_with_parent()
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

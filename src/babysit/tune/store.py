@@ -19,6 +19,14 @@ Work protocol (the same for one process, many processes, or many machines):
   - a RUNNING trial is stale when its worker's process is gone (same host) or its
     heartbeat is older than STALE_AFTER_S (any host); it is marked and failed, and
     its slot is enqueued again, so nothing completed is ever touched.
+
+A torn journal. A crash mid-append can leave a last line without its newline (or
+not valid JSON). Optuna skips it when reading, but its next append would glue a
+new record onto it and make the journal unreadable from there on; so opening a
+journal first sets such a tail aside in `<journal>.torn-<time>` beside it (under
+the write lock, so a live writer's line is never taken for a torn one) and warns.
+Only the torn operation is lost: a trial whose "complete" record was torn is still
+RUNNING, its worker is gone, and the reaper re-queues its slot.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import re
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +50,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from babysit.errors import ConfigError
+from babysit.errors import ConfigError, StoreError
+from babysit.io import atomic_write_bytes
 
 try:
     import fcntl
@@ -71,8 +81,14 @@ def open_storage(url: str | None, name: str, root: Path = ROOT) -> tuple[BaseSto
         raise ConfigError(f"study name {name!r} must be letters, digits, '_', '.' or '-' (at most 100), e.g. --study lr-search")
     if url is None or "://" not in url:
         path = Path(url) if url else study_dir(name, root) / "journal.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"cannot create the study folder '{path.parent}': a file is in the way; move it or pass another --storage") from None
+        if path.is_dir():
+            raise StoreError(f"journal '{path}' is a folder; pass a file path to --storage, e.g. {path / 'journal.log'}")
         lock = FlockLock(f"{path}.flock") if fcntl is not None else optuna.storages.journal.JournalFileOpenLock(str(path))
+        repair_journal(path, lock)
         backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock)
         return optuna.storages.JournalStorage(backend), str(path)
     # A long busy timeout makes SQLite writers wait for the lock instead of failing.
@@ -92,6 +108,62 @@ def open_storage(url: str | None, name: str, root: Path = ROOT) -> tuple[BaseSto
             break
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     raise ConfigError(f"cannot open storage {_redact(url)}: {reason}; check the URL (e.g. postgresql://user:password@host:5432/db) and that the server is running")
+
+
+def _torn_tail(data: bytes) -> int:
+    """Where the torn tail of a journal starts (len(data) when there is none).
+
+    The tail is the last line when it is not a JSON object (a record cut anywhere
+    before its closing brace); a bad line followed by good ones is damage in the
+    middle, which no repair can undo safely.
+    """
+    lines = data.splitlines(keepends=True)
+    offset = 0
+    for i, line in enumerate(lines):
+        try:
+            complete = not line.strip() or isinstance(json.loads(line), dict)
+        except ValueError:  # JSONDecodeError, and UnicodeDecodeError for cut multi-byte text
+            complete = False
+        if not complete:
+            if i < len(lines) - 1:
+                raise StoreError(f"journal line {i + 1} of {len(lines)} is damaged, with records after it")
+            return offset
+        offset += len(line)
+    return offset
+
+
+def repair_journal(path: Path, lock: Any) -> Path | None:
+    """Set a journal's torn last line aside in `<journal>.torn-<time>`, warn, and return that file (None: intact).
+
+    `lock` is the journal's write lock, held meanwhile so a worker's append in progress
+    is never mistaken for a torn one.
+    """
+    if not path.is_file():
+        return None
+    lock.acquire()
+    try:
+        try:
+            data = path.read_bytes()
+            start = _torn_tail(data)
+        except StoreError as e:
+            raise StoreError(f"{e} in '{path}'; restore it from a backup or pass --study NEW_NAME to start afresh") from None
+        except OSError as e:
+            raise StoreError(f"cannot read journal '{path}' ({e.strerror}); check its permissions") from None
+        if start == len(data):
+            if data and not data.endswith(b"\n"):  # a whole record cut just before its newline: keep it
+                with open(path, "ab") as f:
+                    f.write(b"\n")
+            return None
+        aside = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        atomic_write_bytes(aside, data[start:])  # first keep the tail, then cut it off
+        with open(path, "r+b") as f:
+            f.truncate(start)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        lock.release()
+    warnings.warn(f"journal '{path}' ended in a torn record ({len(data) - start} bytes, from a crash); set aside in '{aside.name}', every complete record kept", stacklevel=2)
+    return aside
 
 
 class FlockLock:
