@@ -38,7 +38,7 @@ from babysit.checks.base import CheckSettings
 from babysit.checks.preflight import CheckReport, check
 from babysit.config import RunConfig
 from babysit.data.datasets import Dataset
-from babysit.diagnose.findings import Finding
+from babysit.diagnose.findings import Finding, root_causes
 from babysit.errors import ConfigError, DataError
 from babysit.report.run_report import RunReport, run_report
 from babysit.train.callbacks import DivergenceGuard
@@ -152,7 +152,7 @@ def doctor(
     repairs: list[RepairRound] = []
     stopped = f"stopped after {rounds} round(s)"
     for i in range(1, rounds + 1):
-        errors = [f for f in done.findings if f.severity == "error" and f.explained_by is None]
+        errors = root_causes(done.findings)
         if not errors:
             stopped = "nothing error-level remains"
             break

@@ -35,7 +35,7 @@ from babysit.config import RunConfig
 from babysit.data.datasets import Dataset
 from babysit.data.preprocess import prepare
 from babysit.diagnose import significance
-from babysit.diagnose.findings import Finding
+from babysit.diagnose.findings import Finding, root_causes
 from babysit.nn.init import apply_init
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ _REG = ("regularization_dominates", "regularization_too_strong")
 FIXES: dict[str, str] = {
     **dict.fromkeys(_LR_HIGH, "lr_down"), **dict.fromkeys(_LR_LOW, "lr_up"), **dict.fromkeys(_INIT, "reinit"),
     **dict.fromkeys(_DATA, "standardize"), **dict.fromkeys(_REG, "less_regularization"),
-    "underfitting": "more_capacity", "overfitting": "more_regularization",
+    "underfitting": "more_capacity", "capacity_too_small": "more_capacity", "overfitting": "more_regularization",
 }  # fmt: skip
 
 _RELU_FAMILY = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.ReLU6)
@@ -101,7 +101,7 @@ def _lr_plan(f: Finding, cfg: RunConfig, suggested: float | None, down: bool) ->
     lr = float(cfg.train.lr) if cfg.train.lr is not None else None
     new = suggested
     # A proposal on the wrong side of the current rate (or none) cannot answer this finding: step 10x instead.
-    if new is None or lr is None or (down and new >= lr) or (not down and new <= lr):
+    if new is None or lr is None or (down and new > lr / 2) or (not down and new < 2 * lr):
         new = (lr or 1e-3) / 10 if down else (lr or 1e-3) * 10
         how = "10x " + ("lower" if down else "higher")
     else:
@@ -197,7 +197,7 @@ def look_summary(done: DoctorResult) -> dict[str, Any]:
         "status": done.report.record.status,
         "val_accuracy": best_val_accuracy(done),
         "train_loss": metrics[-1].get("train_loss") if metrics else None,
-        "errors": [f.rule for f in done.findings if f.severity == "error" and f.explained_by is None],
+        "errors": [f.rule for f in root_causes(done.findings)],
         "run_dir": str(done.run_dir),
     }
 
