@@ -57,7 +57,7 @@ ACCEPTED: dict[str, frozenset[str]] = {
     "labels_shuffled": frozenset({"input_independent", "labels_unlearnable"}),
     "weight_decay_huge": frozenset({"regularization_dominates"}),
     "dropout_huge": frozenset({"regularization_too_strong"}),
-    "low_capacity": frozenset({"underfitting"}),
+    "low_capacity": frozenset({"underfitting", "capacity_too_small"}),
     "overfitting": frozenset({"overfitting"}),
     "eval_mode": frozenset({"eval_mode"}),
     "nan_inputs": frozenset({"refused"}),
