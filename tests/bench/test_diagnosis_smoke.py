@@ -48,8 +48,9 @@ def test_smoke_subset_runs_and_names_most_faults_first(tmp_path):
     assert scores["false_alarms"] <= 0.34, scores["false_alarm_rules"]
 
 
-# Set from the measured smoke run (see bench/diagnosis/README.md), a little below it.
-SMOKE_TOP1_BAR = 0.75
+# Measured on the smoke subset: 14 of 15 broken set-ups named top-1 (no false alarm on the 5 healthy ones);
+# the bar is 12 of 15, a little below it for seed and platform noise.
+SMOKE_TOP1_BAR = 0.8
 
 
 @pytest.mark.slow
