@@ -59,6 +59,15 @@ def test_images_share_one_scale_per_channel(digits):
     assert run(feature_scales, bs.load_dataset("digits")).status == "pass"
 
 
+@pytest.mark.parametrize("factor, status", [(1.0, "pass"), (30.0, "warn"), (1e3, "fail"), (1e-3, "fail")])
+def test_inputs_far_from_unit_scale_are_flagged_even_with_one_channel(digits, factor, status):
+    data = bs.prepare(bs.load_dataset("digits")).map(lambda x: x * factor)
+    r = run(feature_scales, data)
+    assert r.status == status
+    if status != "pass":
+        assert r.findings[0].rule == "data_scales" and r.findings[0].evidence["median_std"] == pytest.approx(factor, rel=0.05)
+
+
 def test_statistics_fitted_on_train_are_not_a_leak():
     tr, va, te = (gaussian(400, 5, s, scale=3.0, shift=2.0) for s in range(3))
     data = tabular(*standardized(tr.mean(0), tr.std(0), tr, va, te))
@@ -66,10 +75,10 @@ def test_statistics_fitted_on_train_are_not_a_leak():
     assert r.status == "pass" and "training split" in r.summary
 
 
-@pytest.mark.parametrize("fitted_on, leaked, severity", [("all", "all data", "error"), ("test", "test", "error"), ("train+val", "train+validation", "warning")])
+@pytest.mark.parametrize("fitted_on, leaked, severity", [("all", "all data", "error"), ("test", "test", "error"), ("train+val", "train+validation", "warning"), ("val+test", "validation+test", "error")])
 def test_statistics_fitted_on_other_splits_are_a_leak(fitted_on, leaked, severity):
     tr, va, te = (gaussian(400, 5, s, scale=3.0, shift=2.0) for s in range(3))
-    source = {"all": torch.cat([tr, va, te]), "test": te, "train+val": torch.cat([tr, va])}[fitted_on]
+    source = {"all": torch.cat([tr, va, te]), "test": te, "train+val": torch.cat([tr, va]), "val+test": torch.cat([va, te])}[fitted_on]
     data = tabular(*standardized(source.mean(0), source.std(0), tr, va, te))
     r = run(data_leak, data)
     assert r.findings[0].rule == "data_leak" and r.findings[0].severity == severity

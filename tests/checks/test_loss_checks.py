@@ -84,9 +84,23 @@ def test_all_zero_weights_cannot_be_regularized(digits):
 
 def test_a_weight_decay_that_swamps_the_data_loss_is_flagged(digits):
     r = regularization(make_ctx(small(digits), digits, bs.Recipe(weight_decay=1.0, device="cpu")))
-    assert r.status == "warn" and r.findings[0].rule == "regularization_dominates"
-    assert r.evidence["configured_share"] > 1.0
+    share = r.evidence["configured_share"]
+    assert share > 1.0 and r.findings[0].rule == "regularization_dominates"
+    assert r.status == ("fail" if share >= 10 else "warn")
+    # A tenth of that strength: the penalty is a tenth of the share, so the verdict drops to a warning or a pass.
+    weaker = regularization(make_ctx(small(digits), digits, bs.Recipe(weight_decay=0.1, device="cpu")))
+    assert abs(weaker.evidence["configured_share"] - share / 10) < 1e-6 * share
+    assert weaker.status == ("fail" if share / 10 >= 10 else "warn" if share / 10 > 1 else "pass")
     assert regularization(make_ctx(small(digits), digits, bs.Recipe(weight_decay=1e-4, device="cpu"))).status == "pass"
+
+
+@pytest.mark.parametrize("p, status", [(0.3, "pass"), (0.6, "warn"), (0.9, "fail")])
+def test_dropout_that_drops_most_units_is_flagged_from_the_modules(digits, p, status):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(p), torch.nn.Linear(32, 10))
+    r = regularization(make_ctx(net, digits))
+    assert r.status == status
+    if status != "pass":
+        assert r.findings[0].rule == "regularization_too_strong" and r.findings[0].evidence["dropout"] == {"3": p}
 
 
 def test_eval_without_model_eval_is_caught_for_batch_norm(digits):

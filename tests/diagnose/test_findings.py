@@ -121,3 +121,16 @@ def test_rank_orders_roots_by_phase_before_severity():
 def test_finding_refuses_an_unknown_phase():
     with pytest.raises(ValueError, match="phase must be one of"):
         Finding("x", "error", "t", phase="deploy")
+
+
+def test_root_causes_follow_an_error_symptom_to_its_warning_cause():
+    from babysit.diagnose.findings import root_causes
+
+    ranked = rank([
+        Finding("loss_explodes", "error", "loss exploded"),
+        Finding("lr_too_high", "warning", "lr 10x too high"),
+        Finding("overfitting", "warning", "gap 0.2"),
+    ])  # fmt: skip
+    assert [f.rule for f in root_causes(ranked)] == ["lr_too_high"]
+    assert [f.rule for f in root_causes(ranked, "warning")] == ["lr_too_high", "overfitting"]
+    assert root_causes(rank([Finding("overfitting", "info", "gap 0.08")])) == []

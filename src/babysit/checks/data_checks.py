@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
-from babysit.diagnose.findings import Finding
+from babysit.diagnose.findings import SEVERITIES, Finding
 
 # |mean| / std of the worst channel or feature.
 OFFSET_WARN, OFFSET_ERROR = 0.5, 10.0
@@ -25,6 +25,10 @@ SCALE_WARN, SCALE_ERROR = 10.0, 100.0
 # go unnoticed.
 FITTED_TOL, FITTED_NOISE = 1e-4, 1e-2
 IMBALANCE_WARN = 3.0
+# Typical scale of the inputs (the median std of the channels or features) against the 1 that He/Xavier
+# init assume: scores at init grow in proportion to it (x1000 inputs give ~1000x larger scores), so it is
+# judged on the same decades as the scale ratio. Raw pixels in 0..255 (std ~60-80) warn, as the lectures would.
+MAGNITUDE_WARN, MAGNITUDE_ERROR = 10.0, 100.0
 
 RULE_CENTRE = "docs/lectures.md §2: zero-centre the data (subtract the mean; per channel for images)"
 RULE_SCALE = "docs/lectures.md §2: normalise each dimension by its std (or min-max) so features share one scale"
@@ -68,19 +72,38 @@ def data_centring(ctx: CheckContext) -> CheckResult:
     return CheckResult("data_centring", summary, evidence, [finding])
 
 
+def _magnitude(live: Tensor) -> Finding | None:
+    """The typical input scale (median std) far from 1 in either direction: a finding, else None."""
+    typical = float(live.median())
+    off = max(typical, 1.0 / typical) if typical > 0 else math.inf
+    if off < MAGNITUDE_WARN:
+        return None
+    return Finding(
+        "data_scales",
+        "error" if off >= MAGNITUDE_ERROR else "warning",
+        f"inputs are on a scale of {typical:.3g} (median std), not about 1: He/Xavier init assume unit-scale inputs, "
+        f"so the first layer's outputs and the class scores start {off:.3g}x too {'large' if typical > 1 else 'small'}",
+        evidence={"median_std": typical},
+        lecture_rule=RULE_SCALE,
+        fix="standardise each feature with training-split statistics: data.preprocess = 'standardize'",
+    )
+
+
 @CHECKS.register("feature_scales")
 def feature_scales(ctx: CheckContext) -> CheckResult:
-    """Features (or image channels) share one scale."""
+    """Features (or image channels) share one scale, of about 1."""
     _, std = group_stats(ctx.data.train.x)
     live = std[std > 0]
+    magnitude = _magnitude(live) if len(live) else None
     if len(live) < 2:
         what = "channel" if ctx.data.train.x.ndim >= 3 else "non-constant feature"
-        return CheckResult("feature_scales", f"{len(live)} {what}: nothing to compare", {"groups": len(live)})
+        evidence = {"groups": len(live), **(magnitude.evidence if magnitude else {})}
+        return CheckResult("feature_scales", f"{len(live)} {what}: no scales to compare", evidence, [magnitude] if magnitude else [])
     ratio = float(live.max() / live.min())
-    evidence = {"std_min": float(live.min()), "std_max": float(live.max()), "ratio": ratio}
+    evidence = {"std_min": float(live.min()), "std_max": float(live.max()), "ratio": ratio, "median_std": float(live.median())}
     summary = f"std from {evidence['std_min']:.3g} to {evidence['std_max']:.3g} ({ratio:.3g}x)"
     if ratio < SCALE_WARN:
-        return CheckResult("feature_scales", summary, evidence)
+        return CheckResult("feature_scales", summary, evidence, [magnitude] if magnitude else [])
     finding = Finding(
         "data_scales",
         "error" if ratio >= SCALE_ERROR else "warning",
@@ -89,6 +112,8 @@ def feature_scales(ctx: CheckContext) -> CheckResult:
         lecture_rule=RULE_SCALE,
         fix="standardise each feature with training-split statistics: data.preprocess = 'standardize'",
     )
+    if magnitude is not None and SEVERITIES.index(magnitude.severity) < SEVERITIES.index(finding.severity):
+        finding = magnitude
     return CheckResult("feature_scales", summary, evidence, [finding])
 
 
@@ -108,6 +133,7 @@ def data_leak(ctx: CheckContext) -> CheckResult:
         "validation": d.val.x,
         "test": d.test.x,
         "train+validation": torch.cat([d.train.x, d.val.x]),
+        "validation+test": torch.cat([d.val.x, d.test.x]),
         "all data": torch.cat([d.train.x, d.val.x, d.test.x]),
     }
     errors: dict[str, dict[str, float]] = {}

@@ -108,12 +108,16 @@ def last_module(model: nn.Module) -> nn.Module | None:
     return leaves[-1] if leaves else None
 
 
-def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int) -> list[Finding]:
+def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int, head: Tensor | None = None) -> list[Finding]:
     """Faults of the class scores: the wrong shape for the labels, or an activation applied before the loss.
 
-    The activation is read from the model's last module when it is one, else from
-    the scores themselves: rows summing to 1 with no negative entry (a softmax),
-    every score in [0, 1] (a sigmoid), or no negative score with exact zeros (a ReLU).
+    The activation is read from the model's last module when it is one. Else the
+    scores are compared with the output of the last affine layer (`head`, when
+    given): scores equal to it are raw logits, whatever their values. Only scores
+    that differ from it are read by their properties: rows summing to 1 with no
+    negative entry (a softmax), every score in [0, 1] (a sigmoid), or no negative
+    score with exact zeros (a ReLU). Scores identical across the classes of every
+    sample (symmetric weights) say nothing about an activation.
     """
     if scores.ndim != 2 or scores.shape[1] != num_classes or (len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes)):
         shape = tuple(scores.shape)
@@ -131,8 +135,10 @@ def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int) 
     s = scores.detach().float()
     if isinstance(last, _SCORE_ACTIVATIONS):
         why = f"the model's last module is {type(last).__name__}"
-    elif float(s.std()) == 0:
-        return []  # constant scores (zero weights) say nothing about an activation; the symmetry check explains them
+    elif float(s.std()) == 0 or float(s.std(1).max()) == 0:
+        return []  # constant scores (zero or constant weights) say nothing about an activation; the symmetry check explains them
+    elif head is not None and head.shape == s.shape and torch.allclose(head.float(), s, rtol=1e-5, atol=1e-6):
+        return []  # the scores are the last affine layer's raw output
     elif s.min() >= 0 and torch.allclose(s.sum(1), torch.ones(len(s)), atol=1e-4):
         why = "every row of scores is non-negative and sums to 1 (a softmax)"
     elif s.min() >= 0 and s.max() <= 1:
@@ -154,6 +160,19 @@ def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int) 
     ]
 
 
+_AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
+
+
+@torch.no_grad()
+def scores_and_head(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The model's scores on `x` and the output of its last affine module (in call order) on the same pass, None without one."""
+    outputs: list[Tensor] = []
+    affine = {n: m for n, m in leaf_modules(model).items() if isinstance(m, _AFFINE)}
+    with forward_hooks(affine, lambda name, mod, inp, out: outputs.append(out) if isinstance(out, Tensor) else None):
+        scores = model(x)
+    return scores, (outputs[-1].detach() if outputs else None)
+
+
 @CHECKS.register("init_health")
 def init_health(ctx: CheckContext) -> CheckResult:
     """Per-layer activation std, dead ReLUs, saturated units, symmetric weights and the class scores on one forward pass."""
@@ -161,14 +180,14 @@ def init_health(ctx: CheckContext) -> CheckResult:
     x, y = ctx.batch()
     layers = layer_stats(model, x)
     with torch.no_grad():
-        scores = model(x)
+        scores, head = scores_and_head(model, x)
     acts = layer_rules.activation_layers(layers)
     findings = [
-        *score_checks(model, scores, y, ctx.data.num_classes),
+        *score_checks(model, scores, y, ctx.data.num_classes, head),
         *symmetry(model),
         *layer_rules.dead_units(layers),
         *layer_rules.saturated_units(layers),
-        *layer_rules.activation_scale(layers),
+        *layer_rules.activation_scale(layers, input_std=float(x.float().std())),
     ]
     stds = [s["act_std"] for s in acts.values()]
     plural = "s" if len(acts) != 1 else ""

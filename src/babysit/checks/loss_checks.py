@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose.findings import Finding
 from babysit.errors import ConfigError
-from babysit.nn.regularize import l1_penalty
+from babysit.nn.regularize import VanillaDropout, l1_penalty
 
 # Tolerance: loss within [0.75, 1.6] x ln(C) passes. Class scores of std σ add about σ²/2 to ln(C);
 # He/Xavier-initialised nets give σ ≈ 0.5-1.5 (2.3-3.4 for 10 classes on the built-in models), hence the wider top.
@@ -28,6 +28,14 @@ LOSS_TOLERANCE_LOW, LOSS_TOLERANCE_HIGH = 0.25, 0.6
 LOSS_ERROR = 2.0  # a loss over 3 x ln(C) at init is an error
 # The configured weight decay's penalty above this fraction of the data loss at init dominates it.
 REG_DOMINATES = 1.0
+# Ten times the data loss: the minimum of the objective sits next to zero weights, so the model learns
+# (almost) nothing from the data; an error, as the lectures' "reg 1e3 must raise the loss" sweep shows.
+REG_DOMINATES_ERROR = 10.0
+# Dropout that drops more than half of a layer's units (the lectures keep p = 0.5 of hidden units, 0.8 of
+# inputs): a warning; dropping 80% or more leaves too few units for the rest to learn from: an error.
+DROPOUT_WARN, DROPOUT_ERROR = 0.5, 0.8
+_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+RULE_DROPOUT = "docs/lectures.md §9: dropout keeps p=0.5 of hidden units (0.8 of inputs); it can hurt with little data or a small net"
 
 RULE_LOSS = "docs/lectures.md §5.3: with small weights and reg = 0 the softmax loss is about ln(C) (2.303 for 10 classes)"
 RULE_REG = "docs/lectures.md §5.3: turn regularization up (e.g. 1e3) and the loss must go up"
@@ -108,18 +116,39 @@ def regularization(ctx: CheckContext) -> CheckResult:
             fix="initialise the weights randomly (He/Xavier) and check that the parameters require gradients",
         )
         return CheckResult("regularization", "the L2 penalty is 0: weights all zero", evidence, [finding])
+    findings = _dropout_findings(ctx.model)
     if share > REG_DOMINATES:
-        finding = Finding(
+        findings.insert(0, Finding(
             "regularization_dominates",
-            "warning",
+            "error" if share >= REG_DOMINATES_ERROR else "warning",
             f"the configured regularization (weight_decay {configured:g}, l1 {ctx.recipe.l1:g}) is {share:.2g}x the data loss at init: "
             "the model will be pulled to zero",
             evidence=evidence,
             lecture_rule="docs/lectures.md §5.5: find the learning rate with small regularization first; §9: choose λ by cross-validation",
             fix="lower train.weight_decay / train.l1 (start near 1e-4) and tune them on validation",
+        ))  # fmt: skip
+    return CheckResult("regularization", summary, evidence, findings)
+
+
+def _dropout_findings(model: nn.Module) -> list[Finding]:
+    """Dropout layers (torch's or babysit's vanilla form) that drop more than half of their units, read from the modules."""
+    drops = {name: float(m.p) for name, m in model.named_modules() if isinstance(m, _DROPOUT_TYPES)}
+    drops |= {name: 1.0 - float(m.keep) for name, m in model.named_modules() if isinstance(m, VanillaDropout)}
+    strong = {n: p for n, p in drops.items() if p > DROPOUT_WARN}
+    if not strong:
+        return []
+    worst = max(strong, key=strong.get)
+    return [
+        Finding(
+            "regularization_too_strong",
+            "error" if strong[worst] >= DROPOUT_ERROR else "warning",
+            f"dropout drops {strong[worst]:.0%} of the units in layer {worst}: too few are left for the rest of the network to learn from",
+            evidence={"dropout": strong},
+            lecture_rule=RULE_DROPOUT,
+            fix="lower dropout to at most 0.5 (model.dropout; nn.Dropout(p) in your module), then tune it on validation",
+            phase="init",
         )
-        return CheckResult("regularization", summary, evidence, [finding])
-    return CheckResult("regularization", summary, evidence)
+    ]
 
 
 def default_eval(model: nn.Module, x: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ import math
 from dataclasses import replace
 
 import torch
+from torch import nn
 
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.data.datasets import Split
@@ -80,15 +81,37 @@ def overfit_tiny(ctx: CheckContext) -> CheckResult:
         problem = f"100% training accuracy but the loss is still {final_loss:.3g} after {steps} steps (near 0 means < {fitted_loss:.2g})"
     else:
         problem = f"{best:.0%} training accuracy after {steps} steps at lr {recipe.lr:.2g}"
+    severity = "warning" if best >= 0.9 else "error"
+    rule = "docs/lectures.md §5: on ≈20 samples without regularization, training accuracy must reach 100% and the loss fall near 0"
+    narrow = bottleneck(ctx.model)
+    if narrow is not None and narrow[1] < ctx.data.num_classes:
+        evidence["bottleneck"] = {"layer": narrow[0], "width": narrow[1], "classes": ctx.data.num_classes}
+        finding = Finding(
+            "capacity_too_small",
+            severity,
+            f"cannot overfit {len(y)} samples with a bottleneck of {narrow[1]} unit(s) in layer {narrow[0]} for "
+            f"{ctx.data.num_classes} classes: {problem}",
+            evidence=evidence,
+            lecture_rule=rule + "; §7: a model that cannot fit the training data needs more capacity",
+            fix=f"widen layer {narrow[0]} (at least as many units as classes; e.g. model.hidden = [64, 64]), or add layers",
+        )
+        return CheckResult("overfit_tiny", summary, evidence, [finding])
     finding = Finding(
         "overfit_failed",
-        "warning" if best >= 0.9 else "error",
+        severity,
         f"cannot overfit {len(y)} samples: {problem}",
         evidence=evidence,
-        lecture_rule="docs/lectures.md §5: on ≈20 samples without regularization, training accuracy must reach 100% and the loss fall near 0",
+        lecture_rule=rule,
         fix="check that the labels match the inputs, the model's output has one score per class, and gradients reach every layer",
     )
     return CheckResult("overfit_tiny", summary, evidence, [finding])
+
+
+def bottleneck(model: nn.Module) -> tuple[str, int] | None:
+    """The narrowest hidden affine layer (Linear units or Conv channels, the output layer excluded) as (name, width); None without one."""
+    affine = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    hidden = [(n, m.out_features if isinstance(m, nn.Linear) else m.out_channels) for n, m in affine[:-1]]
+    return min(hidden, key=lambda h: h[1]) if hidden else None
 
 
 @CHECKS.register("input_baseline")

@@ -28,7 +28,7 @@ _DATA = (
 _INIT = (
     "init_symmetry", "dead_relu_at_init", "saturation_at_init", "activations_vanish", "activations_explode",
     "gradients_vanish", "gradients_explode", "initial_loss_high", "initial_loss_low", "activation_on_scores",
-    "gradcheck_failed", "eval_mode", "regularization_no_effect", "regularization_dominates",
+    "gradcheck_failed", "eval_mode", "regularization_no_effect", "regularization_dominates", "capacity_too_small",
 )
 PHASE: dict[str, str] = {**dict.fromkeys(_DATA, "data"), **dict.fromkeys(_INIT, "init")}
 
@@ -46,7 +46,13 @@ _BAD_SCALE_SYMPTOMS = frozenset({
 
 EXPLAINS: dict[str, frozenset[str]] = {
     # data
-    "data_scales": frozenset({"saturation_at_init", "activations_explode", "initial_loss_high", "loss_flat", "flat_then_drop", "lr_no_descent", "loss_explodes", "underfitting", "data_not_centred"}),
+    # Inputs far from unit scale: every init-scale symptom downstream (He/Xavier assume unit-scale inputs), and a
+    # model that cannot use such inputs in a short run (the input-independent baseline).
+    "data_scales": frozenset(_BAD_SCALE_SYMPTOMS | {
+        "saturation_at_init", "activations_explode", "activations_vanish", "loss_explodes", "data_not_centred", "input_independent",
+        "update_ratio_high", "relu_died_in_training", "dead_relu_at_init", "lr_too_high", "lr_too_low", "plateau",
+        "activations_exploded_in_training", "gradients_exploded_in_training", "saturated_in_training", "overfit_failed",
+    }),
     "data_not_centred": frozenset({"saturation_at_init", "flat_then_drop", "underfitting"}),
     "labels_unlearnable": frozenset({"input_independent", "overfitting", "underfitting", "loss_flat"}),
     "input_independent": frozenset({"overfitting", "underfitting", "loss_flat"}),
@@ -63,7 +69,11 @@ EXPLAINS: dict[str, frozenset[str]] = {
     "activations_explode": frozenset(_BAD_SCALE_SYMPTOMS | {"loss_explodes", "saturated_in_training", "relu_died_in_training"}),
     "gradcheck_failed": frozenset({"loss_flat", "overfit_failed", "loss_explodes", "lr_no_descent"}),
     "eval_mode": frozenset({"overfitting"}),
-    "regularization_dominates": frozenset({"overfit_failed", "underfitting", "loss_flat", "regularization_too_strong"}),
+    # A penalty that swamps the data loss pulls the weights to zero: the model cannot use its inputs and the loss stays flat.
+    "regularization_dominates": frozenset({"overfit_failed", "underfitting", "loss_flat", "regularization_too_strong", "input_independent",
+                                           "lr_no_descent", "activations_vanished_in_training", "gradients_vanished_in_training", "plateau"}),
+    # Too few capable units: the model cannot fit even a tiny subset, nor learn the data.
+    "capacity_too_small": frozenset({"underfitting", "input_independent", "loss_flat", "lr_too_low", "update_ratio_low", "dead_relu_at_init", "plateau"}),
     # training: the learning rate, then what it does to the units and the curves
     "lr_too_high": _LR_HIGH_SYMPTOMS,
     "lr_too_low": _LR_LOW_SYMPTOMS,
@@ -71,7 +81,8 @@ EXPLAINS: dict[str, frozenset[str]] = {
     "update_ratio_high": frozenset({"relu_died_in_training", "saturated_in_training", "plateau", "gradients_exploded_in_training", "activations_exploded_in_training"}),
     "update_ratio_low": frozenset({"loss_flat", "underfitting", "too_few_steps"}),
     "too_few_steps": frozenset({"underfitting"}),
-    "regularization_too_strong": frozenset({"underfitting"}),
+    # Dropout that drops most units: train accuracy far below validation, and a model that learns little from its inputs.
+    "regularization_too_strong": frozenset({"underfitting", "input_independent", "loss_flat", "plateau", "lr_no_descent", "update_ratio_low"}),
 }
 
 

@@ -128,6 +128,26 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
     return out
 
 
+def root_causes(ranked: list[Finding], severity: str = "error") -> list[Finding]:
+    """The root causes of the `severity`-level findings of a ranked list, in order of their first such finding, each once.
+
+    A root whose own severity is lower still counts when it explains a finding of `severity`
+    (a learning-rate warning whose symptom is an exploding loss): fixing it is what clears the error.
+    """
+    by_rule = {f.rule: f for f in ranked}
+    roots: list[Finding] = []
+    for f in ranked:
+        if f.severity != severity:
+            continue
+        root, seen = f, {f.rule}
+        while root.explained_by is not None and root.explained_by in by_rule and root.explained_by not in seen:
+            seen.add(root.explained_by)
+            root = by_rule[root.explained_by]
+        if all(r.rule != root.rule for r in roots):
+            roots.append(root)
+    return roots
+
+
 def findings_table(findings: Iterable[Finding], title: str = "diagnosis") -> Table:
     """A rich table of ranked findings: severity, problem, fix and the lecture rule."""
     table = Table(title=title, show_lines=True)

@@ -90,9 +90,20 @@ def activation_layers(layers: LayerStats) -> LayerStats:
     return acts or dict(layers)
 
 
-def activation_scale(layers: LayerStats, where: dict[str, Any] | None = None) -> list[Finding]:
-    """Activation std vanishing or exploding with depth, relative to the first activation layer."""
+def _where(name: str) -> str:
+    return "the inputs" if name == "inputs" else f"layer {name}"
+
+
+def activation_scale(layers: LayerStats, where: dict[str, Any] | None = None, input_std: float | None = None) -> list[Finding]:
+    """Activation std vanishing or exploding with depth, relative to the inputs' std when given, else to the first activation layer.
+
+    The preflight knows the inputs, so a first layer that already shrinks or blows up the signal
+    (weights 100x below He scale) counts, and a normalisation layer that restores the scale later
+    does not turn the shrink into an "explosion" relative to that first layer.
+    """
     acts = [(n, s["act_std"]) for n, s in activation_layers(layers).items() if _finite(s.get("act_std"))]
+    if input_std is not None and _finite(input_std) and input_std > 0 and acts:
+        acts = [("inputs", float(input_std)), *acts]
     if len(acts) < 2:
         return []
     first_name, ref = acts[0]
@@ -109,7 +120,7 @@ def activation_scale(layers: LayerStats, where: dict[str, Any] | None = None) ->
             Finding(
                 "activations_vanish",
                 sev,
-                f"activations vanish with depth: std {ref:.3g} in layer {first_name} falls to {smallest[1]:.3g} in layer {smallest[0]}",
+                f"activations vanish with depth: std {ref:.3g} in {_where(first_name)} falls to {smallest[1]:.3g} in layer {smallest[0]}",
                 evidence={**(where or {}), "act_std": stds, "ratio": smallest[1] / ref},
                 lecture_rule=RULE_INIT,
                 fix="initialise with Xavier (tanh) or He (ReLU) instead of a small constant scale, or add batch norm",
@@ -121,7 +132,7 @@ def activation_scale(layers: LayerStats, where: dict[str, Any] | None = None) ->
             Finding(
                 "activations_explode",
                 sev,
-                f"activations explode with depth: std {ref:.3g} in layer {first_name} grows to {largest[1]:.3g} in layer {largest[0]}",
+                f"activations explode with depth: std {ref:.3g} in {_where(first_name)} grows to {largest[1]:.3g} in layer {largest[0]}",
                 evidence={**(where or {}), "act_std": stds, "ratio": largest[1] / ref},
                 lecture_rule=RULE_INIT,
                 fix="scale the initial weights by 1/sqrt(fan_in) (Xavier) or sqrt(2/fan_in) (He), or add batch norm",

@@ -1,0 +1,216 @@
+"""Repairs for `doctor(..., fix=True)`: from a root-cause finding to a changed config, model or data, and whether it helped.
+
+Each root cause the diagnosis names maps to one kind of fix (`FIXES`), applied
+to what the user gave (never in place):
+
+- learning rate: `train.lr` = the range test's proposal (docs/lectures.md §5.4),
+  or 10x down / up when the test proposed nothing;
+- initialisation: built-in models get `model.init` = He (ReLU family) or
+  Xavier (tanh, sigmoid) with zero biases; your own module a copy with every
+  Linear/Conv re-initialised the same way (§3);
+- data: standardisation fitted on the training split (§2);
+- regularization: weight decay down to the lectures' starting 1e-4, dropout halved (§9);
+- capacity: a built-in model's layers 4x wider (§7: underfitting, more capacity);
+- overfitting: weight decay up 10x (at least 1e-3) (§7).
+Anything else (labels that do not match the inputs, an activation on the scores
+of your own module, evaluation in training mode) has no automatic fix: the
+round stops and the finding's fix says exactly what to change. Removing an
+activation on the scores is only safe on a built-in model, which has none.
+
+A fix helped when the cause it answered is gone from the error-level findings
+without a significant loss of validation accuracy, or when validation accuracy
+rose significantly (the two-proportion standard error, `diagnose.significance`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from babysit.build import load_data
+from babysit.config import RunConfig
+from babysit.data.datasets import Dataset
+from babysit.data.preprocess import prepare
+from babysit.diagnose import significance
+from babysit.diagnose.findings import Finding, root_causes
+from babysit.nn.init import apply_init
+
+if TYPE_CHECKING:
+    from babysit.checks.preflight import CheckReport
+    from babysit.workflows.doctor import DoctorResult
+
+_LR_HIGH = ("lr_too_high", "loss_explodes", "update_ratio_high", "plateau", "relu_died_in_training", "saturated_in_training",
+            "gradients_exploded_in_training", "activations_exploded_in_training")  # fmt: skip
+_LR_LOW = ("lr_too_low", "loss_flat", "update_ratio_low")
+_INIT = ("init_symmetry", "regularization_no_effect", "dead_relu_at_init", "saturation_at_init", "activations_vanish",
+         "activations_explode", "gradients_vanish", "gradients_explode", "initial_loss_high", "flat_then_drop")  # fmt: skip
+_DATA = ("data_scales", "data_not_centred", "data_leak")
+_REG = ("regularization_dominates", "regularization_too_strong")
+
+# Root-cause id -> the kind of fix `plan_repair` applies.
+FIXES: dict[str, str] = {
+    **dict.fromkeys(_LR_HIGH, "lr_down"), **dict.fromkeys(_LR_LOW, "lr_up"), **dict.fromkeys(_INIT, "reinit"),
+    **dict.fromkeys(_DATA, "standardize"), **dict.fromkeys(_REG, "less_regularization"),
+    "underfitting": "more_capacity", "capacity_too_small": "more_capacity", "overfitting": "more_regularization",
+}  # fmt: skip
+
+_RELU_FAMILY = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.ReLU6)
+_SATURATING = ("tanh", "sigmoid")
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+# The lectures' starting weight decay when tuning (docs/lectures.md §5.5: small regularization first).
+START_WEIGHT_DECAY = 1e-4
+
+
+@dataclass
+class Plan:
+    """A planned repair: the cause it answers, what changes (in words), and the changed set-up (`applied` False: advice only)."""
+
+    rule: str
+    change: str
+    cfg: RunConfig
+    model: nn.Module | None
+    data: Dataset
+    applied: bool
+
+
+@dataclass
+class RepairRound:
+    """One applied fix and the two looks around it (each a `look_summary`), JSON-ready via `to_dict`."""
+
+    round: int
+    cause: str
+    change: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    helped: bool
+    run_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return dict(vars(self))
+
+
+def _replace_section(cfg: RunConfig, section: str, **changes: Any) -> RunConfig:
+    return replace(cfg, **{section: replace(getattr(cfg, section), **changes)})
+
+
+def _lr_plan(f: Finding, cfg: RunConfig, suggested: float | None, down: bool) -> tuple[RunConfig, str]:
+    lr = float(cfg.train.lr) if cfg.train.lr is not None else None
+    new = suggested
+    # A proposal on the wrong side of the current rate (or none) cannot answer this finding: step 10x instead.
+    if new is None or lr is None or (down and new > lr / 2) or (not down and new < 2 * lr):
+        new = (lr or 1e-3) / 10 if down else (lr or 1e-3) * 10
+        how = "10x " + ("lower" if down else "higher")
+    else:
+        how = "the range test's proposal"
+    return _replace_section(cfg, "train", lr=float(f"{new:.2g}")), f"train.lr: {lr:g} -> {float(f'{new:.2g}'):g} ({how})"
+
+
+def reinitialise(model: nn.Module) -> nn.Module:
+    """A copy of `model` with every Linear/Conv weight He-initialised (Xavier when it has no ReLU-family unit) and zero biases."""
+    out = copy.deepcopy(model)
+    scheme = "he" if any(isinstance(m, _RELU_FAMILY) for m in out.modules()) else "xavier"
+    return apply_init(out, scheme, 0.0)
+
+
+def _reinit_plan(cfg: RunConfig, model: nn.Module | None) -> tuple[RunConfig, nn.Module | None, str]:
+    if model is not None:
+        fresh = reinitialise(model)
+        scheme = "He" if any(isinstance(m, _RELU_FAMILY) for m in fresh.modules()) else "Xavier"
+        return cfg, fresh, f"re-initialised every Linear/Conv layer of your {type(model).__name__} ({scheme}, zero biases)"
+    scheme = "xavier" if cfg.model.activation in _SATURATING else "he"
+    old = f"init {cfg.model.init}" + (f" std {cfg.model.init_std:g}" if cfg.model.init_std is not None else "") + f", bias {cfg.model.bias:g}"
+    return _replace_section(cfg, "model", init=scheme, init_std=None, bias=0.0), model, f"model: {old} -> init {scheme}, bias 0"
+
+
+def _less_regularization(cfg: RunConfig, model: nn.Module | None) -> tuple[RunConfig, nn.Module | None, list[str]]:
+    changes = []
+    if cfg.train.weight_decay > START_WEIGHT_DECAY:
+        changes.append(f"train.weight_decay: {cfg.train.weight_decay:g} -> {START_WEIGHT_DECAY:g}")
+        cfg = _replace_section(cfg, "train", weight_decay=START_WEIGHT_DECAY)
+    if cfg.train.l1 > 0:
+        changes.append(f"train.l1: {cfg.train.l1:g} -> 0")
+        cfg = _replace_section(cfg, "train", l1=0.0)
+    if model is None and cfg.model.dropout > 0:
+        changes.append(f"model.dropout: {cfg.model.dropout:g} -> {cfg.model.dropout / 2:g}")
+        cfg = _replace_section(cfg, "model", dropout=cfg.model.dropout / 2)
+    elif model is not None and any(isinstance(m, _DROPOUT) and m.p > 0 for m in model.modules()):
+        model = copy.deepcopy(model)
+        drops = [m for m in model.modules() if isinstance(m, _DROPOUT) and m.p > 0]
+        changes.append(f"dropout p halved in {len(drops)} layer(s) of your {type(model).__name__} (largest {max(m.p for m in drops):g})")
+        for m in drops:
+            m.p = m.p / 2
+    return cfg, model, changes
+
+
+def plan_repair(finding: Finding, cfg: RunConfig, model: nn.Module | None, data: Dataset, check: CheckReport, own_data: bool = True) -> Plan:
+    """The fix for the root cause `finding` applied to copies of the set-up (`applied` False when only advice can be given).
+
+    Args:
+        finding: the top error-level root cause.
+        cfg: the config of the look that found it.
+        model: your own module, or None for the config's built-in model.
+        data: the data of that look.
+        check: its preflight report (the range test's proposal lives there).
+        own_data: the data was given (fixed in memory), not loaded from `cfg.data` (fixed in the config).
+    """
+    kind = FIXES.get(finding.rule)
+    advice = Plan(finding.rule, finding.fix or "no automatic fix", cfg, model, data, applied=False)
+    if kind in ("lr_down", "lr_up"):
+        new_cfg, change = _lr_plan(finding, cfg, check.suggested_lr, kind == "lr_down")
+        return Plan(finding.rule, change, new_cfg, model, data, True)
+    if kind == "reinit":
+        new_cfg, new_model, change = _reinit_plan(cfg, model)
+        return Plan(finding.rule, change, new_cfg, new_model, data, True)
+    if kind == "standardize":
+        if own_data:
+            return Plan(finding.rule, "standardised the inputs with training-split statistics", cfg, model, prepare(data, "standardize"), True)
+        new_cfg = _replace_section(cfg, "data", preprocess="standardize")
+        return Plan(finding.rule, f"data.preprocess: {cfg.data.preprocess} -> standardize", new_cfg, model, load_data(new_cfg.data), True)
+    if kind == "less_regularization":
+        new_cfg, new_model, changes = _less_regularization(cfg, model)
+        return Plan(finding.rule, "; ".join(changes), new_cfg, new_model, data, True) if changes else advice
+    if kind == "more_capacity" and model is None:
+        m = cfg.model
+        new_cfg = _replace_section(cfg, "model", hidden=tuple(max(4 * h, 32) for h in m.hidden), channels=tuple(max(2 * c, 16) for c in m.channels))
+        return Plan(finding.rule, f"model: hidden {list(m.hidden)} -> {list(new_cfg.model.hidden)}, channels {list(m.channels)} -> {list(new_cfg.model.channels)}",
+                    new_cfg, model, data, True)  # fmt: skip
+    if kind == "more_regularization":
+        wd = max(10 * cfg.train.weight_decay, 1e-3)
+        return Plan(finding.rule, f"train.weight_decay: {cfg.train.weight_decay:g} -> {wd:g}", _replace_section(cfg, "train", weight_decay=wd), model, data, True)
+    return advice
+
+
+def best_val_accuracy(done: DoctorResult) -> float | None:
+    """The best validation accuracy of a look's short run (None when it recorded none)."""
+    best = done.report.record.best()
+    return float(best["val_accuracy"]) if best else None
+
+
+def look_summary(done: DoctorResult) -> dict[str, Any]:
+    """What a before/after table shows of one look: run status, best validation accuracy, last train loss, error-level root causes."""
+    metrics = done.report.record.metrics
+    return {
+        "status": done.report.record.status,
+        "val_accuracy": best_val_accuracy(done),
+        "train_loss": metrics[-1].get("train_loss") if metrics else None,
+        "errors": [f.rule for f in root_causes(done.findings)],
+        "run_dir": str(done.run_dir),
+    }
+
+
+def repair_helped(rule: str, before: DoctorResult, after: DoctorResult, n_val: int) -> bool:
+    """Whether the fix for `rule` helped: validation accuracy (on `n_val` samples) rose significantly, or `rule` is gone at error level without a significant loss."""
+    a, b = best_val_accuracy(before), best_val_accuracy(after)
+    n = max(1, n_val)
+    errors_after = {f.rule for f in after.findings if f.severity == "error"}
+    if a is None or b is None:
+        return b is not None and rule not in errors_after
+    se = significance.proportion_se(b, n, a, n)
+    if significance.verdict(b - a, se, 0.0) == "pass":
+        return True
+    return rule not in errors_after and significance.verdict(a - b, se, 0.0) != "pass"
+
