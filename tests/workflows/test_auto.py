@@ -22,6 +22,8 @@ def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tm
     assert 0 < summary["cpu_minutes"] and Path(summary["report"]).is_file()
     # `config` is the exported TOML itself (best.toml's text), so a script needs no second file.
     assert tomllib.loads(summary["config"]) == load_toml(out / "best.toml") and summary["config_path"] == str(out / "best.toml")
+    # The budget sets each run's length, so a base without a schedule gets one cosine decay per run.
+    assert tomllib.loads(summary["config"])["train"]["schedule"] == "cosine" and any("no schedule" in w for w in summary["warnings"])
     assert list(summary["stage_cpu_minutes"]) == ["preflight", "lr_range", "calibrate", "search", "reevaluate", "final", "report"]
     # The guard stops a stage at its share; the reports' own cost is the slack.
     assert summary["cpu_minutes"] * 60 <= 15 * 1.5

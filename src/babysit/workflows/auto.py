@@ -28,7 +28,8 @@ After preflight and calibration the rest is split: `SEARCH_SHARE` to the search,
 re-evaluation runs (h epochs each) and the final run (`FINAL_FACTOR` x h epochs),
 sized by the search's measured cost per epoch: the final run is the model the user
 gets, so it gets the largest single share. A stage that runs past its share is
-stopped at the next batch by a budget guard. If the budget buys no complete search
+stopped at the next batch by a budget guard. Since the budget sets every run's
+length, a base without a learning-rate schedule gets one cosine decay over each run. If the budget buys no complete search
 trial, the final run trains the base config (with the range test's rate) and says so.
 """
 
@@ -54,6 +55,7 @@ from babysit.checks.preflight import PIPELINE, CheckReport, check
 from babysit.config import RunConfig
 from babysit.errors import BabysitError, ConfigError
 from babysit.io import atomic_write_text, json_safe
+from babysit.optim.optimizers import FULL_BATCH
 from babysit.report.run_report import run_report
 from babysit.tune.defaults import default_space
 from babysit.tune.report import write_report
@@ -249,6 +251,12 @@ def auto(
     with _Progress(budget, start, progress) as view:
         view.refresh("preflight")
         checks, base = _preflight(cfg, data, fix, clock)
+        notes: list[str] = []
+        if base.train.schedule == "none" and base.train.optimizer not in FULL_BATCH:
+            # auto picks every run's length from the budget, so the rate must follow the length: one cosine
+            # decay to 0 over each run (docs/lectures.md: anneal the learning rate) instead of a constant rate.
+            base = replace(base, train=replace(base.train, schedule="cosine"))
+            notes.append("the base config has no schedule; auto decays the rate with one cosine over each run (set train.schedule to choose another)")
 
         view.refresh("calibrate")
         t0 = cpu_seconds()
@@ -269,7 +277,7 @@ def auto(
         handle = execute(job, Execution("panda", 1), data, on_change=lambda: view.refresh(), callbacks=[guard, view])
         result = collect(handle, job)
         clock["search"] = cpu_seconds() - t0
-        notes = list(found.notes)
+        notes += found.notes
         if result.best is None and not guard.fired:
             raise BabysitError("no search trial completed (all diverged or failed); see the search report in " + str(out / "tune"))
         if result.best is None:
@@ -280,26 +288,30 @@ def auto(
 
         view.refresh("re-evaluate")
         t0 = cpu_seconds()
-        # The search measured what an epoch really costs (with evaluation, over many configs): size the rest by it.
+        # The search measured what an epoch really costs (with evaluation, over many configs), better than
+        # calibration's one epoch with its start-up costs: size the rest by it (and the final by the re-evaluation's).
         trained = sum(len(t.history) for t in result.trials)
-        per_epoch = max(per_epoch, clock["search"] / trained) if trained else per_epoch
+        per_epoch = clock["search"] / trained if trained else per_epoch
         rest = budget * (1 - REPORT_SHARE) - (t0 - start)
         final_share = FINAL_FACTOR * RECORDED_COST
         horizon = max(1, int(rest / (top * seeds + final_share) / per_epoch))
         plan.update(horizon_epochs=horizon, per_epoch_s=round(per_epoch, 4))
         deadline = t0 + rest * (top * seeds) / (top * seeds + final_share)
-        rows = []
+        rows, reevaluated_epochs = [], 0
         for values in _top_configs(result, top) if result.best is not None else []:
             scores = []
             for s in range(1, seeds + 1):
                 c = trial_config(base, values, horizon)
                 c = replace(c, train=replace(c.train, seed=base.train.seed + s))
                 r = run(c, callbacks=[BudgetGuard(deadline), view], progress=False, data=data).result
+                reevaluated_epochs += len(r.history)
                 scores.append(r.history.records[-1]["val_accuracy"] if r.history.records else float("nan"))
             finite = [x for x in scores if math.isfinite(x)]
             rows.append({"values": values, "val_accuracy": scores, "mean": sum(finite) / len(finite) if finite else None})
             view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
         clock["reevaluate"] = cpu_seconds() - t0
+        if reevaluated_epochs:
+            per_epoch = clock["reevaluate"] / reevaluated_epochs
         fallback = {"values": result.best.values if result.best is not None else {}}
         chosen = max((r for r in rows if r["mean"] is not None), key=lambda r: r["mean"], default=fallback)
 
