@@ -1,24 +1,37 @@
 """What watching costs: a plain PyTorch loop against babysit's `fit` with probes off, light and full,
 and against the same plain loop recorded with `bs.record` (light probes, `run.log_epoch` per epoch).
 
-Goal (issue 4): the default preset ('light') costs <= 5% over the plain loop,
-'full' (every step) <= 50%; so does your own loop with `bs.record` (issue 12: <= 5%). Both are ratios against the plain loop measured in
-this same run, on the same model, data, batch size and optimiser:
+Goals (issues 4, 12, 13): `fit` with probes 'off' costs <= 2% over the plain loop,
+the default preset ('light') <= 5%, 'full' (every step) <= 50%; your own loop
+recorded with `bs.record` (light probes) <= 5%. All are ratios against the plain
+loop measured in this same run, on the same model, data, batch size and optimiser:
 
 - MNIST-1D: the built-in convnet on the built-in data (36 steps per epoch);
 - CIFAR-sized: a 3-block convnet on random 3x32x32 tensors (timing needs no real images).
 
 The plain loop is what a user would write: shuffle, forward, loss, backward,
-Adam step, the epoch's training loss and accuracy, and a validation pass per
-epoch (the same work `fit` does). Each round runs every variant once, back to
-back, and divides its time by the plain loop's of the same round; the ratio
-shown is the median over `--repeats` rounds, so slow drifts in background load
-cancel. On the CPU the clock is the process's CPU time with one torch thread,
-which a busy shared machine disturbs far less than wall time; on CUDA it is
-wall time.
+Adam step, the epoch's training loss and accuracy, a validation pass per epoch
+and one test pass at the end (the same work `fit` does).
+
+Robust on a busy shared machine:
+- the clock on the CPU is the process's CPU time (`time.process_time`) with one
+  torch thread, which other processes disturb far less than wall time (on CUDA:
+  wall time);
+- rounds are interleaved: each round runs every variant once, back to back, so
+  slow drifts of the background load hit all variants alike;
+- each variant's run is at least `--min-seconds` (default 3) CPU-seconds of the
+  plain loop: the epochs are raised until the warm-up's plain loop takes that long,
+  so fixed per-run costs and timer granularity are below a percent;
+- the ratio is the median over `--repeats` rounds (default 7) of each round's
+  variant / plain ratio: a ratio within one round compares runs that met the same
+  load, and the median drops the rounds where a burst hit one of them. The ratio
+  of the variants' fastest runs is printed beside it, in brackets; it is noisier,
+  because the two minima come from different rounds (measured here: 'off', which
+  does strictly more work than the plain loop, came out at 0.984x by minima and
+  1.013x by the median).
 
     python bench/bench_probes.py                 # both models, about five minutes on 2 CPU cores
-    python bench/bench_probes.py --epochs 2 --repeats 1   # a quick look
+    python bench/bench_probes.py --min-seconds 0.5 --repeats 1   # a quick look
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import math
 import statistics
 import tempfile
 import time
@@ -38,7 +52,7 @@ from rich.table import Table
 import babysit as bs
 from babysit.data.datasets import Dataset, Split
 
-GOALS = {"off": 1.05, "light": 1.05, "full": 1.50, "own loop": 1.05}
+GOALS = {"off": 1.02, "light": 1.05, "full": 1.50, "own loop": 1.05}
 
 
 def mnist1d() -> tuple[Dataset, torch.nn.Module]:
@@ -65,13 +79,14 @@ def plain_loop(
     model.to(device)
     x, y = data.train.x.to(device), data.train.y.to(device)
     xv, yv = data.val.x.to(device), data.val.y.to(device)
+    xt, yt = data.test.x.to(device), data.test.y.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     with bs.record(model, opt, runs_dir=runs_dir) if runs_dir else contextlib.nullcontext() as run:
-        _epochs(model, opt, x, y, xv, yv, g, epochs, batch_size, device, run)
+        _epochs(model, opt, x, y, xv, yv, xt, yt, g, epochs, batch_size, device, run)
 
 
-def _epochs(model, opt, x, y, xv, yv, g, epochs: int, batch_size: int, device: torch.device, run) -> None:
+def _epochs(model, opt, x, y, xv, yv, xt, yt, g, epochs: int, batch_size: int, device: torch.device, run) -> None:
     for _ in range(epochs):
         model.train()
         order = torch.randperm(len(y), generator=g).to(device)
@@ -92,6 +107,8 @@ def _epochs(model, opt, x, y, xv, yv, g, epochs: int, batch_size: int, device: t
             val_loss, val_accuracy = F.cross_entropy(scores, yv).item(), (scores.argmax(1) == yv).float().mean().item()
         if run is not None:  # the one line a user adds per epoch
             run.log_epoch(train_loss=train_loss, train_accuracy=train_accuracy, val_loss=val_loss, val_accuracy=val_accuracy)
+    with torch.no_grad():  # the test pass at the end, as `fit` does
+        (model(xt).argmax(1) == yt).float().mean().item()
 
 
 def babysit_fit(model: torch.nn.Module, data: Dataset, epochs: int, batch_size: int, device: torch.device, preset: str) -> None:
@@ -101,36 +118,41 @@ def babysit_fit(model: torch.nn.Module, data: Dataset, epochs: int, batch_size: 
 
 
 def bench(data: Dataset, model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    """Median plain-loop seconds and the median ratio of each preset to the plain loop of its round."""
-    variants = {"plain": lambda m: plain_loop(m, data, args.epochs, args.batch_size, device)}
-    for preset in ("off", "light", "full"):
-        variants[preset] = lambda m, p=preset: babysit_fit(m, data, args.epochs, args.batch_size, device, p)
-    runs_dir = tempfile.mkdtemp(prefix="bench-own-loop-")
-    variants["own loop"] = lambda m: plain_loop(m, data, args.epochs, args.batch_size, device, runs_dir=runs_dir)
-    variants["plain"](copy.deepcopy(model))  # warm-up: allocator, kernels, lazy imports
+    """Epochs per run, the plain loop's median seconds, each variant's median per-round ratio to it (and the ratio of minima)."""
     clock = time.perf_counter if device.type == "cuda" else time.process_time
-    rounds: list[dict[str, float]] = []
-    for _ in range(args.repeats):
-        seconds = {}
-        for key, fn in variants.items():
-            m = copy.deepcopy(model)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = clock()
-            fn(m)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds[key] = clock() - start
-        rounds.append(seconds)
+
+    def timed(fn, epochs: int) -> float:
+        m = copy.deepcopy(model)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = clock()
+        fn(m, epochs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return clock() - start
+
+    variants = {"plain": lambda m, e: plain_loop(m, data, e, args.batch_size, device)}
+    for preset in ("off", "light", "full"):
+        variants[preset] = lambda m, e, p=preset: babysit_fit(m, data, e, args.batch_size, device, p)
+    runs_dir = tempfile.mkdtemp(prefix="bench-own-loop-")
+    variants["own loop"] = lambda m, e: plain_loop(m, data, e, args.batch_size, device, runs_dir=runs_dir)
+    for fn in variants.values():  # warm-up: allocator, kernels, lazy imports of every path
+        timed(fn, 1)
+    per_epoch = timed(variants["plain"], 1)
+    epochs = max(args.epochs, math.ceil(args.min_seconds / max(per_epoch, 1e-6)))
+    rounds = [{key: timed(fn, epochs) for key, fn in variants.items()} for _ in range(args.repeats)]
+    fastest = {k: min(r[k] for r in rounds) for k in variants}
     ratios = {k: statistics.median(r[k] / r["plain"] for r in rounds) for k in GOALS}
-    return {"plain": statistics.median(r["plain"] for r in rounds), **ratios}
+    by_minima = {k: fastest[k] / fastest["plain"] for k in GOALS}
+    return {"epochs": epochs, "plain": statistics.median(r["plain"] for r in rounds), "ratios": ratios, "by_minima": by_minima}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=5, help="at least this many epochs per run (raised to --min-seconds)")
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="least plain-loop CPU seconds per run")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="auto")
     # One thread by default: on a shared CPU, OpenMP threads waiting on each other swamp the
     # difference being measured.
@@ -141,22 +163,22 @@ def main() -> None:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     console = Console(stderr=True)
     clock = "wall" if device.type == "cuda" else "CPU"
-    table = Table(title=f"probe overhead vs a plain PyTorch loop ({device}, {torch.get_num_threads()} threads, median of {args.repeats})")
-    for column in ("model", "steps", f"plain ({clock} s)", "off", "light", "full", "own loop (light)"):
+    table = Table(title=f"probe overhead vs a plain PyTorch loop ({device}, {torch.get_num_threads()} threads, median ratio of {args.repeats} rounds; ratio of the fastest runs in brackets)")
+    for column in ("model", "steps", f"plain ({clock} s, median)", "off", "light", "full", "own loop (light)"):
         table.add_column(column, justify="right")
     failures = []
     for key in args.models:
         name, build = MODELS[key]
         data, model = build()
-        steps = args.epochs * -(-len(data.train) // args.batch_size)
-        console.print(f"timing {name}: {steps} steps x 5 variants x {args.repeats} repeats ...")
+        console.print(f"timing {name}: 5 variants x {args.repeats} rounds of at least {args.min_seconds:g} CPU-s ...")
         t = bench(data, model, args, device)
-        ratios = {k: t[k] for k in GOALS}
+        steps = t["epochs"] * -(-len(data.train) // args.batch_size)
+        ratios = t["ratios"]
         failures += [f"{name} {k}: {r:.3f}x > {GOALS[k]:.2f}x" for k, r in ratios.items() if r > GOALS[k]]
-        table.add_row(name, str(steps), f"{t['plain']:.2f}", *(f"{ratios[k]:.3f}x" for k in GOALS))
+        table.add_row(name, str(steps), f"{t['plain']:.2f}", *(f"{ratios[k]:.3f}x ({t['by_minima'][k]:.3f}x)" for k in GOALS))
     Console().print(table)
     Console().print(
-        f"goals: light <= {GOALS['light']:.2f}x, full <= {GOALS['full']:.2f}x, own loop <= {GOALS['own loop']:.2f}x of the plain loop"
+        f"goals: off <= {GOALS['off']:.2f}x, light <= {GOALS['light']:.2f}x, full <= {GOALS['full']:.2f}x, own loop <= {GOALS['own loop']:.2f}x of the plain loop"
     )
     Console().print("all goals met" if not failures else "missed: " + "; ".join(failures))
 

@@ -77,8 +77,10 @@ def test_the_model_family_follows_the_data_when_not_given(data, model):
 
 def test_the_mnist1d_convnet_profile_fills_only_unset_keys():
     cfg = build_config({"data": {"name": "mnist1d"}, "model": {"name": "convnet"}})
-    assert (cfg.train.epochs, cfg.train.schedule, cfg.train.averaging, cfg.train.lr) == (25, "cosine", "ema", 3e-3)
-    assert cfg.data.augment == ("crop",) and cfg.model.channels == (64, 128, 128) and cfg.model.batchnorm
+    t = cfg.train
+    assert (t.epochs, t.optimizer, t.schedule, t.averaging, t.lr, t.weight_decay, t.label_smoothing) == (25, "adamw", "onecycle", "ema", 3e-3, 0.05, 0.1)
+    assert cfg.data.augment == ("crop",) and cfg.model.channels == (64, 128, 128) and cfg.model.depth == 2 and cfg.model.batchnorm
     mine = build_config({"data": {"name": "mnist1d"}, "train": {"epochs": 3, "optimizer": "sgd"}, "model": {"channels": [8]}})
-    assert (mine.train.epochs, mine.train.lr, mine.model.channels) == (3, 0.1, (8,))  # sgd keeps its own default lr
+    # sgd keeps its own default lr and no decay: AdamW's decoupled lambda would be a huge L2 for it.
+    assert (mine.train.epochs, mine.train.lr, mine.train.weight_decay, mine.model.channels) == (3, 0.1, 0.0, (8,))
     assert build_config({"data": {"name": "mnist1d"}, "model": {"name": "mlp"}}).train.schedule == "none"

@@ -87,3 +87,17 @@ def test_cli_lists_and_runs_experiments(tmp_path):
 def test_full_experiment_reproduces_every_claim(name, tmp_path):
     result = run_experiment(name, out_dir=tmp_path)
     assert result.claims and result.all_hold, [c for c in result.claims if not c.holds]
+
+
+def test_regularization_adds_the_noise_regularizers_each_against_its_plain_network():
+    result = run_experiment("regularization", out_dir=None, **FAST["regularization"])
+    mlp_rows = {r[0] for r in result.tables[0].rows}
+    assert "DropConnect 0.5" in mlp_rows
+    noise = result.tables[2]
+    assert [r[1] for r in noise.rows] == ["stride-2 downsampling", "fractional max pooling", "none", "stochastic depth 0.5"]
+    for plain, noisy in zip(noise.rows[::2], noise.rows[1::2]):
+        assert plain[0] == noisy[0]  # the same network, with and without the noise
+        assert noisy[4] < plain[4]  # the gap (train accuracy in eval mode - val accuracy) narrows
+        assert noisy[3] > 0.3  # and the noisy one still learns (ten classes: chance is 0.1)
+    held = claims(result)
+    assert all(held[t].holds for t in held if "narrows" in t)

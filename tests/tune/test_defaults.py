@@ -29,3 +29,10 @@ def test_with_data_the_range_test_runs_and_its_proposal_is_the_centre():
     cfg = bs.build_config({"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [16]}})
     found = default_space(cfg, load_data(cfg.data))
     assert found.source == "range test" and 1e-5 < found.centre < 1.0
+
+
+def test_adamw_searches_its_decoupled_lambda_around_torchs_default():
+    # AdamW decays by lr * lambda per step: the L2 band 1e-6..1e-2 would barely decay at all.
+    cfg = bs.build_config({"data": {"name": "digits"}, "model": {"name": "mlp"}, "train": {"optimizer": "adamw"}})
+    wd = default_space(cfg, proposal=3e-3).space["train.weight_decay"]
+    assert wd.logarithmic and (wd.low, wd.high) == (1e-3, 1e-1)

@@ -1,6 +1,8 @@
 """`babysit auto` end to end on digits with a tiny budget: stages, budget, files, one JSON line."""
 
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,8 +17,13 @@ def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tm
     out = tmp_path / "auto"
     result = CliRunner().invoke(app, ["auto", "--data", "digits", "--model", "mlp", "--model.hidden=[32]", "--budget", "15s", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])  # strict JSON: no NaN, one line
     assert summary["status"] in ("completed", "stopped") and summary["test_accuracy"] > 0.9
+    assert 0 < summary["cpu_minutes"] and Path(summary["report"]).is_file()
+    # `config` is the exported TOML itself (best.toml's text), so a script needs no second file.
+    assert tomllib.loads(summary["config"]) == load_toml(out / "best.toml") and summary["config_path"] == str(out / "best.toml")
+    # The budget sets each run's length, so a base without a schedule gets one cosine decay per run.
+    assert tomllib.loads(summary["config"])["train"]["schedule"] == "cosine" and any("no schedule" in w for w in summary["warnings"])
     assert list(summary["stage_cpu_minutes"]) == ["preflight", "lr_range", "calibrate", "search", "reevaluate", "final", "report"]
     # The guard stops a stage at its share; the reports' own cost is the slack.
     assert summary["cpu_minutes"] * 60 <= 15 * 1.5
@@ -24,7 +31,16 @@ def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tm
     assert json.loads((out / "auto.json").read_text())["test_accuracy"] == summary["test_accuracy"]
     assert "babysit auto: budget and search" in (out / "report.html").read_text()
     cfg = load_toml(out / "best.toml")
-    assert cfg["train"]["epochs"] >= summary["plan"]["horizon_epochs"] and cfg["train"]["lr"] > 0
+    # The final run is the longest: twice the horizon the re-evaluation ranked at.
+    assert cfg["train"]["epochs"] == summary["plan"]["final_epochs"] >= 2 * summary["plan"]["horizon_epochs"] and cfg["train"]["lr"] > 0
+
+
+def test_a_budget_too_small_for_any_trial_still_ends_with_a_model_and_says_why(tmp_path):
+    result = CliRunner().invoke(app, ["auto", "--data", "digits", "--model", "mlp", "--model.hidden=[16]", "--budget", "1s", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["test_accuracy"] is not None and Path(summary["report"]).is_file()
+    assert any("bought no complete trial" in w for w in summary["warnings"])
 
 
 @pytest.mark.parametrize("text,seconds", [("10m", 600.0), ("90s", 90.0), ("1h", 3600.0), ("45", 45.0)])

@@ -25,8 +25,8 @@ def print_auto(result: AutoResult) -> None:
     out.print(table)
     p = result.plan
     out.print(f"split: search {p['search_share']:.0%} of what preflight left ({p['trials']} trials, {p['coarse_epochs']} then "
-              f"{2 * p['coarse_epochs']} epochs), the rest over {p['top']}x{p['seeds']} re-evaluations and the final run "
-              f"({p['horizon_epochs']}+ epochs)", highlight=False)  # fmt: skip
+              f"{2 * p['coarse_epochs']} epochs), the rest over {p['top']}x{p['seeds']} re-evaluations of {p['horizon_epochs']} epochs "
+              f"and the final run ({p.get('final_epochs', '-')} epochs)", highlight=False)  # fmt: skip
     for w in result.warnings:
         out.print(f"[yellow]{w}[/]", highlight=False)
     out.print(f"report: {result.report_path}\nconfig: {result.config_path} (run it with: babysit train --config {result.config_path})")

@@ -1,10 +1,17 @@
 """Lab `regularization`: the train/val gap with and without each regulariser (docs/lectures.md §9).
 
 An over-sized MLP on a slice of MNIST-1D overfits (100% train, ~45% val); L2,
-dropout and data augmentation (random shifts: MNIST-1D's signals are translated
-copies of ten templates) each narrow the gap between training and validation
-accuracy; an ensemble of independently trained models beats its members; EMA
-averaging of the weights smooths the validation curve.
+dropout, DropConnect and data augmentation (random shifts: MNIST-1D's signals
+are translated copies of ten templates) each narrow the gap between training and
+validation accuracy; an ensemble of independently trained models beats its
+members; EMA averaging of the weights smooths the validation curve.
+
+The lectures' other "add noise in training, average it out at test" regularizers
+are compared on the networks they belong to, each against the same network
+without it: fractional max pooling (random pooling regions in training, averaged
+over draws at test; Graham 2014) against stride-2 downsampling in a convnet, and
+stochastic depth (each residual branch skipped at random in training, scaled at
+test; Huang 2016) in a residual network.
 
 `--data digits` runs the same on the 8x8 digits with small random rotations and
 stretches as augmentation; digits is easy enough that every gap there is within
@@ -23,7 +30,7 @@ from babysit.data.datasets import Split, load_dataset
 from babysit.data.preprocess import prepare
 from babysit.ensemble import Ensemble
 from babysit.lab.result import EXPERIMENTS, LabResult
-from babysit.nn.models import mlp
+from babysit.nn.models import convnet, mlp, resnet
 from babysit.train.state import Recipe
 from babysit.train.trainer import evaluate, fit, seed_everything
 
@@ -45,15 +52,20 @@ def regularization_experiment(
     epochs: int = 40,
     l2: float = 1e-2,
     dropout: float = 0.5,
+    dropconnect: float = 0.5,
+    drop_path: float = 0.5,
     members: int = 3,
     seed: int = 0,
 ) -> LabResult:
-    """Train/val gap of an over-sized MLP on a data slice: none, L2, dropout, augmentation, ensemble, EMA averaging."""
+    """Train/val gap on a data slice: an MLP with none, L2, dropout, augmentation, DropConnect, ensemble, EMA;
+    a convnet with and without fractional max pooling; a residual net with and without stochastic depth."""
     result = LabResult(
         "regularization",
         "Regularization and the train/val gap",
         "CS231n lecture 7, regularization: L2, dropout (keep p = 0.5) and data augmentation reduce overfitting; "
-        "ensembles of independent models add accuracy; Polyak averaging of the weights smooths evaluation.",
+        "so do the other regularizers that add noise in training and average it out at test (DropConnect, "
+        "fractional max pooling, stochastic depth); ensembles of independent models add accuracy; Polyak averaging "
+        "of the weights smooths evaluation.",
     )
     full = prepare(load_dataset(data, seed=seed))
     dataset = replace(full, train=Split(full.train.x[:train_size], full.train.y[:train_size]))
@@ -67,6 +79,7 @@ def regularization_experiment(
         f"L2 (weight decay {l2:g})": (dataset, replace(base, weight_decay=l2), {}),
         f"dropout {dropout:g}": (dataset, base, {"dropout": dropout}),
         augment_label: (augment, base, {}),
+        f"DropConnect {dropconnect:g}": (dataset, base, {"dropconnect": dropconnect}),
         "EMA weight averaging": (dataset, replace(base, averaging="ema", ema_decay=0.9), {}),
     }
     rows, curves, gaps = [], {}, {}
@@ -112,8 +125,15 @@ def regularization_experiment(
     a2.legend()
     result.figure("train/val gap per regulariser, and the averaged validation curve", fig)
 
+    noise_rows = _noise_pairs(dataset, base, drop_path, seed)
+    result.table(
+        f"Noise in training, averaged at test, on {len(dataset.train)} {data} training samples, {epochs} epochs of Adam",
+        ["network", "regulariser", "train accuracy", "val accuracy", "gap", "test accuracy"],
+        noise_rows,
+    )
+
     none_gap = gaps["none"]
-    for label in list(gaps)[1:4]:
+    for label in [*list(gaps)[1:4], f"DropConnect {dropconnect:g}"]:
         result.claim(f"{label} narrows the train/val gap", gaps[label] < none_gap, f"gap {gaps[label]:.3f} vs {none_gap:.3f} without")
     aug_val, none_val = rows[3][2], rows[0][2]
     result.claim(f"{augment_label} also raises validation accuracy", aug_val > none_val, f"{aug_val:.3f} vs {none_val:.3f}")
@@ -129,4 +149,26 @@ def regularization_experiment(
         rough_ema < rough_none,
         f"roughness {rough_ema:.4f} vs {rough_none:.4f}",
     )
+    for plain, noisy in zip(noise_rows[::2], noise_rows[1::2]):
+        result.claim(f"{noisy[1]} narrows the {noisy[0]}'s train/val gap", noisy[4] < plain[4], f"gap {noisy[4]:.3f} vs {plain[4]:.3f} without")
     return result
+
+
+def _noise_pairs(dataset, recipe: Recipe, drop_path: float, seed: int) -> list[list]:
+    """[network, regulariser, train acc, val acc, gap, test acc] for a convnet with stride-2 / FMP downsampling
+    and a residual net without / with stochastic depth (pairs of rows, the plain one first)."""
+    pairs = [
+        ("convnet 32-32-32", "stride-2 downsampling", lambda: convnet(dataset.input_shape, dataset.num_classes, channels=(32, 32, 32))),
+        ("convnet 32-32-32", "fractional max pooling", lambda: convnet(dataset.input_shape, dataset.num_classes, channels=(32, 32, 32), downsample="fmp")),
+        ("resnet 32-64, 2 blocks per stage", "none", lambda: resnet(dataset.input_shape, dataset.num_classes, channels=(32, 64), depth=2)),
+        ("resnet 32-64, 2 blocks per stage", f"stochastic depth {drop_path:g}", lambda: resnet(dataset.input_shape, dataset.num_classes, channels=(32, 64), depth=2, drop_path=drop_path)),
+    ]
+    rows = []
+    for network, label, build in pairs:
+        seed_everything(seed)
+        model = build()
+        res = fit(model, dataset, recipe, progress=False)
+        train_acc = evaluate(model, dataset.train.x, dataset.train.y)[1]  # eval mode: the noise averaged out
+        val_acc = res.history.records[-1]["val_accuracy"]
+        rows.append([network, label, train_acc, val_acc, train_acc - val_acc, res.test_accuracy])
+    return rows

@@ -9,7 +9,10 @@ span around the optimiser's default when the test proposes nothing. It is
 lopsided because the proposal sits near the bottom of the loss valley, where
 the sweep is already close to diverging: with one decade above it, half the
 trials of an MLP on MNIST-1D diverged (measured with `babysit tune`, 8 trials). Weight decay spans
-1e-6..1e-2, the band where L2 changes a small net's fit without swamping it.
+1e-6..1e-2, the band where L2 changes a small net's fit without swamping it; for AdamW,
+whose decay is decoupled from the gradient and scaled by the learning rate
+(w -= lr * lambda * w; Loshchilov & Hutter 2019), the same band would barely
+decay at all, so its lambda spans one decade either side of torch's default 1e-2.
 
     space = default_space(cfg, data)          # runs the range test once
     space = default_space(cfg, proposal=3e-3) # or give the proposal
@@ -28,6 +31,7 @@ from babysit.tune.space import Param, log_uniform, uniform
 
 LR_BELOW, LR_ABOVE = 30.0, 3.0  # the lr range: proposal / LR_BELOW .. proposal * LR_ABOVE
 WEIGHT_DECAY = (1e-6, 1e-2)
+DECOUPLED_WEIGHT_DECAY = (1e-3, 1e-1)  # adamw's lambda, multiplied by lr at each step
 DROPOUT = (0.0, 0.5)
 
 
@@ -73,7 +77,7 @@ def default_space(
         centre, source = float(proposal), "range test"
     else:
         centre, source = float(cfg.train.lr or default_lr(cfg.train.optimizer)), "optimiser default"
-    space = {"train.lr": log_uniform(centre / LR_BELOW, centre * LR_ABOVE), "train.weight_decay": log_uniform(*WEIGHT_DECAY)}
+    space = {"train.lr": log_uniform(centre / LR_BELOW, centre * LR_ABOVE), "train.weight_decay": log_uniform(*(DECOUPLED_WEIGHT_DECAY if cfg.train.optimizer == "adamw" else WEIGHT_DECAY))}
     if dropout:
         space["model.dropout"] = uniform(*DROPOUT)
     return DefaultSpace(space, centre, source, notes)

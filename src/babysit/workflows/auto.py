@@ -13,20 +13,24 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
    best (coarse_to_fine, with its edge warnings), with divergence pruning and
    successive halving;
 5. re-evaluate: the top few of the last stage retrained on more than one seed at
-   the final horizon, because a short trial's ranking does not predict a long run
-   (it picks too little regularization) and one seed's is noise;
+   half the final run's length (one successive-halving rung below it), because a
+   short trial's ranking does not predict a long run (it picks too little
+   regularization) and one seed's is noise;
 6. final: the best mean configuration trained with the rest of the budget
-   (at least the horizon it was ranked at), recorded with probes;
+   (`FINAL_FACTOR` times the horizon it was ranked at), recorded with probes;
 7. report: the run report with the checks, a budget table and the re-evaluation,
    the search report beside it, and the exported TOML config.
 
 The budget is CPU seconds of this process (`time.process_time`: every thread of
 it; panda mode trains every trial here, so there are no child processes to add).
 After preflight and calibration the rest is split: `SEARCH_SHARE` to the search,
-`REPORT_SHARE` of the whole kept for the reports, the remainder evenly over the
-re-evaluation runs and the final run (sized by the search's measured cost per
-epoch). A stage that runs past its share is stopped at the next batch by a
-budget guard.
+`REPORT_SHARE` of the whole kept for the reports, the remainder over the
+re-evaluation runs (h epochs each) and the final run (`FINAL_FACTOR` x h epochs),
+sized by the search's measured cost per epoch: the final run is the model the user
+gets, so it gets the largest single share. A stage that runs past its share is
+stopped at the next batch by a budget guard. Since the budget sets every run's
+length, a base without a learning-rate schedule gets one cosine decay over each run. If the budget buys no complete search
+trial, the final run trains the base config (with the range test's rate) and says so.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from babysit.checks.preflight import PIPELINE, CheckReport, check
 from babysit.config import RunConfig
 from babysit.errors import BabysitError, ConfigError
 from babysit.io import atomic_write_text, json_safe
+from babysit.optim.optimizers import FULL_BATCH
 from babysit.report.run_report import run_report
 from babysit.tune.defaults import default_space
 from babysit.tune.report import write_report
@@ -59,7 +64,8 @@ from babysit.tune.runner import Execution, Search, execute, trial_config
 from babysit.tune.search import TuneSettings
 from babysit.workflows.recorded import start_run
 
-SEARCH_SHARE = 0.45  # of the budget left after preflight and calibration
+SEARCH_SHARE = 0.35  # of the budget left after preflight and calibration
+FINAL_FACTOR = 2  # the final run trains this many times the re-evaluation's horizon
 REPORT_SHARE = 0.05  # kept back for writing the reports
 RECORDED_COST = 1.2  # a recorded run (probes, checkpoints) costs about this many times a bare epoch
 COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropout
@@ -95,9 +101,11 @@ class BudgetGuard:
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
+        self.fired = False
 
     def on_batch_end(self, state: Any) -> None:
         if cpu_seconds() >= self.deadline:
+            self.fired = True
             state.request_stop("stopped", "the auto budget of this stage is spent")
 
 
@@ -138,6 +146,7 @@ class AutoResult:
     test_accuracy: float | None
     config: RunConfig
     config_path: Path
+    config_text: str  # best.toml's text: the exported config
     report_path: Path
     out_dir: Path
     stages: dict[str, float]  # stage -> CPU seconds used
@@ -157,7 +166,8 @@ class AutoResult:
             "cpu_minutes": round(self.cpu_minutes, 3),
             "stage_cpu_minutes": {k: round(v / 60.0, 3) for k, v in self.stages.items()},
             "plan": self.plan,
-            "config": str(self.config_path),
+            "config": self.config_text,
+            "config_path": str(self.config_path),
             "report": str(self.report_path),
             "reevaluated": self.reevaluated,
             "warnings": self.warnings,
@@ -188,7 +198,7 @@ def _preflight(cfg: RunConfig, data: Any, fix: bool, clock: dict[str, float]) ->
 def _stage_sizes(per_epoch: float, left: float, top: int, seeds: int) -> dict[str, Any]:
     """The budget split into epochs: horizon, coarse epochs and trials per stage (see the module docstring)."""
     search_s = SEARCH_SHARE * left
-    horizon = max(1, int((left - search_s) / (top * seeds + 1) / per_epoch))
+    horizon = max(1, int((left - search_s) / (top * seeds + FINAL_FACTOR * RECORDED_COST) / per_epoch))
     search_epochs = search_s / per_epoch
     coarse = max(1, min(max(1, horizon // 2), round(search_epochs / 24)))
     # Two stages, the second training twice as long: trials * (coarse + 2 coarse) / 2 epochs in all.
@@ -241,6 +251,12 @@ def auto(
     with _Progress(budget, start, progress) as view:
         view.refresh("preflight")
         checks, base = _preflight(cfg, data, fix, clock)
+        notes: list[str] = []
+        if base.train.schedule == "none" and base.train.optimizer not in FULL_BATCH:
+            # auto picks every run's length from the budget, so the rate must follow the length: one cosine
+            # decay to 0 over each run (docs/lectures.md: anneal the learning rate) instead of a constant rate.
+            base = replace(base, train=replace(base.train, schedule="cosine"))
+            notes.append("the base config has no schedule; auto decays the rate with one cosine over each run (set train.schedule to choose another)")
 
         view.refresh("calibrate")
         t0 = cpu_seconds()
@@ -261,38 +277,49 @@ def auto(
         handle = execute(job, Execution("panda", 1), data, on_change=lambda: view.refresh(), callbacks=[guard, view])
         result = collect(handle, job)
         clock["search"] = cpu_seconds() - t0
-        if result.best is None:
+        notes += found.notes
+        if result.best is None and not guard.fired:
             raise BabysitError("no search trial completed (all diverged or failed); see the search report in " + str(out / "tune"))
-        view.refresh(best=result.best.score)
+        if result.best is None:
+            notes.append(f"the search share ({plan['search_s']:.0f} CPU-s) bought no complete trial; the final run trains the base config; give a larger --budget")
+        else:
+            view.refresh(best=result.best.score)
         write_report(result, out / "search.html")
 
         view.refresh("re-evaluate")
         t0 = cpu_seconds()
-        # The search measured what an epoch really costs (with evaluation, over many configs): size the rest by it.
+        # The search measured what an epoch really costs (with evaluation, over many configs), better than
+        # calibration's one epoch with its start-up costs: size the rest by it (and the final by the re-evaluation's).
         trained = sum(len(t.history) for t in result.trials)
-        per_epoch = max(per_epoch, clock["search"] / trained) if trained else per_epoch
+        per_epoch = clock["search"] / trained if trained else per_epoch
         rest = budget * (1 - REPORT_SHARE) - (t0 - start)
-        horizon = max(1, int(rest / (top * seeds + RECORDED_COST) / per_epoch))
+        final_share = FINAL_FACTOR * RECORDED_COST
+        horizon = max(1, int(rest / (top * seeds + final_share) / per_epoch))
         plan.update(horizon_epochs=horizon, per_epoch_s=round(per_epoch, 4))
-        deadline = t0 + rest * (top * seeds) / (top * seeds + RECORDED_COST)
-        rows = []
-        for values in _top_configs(result, top):
+        deadline = t0 + rest * (top * seeds) / (top * seeds + final_share)
+        rows, reevaluated_epochs = [], 0
+        for values in _top_configs(result, top) if result.best is not None else []:
             scores = []
             for s in range(1, seeds + 1):
                 c = trial_config(base, values, horizon)
                 c = replace(c, train=replace(c.train, seed=base.train.seed + s))
                 r = run(c, callbacks=[BudgetGuard(deadline), view], progress=False, data=data).result
+                reevaluated_epochs += len(r.history)
                 scores.append(r.history.records[-1]["val_accuracy"] if r.history.records else float("nan"))
             finite = [x for x in scores if math.isfinite(x)]
             rows.append({"values": values, "val_accuracy": scores, "mean": sum(finite) / len(finite) if finite else None})
             view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
         clock["reevaluate"] = cpu_seconds() - t0
-        chosen = max((r for r in rows if r["mean"] is not None), key=lambda r: r["mean"], default={"values": result.best.values})
+        if reevaluated_epochs:
+            per_epoch = clock["reevaluate"] / reevaluated_epochs
+        fallback = {"values": result.best.values if result.best is not None else {}}
+        chosen = max((r for r in rows if r["mean"] is not None), key=lambda r: r["mean"], default=fallback)
 
         view.refresh("final")
         t0 = cpu_seconds()
         left = budget * (1 - REPORT_SHARE) - (t0 - start)
-        epochs = max(horizon, int(left / (per_epoch * RECORDED_COST)))
+        epochs = max(FINAL_FACTOR * horizon if rows else 1, int(left / (per_epoch * RECORDED_COST)))
+        plan["final_epochs"] = epochs
         final_cfg = trial_config(base, chosen["values"], epochs)
         done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[BudgetGuard(start + budget * (1 - REPORT_SHARE)), view])
         clock["final"] = cpu_seconds() - t0
@@ -300,7 +327,8 @@ def auto(
         view.refresh("report")
         t0 = cpu_seconds()
         checks.save(done.record)
-        config_path = atomic_write_text(out / "best.toml", f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {epochs} epochs\n" + tomli_w.dumps(final_cfg.to_dict()))
+        config_text = f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {epochs} epochs\n" + tomli_w.dumps(final_cfg.to_dict())
+        config_path = atomic_write_text(out / "best.toml", config_text)
         report = run_report(done.record, data=data)
         page = report.page()
         sec = page.section("babysit auto: budget and search")
@@ -314,7 +342,7 @@ def auto(
         page.sections.insert(0, page.sections.pop())
         report_path = page.write(out / "report.html")
         clock["report"] = cpu_seconds() - t0
-    final = AutoResult(done.result.status, done.result.test_accuracy, final_cfg, config_path, report_path, out, clock, plan, rows,
-                       [str(w) for w in result.warnings] + found.notes)  # fmt: skip
+    final = AutoResult(done.result.status, done.result.test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
+                       [str(w) for w in result.warnings] + notes)  # fmt: skip
     atomic_write_text(out / "auto.json", json.dumps(json_safe(final.summary()), indent=2) + "\n")
     return final
