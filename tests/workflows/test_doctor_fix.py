@@ -1,7 +1,6 @@
 """`doctor --fix` / `bs.doctor(..., fix=True)`: the top root cause repaired, the look repeated, before/after compared."""
 
 import json
-from pathlib import Path
 
 import torch
 from torch import nn
