@@ -26,6 +26,8 @@ from babysit.data.augment import AUGMENTATIONS
 from babysit.data.datasets import DATASETS
 from babysit.data.preprocess import PREPROCESSORS
 from babysit.errors import ConfigError, did_you_mean
+from babysit.nn.activations import ACTIVATIONS
+from babysit.nn.init import INITS
 from babysit.nn.models import MODELS
 from babysit.nn.regularize import DROPOUTS
 from babysit.train.state import Recipe
@@ -102,10 +104,15 @@ class ModelConfig:
     def __post_init__(self) -> None:
         MODELS.get(self.name)
         DROPOUTS.get(self.dropout_kind)
+        ACTIVATIONS.get(self.activation)  # named here, so a tune choice of an unknown one is refused before any trial
+        INITS.get(self.init)
         if self.script is not None and self.name != "script":
             raise ConfigError(f"model.script is read by model 'script' only, but model.name is '{self.name}'; set model.name = 'script' (--model script)")
         if any(h < 1 for h in (*self.hidden, *self.channels)):
             raise ConfigError("model.hidden and model.channels must be positive sizes")
+        for key in ("kernel_size", "depth", "pieces"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key} must be at least 1, got {getattr(self, key)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
@@ -178,6 +185,8 @@ def valid_keys() -> list[str]:
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML config file; a missing file or bad syntax is a ConfigError naming it."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file '{p}' is a folder, not a file; pass the path of a TOML file to --config")
     if not p.is_file():
         raise ConfigError(f"config file '{p}' does not exist; pass the path of a TOML file to --config")
     try:
@@ -189,11 +198,19 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_value(text: str) -> Any:
-    """A TOML literal when `text` is one (3e-4, true, [64, 64], "x"), else the plain string."""
+    """A TOML literal when `text` is one (3e-4, true, [64, 64], "x"), else the plain string.
+
+    A bracketed list of bare words (`[flip, crop]`, as a shell user types it) is a
+    list of those words, each read the same way.
+    """
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        return text
+        pass
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]") and "[" not in inner[1:-1] and "]" not in inner[1:-1]:
+        return [parse_value(item.strip()) for item in inner[1:-1].split(",") if item.strip()]
+    return text
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
@@ -309,14 +326,23 @@ def with_data_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     return merge(merge(defaults, {"model": {"name": model_name}}), raw)
 
 
-def build_config(raw: dict[str, Any]) -> RunConfig:
-    """Validate a nested dict (from TOML and overrides) into a `RunConfig`, filling data-dependent defaults (`with_data_defaults`)."""
-    sections = {}
+def check_sections(raw: dict[str, Any]) -> None:
+    """Refuse a top-level name that is not a section, or a section that is not a table of keys.
+
+    Called on a config file before flags merge into it, so `train = 3` in the file is
+    named even when a `--train.x=` flag would replace it.
+    """
     for section, values in raw.items():
         if section not in SECTIONS:
             raise ConfigError(f"unknown config section '{section}'{did_you_mean(section, SECTIONS)}; sections are {', '.join(SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"config section '{section}' must be a table of keys, e.g. [{section}]")
+
+
+def build_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict (from TOML and overrides) into a `RunConfig`, filling data-dependent defaults (`with_data_defaults`)."""
+    sections = {}
+    check_sections(raw)
     raw = with_data_defaults(raw)
     for section, cls in SECTIONS.items():
         sections[section] = build_section(section, cls, raw.get(section, {}))

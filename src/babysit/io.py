@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from babysit.errors import StoreError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -23,8 +25,47 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call `write(f)` on a temporary binary file, then atomically move it to `path`."""
+    """Call `write(f)` on a temporary binary file, then atomically move it to `path`.
+
+    A file system that refuses (full disk, no permission, a file where a folder
+    should be) raises a one-line `StoreError` naming `path`, and leaves any old
+    file at `path` as it was.
+    """
     target = Path(path)
+    try:
+        return _atomic_write(target, write)
+    except StoreError:
+        raise
+    except OSError as e:
+        raise store_error(e, target, "write") from None
+
+
+def store_error(error: OSError, path: str | Path | None = None, action: str = "use") -> StoreError:
+    """A one-line StoreError for a file-system refusal: the path, the system's reason and what to do about it."""
+    where = path if path is not None else error.filename
+    return StoreError(f"cannot {action} '{where}': {error.strerror or error}; {_fix(error)}")
+
+
+def _fix(error: OSError) -> str:
+    """What to do about a failed write, by its errno."""
+    import errno
+
+    return {
+        errno.ENOSPC: "free some disk space or write elsewhere",
+        errno.EDQUOT: "free some disk space or write elsewhere",
+        errno.EACCES: "make the folder writable or write elsewhere",
+        errno.EPERM: "make the folder writable or write elsewhere",
+        errno.EROFS: "the file system is read-only: write elsewhere",
+        errno.ENOTDIR: "a file is in the way of a folder on that path: pick another path",
+        errno.EISDIR: "a folder is in the way: pass a file name",
+        errno.EEXIST: "a file is in the way of a folder on that path: pick another path",
+        errno.ENAMETOOLONG: "use a shorter name",
+    }.get(error.errno or 0, "check the path")
+
+
+def _atomic_write(target: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    if target.is_dir():
+        raise IsADirectoryError(21, "it is a folder", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

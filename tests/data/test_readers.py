@@ -106,7 +106,7 @@ def test_arrays_from_csv_with_a_named_label_column(tmp_path):
     "arrays, message",
     [
         ({"x": np.array([[0.0, np.nan]] * 10), "y": np.zeros(10, dtype=int)}, "NaN/inf"),
-        ({"x": np.ones((10, 2)), "y": np.array([0, 1, -1] + [0] * 7)}, "labels must be integers in 0.."),
+        ({"x": np.ones((10, 2)), "y": np.array([0, 1, -1] + [0] * 7)}, "negative labels"),
         ({"x": np.ones((10, 2)), "y": np.zeros(9, dtype=int)}, "10 inputs but 9 labels"),
         ({"x": np.ones(10), "y": np.zeros(10, dtype=int)}, "inputs must be (N, features...)"),
         ({"x": np.ones((10, 2)), "y": np.zeros((10, 2), dtype=int)}, "1-D vector"),

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from babysit.errors import BabysitError
-from babysit.io import atomic_write_text
+from babysit.io import atomic_write_text, store_error
 
 EXIT_USER = 2  # bad input: a config, a flag, a file
 EXIT_CRASH = 3  # a bug in babysit: one line and a crash log, never a bare traceback
@@ -37,7 +37,7 @@ def report_crash(exc: BaseException, argv: Sequence[str] | None = None) -> int:
     try:
         where = f"the traceback is in {write_crash_log(exc, argv)}"
     except OSError as e:  # the temp folder itself is unwritable: still one line
-        where = f"no crash log written ({e.strerror})"
+        where = f"no crash log written ({e.strerror or e})"
     err.print(f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))[:300]}; {escape(where)}; please report it", highlight=False, soft_wrap=True)
     return EXIT_CRASH
 
@@ -66,6 +66,12 @@ class BoundaryGroup(typer.core.TyperGroup):
         except BabysitError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             code = EXIT_USER
+        except OSError as e:  # a path on the user's disk in the way (full, read-only, a file for a folder): theirs to fix
+            if e.filename is None:
+                code = report_crash(e, argv)
+            else:
+                err.print(f"[bold red]error:[/] {escape(str(store_error(e)))}", highlight=False, soft_wrap=True)
+                code = EXIT_USER
         except Exception as e:  # noqa: BLE001  (the boundary: a bug still gets one line, a log and exit 3)
             code = report_crash(e, argv)
         if standalone_mode:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from babysit.cli.app import OVERRIDES, app, out, user_errors
 from babysit.cli.train import config_from_cli
+from babysit.errors import ConfigError
 from babysit.io import json_line
 from babysit.workflows.auto import AutoResult, auto as run_auto, parse_budget
 
@@ -49,8 +51,16 @@ def auto(
 ) -> None:
     """The whole procedure, unattended: preflight, LR range test, coarse-to-fine search, re-evaluation, final run, report."""
     base = config_from_cli(config, {"data": {"name": data}, "model": {"name": model}}, ctx.args)
-    result = run_auto(base, budget_s=parse_budget(budget) if budget else None, out_dir=out_dir, fix=fix, top=top, seeds=seeds, seed=seed, progress=not as_json)
+    result = run_auto(base, budget_s=_budget(budget) if budget else None, out_dir=out_dir, fix=fix, top=top, seeds=seeds, seed=seed, progress=not as_json)
     if as_json:
         print(json_line(result.summary()))
     else:
         print_auto(result)
+
+
+def _budget(text: str) -> float:
+    """The --budget in seconds; 'nan' or 'inf' parse as numbers but are no budget."""
+    seconds = parse_budget(text)
+    if not math.isfinite(seconds):
+        raise ConfigError(f"--budget must be a finite duration like 10m, 90s or 1h, got {text!r}")
+    return seconds

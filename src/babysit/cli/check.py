@@ -11,6 +11,7 @@ from babysit.checks.base import CheckSettings
 from babysit.checks.preflight import check as run_checks
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
 from babysit.cli.train import ConfigFile, DataName, OptimizerName, Seed, config_from_cli, shortcuts
+from babysit.errors import ConfigError
 from babysit.io import json_line
 from babysit.build import load_data, model_from_config
 
@@ -34,6 +35,8 @@ def check(
 
     Takes the same flags, --config and --section.key=value overrides as `babysit train`.
     """
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out '{out_dir}' is a file, not a folder; pass a folder for check.json and lr_range.png")
     cfg = config_from_cli(
         config,
         shortcuts(data, model, optimizer, lr, epochs, seed),

@@ -9,11 +9,15 @@ import typer
 from rich.table import Table
 
 from babysit.cli.app import OVERRIDES, app, out, user_errors
-from babysit.config import RunConfig, build_config, load_toml, merge, parse_overrides
+from babysit.config import RunConfig, build_config, check_sections, load_toml, merge, parse_overrides
 from babysit.data.datasets import DATASETS
 from babysit.errors import ConfigError
 from babysit.io import json_line
+from babysit.train.record import load_run
 from babysit.workflows.recorded import resume_run, start_run
+
+# Most file systems allow 255 bytes per path component.
+MAX_NAME_BYTES = 255
 
 # Where run records go unless --runs-dir says otherwise (the environment variable lets a
 # test session or a cluster job point every command at one place).
@@ -39,6 +43,7 @@ def shortcuts(data: str | None, model: str | dict | None, optimizer: str | None,
 def config_from_cli(config: Optional[Path], flags: dict[str, dict[str, Any]], extra: list[str]) -> RunConfig:
     """Merge defaults < TOML file < shortcut flags < dotted overrides, then validate."""
     raw: dict[str, Any] = load_toml(config) if config else {}
+    check_sections(raw)
     shortcuts = {s: {k: v for k, v in sec.items() if v is not None} for s, sec in flags.items()}
     raw = merge(raw, {s: sec for s, sec in shortcuts.items() if sec})
     raw = merge(raw, parse_overrides(extra))
@@ -82,10 +87,54 @@ def train(
         given = [f"--{k}" for s in flags.values() for k, v in s.items() if v is not None] + (["--config"] if config else []) + ctx.args
         if given or name:
             raise ConfigError(f"--resume continues a run with its saved config; drop {', '.join(given + (['--name'] if name else []))}")
+        _check_resumable(resume)
         done = resume_run(resume, progress=not as_json)
     else:
-        done = start_run(config_from_cli(config, flags, ctx.args), runs_dir=runs_dir, name=name, progress=not as_json)
+        check_run_target(runs_dir, name)
+        cfg = config_from_cli(config, flags, ctx.args)
+        fresh = not runs_dir.exists()
+        try:
+            done = start_run(cfg, runs_dir=runs_dir, name=name, progress=not as_json)
+        except BaseException:
+            if fresh and runs_dir.is_dir() and not any(runs_dir.iterdir()):
+                runs_dir.rmdir()  # a refused run leaves no empty runs folder behind
+            raise
     print_result({**done.result.summary(), "run_dir": str(done.record)}, as_json)
+
+
+def check_run_target(runs_dir: Path, name: str | None) -> None:
+    """Refuse, before any work, a runs folder that is a file and a --name that is too long or already taken.
+
+    A taken name is described as it is: a run to --resume only when it can be
+    resumed, a completed one as finished, a folder without a run record (what
+    `babysit check --out` leaves) as not a run.
+    """
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise ConfigError(f"--runs-dir '{runs_dir}' is a file, not a folder; pass a folder (it is created when missing)")
+    if name is None:
+        return
+    if not name.strip():
+        raise ConfigError("run name is empty; pass a name such as --name digits-lr1e-3, or leave --name out for a generated one")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise ConfigError(f"--name is {len(name)} characters; file systems allow at most {MAX_NAME_BYTES}: pick a shorter run name")
+    path = runs_dir / name
+    if not path.exists() or "/" in name or name in (".", ".."):
+        return  # free, or a name the run record itself refuses with its rule
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"'{path}' exists but is not a run (no config.json, e.g. a `babysit check --out` folder); pick another --name")
+    status = load_run(path, probes=False).status
+    if status in ("completed", "diverged"):
+        raise ConfigError(f"run '{path}' already exists ({status}); pick another --name")
+    raise ConfigError(f"run '{path}' already exists ({status}); pick another --name, or continue it with --resume {path}")
+
+
+def _check_resumable(path: Path) -> None:
+    """A folder that holds files but no run record gets a message saying what it is."""
+    if path.is_dir() and not (path / "config.json").is_file():
+        held = sorted(p.name for p in path.iterdir())
+        if held:
+            shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+            raise ConfigError(f"'{path}' holds no run record (only {shown}); --resume continues a run that `babysit train` recorded, see `babysit runs`")
 
 
 @app.command()

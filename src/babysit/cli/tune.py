@@ -38,9 +38,12 @@ def parse_param_flags(flags: list[str]) -> dict[str, str]:
 def search_from_cli(path: Optional[Path], params: list[str], flags: dict[str, Any]) -> tuple[dict[str, str], TuneSettings]:
     """The space and settings: search file < --param / setting flags."""
     raw: dict[str, Any] = load_toml(path) if path else {}
-    space = raw.pop("space", {})
-    if not isinstance(space, dict):
+    space = raw.pop("space", None)
+    if space is not None and not isinstance(space, dict):
         raise ConfigError(f"search file '{path}': [space] must be a table of key = \"range\" lines")
+    if space == {}:
+        raise ConfigError(f"search file '{path}': the search space is empty; add lines like \"train.lr\" = \"log_uniform(1e-4, 1)\", or drop [space] to search the default space")
+    space = space or {}
     space = {**space, **parse_param_flags(params)}
     settings = build_section("tune", TuneSettings, merge(raw, {k: v for k, v in flags.items() if v is not None}))
     return space, settings
@@ -101,6 +104,10 @@ def tune(
     Without --param or a search file it searches learning rate (30x below to 3x above the
     range test's proposal) and weight decay (1e-6..1e-2), both log-uniform.
     """
+    if mode not in ("panda", "caviar"):
+        raise ConfigError(f"unknown execution mode '{mode}'; choose one of: panda, caviar")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     base = config_from_cli(config, {"data": {"name": data}, "model": {"name": model}, "train": {"optimizer": optimizer}}, ctx.args)
     flags = {
         "strategy": strategy, "trials": trials, "epochs": epochs, "stages": stages, "epoch_growth": epoch_growth,
@@ -126,3 +133,5 @@ def tune(
         print(json_line({**result.summary(), "report": str(report_path), "export": str(export) if export and result.best else None}))
     else:
         print_result(result, report_path, export)
+    if result.finished and result.best is None:  # every trial failed: no answer, so not a success
+        raise ConfigError(f"no trial of study '{result.search.study}' completed; the reasons are in {report_path} (check the ranges)")

@@ -10,7 +10,9 @@ loaders of a user's local files (cifar10, arrays) live in `data/readers.py`.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -232,6 +234,38 @@ def validate_arrays(x: Tensor, y: Tensor, num_classes: int, where: str) -> None:
             f"{where}: labels must be integers in 0..{num_classes - 1}, found {lo}..{hi}; "
             "re-encode the labels as class indices"
         )
+
+
+# A label range this much larger than the sample count is a corrupt file, not a class layout;
+# building that many output units would exhaust memory before any message.
+MAX_RANGE_PER_SAMPLE = 100
+MIN_RANGE_LIMIT = 1000
+
+
+def class_indices(y: Any, where: str) -> tuple[list[str], Callable[[np.ndarray], np.ndarray] | None]:
+    """Class names for integer labels (`where` names their source), and a remapping to 0..C-1 when the labels skip values (with a warning)."""
+    if not len(y):
+        return [], None
+    top, n = int(y.max()), len(y)
+    limit = max(MIN_RANGE_LIMIT, MAX_RANGE_PER_SAMPLE * n)
+    if top + 1 > limit:
+        raise DataError(
+            f"{where} has labels up to {top} for {n} samples: a label range far larger than the number of "
+            f"samples (limit {limit}); labels must be class indices 0..C-1"
+        )
+    present = sorted(int(v) for v in np.unique(np.asarray(y)))
+    if present[0] < 0:  # often -1 for "unlabelled": refused, never remapped into a class
+        raise DataError(
+            f"{where} has {int((np.asarray(y) < 0).sum())} negative labels (smallest {present[0]}); labels must be "
+            "class indices 0..C-1 (drop unlabelled samples, often marked -1)"
+        )
+    if present == list(range(len(present))):
+        return [str(i) for i in range(top + 1)], None
+    mapping = {old: new for new, old in enumerate(present)}
+    shown = ", ".join(f"{old}->{new}" for old, new in mapping.items())
+    warnings.warn(f"{where} labels are not 0..{len(present) - 1}; remapped {shown}", stacklevel=2)
+    lookup = np.vectorize(lambda v: mapping[int(v)], otypes=[np.int64])
+    return [str(old) for old in present], lambda labels: lookup(np.asarray(labels)) if np.size(labels) else np.asarray(labels, dtype=np.int64)
 
 
 def as_tensors(x, y, where: str) -> tuple[Tensor, Tensor]:

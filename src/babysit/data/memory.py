@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from babysit.data.datasets import RawData, as_tensors, carve_test
+from babysit.data.datasets import RawData, as_tensors, carve_test, class_indices
 from babysit.errors import DataError
 
 
@@ -30,8 +30,11 @@ def raw_from_arrays(x, y, x_test, y_test, class_names: Sequence[str] | None, nam
     else:
         x_test, y_test = _numpy(x_test), _numpy(y_test)
     if class_names is None:
+        # Checked before anything is sized by it: a label of 10^12 must not build 10^12 classes.
         _, y_all = as_tensors(np.zeros((0,)), np.concatenate([np.ravel(y), np.ravel(y_test)]), name)
-        class_names = [str(i) for i in range(int(y_all.max()) + 1 if len(y_all) else 0)]
+        class_names, remap = class_indices(y_all.numpy(), name)
+        if remap is not None:
+            y, y_test = remap(y), remap(y_test)
     return RawData(x, y, x_test, y_test, [str(c) for c in class_names])
 
 

@@ -9,16 +9,14 @@ missing or malformed file is one `DataError` line naming the file and the fix.
 from __future__ import annotations
 
 import csv
-import warnings
 import pickle
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from babysit.data.datasets import DATASETS, RawData, as_tensors, carve_test
+from babysit.data.datasets import DATASETS, RawData, as_tensors, carve_test, class_indices
 from babysit.errors import DataError, did_you_mean
 
 CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
@@ -35,6 +33,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("_codecs", "encode"),  # how protocol-2 pickles from Python 3 spell a bytes object
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),  # a numpy integer label
+        ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
     }
@@ -47,6 +47,8 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _read_cifar_file(path: Path) -> dict[str, Any]:
     """One CIFAR-10 pickle as a dict with str keys (the files were written by Python 2, with bytes keys)."""
+    if path.is_dir():
+        raise DataError(f"cifar10: '{path}' is a folder, not a batch file; {_CIFAR_HELP}")
     if not path.is_file():
         raise DataError(f"cifar10: '{path}' is missing; {_CIFAR_HELP}")
     try:
@@ -72,6 +74,12 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(batch["labels"])
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"cifar10: '{path}' data must be (N, 3072) rows of pixels, got shape {data.shape}")
+    if data.dtype != np.uint8:
+        raise DataError(f"cifar10: '{path}' pixels must be uint8 (0..255), got dtype {data.dtype}; {_CIFAR_HELP}")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"cifar10: '{path}' labels must be a list of class indices, got {labels.dtype} of shape {labels.shape}")
+    if len(labels) != len(data):
+        raise DataError(f"cifar10: '{path}' has {len(data)} images but {len(labels)} labels; the file is damaged, re-extract it")
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -81,11 +89,13 @@ def cifar10(path: str | None = None) -> RawData:
     if path is None:
         raise DataError(f"cifar10 reads local files and is never downloaded: {_CIFAR_HELP}")
     folder = Path(path)
+    if folder.is_file():
+        raise DataError(f"cifar10: '{path}' is a file, not a folder; {_CIFAR_HELP}")
     if not folder.is_dir():
         raise DataError(f"cifar10: folder '{path}' does not exist; {_CIFAR_HELP}")
     if (folder / "cifar-10-batches-py").is_dir():  # the archive's parent folder works too
         folder = folder / "cifar-10-batches-py"
-    missing = [name for name in CIFAR_FILES if not (folder / name).is_file()]
+    missing = [name for name in CIFAR_FILES if not (folder / name).exists()]
     if missing:
         raise DataError(f"cifar10: folder '{folder}' lacks {', '.join(missing)}; {_CIFAR_HELP}")
     train = [_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
@@ -103,10 +113,19 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"arrays: '{path}' is not a readable .npz file ({e}); save it with numpy.savez(path, x=..., y=...)") from None
+    odd = next((k for k, v in arrays.items() if not isinstance(v, np.ndarray)), None)
+    if odd is not None:
+        raise DataError(f"arrays: '{path}' is not a readable .npz file (member '{odd}' is not a numpy array); save it with numpy.savez(path, x=..., y=...)")
     if "x" not in arrays or "y" not in arrays:
         raise DataError(f"arrays: '{path}' holds {sorted(arrays)}; it needs arrays named 'x' (inputs) and 'y' (labels)")
+    for key in ("x", "x_test"):
+        if key in arrays and arrays[key].ndim == 0:
+            raise DataError(f"arrays: '{path}' {key} must be an array of samples (N, features...), got a single value")
+    for key in ("y", "y_test"):
+        if key in arrays and arrays[key].ndim == 0:
+            raise DataError(f"arrays: '{path}' {key} must be a vector of N labels, got a single value")
     return arrays
 
 
@@ -117,19 +136,28 @@ def _read_csv(path: Path, label_column: str) -> dict[str, np.ndarray]:
             rows = list(csv.reader(f))
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"arrays: '{path}' is not a UTF-8 text CSV ({e.__class__.__name__}); save it as CSV text with a header row") from None
-    if len(rows) < 2:
+    if sum(1 for row in rows if row) < 2:
         raise DataError(f"arrays: '{path}' needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
+    twice = next((h for i, h in enumerate(header) if h in header[:i]), None)
+    if twice is not None:
+        raise DataError(f"arrays: '{path}' header names column '{twice}' twice; give every column its own name")
     if label_column not in header:
         raise DataError(
             f"arrays: '{path}' has no column '{label_column}'{did_you_mean(label_column, header)}; "
             f"set data.label_column to one of: {', '.join(header)}"
         )
+    if len(header) < 2:
+        raise DataError(f"arrays: '{path}' has no feature columns, only '{label_column}'; add the input columns")
     col = header.index(label_column)
     features, labels = [], []
     for line, row in enumerate(rows[1:], start=2):
+        if not row:  # a blank line holds no sample
+            continue
         if len(row) != len(header):
             raise DataError(f"arrays: '{path}' line {line} has {len(row)} fields but the header has {len(header)}")
+        if not row[col].strip():
+            raise DataError(f"arrays: '{path}' line {line} has no label in column '{label_column}'; give every row a label (or drop the row)")
         labels.append(row[col].strip())
         try:
             features.append([float(v) for i, v in enumerate(row) if i != col])
@@ -161,6 +189,8 @@ def arrays(path: str | None = None, label_column: str = "label") -> RawData:
     if path is None:
         raise DataError(f"arrays reads your local file: {usage}")
     file = Path(path)
+    if file.is_dir():
+        raise DataError(f"arrays: '{path}' is a folder, not a file; {usage}")
     if not file.is_file():
         raise DataError(f"arrays: file '{path}' does not exist; {usage}")
     if file.suffix.lower() == ".npz":
@@ -172,10 +202,22 @@ def arrays(path: str | None = None, label_column: str = "label") -> RawData:
     for key in ("x", "x_test"):
         if key in a and a[key].dtype.kind not in "fiub":
             raise DataError(f"arrays: '{file}' {key} must be numeric, got dtype {a[key].dtype}")
+        if key in a and a[key].dtype.kind == "f" and a[key].ndim >= 1 and len(a[key]):
+            bad = ~np.isfinite(a[key].reshape(len(a[key]), -1)).all(axis=1)
+            if bad.any():
+                where = f"line {int(bad.argmax()) + 2}" if file.suffix.lower() == ".csv" else f"sample {int(bad.argmax())}"
+                raise DataError(
+                    f"arrays: '{file}' {key} has NaN/inf values in {int(bad.sum())} of {len(bad)} samples (first in {where}); "
+                    "clean or impute them before training"
+                )
     if ("x_test" in a) != ("y_test" in a):
         raise DataError(f"arrays: '{file}' must hold both x_test and y_test, or neither")
     if "x_test" in a:
         x_train, y_train, x_test, y_test = a["x"], a["y"], a["x_test"], a["y_test"]
+        unseen = sorted(set(np.ravel(y_test).tolist()) - set(np.ravel(y_train).tolist()))
+        if unseen and "class_names" not in a:
+            shown = ", ".join(map(str, unseen[:5])) + (", ..." if len(unseen) > 5 else "")
+            raise DataError(f"arrays: '{file}' y_test has labels that y never has ({shown}); a model cannot learn classes it never sees in training")
     else:
         if len(a["x"]) != len(a["y"]):
             raise DataError(f"arrays: '{file}' has {len(a['x'])} inputs but {len(a['y'])} labels; they must have the same length")
@@ -184,35 +226,7 @@ def arrays(path: str | None = None, label_column: str = "label") -> RawData:
     if "class_names" in a:
         names = [str(n) for n in a["class_names"]]
     else:
-        names, remap = _class_indices(y_all, file)
+        names, remap = class_indices(y_all, f"arrays: '{file}'")
         if remap is not None:
             y_train, y_test = remap(y_train), remap(y_test)
     return RawData(x_train, y_train, x_test, y_test, names)
-
-
-# A label range this much larger than the sample count is a corrupt file, not a class layout;
-# building that many output units would exhaust memory before any message.
-MAX_RANGE_PER_SAMPLE = 100
-MIN_RANGE_LIMIT = 1000
-
-
-def _class_indices(y: Any, file: Path) -> tuple[list[str], Callable[[np.ndarray], np.ndarray] | None]:
-    """Class names for integer labels, and a remapping to 0..C-1 when the labels skip values (with a warning)."""
-    if not len(y):
-        return [], None
-    top, n = int(y.max()), len(y)
-    limit = max(MIN_RANGE_LIMIT, MAX_RANGE_PER_SAMPLE * n)
-    if top + 1 > limit:
-        raise DataError(
-            f"arrays: '{file}' has labels up to {top} for {n} samples: a label range far larger than the number of "
-            f"samples (limit {limit}); labels must be class indices 0..C-1"
-        )
-    present = sorted(int(v) for v in np.unique(np.asarray(y)))
-    # Negative labels (often -1 for "unlabelled") are refused by validate_arrays, not remapped away.
-    if present[0] < 0 or present == list(range(len(present))):
-        return [str(i) for i in range(top + 1)], None
-    mapping = {old: new for new, old in enumerate(present)}
-    shown = ", ".join(f"{old}->{new}" for old, new in mapping.items())
-    warnings.warn(f"arrays: '{file}' labels are not 0..{len(present) - 1}; remapped {shown}", stacklevel=2)
-    lookup = np.vectorize(lambda v: mapping[int(v)], otypes=[np.int64])
-    return [str(old) for old in present], lambda labels: lookup(np.asarray(labels)) if np.size(labels) else np.asarray(labels, dtype=np.int64)

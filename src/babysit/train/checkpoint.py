@@ -110,7 +110,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        raise DataError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {e}); it is damaged or not a babysit checkpoint") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""  # torch's weights_only refusal is a paragraph
+        raise DataError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {first}); it is damaged or not a babysit checkpoint") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise DataError(f"'{p}' is not a babysit checkpoint (format {FORMAT})")
     return checkpoint

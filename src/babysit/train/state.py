@@ -128,6 +128,8 @@ class Recipe:
             raise ConfigError(f"train.label_smoothing must be in [0, 1) (0.1 is usual), got {self.label_smoothing}")
         if self.l1 < 0:
             raise ConfigError(f"train.l1 must be >= 0, got {self.l1}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ConfigError(f"train.clip_grad_norm must be > 0 (or unset for no clipping), got {self.clip_grad_norm}")
         if not 0.0 <= self.body_lr_factor <= 1.0:
             raise ConfigError(f"train.body_lr_factor must be in [0, 1] (0.1 to fine-tune, 0 to freeze), got {self.body_lr_factor}")
         if self.body_lr_factor != 1.0 and self.optimizer in FULL_BATCH:
