@@ -251,6 +251,8 @@ def _build(root: Path) -> None:
     (runs / "checkonly").mkdir()  # what `babysit check --out runs/checkonly` leaves: no run record
     (runs / "checkonly" / "check.json").write_text("{}\n")
     (runs / "empty").mkdir()
+    (runs / "stranger").mkdir()  # a folder of the user's own files, not a run and not a check's output
+    (runs / "stranger" / "notes.txt").write_text("mine\n")
     (root / "a_file").write_text("a file where a folder is expected\n")
     # A real tune store of one trial, which refused tune commands must leave byte-identical.
     _cli(

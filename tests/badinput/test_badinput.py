@@ -310,7 +310,7 @@ ROWS = [
     Row("resume-completed", "runs", "already completed", resume("done")),
     Row("resume-other-architecture", "runs", "does not match", resume("otherarch")),
     Row("resume-check-folder", "runs", "holds no run record", resume("checkonly")),
-    Row("name-taken-by-check", "runs", "is not a run", train("--name", "checkonly", "--runs-dir", "{ws}/runs")),
+    Row("name-taken-by-other-files", "runs", "is not a run", train("--name", "stranger", "--runs-dir", "{ws}/runs")),
     Row("name-taken-completed", "runs", "pick another --name", train("--name", "done", "--runs-dir", "{ws}/runs")),
     Row("name-too-long", "runs", "characters", train("--name", "a" * 300)),
     Row("name-dotdot", "runs", "no slashes", train("--name", "x/../..")),

@@ -98,3 +98,17 @@ def test_resume_and_name_mistakes_are_one_line_errors(tmp_path):
         result = invoke(*args)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
+
+
+def test_train_joins_the_folder_babysit_check_wrote_and_the_report_shows_both(tmp_path):
+    first = tmp_path / "first"
+    quick = ["--data", "digits", "--model", "mlp", "--train.device=cpu"]
+    checked = runner.invoke(app, ["check", *quick, "--out", str(first)])
+    assert checked.exit_code == 0, checked.output
+    assert (first / "check.json").is_file()
+    trained = runner.invoke(app, ["train", *quick, "--epochs", "1", "--name", "first", "--runs-dir", str(tmp_path), "--json"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.output.strip().splitlines()[-1])["run_dir"] == str(first)
+    assert (first / "config.json").is_file() and (first / "check.json").is_file()
+    again = runner.invoke(app, ["train", *quick, "--epochs", "1", "--name", "first", "--runs-dir", str(tmp_path)])
+    assert again.exit_code == 2 and "already exists (completed)" in again.output

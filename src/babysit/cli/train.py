@@ -13,7 +13,7 @@ from babysit.config import RunConfig, build_config, check_sections, load_toml, m
 from babysit.data.datasets import DATASETS
 from babysit.errors import ConfigError
 from babysit.io import json_line
-from babysit.train.record import load_run
+from babysit.train.record import holds_only_checks, load_run
 from babysit.workflows.recorded import resume_run, start_run
 
 # Most file systems allow 255 bytes per path component.
@@ -120,6 +120,8 @@ def check_run_target(runs_dir: Path, name: str | None) -> None:
     path = runs_dir / name
     if not path.exists() or "/" in name or name in (".", ".."):
         return  # free, or a name the run record itself refuses with its rule
+    if holds_only_checks(path):
+        return  # a `babysit check --out` folder: the run is recorded beside its checks
     if not (path / "config.json").is_file():
         raise ConfigError(f"'{path}' exists but is not a run (no config.json, e.g. a `babysit check --out` folder); pick another --name")
     status = load_run(path, probes=False).status

@@ -94,8 +94,20 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
+CHECK_OUTPUT = frozenset({"check.json", "lr_range.png"})
+
+
+def holds_only_checks(path: Path) -> bool:
+    """True for a folder holding nothing but what `babysit check --out` writes, which a run may join."""
+    if not path.is_dir():
+        return False
+    held = {p.name for p in path.iterdir()}
+    return bool(held) and held <= CHECK_OUTPUT
+
+
 def create_run_dir(runs_dir: str | Path, name: str | None, stem: str) -> Path:
-    """A new, empty runs/<name>/ folder; a taken `name` is an error, a generated one gets a suffix.
+    """A new, empty runs/<name>/ folder (or one holding only `babysit check --out` output); a taken
+    `name` is an error, a generated one gets a suffix.
 
     Args:
         runs_dir: the folder holding runs (created if missing).
@@ -107,6 +119,8 @@ def create_run_dir(runs_dir: str | Path, name: str | None, stem: str) -> Path:
         if not NAME.fullmatch(name):
             raise ConfigError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (no slashes), e.g. --name digits-lr1e-3")
         path = root / name
+        if holds_only_checks(path):
+            return path  # `babysit check --out runs/<name>` first: the run joins its preflight report
         try:
             path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
