@@ -47,6 +47,8 @@ EXCLUDED = {
     "chromium": "an optional external browser with a placeholder path; tests/report/test_chromium.py runs it on a real report",
     "postgresql://": "needs a PostgreSQL server; tests/tune/test_postgres.py covers it where one is available",
     "pip": "installs packages; the test environment has them",
+    "tensorboard": "starts TensorBoard's web server; tests/report/test_tensorboard.py reads the exported events with TensorBoard's own reader",
+    "torchrun": "launches several processes; tests/train/test_distributed.py runs examples/ddp_digits.py under torchrun (slow) and two gloo processes in-process",
 }
 
 # Flags appended to commands that train, so the whole README runs in minutes (last flag wins).
@@ -63,6 +65,7 @@ SHRINK = [
     ('recipe = bs.Recipe(optimizer="nesterov"', 'recipe = bs.Recipe(epochs=2, optimizer="nesterov"'),
     ("sweep_steps=200)", "sweep_steps=50)"),
     ('bs.Recipe(optimizer="adam", lr=1e-3, epochs=10)', 'bs.Recipe(optimizer="adam", lr=1e-3, epochs=2)'),
+    ("pl.Trainer(max_epochs=10, ", "pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, "),
 ]
 
 # What README fragments use without defining: the reader's own objects.
@@ -78,6 +81,21 @@ def my_evaluation(model, x):
     model.eval()
     with torch.no_grad():
         return model(x)
+'''
+
+# What the Lightning fragment uses: the reader's LightningModule and loaders, those of
+# examples/lightning_mnist1d.py (loaded only for a block that imports lightning: its import is slow).
+LIGHTNING_PRELUDE = '''
+import importlib.util
+from torch.utils.data import DataLoader, TensorDataset
+
+_spec = importlib.util.spec_from_file_location("lightning_mnist1d", EXAMPLES / "lightning_mnist1d.py")
+_example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_example)
+_mnist1d = bs.prepare(bs.load_dataset("mnist1d"))
+module = _example.MLP(0.1)
+train_loader = DataLoader(TensorDataset(_mnist1d.train.x, _mnist1d.train.y), batch_size=100, shuffle=True)
+val_loader = DataLoader(TensorDataset(_mnist1d.val.x, _mnist1d.val.y), batch_size=400)
 '''
 
 # Files a README command names as the reader's own.
@@ -313,5 +331,10 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     for k, body in enumerate(code):
         for old, new in SHRINK:
             body = body.replace(old, new)
-        exec(compile(body, f"README python block {k + 1}", "exec"), dict(prelude))
+        scope = dict(prelude)
+        if "import lightning" in body:
+            pytest.importorskip("lightning", reason="the Lightning block needs the lightning extra")
+            scope["EXAMPLES"] = ROOT / "examples"
+            exec(compile(LIGHTNING_PRELUDE, "LIGHTNING_PRELUDE", "exec"), scope)
+        exec(compile(body, f"README python block {k + 1}", "exec"), scope)
     assert (tmp_path / "runs" / "my-loop" / "metrics.jsonl").is_file() and (tmp_path / "best.toml").is_file()

@@ -296,7 +296,7 @@ ROWS = [
     Row("script-not-module", "script", "not a torch nn.Module", script("not_module.py")),
     Row("script-returns-none", "script", "NoneType", script("returns_none.py")),
     Row("script-import-error", "script", "no_such_package_xyz", script("import_error.py")),
-    Row("script-wrong-classes", "script", "5 class scores", script("wrong_classes.py")),
+    Row("script-wrong-classes", "script", "must have 3 outputs (num_classes)", script("wrong_classes.py")),
     Row("script-wrong-shape", "script", "(N, 3)", script("wrong_shape.py")),
     Row("script-forward-raises", "script", "forward is not written yet", script("forward_raises.py")),
     Row("script-wrong-input", "script", "input", script("wrong_input.py")),
