@@ -118,3 +118,13 @@ def test_significance_verdicts_use_the_two_proportion_standard_error():
     assert sig.verdict(0.0, sig.proportion_se(0.1, 1000, 0.1, 1000), 0.09) == "fail"
     n = sig.samples_to_settle(0.25, se, 8, 0.05)
     assert sig.verdict(0.25, se * (8 / n) ** 0.5, 0.05) == "pass" and sig.verdict(0.25, se * (8 / (n - 2)) ** 0.5, 0.05) == "inconclusive"
+
+
+def test_overfit_tiny_ignores_label_smoothing_which_keeps_the_loss_off_zero():
+    # With eps = 0.1 on 10 classes the smoothed target's entropy is 0.50: the loss could never fall near 0.
+    data = bs.prepare(bs.load_dataset("digits"))
+    model = bs.build_model("mlp", data.input_shape, data.num_classes)
+    report = bs.check(model, data, bs.Recipe(optimizer="adam", lr=1e-3, label_smoothing=0.1), only=["overfit_tiny"], progress=False)
+    result = report.results[0]
+    assert result.status == "pass", result.summary
+    assert result.evidence["final_loss"] < result.evidence["fitted_loss"]
