@@ -76,6 +76,9 @@ import babysit as bs
 data = bs.prepare(bs.load_dataset("digits"))
 model = bs.build_model("mlp", data.input_shape, data.num_classes)
 
+from babysit.config import build_config
+cfg = build_config({"data": {"name": "digits"}, "model": {"name": "mlp"}, "train": {"epochs": 1}})  # the reader's run config
+
 def my_evaluation(model, x):
     """The reader's evaluation function (as in examples/check_model.py)."""
     model.eval()

@@ -140,3 +140,23 @@ def test_a_custom_layer_that_ignores_eval_mode_is_caught(digits):
 def test_an_eval_function_that_returns_no_tensor_is_a_clear_error(digits):
     with pytest.raises(bs.ConfigError, match="must return a tensor of class scores, got list"):
         eval_mode(make_ctx(small(digits), digits, eval_fn=lambda model, x: [0.0]))
+
+
+class _Log(nn.Module):
+    def forward(self, x):
+        return torch.log(x)  # NaN for the negative half of a standardised layer's outputs
+
+
+@pytest.mark.parametrize("dataset", ["digits", "spiral"])
+def test_a_forward_pass_that_makes_nan_is_named_at_its_layer_not_called_an_init_scale(dataset):
+    data = bs.prepare(bs.load_dataset(dataset))
+    width = math.prod(data.input_shape)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(width, 32), _Log(), nn.Linear(32, data.num_classes))
+    loss = initial_loss(make_ctx(model, data))
+    assert [f.rule for f in loss.findings] == ["scores_not_finite"]
+    assert loss.evidence["first_non_finite_layer"] == "2" and "'2' (_Log)" in loss.findings[0].title
+    reg = regularization(make_ctx(model, data))
+    assert reg.status == "skip" and not reg.findings  # no "infx the data loss" from a NaN loss
+    report = bs.check(model, data, bs.Recipe(device="cpu"), progress=False)
+    assert report.findings[0].rule == "scores_not_finite"
+    assert "initial_loss_high" not in {f.rule for f in report.findings}

@@ -58,7 +58,9 @@ def initial_loss(ctx: CheckContext) -> CheckResult:
         f"{loss:.4g} vs ln({classes}) = {expected:.4g} (pass within {1 - LOSS_TOLERANCE_LOW:g}-{1 + LOSS_TOLERANCE_HIGH:g}x), "
         f"score std {score_std:.3g}"
     )
-    excess = (loss - expected) / expected if math.isfinite(loss) else math.inf
+    if not math.isfinite(loss):
+        return CheckResult("initial_loss", f"loss {loss} at init", evidence, [_not_finite(model, x, scores, evidence)])
+    excess = (loss - expected) / expected
     if -LOSS_TOLERANCE_LOW <= excess <= LOSS_TOLERANCE_HIGH:
         return CheckResult("initial_loss", summary, evidence)
     if excess > 0:
@@ -82,6 +84,45 @@ def initial_loss(ctx: CheckContext) -> CheckResult:
     return CheckResult("initial_loss", summary, evidence, [finding])
 
 
+def first_non_finite(model: nn.Module, x: Tensor) -> str | None:
+    """The name of the first leaf module whose output holds NaN/inf on input `x`, in the order they run."""
+    found: list[str] = []
+
+    def hook(name: str):
+        def check(_module: nn.Module, _inputs: object, output: object) -> None:
+            if not found and isinstance(output, Tensor) and output.is_floating_point() and not torch.isfinite(output).all():
+                found.append(name)
+        return check
+
+    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook(n)) for n, m in leaves]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else None
+
+
+def _not_finite(model: nn.Module, x: Tensor, scores: Tensor, evidence: dict) -> Finding:
+    """The finding for class scores (or a loss) that are NaN/inf before any step: the network's own arithmetic,
+    not its scale, since the inputs are finite (the data readers refuse NaN/inf)."""
+    layer = first_non_finite(model, x)
+    share = float((~torch.isfinite(scores)).float().mean())
+    evidence.update({"non_finite_scores": share, "first_non_finite_layer": layer})
+    where = f"layer '{layer}' ({type(model.get_submodule(layer)).__name__}) is the first whose output is NaN/inf" if layer else "the output is NaN/inf"
+    return Finding(
+        "scores_not_finite",
+        "error",
+        f"the initial loss is not finite on finite inputs: {where} ({share:.0%} of the class scores are NaN/inf)",
+        evidence=evidence,
+        lecture_rule=RULE_LOSS + "; a NaN/inf loss before any step is a bug in the forward pass, not a scale problem",
+        fix=(f"look at what '{layer}' computes" if layer else "look at the forward pass")
+        + ": log or sqrt of values <= 0, a division by zero, exp that overflows; keep its input in its domain "
+        "(e.g. torch.log(x.clamp_min(1e-6)), softplus) and run the checks again",
+    )
+
+
 def l2_penalty(model: nn.Module) -> Tensor:
     """0.5 * sum ||p||² over trainable parameters: the objective term whose gradient is torch's weight_decay * p."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -95,6 +136,8 @@ def regularization(ctx: CheckContext) -> CheckResult:
     model = ctx.copy_model(dropout=False)
     x, y = ctx.batch()
     data_loss = float(F.cross_entropy(model(x), y))
+    if not math.isfinite(data_loss):  # initial_loss names why; no share of a NaN loss means anything
+        return CheckResult("regularization", f"not measured: the data loss at init is {data_loss}", {"data_loss": data_loss}, skipped=True)
     penalty = float(l2_penalty(model))
     strong, configured = ctx.settings.reg_strength, float(ctx.recipe.weight_decay)
     losses = {f"{lam:g}": data_loss + lam * penalty for lam in (0.0, 1e-3, 1e-1, 1e1, strong)}

@@ -28,7 +28,7 @@ _DATA = (
 _INIT = (
     "init_symmetry", "dead_relu_at_init", "saturation_at_init", "activations_vanish", "activations_explode",
     "gradients_vanish", "gradients_explode", "initial_loss_high", "initial_loss_low", "activation_on_scores",
-    "gradcheck_failed", "eval_mode", "regularization_no_effect", "regularization_dominates", "capacity_too_small",
+    "gradcheck_failed", "eval_mode", "regularization_no_effect", "regularization_dominates", "capacity_too_small", "scores_not_finite",
 )
 PHASE: dict[str, str] = {**dict.fromkeys(_DATA, "data"), **dict.fromkeys(_INIT, "init")}
 
@@ -67,6 +67,11 @@ EXPLAINS: dict[str, frozenset[str]] = {
     "saturation_at_init": frozenset(_BAD_SCALE_SYMPTOMS | {"activations_vanish"}),
     "activations_vanish": _BAD_SCALE_SYMPTOMS,
     "activations_explode": frozenset(_BAD_SCALE_SYMPTOMS | {"loss_explodes", "saturated_in_training", "relu_died_in_training"}),
+    # NaN/inf scores before any step: nothing downstream can train, so every curve and baseline symptom follows.
+    "scores_not_finite": frozenset(_BAD_SCALE_SYMPTOMS | {
+        "activations_vanish", "activations_explode", "loss_explodes", "lr_too_high", "lr_too_low", "plateau",
+        "relu_died_in_training", "saturated_in_training", "update_ratio_high", "gradcheck_failed",
+    }),
     "gradcheck_failed": frozenset({"loss_flat", "overfit_failed", "loss_explodes", "lr_no_descent"}),
     "eval_mode": frozenset({"overfitting"}),
     # A penalty that swamps the data loss pulls the weights to zero: the model cannot use its inputs and the loss stays flat.
