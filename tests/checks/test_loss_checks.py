@@ -160,3 +160,12 @@ def test_a_forward_pass_that_makes_nan_is_named_at_its_layer_not_called_an_init_
     report = bs.check(model, data, bs.Recipe(device="cpu"), progress=False)
     assert report.findings[0].rule == "scores_not_finite"
     assert "initial_loss_high" not in {f.rule for f in report.findings}
+
+
+def test_adamws_decoupled_decay_is_not_read_as_a_loss_term_that_swamps_the_data_loss():
+    data = bs.prepare(bs.load_dataset("digits"))
+    model = bs.build_model("mlp", data.input_shape, data.num_classes)
+    coupled = regularization(make_ctx(model, data, bs.Recipe(device="cpu", optimizer="adam", weight_decay=0.05)))
+    decoupled = regularization(make_ctx(model, data, bs.Recipe(device="cpu", optimizer="adamw", weight_decay=0.05)))
+    assert "regularization_dominates" in {f.rule for f in coupled.findings}
+    assert "regularization_dominates" not in {f.rule for f in decoupled.findings}

@@ -142,7 +142,10 @@ def regularization(ctx: CheckContext) -> CheckResult:
     strong, configured = ctx.settings.reg_strength, float(ctx.recipe.weight_decay)
     losses = {f"{lam:g}": data_loss + lam * penalty for lam in (0.0, 1e-3, 1e-1, 1e1, strong)}
     # The configured regularization at init: the L2 that weight_decay stands for, plus the recipe's L1 term.
-    configured_reg = configured * penalty + float(l1_penalty(model, ctx.recipe.l1))
+    # AdamW's decay is decoupled (Loshchilov & Hutter, "Decoupled Weight Decay Regularization"): it shrinks the
+    # weights by lr * weight_decay per step and adds no term to the loss, so it has no share of the loss to compare.
+    decoupled = ctx.recipe.optimizer == "adamw"
+    configured_reg = (0.0 if decoupled else configured * penalty) + float(l1_penalty(model, ctx.recipe.l1))
     share = configured_reg / data_loss if data_loss > 0 else math.inf
     evidence = {
         "data_loss": data_loss, "penalty": penalty, "loss_by_strength": losses,
