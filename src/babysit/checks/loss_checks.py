@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
+from babysit.checks.init_health import leaf_modules
 from babysit.diagnose.findings import Finding
 from babysit.errors import ConfigError
 from babysit.nn.regularize import VanillaDropout, l1_penalty
@@ -94,8 +95,7 @@ def first_non_finite(model: nn.Module, x: Tensor) -> str | None:
                 found.append(name)
         return check
 
-    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(hook(n)) for n, m in leaves]
+    handles = [m.register_forward_hook(hook(n)) for n, m in leaf_modules(model).items()]
     try:
         model(x)
     finally:
