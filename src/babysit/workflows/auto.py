@@ -30,7 +30,8 @@ sized by the search's measured cost per epoch: the final run is the model the us
 gets, so it gets the largest single share. A stage that runs past its share is
 stopped at the next batch by a budget guard. Since the budget sets every run's
 length, a base without a learning-rate schedule gets one cosine decay over each run. If the budget buys no complete search
-trial, the final run trains the base config (with the range test's rate) and says so.
+trial, the final run trains the base config (with the range test's rate) and says so. A final
+run that diverges is retrained with the rest of the budget at half a decade lower rate.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ FINAL_FACTOR = 2  # the final run trains this many times the re-evaluation's hor
 REPORT_SHARE = 0.05  # kept back for writing the reports
 RECORDED_COST = 1.2  # a recorded run (probes, checkpoints) costs about this many times a bare epoch
 COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropout
+FINAL_ATTEMPTS = 3  # a final run that diverges is retrained at a lower rate at most twice
+FINAL_LR_CUT = 10**-0.5  # half a decade on the log scale the search used
 
 
 def cpu_seconds() -> float:
@@ -266,6 +269,9 @@ def auto(
         left = budget - (cpu_seconds() - start)
         plan = {"budget_s": budget, "clock": "time.process_time of this process", "per_epoch_s": round(per_epoch, 3),
                 "search_share": SEARCH_SHARE, "top": top, "seeds": seeds, **_stage_sizes(per_epoch, max(left, per_epoch), top, seeds)}  # fmt: skip
+        if left <= 0:
+            # The checks and calibration spent the budget: a search would only overrun it.
+            plan["search_s"] = 0.0
 
         view.refresh("search")
         found = default_space(base, proposal=checks.suggested_lr, dropout=plan["trials"] >= 2 * COARSE_TRIALS and base.model.script is None)
@@ -281,7 +287,8 @@ def auto(
         if result.best is None and not guard.fired:
             raise BabysitError("no search trial completed (all diverged or failed); see the search report in " + str(out / "tune"))
         if result.best is None:
-            notes.append(f"the search share ({plan['search_s']:.0f} CPU-s) bought no complete trial; the final run trains the base config; give a larger --budget")
+            spent = f"the checks and calibration spent the budget ({budget - left:.1f} of {budget:g} CPU-s)" if left <= 0 else f"the search share ({plan['search_s']:.0f} CPU-s)"
+            notes.append(f"{spent} bought no complete trial; the final run trains the base config; give a larger --budget")
         else:
             view.refresh(best=result.best.score)
         write_report(result, out / "search.html")
@@ -321,7 +328,25 @@ def auto(
         epochs = max(FINAL_FACTOR * horizon if rows else 1, int(left / (per_epoch * RECORDED_COST)))
         plan["final_epochs"] = epochs
         final_cfg = trial_config(base, chosen["values"], epochs)
-        done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[BudgetGuard(start + budget * (1 - REPORT_SHARE)), view])
+        final_guard = BudgetGuard(start + budget * (1 - REPORT_SHARE))
+        done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[final_guard, view])
+        attempt = 1
+        while done.result.status == "diverged":
+            # The final run is several times longer than any run that ranked its rate, so a rate that was stable
+            # for the horizon can still blow up; the lectures' remedy for an exploding loss is a lower rate.
+            left = budget * (1 - REPORT_SHARE) - (cpu_seconds() - start)
+            again = int(left / (per_epoch * RECORDED_COST))
+            why = f"the final run diverged at epoch {done.result.epochs} ({done.result.stop_reason})"
+            if attempt == FINAL_ATTEMPTS or again < FINAL_FACTOR * horizon:
+                reason = f"{attempt} attempts" if attempt == FINAL_ATTEMPTS else "the budget left buys no rerun"
+                notes.append(f"{why}, {reason}; lower train.lr in best.toml (now {final_cfg.train.lr:.3g}) and train it")
+                break
+            attempt += 1
+            lr = final_cfg.train.lr * FINAL_LR_CUT
+            notes.append(f"{why}; retrained at train.lr {lr:.3g} ({FINAL_LR_CUT:.3g} x {final_cfg.train.lr:.3g}) for {again} epochs")
+            final_cfg = trial_config(base, {**chosen["values"], "train.lr": lr}, again)
+            done = start_run(final_cfg, runs_dir=out, name=f"final-{attempt}", progress=False, data=data, callbacks=[final_guard, view])
+        plan["final_epochs"] = final_cfg.train.epochs
         clock["final"] = cpu_seconds() - t0
 
         view.refresh("report")
