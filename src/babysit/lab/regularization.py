@@ -11,7 +11,10 @@ are compared on the networks they belong to, each against the same network
 without it: fractional max pooling (random pooling regions in training, averaged
 over draws at test; Graham 2014) against stride-2 downsampling in a convnet, and
 stochastic depth (each residual branch skipped at random in training, scaled at
-test; Huang 2016) in a residual network.
+test; Huang 2016) in a residual network. Fractional max pooling narrows the gap by
+a wide margin; stochastic depth, which Huang et al. measured on networks of 110
+layers and more, moves the gap of this 4-block network by less than seed noise,
+so the lab shows its numbers and checks only that the test-time network works.
 
 `--data digits` runs the same on the 8x8 digits with small random rotations and
 stretches as augmentation; digits is easy enough that every gap there is within
@@ -149,8 +152,17 @@ def regularization_experiment(
         rough_ema < rough_none,
         f"roughness {rough_ema:.4f} vs {rough_none:.4f}",
     )
-    for plain, noisy in zip(noise_rows[::2], noise_rows[1::2]):
-        result.claim(f"{noisy[1]} narrows the {noisy[0]}'s train/val gap", noisy[4] < plain[4], f"gap {noisy[4]:.3f} vs {plain[4]:.3f} without")
+    fmp_plain, fmp, res_plain, res_sd = noise_rows
+    result.claim(f"{fmp[1]} narrows the {fmp[0]}'s train/val gap", fmp[4] < fmp_plain[4], f"gap {fmp[4]:.3f} vs {fmp_plain[4]:.3f} without")
+    # Stochastic depth is not claimed to narrow the gap here: Huang et al. (2016) report it on 110+ layer
+    # networks, and on this 4-block one the gap moved by -0.02 to +0.05 over seeds 0-3 (with 10 blocks it
+    # narrowed on 3 of 4 seeds): within seed noise. What holds is that the test-time network (each branch
+    # scaled by its keep probability) is a working model.
+    result.claim(
+        f"with {res_sd[1]}, the {res_sd[0]} still learns (the test-time scaling matches training)",
+        res_sd[3] > res_plain[3] - 0.1,
+        f"val accuracy {res_sd[3]:.3f} vs {res_plain[3]:.3f} without; gap {res_sd[4]:.3f} vs {res_plain[4]:.3f} (not claimed to narrow at 4 blocks)",
+    )
     return result
 
 
