@@ -58,7 +58,7 @@ ACCEPTED: dict[str, frozenset[str]] = {
     "weight_decay_huge": frozenset({"regularization_dominates"}),
     "dropout_huge": frozenset({"regularization_too_strong"}),
     "low_capacity": frozenset({"underfitting", "capacity_too_small"}),
-    "overfitting": frozenset({"overfitting"}),
+    "overfitting": frozenset({"overfitting", "too_few_samples"}),
     "eval_mode": frozenset({"eval_mode"}),
     "nan_inputs": frozenset({"refused"}),
     "wrong_outputs": frozenset({"refused"}),

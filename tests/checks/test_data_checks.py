@@ -6,8 +6,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import babysit as bs
-from babysit.checks.data_checks import class_balance, data_centring, data_leak, feature_scales, group_stats
+from babysit.checks.data_checks import class_balance, data_centring, data_leak, duplicates, feature_scales, group_stats
 from babysit.data.datasets import Split
+from babysit.diagnose.findings import rank
 
 from .conftest import make_ctx, tabular
 
@@ -121,3 +122,59 @@ def test_class_balance(digits):
     missing = replace(imbalanced, train=Split(x, torch.zeros(110, dtype=torch.long)))
     r = run(class_balance, missing)
     assert r.status == "fail" and r.findings[0].rule == "class_missing"
+
+
+def test_a_handful_of_samples_per_class_is_named_as_the_cause_of_what_it_leaves_behind():
+    x = gaussian(30, 4, 0)
+    few = tabular(x, gaussian(200, 4, 1), gaussian(200, 4, 2), classes=10)
+    few = replace(few, train=Split(x, torch.arange(30) % 9))  # 3 or 4 per class, class 9 absent
+    r = run(class_balance, few)
+    by_rule = {f.rule: f for f in r.findings}
+    assert set(by_rule) == {"class_missing", "too_few_samples"}
+    assert by_rule["too_few_samples"].evidence == {"train_samples": 30, "classes": 10, "per_class": 3.0, "needed": 100}
+    assert "30 samples for 10 classes" in by_rule["too_few_samples"].title
+    # The missing class is a consequence of drawing so few: it is listed under the small training split.
+    ranked = rank(r.findings)
+    assert [f.rule for f in ranked] == ["too_few_samples", "class_missing"] and ranked[1].explained_by == "too_few_samples"
+    # Ten per class is enough not to be flagged.
+    enough = replace(few, train=Split(gaussian(100, 4, 3), torch.arange(100) % 10))
+    assert "too_few_samples" not in {f.rule for f in run(class_balance, enough).findings}
+
+
+def test_an_offset_within_the_sampling_noise_of_a_small_split_is_not_called_uncentred():
+    # 20 samples of a centred population: a feature's mean sits ~1/sqrt(20) = 0.22 std from 0 by chance.
+    pop = gaussian(20, 1, 0)
+    pop = (pop - pop.mean()) / pop.std(unbiased=False)
+    x = torch.cat([pop + 0.6, gaussian(20, 3, 1)], dim=1)  # one feature 0.6 std off: within 4 standard errors of 20
+    small = tabular(x, x, x)
+    r = run(data_centring, small)
+    assert r.status == "pass" and r.evidence["sampling_noise_in_std"] == pytest.approx(4 / 20**0.5)
+    big = tabular(torch.cat([x] * 100), x, x)  # the same offset on 2,000 samples is far beyond noise
+    assert run(data_centring, big).status == "warn"
+
+
+def test_one_channel_centred_by_chance_is_not_a_leak():
+    # MNIST-1D-like: one channel, 40 positions. Train and val are not centred (the statistics came from a
+    # larger set); the test split's one channel mean is 3e-4 std from 0: within 1% of its sampling noise,
+    # which a single mean hits about 1 time in 100 by chance.
+    g = torch.Generator().manual_seed(0)
+    train, val, test = (torch.randn(n, 1, 40, generator=g) + 0.2 for n in (20, 450, 300))
+    test = test - test.mean() + 3e-4 * test.std()
+    r = run(data_leak, tabular(train, val, test))
+    assert r.status == "pass" and r.findings == []
+    # Centred exactly (float rounding): that is a fit on the test split, one channel or not.
+    exact = test - test.double().mean().float()
+    assert run(data_leak, tabular(train, val, exact)).findings[0].rule == "data_leak"
+
+
+def test_held_out_copies_of_training_samples_are_counted_and_warned_beyond_the_standard_error():
+    train, val, test = gaussian(400, 5, 0), gaussian(400, 5, 1), gaussian(100, 5, 2)
+    assert run(duplicates, tabular(train, val, test)).findings == []
+    leaked = tabular(train, torch.cat([train[:40], val[40:]]), torch.cat([train[:1], test[1:]]))  # 10% of val, 1 test sample
+    r = run(duplicates, leaked)
+    assert r.evidence["copies_of_train"] == {"validation": 40, "test": 1} and r.evidence["samples"] == {"validation": 400, "test": 100}
+    (f,) = r.findings
+    assert f.rule == "duplicate_samples" and f.severity == "warning" and "40 of 400 validation samples (10.0%)" in f.title
+    # One copy in 400 moves the accuracy by 0.25 points, below its standard error (2.5 points): said, not warned.
+    one = tabular(train, torch.cat([train[:1], val[1:]]), test)
+    assert [g.severity for g in run(duplicates, one).findings] == ["info"]

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from torch import nn
 from typer.testing import CliRunner
@@ -57,3 +58,19 @@ def test_reinitialise_gives_he_scale_and_zero_biases():
     net = reinitialise(nn.Sequential(nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 10)))
     std = float(net[0].weight.detach().std())
     assert abs(std - (2 / 400) ** 0.5) < 0.05 * (2 / 400) ** 0.5 and float(net[0].bias.abs().max()) == 0
+
+
+@pytest.mark.parametrize("model,changed", [("mlp", "hidden"), ("convnet", "channels")])
+def test_more_capacity_widens_only_what_the_built_in_model_reads(model, changed, recwarn):
+    from babysit.build import model_from_config
+    from babysit.checks.preflight import CheckReport
+    from babysit.diagnose.findings import Finding
+    from babysit.workflows.repair import plan_repair
+
+    cfg = bs.build_config({"data": {"name": "digits"}, "model": {"name": model}})
+    data = bs.load_dataset("digits")
+    plan = plan_repair(Finding("capacity_too_small", "error", "too narrow"), cfg, None, data, CheckReport([]))
+    assert plan.change.startswith(f"model: {changed} ") and ("hidden" in plan.change) == (changed == "hidden")
+    assert getattr(plan.cfg.model, changed) != getattr(cfg.model, changed)
+    model_from_config(plan.cfg.model, data, seed=0)
+    assert not [w for w in recwarn if "does not use" in str(w.message)]

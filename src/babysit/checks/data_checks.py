@@ -1,4 +1,4 @@
-"""Data checks: zero-centring, feature scales, preprocessing leaks, class balance (docs/lectures.md §2).
+"""Data checks: zero-centring, feature scales, preprocessing leaks, class balance, train/val copies (docs/lectures.md §2).
 
 Images (inputs with a channel axis and spatial axes) are judged per channel, as
 the lectures do (VGG subtracts one mean per channel; pixels share a scale);
@@ -17,6 +17,7 @@ from babysit.diagnose.findings import SEVERITIES, Finding
 
 # |mean| / std of the worst channel or feature.
 OFFSET_WARN, OFFSET_ERROR = 0.5, 10.0
+OFFSET_NOISE = 4.0  # standard errors of a mean
 # Largest over smallest std of the non-constant channels or features.
 SCALE_WARN, SCALE_ERROR = 10.0, 100.0
 # A split whose mean is within max(FITTED_TOL, FITTED_NOISE / sqrt(n)) of 0 (in units of the feature's std)
@@ -25,6 +26,11 @@ SCALE_WARN, SCALE_ERROR = 10.0, 100.0
 # go unnoticed.
 FITTED_TOL, FITTED_NOISE = 1e-4, 1e-2
 IMBALANCE_WARN = 3.0
+# Fewer training samples per class than this: an accuracy on 10 samples has a standard error of up to
+# 0.5 / sqrt(10) = 16 points, and a network with thousands of weights memorises so few (docs/lectures.md §7:
+# overfitting is met with more data first). A random split of so few samples also leaves classes out or
+# unbalanced by chance, and no check on them can be told from noise.
+MIN_PER_CLASS = 10
 # Typical scale of the inputs (the median std of the channels or features) against the 1 that He/Xavier
 # init assume: scores at init grow in proportion to it (x1000 inputs give ~1000x larger scores), so it is
 # judged on the same decades as the scale ratio. Raw pixels in 0..255 (std ~60-80) warn, as the lectures would.
@@ -59,7 +65,11 @@ def data_centring(ctx: CheckContext) -> CheckResult:
     value = float(offset.max()) if len(offset) else 0.0
     evidence = {"max_offset_in_std": value, "mean_of_worst": float(mean[live][worst]) if live.any() else 0.0}
     summary = f"largest |mean|/std {value:.3g}"
-    if value < OFFSET_WARN:
+    # A split's mean sits ~1/sqrt(n) std from the population's by sampling noise alone; an offset within
+    # OFFSET_NOISE standard errors (room for the largest of many features) is no evidence of uncentred data.
+    noise = OFFSET_NOISE / math.sqrt(max(1, len(ctx.data.train.x)))
+    evidence["sampling_noise_in_std"] = noise
+    if value < max(OFFSET_WARN, noise):
         return CheckResult("data_centring", summary, evidence)
     finding = Finding(
         "data_not_centred",
@@ -145,8 +155,16 @@ def data_leak(ctx: CheckContext) -> CheckResult:
         level = "per feature" if flat else "per channel"
         errors[level] = {name: _centring_error(x, std, flat) for name, x in splits.items()}
     tolerance = {name: max(FITTED_TOL, FITTED_NOISE / math.sqrt(len(x))) for name, x in splits.items()}
-    # The split centred best (a split can sit near 0 by chance, but not at float rounding level).
-    fitted = sorted((e, level, name) for level, errs in errors.items() for name, e in errs.items() if e < tolerance[name])
+    # A split sits within FITTED_NOISE of its sampling noise of 0 by chance about 1 time in 100 per
+    # independent mean, so the noise allowance needs two or more means (features or channels) to be
+    # evidence; a single channel's one mean is judged at float rounding level only.
+    means = {level: (d.train.x[0].numel() if level == "per feature" else d.train.x.shape[1]) for level in errors}
+    fitted = sorted(
+        (e, level, name)
+        for level, errs in errors.items()
+        for name, e in errs.items()
+        if e < (tolerance[name] if means[level] >= 2 else FITTED_TOL)
+    )
     evidence = {"mean_in_std_units": errors, "fitted_on": [f"{n} ({lvl})" for _, lvl, n in fitted]}
     if not fitted:
         return CheckResult("data_leak", "no split is exactly centred: no mean-based preprocessing to check", evidence)
@@ -164,11 +182,31 @@ def data_leak(ctx: CheckContext) -> CheckResult:
     return CheckResult("data_leak", f"centred on the {name} statistics", evidence, [finding])
 
 
+def _too_few(counts: list[int]) -> list[Finding]:
+    """A training split with fewer than `MIN_PER_CLASS` samples per class: a finding, else none."""
+    n, c = sum(counts), len(counts)
+    if n >= MIN_PER_CLASS * c:
+        return []
+    return [
+        Finding(
+            "too_few_samples",
+            "warning",
+            f"the training split has {n} samples for {c} classes ({n / c:.3g} per class, fewer than {MIN_PER_CLASS}): "
+            "a network memorises so few, and no accuracy measured on them can be told from noise",
+            evidence={"train_samples": n, "classes": c, "per_class": n / c, "needed": MIN_PER_CLASS * c},
+            lecture_rule="docs/lectures.md §7: a big train/val gap is overfitting; more data comes first, then regularization",
+            fix=f"train on at least {MIN_PER_CLASS * c} samples (check data.val_fraction and any subsetting), add data "
+            "augmentation (data.augment), or reuse a pretrained network (docs/lectures.md §10)",
+        )
+    ]
+
+
 @CHECKS.register("class_balance")
 def class_balance(ctx: CheckContext) -> CheckResult:
-    """Every class has training samples, in roughly equal numbers."""
+    """Every class has training samples, enough of them and in roughly equal numbers."""
     counts = torch.bincount(ctx.data.train.y.cpu(), minlength=ctx.data.num_classes).tolist()
     evidence = {"train_counts": counts}
+    few = _too_few(counts)
     missing = [i for i, c in enumerate(counts) if c == 0]
     if missing:
         names = [ctx.data.class_names[i] for i in missing]
@@ -180,12 +218,12 @@ def class_balance(ctx: CheckContext) -> CheckResult:
             lecture_rule="docs/lectures.md §2 (beyond the notes): a class absent from training can never be predicted",
             fix="re-split the data so every class appears in training (stratify the split), or drop the empty classes",
         )
-        return CheckResult("class_balance", f"{len(missing)} class(es) missing from train", evidence, [finding])
+        return CheckResult("class_balance", f"{len(missing)} class(es) missing from train", evidence, [finding, *few])
     ratio = max(counts) / min(counts)
     evidence["ratio"] = ratio
     summary = f"{min(counts)} to {max(counts)} samples per class ({ratio:.2g}x)"
     if ratio < IMBALANCE_WARN:
-        return CheckResult("class_balance", summary, evidence)
+        return CheckResult("class_balance", summary, evidence, few)
     finding = Finding(
         "class_imbalance",
         "warning",
@@ -194,4 +232,37 @@ def class_balance(ctx: CheckContext) -> CheckResult:
         lecture_rule="docs/lectures.md §2 (beyond the notes): with imbalanced classes, accuracy hides how rare classes fare",
         fix="resample or weight the loss by inverse class frequency, and report per-class accuracy",
     )
-    return CheckResult("class_balance", summary, evidence, [finding])
+    return CheckResult("class_balance", summary, evidence, [finding, *few])
+
+
+def _row_hashes(x: Tensor) -> list[int]:
+    """One 64-bit hash of each sample's bytes: equal samples hash equal; distinct ones collide 1 time in 2^64."""
+    flat = x.detach().cpu().reshape(len(x), -1).contiguous().numpy()
+    return [hash(row.tobytes()) for row in flat]
+
+
+@CHECKS.register("duplicates")
+def duplicates(ctx: CheckContext) -> CheckResult:
+    """No validation or test sample is an exact copy of a training sample."""
+    d = ctx.data
+    seen = set(_row_hashes(d.train.x))
+    counts = {name: (sum(h in seen for h in _row_hashes(split.x)), len(split.x)) for name, split in (("validation", d.val), ("test", d.test)) if len(split.x)}
+    evidence = {"copies_of_train": {name: k for name, (k, _) in counts.items()}, "samples": {name: n for name, (_, n) in counts.items()}}
+    found = {name: (k, n) for name, (k, n) in counts.items() if k}
+    if not found:
+        return CheckResult("duplicates", "no validation or test sample copies a training sample", evidence)
+    # Copies score as if trained on, so the held-out accuracy is optimistic by up to their share: a warning
+    # once that share exceeds the standard error of an accuracy on the split (at most 0.5 / sqrt(n)).
+    worst = max(found, key=lambda name: found[name][0] / found[name][1])
+    k, n = found[worst]
+    severity = "warning" if k / n > 0.5 / math.sqrt(n) else "info"
+    finding = Finding(
+        "duplicate_samples",
+        severity,
+        f"{k} of {n} {worst} samples ({k / n:.1%}) are exact copies of training samples: their accuracy is that of training, not of new data",
+        evidence=evidence,
+        lecture_rule="docs/lectures.md §2 (beyond the notes): held-out splits must hold samples the model has not trained on",
+        fix="drop the copies from the held-out splits (or de-duplicate before splitting), then re-measure",
+    )
+    return CheckResult("duplicates", ", ".join(f"{k} of {n} {name} samples copy a training sample" for name, (k, n) in found.items()), evidence, [finding])
+

@@ -46,6 +46,7 @@ PIPELINE = (
     "data_centring",
     "data_leak",
     "class_balance",
+    "duplicates",
     "init_health",
     "initial_loss",
     "regularization",

@@ -23,7 +23,7 @@ PHASES = ("data", "init", "training")
 
 _DATA = (
     "data_scales", "data_not_centred", "data_leak", "class_imbalance", "class_missing", "labels_unlearnable",
-    "input_independent", "duplicate_samples", "labels_outputs_mismatch",
+    "input_independent", "duplicate_samples", "labels_outputs_mismatch", "too_few_samples",
 )
 _INIT = (
     "init_symmetry", "dead_relu_at_init", "saturation_at_init", "activations_vanish", "activations_explode",
@@ -57,6 +57,9 @@ EXPLAINS: dict[str, frozenset[str]] = {
     "labels_unlearnable": frozenset({"input_independent", "overfitting", "underfitting", "loss_flat"}),
     "input_independent": frozenset({"overfitting", "underfitting", "loss_flat"}),
     "labels_outputs_mismatch": frozenset({"initial_loss_high", "initial_loss_low", "overfit_failed", "loss_explodes", "loss_flat"}),
+    # A handful of samples per class: the network memorises them, the validation accuracy stays near chance
+    # (so the model looks input-independent), and a random split of so few leaves classes out or unbalanced.
+    "too_few_samples": frozenset({"overfitting", "input_independent", "class_missing", "class_imbalance"}),
     "duplicate_samples": frozenset(),
     "data_leak": frozenset(),
     "class_imbalance": frozenset({"initial_loss_low"}),
@@ -72,6 +75,9 @@ EXPLAINS: dict[str, frozenset[str]] = {
         "activations_vanish", "activations_explode", "loss_explodes", "lr_too_high", "lr_too_low", "plateau",
         "relu_died_in_training", "saturated_in_training", "update_ratio_high", "gradcheck_failed",
     }),
+    # Scores too large before any step (the lectures' first check: loss ~ ln C) are the init-scale fault seen at
+    # the output: a saturated softmax learns slowly, so the short run's symptoms of a bad scale follow from it.
+    "initial_loss_high": frozenset({"input_independent", "loss_flat", "flat_then_drop", "overfit_failed", "lr_no_descent", "underfitting"}),
     "gradcheck_failed": frozenset({"loss_flat", "overfit_failed", "loss_explodes", "lr_no_descent"}),
     "eval_mode": frozenset({"overfitting"}),
     # A penalty that swamps the data loss pulls the weights to zero: the model cannot use its inputs and the loss stays flat.

@@ -37,6 +37,8 @@ from babysit.data.preprocess import prepare
 from babysit.diagnose import significance
 from babysit.diagnose.findings import Finding, root_causes
 from babysit.nn.init import apply_init
+from babysit.nn.models import MODELS
+from babysit.registry import accepted_options
 
 if TYPE_CHECKING:
     from babysit.checks.preflight import CheckReport
@@ -175,9 +177,13 @@ def plan_repair(finding: Finding, cfg: RunConfig, model: nn.Module | None, data:
         return Plan(finding.rule, "; ".join(changes), new_cfg, new_model, data, True) if changes else advice
     if kind == "more_capacity" and model is None:
         m = cfg.model
-        new_cfg = _replace_section(cfg, "model", hidden=tuple(max(4 * h, 32) for h in m.hidden), channels=tuple(max(2 * c, 16) for c in m.channels))
-        return Plan(finding.rule, f"model: hidden {list(m.hidden)} -> {list(new_cfg.model.hidden)}, channels {list(m.channels)} -> {list(new_cfg.model.channels)}",
-                    new_cfg, model, data, True)  # fmt: skip
+        # Only the widths the chosen model reads: an mlp's `hidden`, a convnet's or resnet's `channels`.
+        wider = accepted_options(MODELS.get(m.name), {"hidden": tuple(max(4 * h, 32) for h in m.hidden), "channels": tuple(max(2 * c, 16) for c in m.channels)})
+        if not wider:
+            return advice
+        new_cfg = _replace_section(cfg, "model", **wider)
+        change = ", ".join(f"{k} {list(getattr(m, k))} -> {list(v)}" for k, v in wider.items())
+        return Plan(finding.rule, f"model: {change}", new_cfg, model, data, True)
     if kind == "more_regularization":
         wd = max(10 * cfg.train.weight_decay, 1e-3)
         return Plan(finding.rule, f"train.weight_decay: {cfg.train.weight_decay:g} -> {wd:g}", _replace_section(cfg, "train", weight_decay=wd), model, data, True)
