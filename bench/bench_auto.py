@@ -8,7 +8,7 @@ family and its fixed blocks), `--seeds` seeds each (default 3):
                       one-cycle, label smoothing 0.1, EMA) and dropout 0.2: `--model mlp`
                       alone has no profile, so the family names its blocks; auto searches
                       the rates (and dropout when the budget buys enough trials)
-    digits            `babysit auto --data digits`: the family follows the data (a convnet)
+    digits            `babysit auto --data digits`: the family follows the data (a convnet, with its profile)
 
 For each: `auto(cfg, budget_s=B)`; then two baselines with the same B CPU-seconds
 (`time.process_time`, like auto) and auto's default space (lr around the range

@@ -84,3 +84,11 @@ def test_the_mnist1d_convnet_profile_fills_only_unset_keys():
     # sgd keeps its own default lr and no decay: AdamW's decoupled lambda would be a huge L2 for it.
     assert (mine.train.epochs, mine.train.lr, mine.train.weight_decay, mine.model.channels) == (3, 0.1, 0.0, (8,))
     assert build_config({"data": {"name": "mnist1d"}, "model": {"name": "mlp"}}).train.schedule == "none"
+
+
+def test_the_digits_convnet_gets_the_same_recipe_with_a_one_pixel_shift():
+    cfg = build_config({"data": {"name": "digits"}})
+    t = cfg.train
+    assert (cfg.model.name, cfg.model.batchnorm, cfg.data.augment, cfg.data.crop_padding) == ("convnet", True, ("crop",), 1)
+    assert (t.epochs, t.optimizer, t.schedule, t.averaging, t.lr, t.weight_decay, t.label_smoothing) == (100, "adamw", "onecycle", "ema", 3e-3, 0.05, 0.1)
+    assert build_config({"data": {"name": "digits"}, "model": {"name": "mlp"}}).train.optimizer == "adam"
