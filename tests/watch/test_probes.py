@@ -119,6 +119,21 @@ def test_update_ratio_of_one_sgd_step_is_lr_grad_over_weight():
     assert set(w.records[0]["params"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
 
 
+def test_a_sparse_embedding_gradient_is_measured_like_a_dense_one():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.EmbeddingBag(50, 8, mode="mean", sparse=True), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    w0 = net[0].weight.detach().clone()
+    with bs.watch(net, opt, preset="full") as w:
+        opt.zero_grad()
+        F.cross_entropy(net(torch.randint(0, 50, (16, 4))), torch.randint(0, 3, (16,))).backward()
+        g = net[0].weight.grad.to_dense()
+        opt.step()
+    stats = w.records[0]["params"]["0.weight"]
+    assert stats["grad_norm"] == pytest.approx(g.norm().item(), rel=1e-6)
+    assert stats["update_ratio"] == pytest.approx(0.1 * g.norm().item() / w0.norm().item(), rel=1e-5)
+
+
 def test_update_ratio_matches_the_weight_change_for_adam():
     torch.manual_seed(0)
     net = nn.Linear(10, 3)

@@ -246,7 +246,10 @@ class _Snapshot:
         params = [p for _, p in named]
         if not params:
             return cls([], [], None, None)
-        grad_norms = torch.stack([torch.linalg.vector_norm(p.grad, dtype=torch.float32) for p in params])
+        # One fused call for every gradient (clip_grad_norm_ uses the same kernel): fewer small ops.
+        # A sparse gradient (nn.Embedding(sparse=True)) has no norm kernel: densified here only.
+        grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p in params]
+        grad_norms = torch.stack(torch._foreach_norm(grads, dtype=torch.float32))
         return cls([n for n, _ in named], params, grad_norms, _flat(params))
 
     @torch.no_grad()
@@ -270,8 +273,8 @@ def _flat(tensors: list[Tensor]) -> Tensor:
 
 
 def _read_back(tensors: list[Tensor]) -> list[float]:
-    """All small statistic tensors (on the model's device) as floats: a single device-to-host transfer."""
-    return torch.cat(tensors).float().tolist() if tensors else []
+    """All small 1-d float32 statistic tensors (on the model's device) as floats: a single device-to-host transfer."""
+    return torch.cat(tensors).tolist() if tensors else []
 
 
 def watch(

@@ -87,16 +87,19 @@ def _sample_index(numel: int, device: torch.device) -> Tensor:
 
 
 def measure(y: Tensor, kind: str, bins: int) -> tuple[Tensor, ...]:
-    """Reduce one layer output to a few small tensors on its device, without a host sync.
+    """Reduce one layer output to a few small 1-d float32 tensors on its device, without a host sync.
 
-    Their concatenation is [mean, sum of squared deviations, *extra, *hist_counts]
-    where extra is (lo, hi) for 'plain', (lo, hi, active_units) for 'relu',
+    Their concatenation is [sum, sum of squared deviations, *extra, *hist_counts]
+    where extra is (lo, hi) for 'plain', (lo, hi, *peak_per_unit) for 'relu',
     (saturated_count,) for 'tanh'/'sigmoid' (whose histogram covers their fixed
     output range). Mean, std,
     dead units and saturation use every value; the histogram counts at most
     `HIST_SAMPLE` of them, at fixed positions spread over the tensor, over their
     [lo, hi] range (`hist_range`): an exact histogram of a large layer would cost
     more than the rest of the step (torch.histc is a scalar loop on the CPU).
+    Every piece is already 1-d, so the caller joins all layers of a step with a
+    single `torch.cat`: on the CPU the cost of a probe is mostly the number of
+    small ops, not their arithmetic.
 
     Args:
         y: the layer output (N, ...), any float dtype (bf16 is measured in float32).
@@ -108,29 +111,29 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Tensor, ...]:
     if flat.dtype != torch.float32:
         flat = flat.float()
     n = flat.numel()
-    mean = flat.mean()
+    total = flat.sum(0, keepdim=True)
     # Two passes (centre, then sum squares): one pass of E[y^2] - E[y]^2 would cancel
-    # catastrophically for a layer whose mean is large against its std.
-    centred = flat - mean
-    squares = torch.dot(centred, centred)
+    # catastrophically for a layer whose mean is large against its std. mv gives the dot
+    # product as shape (1,).
+    centred = flat - total / max(n, 1)
+    squares = torch.mv(centred.view(1, -1), centred)
     sample = torch.index_select(flat, 0, _sample_index(n, flat.device)) if n > HIST_SAMPLE else flat
     if kind in OUTPUT_RANGE:
         lo, hi = OUTPUT_RANGE[kind]
         # |y - centre| > threshold is tanh's |y| > 0.99 and sigmoid's y < 0.01 or y > 0.99;
         # relu + sign counts it without a boolean tensor (several times slower on the CPU).
         centre, threshold = (0.0, TANH_SATURATED) if kind == "tanh" else (0.5, 0.5 - SIGMOID_SATURATED)
-        saturated = ((flat - centre).abs_() - threshold).relu_().sign_().sum()
-        return torch.stack((mean, squares, saturated)), torch.histc(sample, bins, lo, hi)
-    lo, hi = torch.aminmax(sample)
+        saturated = ((flat - centre).abs_() - threshold).relu_().sign_().sum(0, keepdim=True)
+        return total, squares, saturated, torch.histc(sample, bins, lo, hi)
+    lo, hi = torch.aminmax(sample, dim=0, keepdim=True)
     counts = (histogram_on_host if flat.device.type == "cpu" else histogram_on_device)(sample, lo, hi, bins)
     if kind == "relu":
         # A unit is dead when it is inactive (<= 0) on every sample and position of the batch;
-        # amax over the batch, then over positions: two contiguous reductions. Counting the
-        # active units of clamp(peak, 0) avoids a boolean tensor.
+        # amax over the batch, then over positions: two contiguous reductions. Each unit's
+        # peak is read back and counted on the host (`describe`), which costs fewer ops here.
         peak = y.amax(0).reshape(y.shape[1], -1).amax(1) if y.ndim >= 3 else (y.amax(0) if y.ndim == 2 else y)
-        active = torch.count_nonzero(peak.clamp_min(0)).reshape(1)
-        return torch.stack((mean, squares, lo, hi)), active, counts
-    return torch.stack((mean, squares, lo, hi)), counts
+        return total, squares, lo, hi, peak if peak.dtype == torch.float32 else peak.float(), counts
+    return total, squares, lo, hi, counts
 
 
 def histogram_on_host(sample: Tensor, lo: Tensor, hi: Tensor, bins: int) -> Tensor:
@@ -169,14 +172,15 @@ def describe(values: list[float], kind: str, numel: int, units: int, bins: int) 
         units: number of units (`unit_count`), for the dead fraction.
         bins: the histogram bin count given to `measure`.
     """
-    mean, squares = values[0], values[1]
-    out: dict[str, Any] = {"act_mean": mean, "act_std": math.sqrt(squares / numel) if squares >= 0 else math.nan}
+    total, squares, n = values[0], values[1], max(numel, 1)
+    out: dict[str, Any] = {"act_mean": total / n, "act_std": math.sqrt(squares / n) if squares >= 0 else math.nan}
     if kind in OUTPUT_RANGE:
         lo, hi = OUTPUT_RANGE[kind]
-        extra = {"saturated_fraction": values[2] / numel}
+        extra = {"saturated_fraction": values[2] / n}
     else:
         lo, hi = hist_range(values[2], values[3])
-        extra = {"dead_fraction": 1.0 - values[4] / units} if kind == "relu" else {}
+        # A unit whose peak is <= 0 was inactive on the whole batch; a NaN peak is not counted dead.
+        extra = {"dead_fraction": sum(1 for peak in values[4 : 4 + units] if peak <= 0) / units} if kind == "relu" else {}
     width = hi - lo if math.isfinite(hi - lo) else math.nan
     out["hist_edges"] = [lo + width * i / bins for i in range(bins + 1)]
     out["hist_counts"] = [int(c) for c in values[-bins:]]
