@@ -18,7 +18,8 @@ Robust on a busy shared machine:
   torch thread, which other processes disturb far less than wall time (on CUDA:
   wall time);
 - rounds are interleaved: each round runs every variant once, back to back, so
-  slow drifts of the background load hit all variants alike;
+  slow drifts of the background load hit all variants alike, and each round
+  rotates the order, so no variant always runs first (cold) or after the same one;
 - each variant's run is at least `--min-seconds` (default 3) CPU-seconds of the
   plain loop: the epochs are raised until the warm-up's plain loop takes that long,
   so fixed per-run costs and timer granularity are below a percent;
@@ -140,11 +141,18 @@ def bench(data: Dataset, model: torch.nn.Module, args: argparse.Namespace, devic
         timed(fn, 1)
     per_epoch = timed(variants["plain"], 1)
     epochs = max(args.epochs, math.ceil(args.min_seconds / max(per_epoch, 1e-6)))
-    rounds = [{key: timed(fn, epochs) for key, fn in variants.items()} for _ in range(args.repeats)]
+    rounds = [_round(variants, timed, epochs, shift=i) for i in range(args.repeats)]
     fastest = {k: min(r[k] for r in rounds) for k in variants}
     ratios = {k: statistics.median(r[k] / r["plain"] for r in rounds) for k in GOALS}
     by_minima = {k: fastest[k] / fastest["plain"] for k in GOALS}
     return {"epochs": epochs, "plain": statistics.median(r["plain"] for r in rounds), "ratios": ratios, "by_minima": by_minima}
+
+
+def _round(variants: dict, timed, epochs: int, shift: int) -> dict[str, float]:
+    """One run of every variant, in an order rotated by `shift`: no variant always runs first or just after another."""
+    keys = list(variants)
+    order = keys[shift % len(keys) :] + keys[: shift % len(keys)]
+    return {key: timed(variants[key], epochs) for key in order}
 
 
 def main() -> None:

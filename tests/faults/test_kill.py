@@ -176,7 +176,12 @@ def test_caviar_killed_at_a_random_moment_then_rerun_loses_and_duplicates_nothin
     assert victim.poll() is None, "the search ended before it could be killed"
     workers = children(victim.pid)
     assert len(workers) >= 2  # the two workers (and multiprocessing's resource tracker)
-    time.sleep(rng.uniform(0.0, 2.0))
+    # A random moment, but while at least two trials are still to finish: on a fast or idle machine
+    # the two workers can otherwise complete the whole study within the wait, and the kill (of a
+    # parent writing its report) would test nothing.
+    deadline = time.monotonic() + rng.uniform(0.0, 2.0)
+    while time.monotonic() < deadline and journal.read_bytes().count(b'"state":1') < TRIALS - 2:
+        time.sleep(0.02)
     assert victim.poll() is None, "the search ended before it could be killed"
     at_kill = sum(t.state == TrialState.COMPLETE for t in study_trials(tmp_path))
     if whom == "group":
