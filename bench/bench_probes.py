@@ -17,21 +17,22 @@ Robust on a busy shared machine:
 - the clock on the CPU is the process's CPU time (`time.process_time`) with one
   torch thread, which other processes disturb far less than wall time (on CUDA:
   wall time);
-- rounds are interleaved: each round runs every variant once, back to back, so
-  slow drifts of the background load hit all variants alike, and each round
-  rotates the order, so no variant always runs first (cold) or after the same one;
-- each variant's run is at least `--min-seconds` (default 3) CPU-seconds of the
-  plain loop: the epochs are raised until the warm-up's plain loop takes that long,
-  so fixed per-run costs and timer granularity are below a percent;
-- the ratio is the median over `--repeats` rounds (default 7) of each round's
-  variant / plain ratio: a ratio within one round compares runs that met the same
-  load, and the median drops the rounds where a burst hit one of them. The ratio
-  of the variants' fastest runs is printed beside it, in brackets; it is noisier,
-  because the two minima come from different rounds (measured here: 'off', which
-  does strictly more work than the plain loop, came out at 0.984x by minima and
-  1.013x by the median).
+- each variant is compared with the plain loop run right beside it, in the order
+  P V V P (V P P V in every other round), and its ratio is (V1 + V2) / (P1 + P2):
+  a background load that drifts over the four runs cancels out, and no variant is
+  compared with a plain run made under a different load;
+- each run is at least `--min-seconds` (default 2) CPU-seconds of the plain loop:
+  the epochs are raised until the plain loop, timed over `--epochs` epochs in the
+  warm-up, takes that long, so fixed per-run costs and timer granularity stay
+  below a percent;
+- the ratio is the median over `--repeats` rounds (default 5), which drops the
+  rounds where a burst hit one run. The ratio of the fastest runs is printed beside
+  it, in brackets; it compares minima from different moments and is noisier.
 
-    python bench/bench_probes.py                 # both models, about five minutes on 2 CPU cores
+On a shared 2-core VM (its neighbours invisible to it), even idle, one
+variant's ratio moved by up to 5% between runs of the older, interleaved design.
+
+    python bench/bench_probes.py                 # both models, about six minutes on 2 CPU cores
     python bench/bench_probes.py --min-seconds 0.5 --repeats 1   # a quick look
 """
 
@@ -139,28 +140,41 @@ def bench(data: Dataset, model: torch.nn.Module, args: argparse.Namespace, devic
     variants["own loop"] = lambda m, e: plain_loop(m, data, e, args.batch_size, device, runs_dir=runs_dir)
     for fn in variants.values():  # warm-up: allocator, kernels, lazy imports of every path
         timed(fn, 1)
-    per_epoch = timed(variants["plain"], 1)
+    per_epoch = timed(variants["plain"], args.epochs) / args.epochs  # several epochs: the fixed costs do not inflate it
     epochs = max(args.epochs, math.ceil(args.min_seconds / max(per_epoch, 1e-6)))
-    rounds = [_round(variants, timed, epochs, shift=i) for i in range(args.repeats)]
-    fastest = {k: min(r[k] for r in rounds) for k in variants}
-    ratios = {k: statistics.median(r[k] / r["plain"] for r in rounds) for k in GOALS}
-    by_minima = {k: fastest[k] / fastest["plain"] for k in GOALS}
-    return {"epochs": epochs, "plain": statistics.median(r["plain"] for r in rounds), "ratios": ratios, "by_minima": by_minima}
+    rounds = [_round(variants, timed, epochs, flip=i % 2 == 1) for i in range(args.repeats)]
+    runs = {k: [t for _, times in rounds for t in times.get(k, [])] for k in variants}
+    ratios = {k: statistics.median(r[k] for r, _ in rounds) for k in GOALS}
+    by_minima = {k: min(runs[k]) / min(runs["plain"]) for k in GOALS}
+    return {"epochs": epochs, "plain": statistics.median(runs["plain"]), "ratios": ratios, "by_minima": by_minima}
 
 
-def _round(variants: dict, timed, epochs: int, shift: int) -> dict[str, float]:
-    """One run of every variant, in an order rotated by `shift`: no variant always runs first or just after another."""
-    keys = list(variants)
-    order = keys[shift % len(keys) :] + keys[: shift % len(keys)]
-    return {key: timed(variants[key], epochs) for key in order}
+def _round(variants: dict, timed, epochs: int, flip: bool) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each variant against the plain loop run beside it, P V V P (V P P V when `flip`): (V1 + V2) / (P1 + P2).
+
+    The four runs are back to back, so a background load that drifts linearly over
+    them cancels out of the ratio, and no variant is compared with a plain run made
+    while the load was different. Returns the ratios and every run's seconds.
+    """
+    ratios, times = {}, {}
+    for key in variants:
+        if key == "plain":
+            continue
+        total = {"plain": 0.0, key: 0.0}
+        for k in (key, "plain", "plain", key) if flip else ("plain", key, key, "plain"):
+            seconds = timed(variants[k], epochs)
+            total[k] += seconds
+            times.setdefault(k, []).append(seconds)
+        ratios[key] = total[key] / total["plain"]
+    return ratios, times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5, help="at least this many epochs per run (raised to --min-seconds)")
-    parser.add_argument("--min-seconds", type=float, default=3.0, help="least plain-loop CPU seconds per run")
+    parser.add_argument("--min-seconds", type=float, default=2.0, help="least plain-loop CPU seconds per run")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
     # One thread by default: on a shared CPU, OpenMP threads waiting on each other swamp the
     # difference being measured.
@@ -178,7 +192,7 @@ def main() -> None:
     for key in args.models:
         name, build = MODELS[key]
         data, model = build()
-        console.print(f"timing {name}: 5 variants x {args.repeats} rounds of at least {args.min_seconds:g} CPU-s ...")
+        console.print(f"timing {name}: 4 variants x {args.repeats} rounds of P V V P runs of at least {args.min_seconds:g} CPU-s ...")
         t = bench(data, model, args, device)
         steps = t["epochs"] * -(-len(data.train) // args.batch_size)
         ratios = t["ratios"]
