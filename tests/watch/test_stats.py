@@ -76,8 +76,7 @@ def test_large_layers_histogram_a_fixed_sample_that_matches_the_whole():
     exact = torch.histogram(y.reshape(-1), bins=edges).hist
     exact = exact / exact.sum()
     sampled = torch.tensor(s["hist_counts"], dtype=torch.float64) / HIST_SAMPLE
-    se = (exact * (1 - exact) / HIST_SAMPLE).sqrt().double()  # each bin's standard error for this sample size
-    assert ((sampled - exact.double()).abs() <= 4 * se + 1e-12).all()
+    assert (sampled - exact.double()).abs().max() < 0.02  # a 2048-value sample: <= 1.1% standard error per bin
     assert s["act_std"] == pytest.approx(y.std(unbiased=False).item(), rel=1e-4)  # moments use every value
     again = stats_of(y, "relu")
     assert again == s  # the same positions every time: no RNG is drawn

@@ -11,7 +11,7 @@ What is written (x axis: the optimiser step, the same count as the record's `ste
     act_std/<layer>, dead_fraction/<layer>, saturated_fraction/<layer>
     grad_norm/<param>, weight_norm/<param>, update_ratio/<param>
 
-The probes keep a fixed-bin histogram of up to 1,024 sampled values per layer,
+The probes keep a fixed-bin histogram of up to 2,048 sampled values per layer,
 not the values themselves, so the histograms go in as TensorBoard's raw
 histogram (bucket right edges and counts); its sum and sum of squares are
 rebuilt from the layer's mean and std over the sampled count, which is what

@@ -56,10 +56,7 @@ NOT_PROBED = (nn.MultiheadAttention, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.S
 
 TANH_SATURATED = 0.99  # |tanh| > 0.99: derivative 1 - y^2 < 0.02
 SIGMOID_SATURATED = 0.01  # sigma outside [0.01, 0.99]: derivative y(1 - y) < 0.0099
-# Values a histogram counts at most: <= 1.6% standard error per bin (sqrt(0.25 / 1024)), enough for
-# a 20-bin picture; histc is a scalar loop on the CPU, and 2048 values cost 6% more of a small
-# convnet's step under the 'full' preset (bench/bench_probes.py).
-HIST_SAMPLE = 1024
+HIST_SAMPLE = 2048  # values a histogram counts at most: <= 1.1% standard error per bin
 
 
 def layer_kind(module: nn.Module) -> str | None:
