@@ -257,3 +257,24 @@ def test_bad_watch_arguments_are_one_clear_error(kwargs, message):
 def test_repr_names_the_schedule_and_the_model():
     w = bs.watch(nn.Linear(2, 2), preset="light")
     assert "Periodic(period=50, warmup=64)" in repr(w) and "Linear" in repr(w)
+
+
+def test_an_in_place_activation_after_a_layer_leaves_the_layer_its_own_statistics():
+    # ReLU(inplace=True) overwrites the Linear output the hook saw; the record keeps what the Linear produced.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 50), nn.ReLU(inplace=True), nn.Linear(50, 3))
+    seen = []
+    net[0].register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with bs.watch(net, opt, preset="full") as w:
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(net(torch.randn(40, 6)), torch.randint(0, 3, (40,))).backward()
+            opt.step()
+    for record, before in zip(w.records, seen):
+        linear = record["layers"]["0"]
+        assert linear["act_mean"] == pytest.approx(before.mean().item(), abs=1e-6)
+        assert linear["act_std"] == pytest.approx(before.std(unbiased=False).item(), rel=1e-5)
+        assert linear["hist_edges"][0] == pytest.approx(before.min().item())
+        assert linear["hist_edges"][0] < 0  # the negatives that ReLU then zeroed
+        assert sum(linear["hist_counts"]) == before.numel()

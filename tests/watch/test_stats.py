@@ -11,12 +11,13 @@ from torch import nn
 from babysit.watch.schedule import PROBE_PRESETS, Periodic
 from babysit.watch.stats import (
     HIST_SAMPLE,
+    count_bins,
     describe,
     histogram_on_device,
-    histogram_on_host,
     hist_range,
     layer_kind,
     measure,
+    read_back,
     unit_count,
 )
 
@@ -24,7 +25,7 @@ BINS = 10
 
 
 def stats_of(y, kind):
-    return describe(torch.cat(measure(y, kind, BINS)).float().tolist(), kind, y.numel(), unit_count(y), BINS)
+    return describe(read_back(list(measure(y, kind, BINS))), kind, y.numel(), unit_count(y), BINS)
 
 
 @settings(max_examples=60, deadline=None)
@@ -95,7 +96,8 @@ def test_a_constant_layer_output_has_one_full_bin():
 def test_cuda_histogram_path_counts_like_the_cpu_one(values):
     x = torch.tensor(values, dtype=torch.float32)
     lo, hi = torch.aminmax(x)
-    host, device = histogram_on_host(x, lo, hi, BINS), histogram_on_device(x, lo, hi, BINS)
+    host = torch.tensor(count_bins([x.numpy()], [hist_range(lo.item(), hi.item())], BINS)[0], dtype=torch.float32)
+    device = histogram_on_device(x, lo, hi, BINS)
     assert host.sum() == device.sum()
     # Float rounding may move a value sitting on a bin edge to the neighbouring bin, no further.
     a, b = hist_range(lo.item(), hi.item())
@@ -145,3 +147,49 @@ def test_presets_cost_in_the_expected_order():
     assert counts["off"] == 0 and counts["full"] == 10_000
     assert counts["light"] == 200 + 7  # every 50th, plus the doubling steps 1..64 (none of them a multiple of 50)
     assert list(PROBE_PRESETS) == ["off", "light", "full"]
+
+
+def test_a_layer_whose_mean_dwarfs_its_spread_gets_an_accurate_std():
+    # One pass (sum and sum of squares) would cancel here; the CPU path takes a second, centred pass.
+    g = torch.Generator().manual_seed(3)
+    collapsed = 1000.0 + 1e-3 * torch.randn(256, 64, 10, generator=g)
+    centred = torch.randn(256, 64, 10, generator=g)
+    for y, rel in ((collapsed, 1e-3), (centred, 1e-5), (centred.relu(), 1e-5)):
+        s = stats_of(y, "plain")
+        assert s["act_std"] == pytest.approx(y.double().std(unbiased=False).item(), rel=rel)
+        assert s["act_mean"] == pytest.approx(y.double().mean().item(), rel=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 300), min_size=1, max_size=5),
+    fixed=st.lists(st.booleans(), min_size=5, max_size=5),
+    nan_at=st.integers(0, 400),
+    seed=st.integers(0, 10_000),
+)
+def test_histograms_counted_together_match_torch_histc_one_by_one(sizes, fixed, nan_at, seed):
+    g = torch.Generator().manual_seed(seed)
+    samples, ranges, finite = [], [], []
+    for size, is_fixed in zip(sizes, fixed):
+        x = torch.tanh(torch.randn(size, generator=g) * 3) if is_fixed else torch.randn(size, generator=g) * 5
+        if is_fixed and nan_at < size:  # a tanh layer with a NaN: the NaN is not counted
+            x[nan_at] = math.nan
+        lo, hi = (-1.0, 1.0) if is_fixed else hist_range(x.min().item(), x.max().item())
+        samples.append(x.numpy())
+        ranges.append((lo, hi))
+        finite.append(x[~x.isnan()])
+    together = count_bins(samples, ranges, BINS)
+    assert together == [count_bins([s], [r], BINS)[0] for s, r in zip(samples, ranges)]
+    for counts, values, (lo, hi) in zip(together, finite, ranges):
+        reference = torch.histc(values, BINS, lo, hi)
+        assert sum(counts) == reference.sum().item() == len(values)
+        # Rounding may move a value sitting on a bin edge to the neighbouring bin, no further.
+        edges = torch.linspace(lo, hi, BINS + 1, dtype=torch.float64)[1:-1]
+        on_edge = [int(((values.double() - e).abs() <= 1e-5 * (hi - lo)).sum()) for e in edges]
+        drift = (torch.tensor(counts).cumsum(0) - reference.cumsum(0))[:-1].abs()
+        assert all(d <= n for d, n in zip(drift.tolist(), on_edge))
+
+
+def test_a_range_that_is_not_finite_counts_nothing():
+    x = torch.tensor([1.0, math.inf, 2.0]).numpy()
+    assert count_bins([x, x], [(1.0, math.inf), (1.0, 2.0)], 4) == [[0, 0, 0, 0], [1, 0, 0, 1]]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 
 from babysit.errors import ConfigError
 from babysit.watch.schedule import Schedule, make_schedule
-from babysit.watch.stats import describe, layer_kind, measure, unit_count
+from babysit.watch.stats import HostHistogram, describe, layer_kind, measure, piece_size, read_back, unit_count
 
 Record = dict[str, Any]
 
@@ -77,7 +78,7 @@ class Watch:
         self._params: list[tuple[str, nn.Parameter]] = []
         self._handles: list[Any] = []  # optimiser step hooks, for as long as attached
         self._forward_handles: list[Any] = []  # forward hooks, only while a probed step runs
-        self._pending: dict[str, tuple[tuple[Tensor, ...], str, str, int, int]] = {}
+        self._pending: dict[str, _Output] = {}
         self._snapshot: _Snapshot | None = None
         self._armed = False
 
@@ -166,7 +167,7 @@ class Watch:
     def _on_forward(self, name: str, kind: str, module: nn.Module, args: Any, output: Any) -> None:
         if not module.training or name in self._pending or not isinstance(output, Tensor) or not output.is_floating_point():
             return
-        self._pending[name] = (measure(output, kind, self.bins), type(module).__name__, kind, output.numel(), unit_count(output))
+        self._pending[name] = _Output(type(module).__name__, kind, output.numel(), unit_count(output), measure(output, kind, self.bins))
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> tuple[tuple, dict] | None:
         if not self._armed:
@@ -200,14 +201,13 @@ class Watch:
             norms = snapshot.norms(updated=False)
         else:
             norms = snapshot.norms(updated=True)
-        packed = [t for stats, *_ in self._pending.values() for t in stats]
-        values = _read_back(packed + ([norms] if norms is not None else []))
+        values = read_back([piece for entry in self._pending.values() for piece in entry.pieces] + norms)
 
         record: Record = {"step": self.step + 1, "epoch": self.epoch, "layers": {}, "params": {}}
         i = 0
-        for name, (stats, type_name, kind, numel, units) in self._pending.items():
-            size = sum(t.numel() for t in stats)
-            record["layers"][name] = {"type": type_name, **describe(values[i : i + size], kind, numel, units, self.bins)}
+        for name, e in self._pending.items():
+            size = sum(piece_size(p) for p in e.pieces)
+            record["layers"][name] = {"type": e.type_name, **describe(values[i : i + size], e.kind, e.numel, e.units, self.bins)}
             i += size
         k = len(snapshot.names)
         for j, name in enumerate(snapshot.names):
@@ -228,53 +228,51 @@ class Watch:
         )
 
 
+@dataclass(frozen=True)
+class _Output:
+    """One probed layer's output in the step being recorded: what it is and its `measure` pieces."""
+
+    type_name: str
+    kind: str
+    numel: int
+    units: int
+    pieces: tuple[Tensor | list[float] | HostHistogram, ...]
+
+
 class _Snapshot:
     """Gradient norms and a copy of the weights, taken just before the optimiser step.
 
-    The weights are copied into one flat vector (one op however many tensors), so the
-    update is one subtraction after the step; the norms cost one small op per tensor
-    before the step (gradients) and one after (weight and update together).
+    Every piece is one fused foreach call however many tensors there are: the
+    gradient norms and the copy before the step, the updates and both norms after
+    it. On a small model the cost of a probe is the number of calls, not their
+    arithmetic.
     """
 
-    def __init__(self, names: list[str], params: list[Tensor], grad_norms: Tensor | None, before: Tensor | None) -> None:
+    def __init__(self, names: list[str], params: list[Tensor], grad_norms: tuple[Tensor, ...], before: tuple[Tensor, ...]) -> None:
         self.names, self.params, self.grad_norms, self.before = names, params, grad_norms, before
-        self.sizes = [p.numel() for p in params]
 
     @classmethod
     @torch.no_grad()
     def take(cls, named: list[tuple[str, nn.Parameter]]) -> _Snapshot:
         params = [p for _, p in named]
         if not params:
-            return cls([], [], None, None)
-        # One fused call for every gradient (clip_grad_norm_ uses the same kernel): fewer small ops.
+            return cls([], [], (), ())
         # A sparse gradient (nn.Embedding(sparse=True)) has no norm kernel: densified here only.
         grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p in params]
-        grad_norms = torch.stack(torch._foreach_norm(grads, dtype=torch.float32))
-        return cls([n for n, _ in named], params, grad_norms, _flat(params))
+        grad_norms = torch._foreach_norm(grads, dtype=torch.float32)
+        before = torch._foreach_mul(params, 1.0)  # a copy of every weight in one call (x * 1 is x)
+        return cls([n for n, _ in named], params, grad_norms, before)
 
     @torch.no_grad()
-    def norms(self, updated: bool) -> Tensor | None:
-        """[grad norms..., weight norms..., update norms...] (updates NaN when no step was taken)."""
+    def norms(self, updated: bool) -> list[Tensor | list[float]]:
+        """Pieces for `read_back`: [grad norms..., weight norms..., update norms...] (updates NaN when no step was taken)."""
         if not self.params:
-            return None
+            return []
         if not updated:
-            weight_norms = torch.stack([torch.linalg.vector_norm(w) for w in self.before.split(self.sizes)])
-            return torch.cat((self.grad_norms, weight_norms, torch.full_like(weight_norms, math.nan)))
-        # Weights and updates side by side, (2, P): one norm op per tensor gives both.
-        pair = torch.stack((self.before, _flat(self.params).sub_(self.before)))
-        norms = torch.stack([torch.linalg.vector_norm(p, dim=1) for p in pair.split(self.sizes, dim=1)], dim=1)
-        return torch.cat((self.grad_norms, norms.reshape(-1)))
-
-
-def _flat(tensors: list[Tensor]) -> Tensor:
-    """All tensors as one float32 vector (a copy); called under no_grad."""
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    return flat if flat.dtype == torch.float32 else flat.float()
-
-
-def _read_back(tensors: list[Tensor]) -> list[float]:
-    """All small 1-d float32 statistic tensors (on the model's device) as floats: a single device-to-host transfer."""
-    return torch.cat(tensors).tolist() if tensors else []
+            weights = torch._foreach_norm(self.before, dtype=torch.float32)
+            return [torch.stack((*self.grad_norms, *weights)), [math.nan] * len(self.params)]
+        updates = torch._foreach_sub(self.params, self.before)
+        return [torch.stack((*self.grad_norms, *torch._foreach_norm((*self.before, *updates), dtype=torch.float32)))]
 
 
 def watch(

@@ -16,19 +16,22 @@ This is the one implementation of per-layer statistics: `bs.watch` (probes
 during training) and the preflight initialisation check (`checks.init_health`)
 both call `layer_kind`, `measure` and `describe`, so they count the same way.
 
-Contract: `measure(y, kind, bins)` reduces one layer output to a few small
-tensors on `y`'s device (no sync); `describe(values, kind, numel, units, bins)` turns
-their values, once on the CPU as floats, into the JSON-ready dict of
-docs/run-record.md. Splitting the two lets the watch read every layer of a step
-back in a single device transfer.
+Contract: `measure(y, kind, bins)` reduces one layer output to a few pieces (small
+tensors on an accelerator, no sync; host floats on the CPU); `read_back` turns the
+pieces of every layer of a step into floats with a single device transfer, and
+`describe(values, kind, numel, units, bins)` turns one layer's floats into the
+JSON-ready dict of docs/run-record.md.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -86,20 +89,22 @@ def _sample_index(numel: int, device: torch.device) -> Tensor:
     return order[:HIST_SAMPLE].clone().to(device)
 
 
-def measure(y: Tensor, kind: str, bins: int) -> tuple[Tensor, ...]:
-    """Reduce one layer output to a few small 1-d float32 tensors on its device, without a host sync.
+def measure(y: Tensor, kind: str, bins: int) -> tuple[Tensor | list[float], ...]:
+    """Reduce one layer output to a few numbers; on an accelerator without a host sync.
 
-    Their concatenation is [sum, sum of squared deviations, *extra, *hist_counts]
-    where extra is (lo, hi) for 'plain', (lo, hi, *peak_per_unit) for 'relu',
-    (saturated_count,) for 'tanh'/'sigmoid' (whose histogram covers their fixed
-    output range). Mean, std,
-    dead units and saturation use every value; the histogram counts at most
-    `HIST_SAMPLE` of them, at fixed positions spread over the tensor, over their
-    [lo, hi] range (`hist_range`): an exact histogram of a large layer would cost
-    more than the rest of the step (torch.histc is a scalar loop on the CPU).
-    Every piece is already 1-d, so the caller joins all layers of a step with a
-    single `torch.cat`: on the CPU the cost of a probe is mostly the number of
-    small ops, not their arithmetic.
+    The pieces, joined by `read_back`, are [sum, sum of squared deviations, *extra,
+    *hist_counts] where extra is (lo, hi) for 'plain', (lo, hi, *peak_per_unit) for
+    'relu', (saturated_count,) for 'tanh'/'sigmoid' (whose histogram covers their
+    fixed output range). Mean, std, dead units and saturation use every value; the
+    histogram counts at most `HIST_SAMPLE` of them, at fixed positions spread over
+    the tensor, over their [lo, hi] range (`hist_range`): an exact histogram of a
+    large layer would cost more than the rest of the step (torch.histc is a scalar
+    loop on the CPU).
+
+    On an accelerator each piece is a small 1-d float32 tensor on `y`'s device, so
+    the caller reads every layer of a step back in one transfer. On the CPU, where
+    reading a value costs nothing, the pieces are floats already on the host and the
+    sample to histogram (`measure_on_host`).
 
     Args:
         y: the layer output (N, ...), any float dtype (bf16 is measured in float32).
@@ -110,6 +115,8 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Tensor, ...]:
     flat = y.reshape(-1)
     if flat.dtype != torch.float32:
         flat = flat.float()
+    if flat.device.type == "cpu":
+        return measure_on_host(flat, kind, bins, units_shape(y))
     n = flat.numel()
     total = flat.sum(0, keepdim=True)
     # Two passes (centre, then sum squares): one pass of E[y^2] - E[y]^2 would cancel
@@ -121,32 +128,172 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Tensor, ...]:
     if kind in OUTPUT_RANGE:
         lo, hi = OUTPUT_RANGE[kind]
         # |y - centre| > threshold is tanh's |y| > 0.99 and sigmoid's y < 0.01 or y > 0.99;
-        # relu + sign counts it without a boolean tensor (several times slower on the CPU).
-        centre, threshold = (0.0, TANH_SATURATED) if kind == "tanh" else (0.5, 0.5 - SIGMOID_SATURATED)
+        # relu + sign counts it without a boolean tensor.
+        centre, threshold = _SATURATION[kind]
         saturated = ((flat - centre).abs_() - threshold).relu_().sign_().sum(0, keepdim=True)
         return total, squares, saturated, torch.histc(sample, bins, lo, hi)
     lo, hi = torch.aminmax(sample, dim=0, keepdim=True)
-    counts = (histogram_on_host if flat.device.type == "cpu" else histogram_on_device)(sample, lo, hi, bins)
+    counts = histogram_on_device(sample, lo, hi, bins)
     if kind == "relu":
         # A unit is dead when it is inactive (<= 0) on every sample and position of the batch;
         # amax over the batch, then over positions: two contiguous reductions. Each unit's
         # peak is read back and counted on the host (`describe`), which costs fewer ops here.
-        peak = y.amax(0).reshape(y.shape[1], -1).amax(1) if y.ndim >= 3 else (y.amax(0) if y.ndim == 2 else y)
-        return total, squares, lo, hi, peak if peak.dtype == torch.float32 else peak.float(), counts
+        peak = flat.view(units_shape(y)).amax(0).amax(1)
+        return total, squares, lo, hi, peak, counts
     return total, squares, lo, hi, counts
 
 
-def histogram_on_host(sample: Tensor, lo: Tensor, hi: Tensor, bins: int) -> Tensor:
-    """Counts of `sample` in `bins` equal bins over [lo, hi] ([lo-1, hi+1] if lo == hi; none if not finite).
+# (centre, threshold): |y - centre| > threshold is tanh's |y| > 0.99 and sigmoid's y outside [0.01, 0.99].
+_SATURATION = {"tanh": (0.0, TANH_SATURATED), "sigmoid": (0.5, 0.5 - SIGMOID_SATURATED)}
 
-    On the CPU reading lo and hi costs nothing, so histc gets the range directly.
+
+def units_shape(y: Tensor) -> tuple[int, int, int]:
+    """(samples, units, positions per unit) of a layer output: a conv channel is one unit over its positions."""
+    if y.ndim < 2:
+        return 1, int(y.numel()), 1
+    samples, units = int(y.shape[0]), int(y.shape[1])
+    return samples, units, y.numel() // (samples * units) if samples * units else 0
+
+
+def measure_on_host(flat: Tensor, kind: str, bins: int, shape: tuple[int, int, int]) -> tuple[list[float], HostHistogram]:
+    """`measure` of a layer output on the CPU (flattened to float32; `shape` from `units_shape`).
+
+    Returns the floats before the histogram and the sample to histogram: `read_back`
+    counts the samples of every layer of a step together. The moments are torch
+    reductions (vectorised, on torch's threads); the sample, the peaks and the
+    saturation are numpy calls on a view of the same memory, which cost a fraction
+    of a torch call each: on a small model the cost of a probe is the number of
+    calls, not their arithmetic.
     """
-    a, b = hist_range(lo.item(), hi.item())
-    return torch.histc(sample, bins, a, b) if math.isfinite(b - a) else torch.zeros(bins)
+    values = moments_on_host(flat)
+    a = flat.numpy()
+    sample = a[_sample_positions(a.size)] if a.size > HIST_SAMPLE else a.copy()  # a copy: later in-place ops cannot change it
+    if kind in OUTPUT_RANGE:
+        centre, threshold = _SATURATION[kind]
+        values.append(float(np.count_nonzero(np.abs(a - centre) > threshold)))
+        return values, HostHistogram(sample, *OUTPUT_RANGE[kind], bins)
+    # NaN when a value is NaN (then nothing is counted), and for an empty output.
+    lo, hi = (float(sample.min()), float(sample.max())) if a.size else (math.nan, math.nan)
+    values += [lo, hi]
+    if kind == "relu":
+        values += a.reshape(shape).max(axis=0).max(axis=1).tolist()  # see `measure`: each unit's peak
+    return values, HostHistogram(sample, *hist_range(lo, hi), bins)
+
+
+@dataclass(frozen=True)
+class HostHistogram:
+    """A piece of `measure` on the CPU: a sample still to count in `bins` equal bins over [lo, hi]."""
+
+    sample: np.ndarray
+    lo: float
+    hi: float
+    bins: int
+
+
+@functools.lru_cache(maxsize=128)
+def _sample_positions(numel: int) -> np.ndarray:
+    """`_sample_index` as a numpy array: the CPU and an accelerator sample the same positions."""
+    return _sample_index(numel, torch.device("cpu")).numpy()
+
+
+def count_bins(samples: list[np.ndarray], ranges: list[tuple[float, float]], bins: int) -> list[list[int]]:
+    """Counts of each sample in `bins` equal bins over its (lo, hi) range, the last bin closed, as torch.histc counts.
+
+    NaN and inf are not counted, nor any value of a sample whose range is not finite. A
+    range holds its sample's finite values (the sample's own extremes, or the fixed output
+    range of tanh and sigmoid), so the rest need no check. All samples are counted
+    together, a dozen numpy calls however many layers, with positions in float64: a
+    range as narrow as the smallest float32 cannot overflow them.
+    """
+    counts = [[0] * bins for _ in samples]
+    kept = [i for i, (lo, hi) in enumerate(ranges) if math.isfinite(lo) and math.isfinite(hi) and hi > lo]
+    if not kept:
+        return counts
+    sizes = tuple(samples[i].size for i in kept)
+    lo = np.repeat([ranges[i][0] for i in kept], sizes)
+    scale = np.repeat([bins / (ranges[i][1] - ranges[i][0]) for i in kept], sizes)
+    position = np.concatenate([samples[i] for i in kept], dtype=np.float64)
+    position -= lo
+    position *= scale
+    # NaN and inf (only a tanh or sigmoid sample can hold them) go to a slot past the last bin.
+    odd = None if np.isfinite(position.sum()) else ~np.isfinite(position)
+    if odd is not None:
+        position[odd] = 0.0
+    np.clip(position, 0, bins - 1, out=position)  # hi itself falls in the last bin
+    if odd is not None:
+        position[odd] = bins
+    slots = np.bincount(position.astype(np.intp) + _slot_starts(sizes, bins), minlength=len(kept) * (bins + 1))
+    for i, row in zip(kept, slots.reshape(len(kept), bins + 1)[:, :bins].tolist()):
+        counts[i] = row
+    return counts
+
+
+@functools.lru_cache(maxsize=32)
+def _slot_starts(sizes: tuple[int, ...], bins: int) -> np.ndarray:
+    """For samples of these sizes laid end to end: where each value's sample's bins + 1 slots start."""
+    return np.repeat(np.arange(len(sizes)) * (bins + 1), sizes)
+
+
+# Σy² − (Σy)²/n in float32 is off by about Σy² times the rounding of a float32 sum, so its
+# relative error grows with Σy² / Σ(y − mean)² = 1 + mean²/var. One pass is kept while that
+# ratio is at most 4 (|mean| <= 1.7 std: centred layers, ReLU outputs), which bounds the error
+# at a few times the two-pass one; a layer whose mean is large against its spread (a collapsed
+# or saturated layer, the case the rules look for) gets the second, centred pass.
+ONE_PASS_MAX_RATIO = 4.0
+
+
+def moments_on_host(flat: Tensor) -> list[float]:
+    """[Σy, Σ(y − mean)²] of a 1-d float32 CPU tensor: one pass when that is accurate, else two."""
+    n = flat.numel()
+    total, squares = flat.sum().item(), flat.dot(flat).item()
+    deviations = squares - total * total / n if n else 0.0
+    if not deviations * ONE_PASS_MAX_RATIO >= squares:  # also true when either sum is NaN or inf
+        centred = flat - total / n
+        deviations = centred.dot(centred).item()
+    return [total, deviations]
+
+
+def read_back(pieces: list[Tensor | list[float] | HostHistogram]) -> list[float]:
+    """The values of `measure`'s pieces (and any other 1-d float32 tensors), in order, as host floats.
+
+    Every tensor piece comes back in a single device-to-host transfer, and every
+    host histogram is counted in one `count_bins` call.
+    """
+    tensors = [p for p in pieces if isinstance(p, Tensor)]
+    device_values = iter(torch.cat(tensors).tolist() if tensors else ())
+    histograms = [p for p in pieces if isinstance(p, HostHistogram)]
+    counted = iter(_count_histograms(histograms))
+    out: list[float] = []
+    for p in pieces:
+        if isinstance(p, Tensor):
+            out += itertools.islice(device_values, p.numel())
+        elif isinstance(p, HostHistogram):
+            out += next(counted)
+        else:
+            out += p
+    return out
+
+
+def piece_size(piece: Tensor | list[float] | HostHistogram) -> int:
+    """How many values `read_back` makes of one piece."""
+    if isinstance(piece, Tensor):
+        return piece.numel()
+    return piece.bins if isinstance(piece, HostHistogram) else len(piece)
+
+
+def _count_histograms(histograms: list[HostHistogram]) -> list[list[int]]:
+    """`count_bins` of each histogram, in order; one call per distinct bin count."""
+    counts: list[list[int]] = [[] for _ in histograms]
+    for bins in {h.bins for h in histograms}:
+        group = [i for i, h in enumerate(histograms) if h.bins == bins]
+        got = count_bins([histograms[i].sample for i in group], [(histograms[i].lo, histograms[i].hi) for i in group], bins)
+        for i, c in zip(group, got):
+            counts[i] = c
+    return counts
 
 
 def histogram_on_device(sample: Tensor, lo: Tensor, hi: Tensor, bins: int) -> Tensor:
-    """`histogram_on_host` without reading lo and hi on the host (a sync on CUDA).
+    """`count_bins` over [lo, hi] (`hist_range`) with lo and hi left on the device (reading them is a sync on CUDA).
 
     Values are scaled into [0, 1] on the device; NaN and inf fall outside and are not counted.
     """
