@@ -228,7 +228,7 @@ class Watch:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Output:
     """One probed layer's output in the step being recorded: what it is and its `measure` pieces."""
 

@@ -116,7 +116,7 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Tensor | list[float], ...]
     if flat.dtype != torch.float32:
         flat = flat.float()
     if flat.device.type == "cpu":
-        return measure_on_host(flat, kind, bins, units_shape(y))
+        return measure_on_host(flat, kind, bins, units_shape(y) if kind == "relu" else None)
     n = flat.numel()
     total = flat.sum(0, keepdim=True)
     # Two passes (centre, then sum squares): one pass of E[y^2] - E[y]^2 would cancel
@@ -155,8 +155,8 @@ def units_shape(y: Tensor) -> tuple[int, int, int]:
     return samples, units, y.numel() // (samples * units) if samples * units else 0
 
 
-def measure_on_host(flat: Tensor, kind: str, bins: int, shape: tuple[int, int, int]) -> tuple[list[float], HostHistogram]:
-    """`measure` of a layer output on the CPU (flattened to float32; `shape` from `units_shape`).
+def measure_on_host(flat: Tensor, kind: str, bins: int, shape: tuple[int, int, int] | None) -> tuple[list[float], HostHistogram]:
+    """`measure` of a layer output on the CPU (flattened to float32; for 'relu', `shape` from `units_shape`).
 
     Returns the floats before the histogram and the sample to histogram: `read_back`
     counts the samples of every layer of a step together. The moments are torch
@@ -180,7 +180,7 @@ def measure_on_host(flat: Tensor, kind: str, bins: int, shape: tuple[int, int, i
     return values, HostHistogram(sample, *hist_range(lo, hi), bins)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HostHistogram:
     """A piece of `measure` on the CPU: a sample still to count in `bins` equal bins over [lo, hi]."""
 
