@@ -50,7 +50,7 @@ def test_preflight_and_watch_share_one_statistics_implementation():
     for name, module in net.named_children():
         kind = shared.layer_kind(module)
         h = net[: int(name) + 1](x)
-        values = shared.read_back(list(shared.measure(h, kind, 20)))
+        values = shared.read_back(shared.measure(h, kind, 20))
         assert pre[name] == {"type": type(module).__name__, **shared.describe(values, kind, h.numel(), shared.unit_count(h), 20)}
 
 

@@ -25,7 +25,7 @@ BINS = 10
 
 
 def stats_of(y, kind):
-    return describe(read_back(list(measure(y, kind, BINS))), kind, y.numel(), unit_count(y), BINS)
+    return describe(read_back(measure(y, kind, BINS)), kind, y.numel(), unit_count(y), BINS)
 
 
 @settings(max_examples=60, deadline=None)

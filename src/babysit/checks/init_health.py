@@ -57,7 +57,7 @@ def output_stats(module: nn.Module, out: Tensor) -> dict[str, Any] | None:
     kind = stats.layer_kind(module)
     if kind is None or not isinstance(out, Tensor):
         return None
-    values = stats.read_back(list(stats.measure(out, kind, HIST_BINS)))
+    values = stats.read_back(stats.measure(out, kind, HIST_BINS))
     return {"type": type(module).__name__, **stats.describe(values, kind, out.numel(), stats.unit_count(out), HIST_BINS)}
 
 

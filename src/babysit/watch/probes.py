@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from babysit.errors import ConfigError
 from babysit.watch.schedule import Schedule, make_schedule
-from babysit.watch.stats import HostHistogram, describe, layer_kind, measure, piece_size, read_back, unit_count
+from babysit.watch.stats import Piece, describe, layer_kind, measure, piece_size, read_back, unit_count
 
 Record = dict[str, Any]
 
@@ -236,7 +236,7 @@ class _Output:
     kind: str
     numel: int
     units: int
-    pieces: tuple[Tensor | list[float] | HostHistogram, ...]
+    pieces: tuple[Piece, ...]
 
 
 class _Snapshot:
@@ -264,7 +264,7 @@ class _Snapshot:
         return cls([n for n, _ in named], params, grad_norms, before)
 
     @torch.no_grad()
-    def norms(self, updated: bool) -> list[Tensor | list[float]]:
+    def norms(self, updated: bool) -> list[Piece]:
         """Pieces for `read_back`: [grad norms..., weight norms..., update norms...] (updates NaN when no step was taken)."""
         if not self.params:
             return []

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ def layer_kind(module: nn.Module) -> str | None:
 
 def unit_count(y: Tensor) -> int:
     """Units of a layer output: features of (N, D), channels of (N, C, *) (a conv filter dies as a whole)."""
-    return int(y.shape[1]) if y.ndim >= 2 else int(y.numel())
+    return units_shape(y)[1]
 
 
 @functools.lru_cache(maxsize=128)
@@ -89,7 +90,7 @@ def _sample_index(numel: int, device: torch.device) -> Tensor:
     return order[:HIST_SAMPLE].clone().to(device)
 
 
-def measure(y: Tensor, kind: str, bins: int) -> tuple[Tensor | list[float], ...]:
+def measure(y: Tensor, kind: str, bins: int) -> tuple[Piece, ...]:
     """Reduce one layer output to a few numbers; on an accelerator without a host sync.
 
     The pieces, joined by `read_back`, are [sum, sum of squared deviations, *extra,
@@ -190,6 +191,10 @@ class HostHistogram:
     bins: int
 
 
+# What `measure` returns and `read_back` reads: a device tensor, host floats, or a host sample to count.
+Piece = Tensor | list[float] | HostHistogram
+
+
 @functools.lru_cache(maxsize=128)
 def _sample_positions(numel: int) -> np.ndarray:
     """`_sample_index` as a numpy array: the CPU and an accelerator sample the same positions."""
@@ -253,7 +258,7 @@ def moments_on_host(flat: Tensor) -> list[float]:
     return [total, deviations]
 
 
-def read_back(pieces: list[Tensor | list[float] | HostHistogram]) -> list[float]:
+def read_back(pieces: Sequence[Piece]) -> list[float]:
     """The values of `measure`'s pieces (and any other 1-d float32 tensors), in order, as host floats.
 
     Every tensor piece comes back in a single device-to-host transfer, and every
@@ -274,7 +279,7 @@ def read_back(pieces: list[Tensor | list[float] | HostHistogram]) -> list[float]
     return out
 
 
-def piece_size(piece: Tensor | list[float] | HostHistogram) -> int:
+def piece_size(piece: Piece) -> int:
     """How many values `read_back` makes of one piece."""
     if isinstance(piece, Tensor):
         return piece.numel()
