@@ -51,7 +51,7 @@ def test_preflight_and_watch_share_one_statistics_implementation():
         kind = shared.layer_kind(module)
         h = net[: int(name) + 1](x)
         values = shared.read_back(shared.measure(h, kind, 20))
-        assert pre[name] == {"type": type(module).__name__, **shared.describe(values, kind, h.numel(), shared.unit_count(h), 20)}
+        assert pre[name] == {"type": type(module).__name__, **shared.describe(values, kind, h.numel(), 20)}
 
 
 def test_hooks_are_removed_even_when_the_forward_pass_fails():

@@ -18,14 +18,13 @@ from babysit.watch.stats import (
     layer_kind,
     measure,
     read_back,
-    unit_count,
 )
 
 BINS = 10
 
 
 def stats_of(y, kind):
-    return describe(read_back(measure(y, kind, BINS)), kind, y.numel(), unit_count(y), BINS)
+    return describe(read_back(measure(y, kind, BINS)), kind, y.numel(), BINS)
 
 
 @settings(max_examples=60, deadline=None)
@@ -55,6 +54,29 @@ def test_histogram_mean_std_and_dead_units_match_torch(n, d, scale, shift, seed,
         assert s["dead_fraction"] == pytest.approx(1.0 - (y > 0).any(0).float().mean().item())
     else:
         assert "dead_fraction" not in s and "saturated_fraction" not in s
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.sampled_from([(8, 6, 5), (3, 4, 3, 3), (1, 5, 7), (16, 5)]), seed=st.integers(0, 10_000), layout=st.sampled_from(["contiguous", "strided"]))
+def test_a_conv_channel_is_dead_only_when_inactive_at_every_sample_and_position(shape, seed, layout):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randn(shape, generator=g).relu()
+    y[:, 0] = 0.0  # dead
+    y[:, 1] = 0.0
+    y[-1, 1].view(-1)[-1] = 1e-30  # alive at one position of one sample, by a hair
+    y[:, 2] = math.nan  # NaN: not counted dead
+    if layout == "strided":  # e.g. channels_last, or a transposed view: the measure must not assume a layout
+        y = y.transpose(0, 1).contiguous().transpose(0, 1)
+    s = stats_of(y, "relu")
+    peak = y.transpose(0, 1).reshape(shape[1], -1).amax(1)
+    assert s["dead_fraction"] == pytest.approx((peak <= 0).float().mean().item())
+    live = y[:, 3:]
+    assert stats_of(live, "relu")["act_std"] == pytest.approx(live.double().std(unbiased=False).item(), rel=1e-4)
+
+
+def test_an_empty_layer_output_is_described_without_dead_units():
+    s = stats_of(torch.zeros(0, 4, 3), "relu")
+    assert s["act_mean"] == 0.0 and s["act_std"] == 0.0 and s["dead_fraction"] == 0.0 and sum(s["hist_counts"]) == 0
 
 
 @settings(max_examples=40, deadline=None)

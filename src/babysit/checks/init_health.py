@@ -58,7 +58,7 @@ def output_stats(module: nn.Module, out: Tensor) -> dict[str, Any] | None:
     if kind is None or not isinstance(out, Tensor):
         return None
     values = stats.read_back(stats.measure(out, kind, HIST_BINS))
-    return {"type": type(module).__name__, **stats.describe(values, kind, out.numel(), stats.unit_count(out), HIST_BINS)}
+    return {"type": type(module).__name__, **stats.describe(values, kind, out.numel(), HIST_BINS)}
 
 
 @torch.no_grad()

@@ -37,12 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from babysit.errors import ConfigError
 from babysit.watch.schedule import Schedule, make_schedule
-from babysit.watch.stats import Piece, describe, layer_kind, measure, piece_size, read_back, unit_count
+from babysit.watch.stats import Piece, describe, layer_kind, measure, piece_size, read_back
 
 Record = dict[str, Any]
 
@@ -79,7 +80,8 @@ class Watch:
         self._handles: list[Any] = []  # optimiser step hooks, for as long as attached
         self._forward_handles: list[Any] = []  # forward hooks, only while a probed step runs
         self._pending: dict[str, _Output] = {}
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: _Snapshot | _HostSnapshot | None = None
+        self._copies: dict[int, np.ndarray] = {}  # the host snapshot's weight copies, reused every probed step
         self._armed = False
 
     # -- attaching and detaching ------------------------------------------------------
@@ -113,6 +115,7 @@ class Watch:
             handle.remove()
         self._handles = []
         self._snapshot = None
+        self._copies.clear()
 
     def __enter__(self) -> Watch:
         if self.model is not None:
@@ -167,7 +170,7 @@ class Watch:
     def _on_forward(self, name: str, kind: str, module: nn.Module, args: Any, output: Any) -> None:
         if not module.training or name in self._pending or not isinstance(output, Tensor) or not output.is_floating_point():
             return
-        self._pending[name] = _Output(type(module).__name__, kind, output.numel(), unit_count(output), measure(output, kind, self.bins))
+        self._pending[name] = _Output(type(module).__name__, kind, output.numel(), measure(output, kind, self.bins))
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> tuple[tuple, dict] | None:
         if not self._armed:
@@ -175,20 +178,26 @@ class Watch:
         # torch passes the step's own arguments: (optimizer, closure?) and kwargs.
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
-            self._snapshot = _Snapshot.take([(n, p) for n, p in self._params if p.grad is not None])
+            self._snapshot = self._take_snapshot()
             return None
         # step(closure) (Lightning, L-BFGS) computes this step's gradients inside the step: snapshot
         # after the closure's first call, which ran backward but has not moved the weights yet.
         def snapshot_after(*a: Any, **kw: Any) -> Any:
             loss = closure(*a, **kw)
             if self._snapshot is None:
-                self._snapshot = _Snapshot.take([(n, p) for n, p in self._params if p.grad is not None])
+                self._snapshot = self._take_snapshot()
             return loss
 
         self._snapshot = None
         if "closure" in kwargs:
             return args, {**kwargs, "closure": snapshot_after}
         return (args[0], snapshot_after, *args[2:]), kwargs
+
+    def _take_snapshot(self) -> _Snapshot | _HostSnapshot:
+        named = [(n, p) for n, p in self._params if p.grad is not None]
+        if all(_on_host(p) for _, p in named):
+            return _HostSnapshot.take(named, self._copies)
+        return _Snapshot.take(named)
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.end_step()
@@ -197,7 +206,7 @@ class Watch:
         """Assemble the step's record from the device statistics, with one transfer to the CPU."""
         snapshot = self._snapshot
         if snapshot is None:  # no optimiser step: gradient and weight norms, no update
-            snapshot = _Snapshot.take([(n, p) for n, p in self._params if p.grad is not None])
+            snapshot = self._take_snapshot()
             norms = snapshot.norms(updated=False)
         else:
             norms = snapshot.norms(updated=True)
@@ -207,7 +216,7 @@ class Watch:
         i = 0
         for name, e in self._pending.items():
             size = sum(piece_size(p) for p in e.pieces)
-            record["layers"][name] = {"type": e.type_name, **describe(values[i : i + size], e.kind, e.numel, e.units, self.bins)}
+            record["layers"][name] = {"type": e.type_name, **describe(values[i : i + size], e.kind, e.numel, self.bins)}
             i += size
         k = len(snapshot.names)
         for j, name in enumerate(snapshot.names):
@@ -235,7 +244,6 @@ class _Output:
     type_name: str
     kind: str
     numel: int
-    units: int
     pieces: tuple[Piece, ...]
 
 
@@ -273,6 +281,59 @@ class _Snapshot:
             return [torch.stack((*self.grad_norms, *weights)), [math.nan] * len(self.params)]
         updates = torch._foreach_sub(self.params, self.before)
         return [torch.stack((*self.grad_norms, *torch._foreach_norm((*self.before, *updates), dtype=torch.float32)))]
+
+
+def _on_host(p: nn.Parameter) -> bool:
+    """Whether numpy can read this parameter and its gradient in place: dense float32/float64 on the CPU."""
+    g = p.grad
+    return p.device.type == "cpu" and p.dtype in _HOST_DTYPES and g.layout == torch.strided and g.dtype == p.dtype and g.device.type == "cpu"
+
+
+_HOST_DTYPES = (torch.float32, torch.float64)
+
+
+class _HostSnapshot:
+    """`_Snapshot` on the CPU: numpy calls on views of the weights and gradients, the copy into buffers kept across steps.
+
+    On the CPU a foreach call is a loop of per-tensor torch calls, each costing more
+    than its arithmetic on a small model; a numpy call on a view costs a fraction of
+    one, and a buffer reused every probed step saves an allocation per weight.
+    """
+
+    def __init__(self, names: list[str], params: list[nn.Parameter], grad_norms: list[float], before: list[np.ndarray]) -> None:
+        self.names, self.params, self.grad_norms, self.before = names, params, grad_norms, before
+
+    @classmethod
+    def take(cls, named: list[tuple[str, nn.Parameter]], copies: dict[int, np.ndarray]) -> _HostSnapshot:
+        before = []
+        for _, p in named:
+            w = p.detach().numpy()
+            copy = copies.get(id(p))
+            if copy is None or copy.shape != w.shape or copy.dtype != w.dtype:
+                copy = copies[id(p)] = np.empty_like(w)
+            np.copyto(copy, w)
+            before.append(copy)
+        grad_norms = [_host_norm(p.grad.detach().numpy()) for _, p in named]
+        return cls([n for n, _ in named], [p for _, p in named], grad_norms, before)
+
+    def norms(self, updated: bool) -> list[Piece]:
+        """As `_Snapshot.norms`, as host floats."""
+        weights = [_host_norm(b) for b in self.before]
+        if not updated:
+            return [self.grad_norms + weights + [math.nan] * len(self.before)]
+        # The weights are read again: an optimiser may have given a parameter new storage.
+        updates = [_host_norm(np.subtract(p.detach().numpy(), b, out=b)) for p, b in zip(self.params, self.before)]
+        return [self.grad_norms + weights + updates]
+
+
+def _host_norm(a: np.ndarray) -> float:
+    """The L2 norm of an array; the sum of squares in float64 when float32's overflows (or a value is not finite)."""
+    v = a.reshape(-1)
+    squares = float(np.dot(v, v))
+    if math.isfinite(squares):
+        return math.sqrt(squares)
+    v = v.astype(np.float64)
+    return math.sqrt(float(np.dot(v, v)))
 
 
 def watch(

@@ -19,7 +19,7 @@ both call `layer_kind`, `measure` and `describe`, so they count the same way.
 Contract: `measure(y, kind, bins)` reduces one layer output to a few pieces (small
 tensors on an accelerator, no sync; host floats on the CPU); `read_back` turns the
 pieces of every layer of a step into floats with a single device transfer, and
-`describe(values, kind, numel, units, bins)` turns one layer's floats into the
+`describe(values, kind, numel, bins)` turns one layer's floats into the
 JSON-ready dict of docs/run-record.md.
 """
 
@@ -78,11 +78,6 @@ def layer_kind(module: nn.Module) -> str | None:
     return None
 
 
-def unit_count(y: Tensor) -> int:
-    """Units of a layer output: features of (N, D), channels of (N, C, *) (a conv filter dies as a whole)."""
-    return units_shape(y)[1]
-
-
 @functools.lru_cache(maxsize=128)
 def _sample_index(numel: int, device: torch.device) -> Tensor:
     """Fixed positions (drawn once per size, from a private generator: the run's RNG is untouched)."""
@@ -94,9 +89,10 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Piece, ...]:
     """Reduce one layer output to a few numbers; on an accelerator without a host sync.
 
     The pieces, joined by `read_back`, are [sum, sum of squared deviations, *extra,
-    *hist_counts] where extra is (lo, hi) for 'plain', (lo, hi, *peak_per_unit) for
-    'relu', (saturated_count,) for 'tanh'/'sigmoid' (whose histogram covers their
-    fixed output range). Mean, std, dead units and saturation use every value; the
+    *hist_counts] where extra is (lo, hi) for 'plain', (lo, hi, *per_unit) for
+    'relu' (each unit's peak on an accelerator, its sum on the CPU: either is <= 0
+    exactly when the unit is dead), (saturated_count,) for 'tanh'/'sigmoid' (whose
+    histogram covers their fixed output range). Mean, std, dead units and saturation use every value; the
     histogram counts at most `HIST_SAMPLE` of them, at fixed positions spread over
     the tensor, over their [lo, hi] range (`hist_range`): an exact histogram of a
     large layer would cost more than the rest of the step (torch.histc is a scalar
@@ -113,11 +109,11 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Piece, ...]:
         bins: number of equal-width histogram bins.
     """
     y = y.detach()
+    if y.device.type == "cpu":
+        return measure_on_host((y if y.dtype == torch.float32 else y.float()).numpy(), kind, bins)
     flat = y.reshape(-1)
     if flat.dtype != torch.float32:
         flat = flat.float()
-    if flat.device.type == "cpu":
-        return measure_on_host(flat, kind, bins, units_shape(y) if kind == "relu" else None)
     n = flat.numel()
     total = flat.sum(0, keepdim=True)
     # Two passes (centre, then sum squares): one pass of E[y^2] - E[y]^2 would cancel
@@ -156,29 +152,43 @@ def units_shape(y: Tensor) -> tuple[int, int, int]:
     return samples, units, y.numel() // (samples * units) if samples * units else 0
 
 
-def measure_on_host(flat: Tensor, kind: str, bins: int, shape: tuple[int, int, int] | None) -> tuple[list[float], HostHistogram]:
-    """`measure` of a layer output on the CPU (flattened to float32; for 'relu', `shape` from `units_shape`).
+def measure_on_host(a: np.ndarray, kind: str, bins: int) -> tuple[list[float], HostHistogram]:
+    """`measure` of a layer output on the CPU, given as a float32 array of its shape (a view of its memory).
 
     Returns the floats before the histogram and the sample to histogram: `read_back`
-    counts the samples of every layer of a step together. The moments are torch
-    reductions (vectorised, on torch's threads); the sample, the peaks and the
-    saturation are numpy calls on a view of the same memory, which cost a fraction
-    of a torch call each: on a small model the cost of a probe is the number of
-    calls, not their arithmetic.
+    counts the samples of every layer of a step together. Every call is numpy, which
+    costs a fraction of a torch call: on a small model the cost of a probe is the
+    number of calls and of passes over the output, not their arithmetic. Two passes
+    (column sums, sum of squares) give the moments and, for a ReLU, each unit's sum.
     """
-    values = moments_on_host(flat)
-    a = flat.numpy()
-    sample = a[_sample_positions(a.size)] if a.size > HIST_SAMPLE else a.copy()  # a copy: later in-place ops cannot change it
+    samples, units = a.shape[:2] if a.ndim >= 2 else (1, a.size)
+    flat = a.reshape(-1)
+    if not flat.size:
+        values, sample, per_unit = [0.0, 0.0], flat.copy(), [math.nan] * units  # an empty output: no unit counted dead
+    else:
+        # Σy over the batch for each (unit, position): one BLAS pass, and short sums, so the total
+        # (a sum of these) is as accurate as a pairwise sum.
+        columns = _ones(samples) @ flat.reshape(samples, -1)
+        # Each unit's sum over the batch and positions: ReLU outputs are never negative, so it is
+        # <= 0 exactly when the unit was inactive on all of them, as its peak is on an accelerator.
+        per_unit = columns.reshape(units, -1).sum(axis=1).tolist() if kind == "relu" else []
+        values = _moments(flat, float(columns.sum()))
+        sample = flat[_sample_positions(flat.size)] if flat.size > HIST_SAMPLE else flat.copy()  # a copy: later in-place ops cannot change it
     if kind in OUTPUT_RANGE:
         centre, threshold = _SATURATION[kind]
-        values.append(float(np.count_nonzero(np.abs(a - centre) > threshold)))
+        values.append(float(np.count_nonzero(np.abs(flat - centre) > threshold)))
         return values, HostHistogram(sample, *OUTPUT_RANGE[kind], bins)
     # NaN when a value is NaN (then nothing is counted), and for an empty output.
-    lo, hi = (float(sample.min()), float(sample.max())) if a.size else (math.nan, math.nan)
+    lo, hi = (float(sample.min()), float(sample.max())) if flat.size else (math.nan, math.nan)
     values += [lo, hi]
     if kind == "relu":
-        values += a.reshape(shape).max(axis=0).max(axis=1).tolist()  # see `measure`: each unit's peak
+        values += per_unit
     return values, HostHistogram(sample, *hist_range(lo, hi), bins)
+
+
+@functools.lru_cache(maxsize=32)
+def _ones(n: int) -> np.ndarray:
+    return np.ones(n, dtype=np.float32)
 
 
 @dataclass(slots=True)
@@ -243,18 +253,20 @@ def _slot_starts(sizes: tuple[int, ...], bins: int) -> np.ndarray:
 # relative error grows with Σy² / Σ(y − mean)² = 1 + mean²/var. One pass is kept while that
 # ratio is at most 4 (|mean| <= 1.7 std: centred layers, ReLU outputs), which bounds the error
 # at a few times the two-pass one; a layer whose mean is large against its spread (a collapsed
-# or saturated layer, the case the rules look for) gets the second, centred pass.
+# or saturated layer, the case the rules look for) gets a second, centred pass about a mean
+# summed in float64.
 ONE_PASS_MAX_RATIO = 4.0
 
 
-def moments_on_host(flat: Tensor) -> list[float]:
-    """[Σy, Σ(y − mean)²] of a 1-d float32 CPU tensor: one pass when that is accurate, else two."""
-    n = flat.numel()
-    total, squares = flat.sum().item(), flat.dot(flat).item()
-    deviations = squares - total * total / n if n else 0.0
+def _moments(a: np.ndarray, total: float) -> list[float]:
+    """[Σy, Σ(y − mean)²] of a non-empty 1-d float32 array whose sum is `total`: one pass when that is accurate, else two."""
+    n = a.size
+    squares = float(np.dot(a, a))
+    deviations = squares - total * total / n
     if not deviations * ONE_PASS_MAX_RATIO >= squares:  # also true when either sum is NaN or inf
-        centred = flat - total / n
-        deviations = centred.dot(centred).item()
+        total = float(a.sum(dtype=np.float64))
+        centred = a - np.float32(total / n)
+        deviations = float(np.dot(centred, centred))
     return [total, deviations]
 
 
@@ -314,14 +326,13 @@ def hist_range(lo: float, hi: float) -> tuple[float, float]:
     return (lo - 1.0, hi + 1.0) if lo == hi else (lo, hi)
 
 
-def describe(values: list[float], kind: str, numel: int, units: int, bins: int) -> dict[str, Any]:
+def describe(values: Sequence[float], kind: str, numel: int, bins: int) -> dict[str, Any]:
     """The JSON-ready statistics of one layer from the floats `measure` packed.
 
     Args:
-        values: the tensors of `measure`, concatenated, as a list of floats.
+        values: `read_back` of the pieces of one `measure` call.
         kind: the layer kind given to `measure`.
         numel: number of values in the layer output.
-        units: number of units (`unit_count`), for the dead fraction.
         bins: the histogram bin count given to `measure`.
     """
     total, squares, n = values[0], values[1], max(numel, 1)
@@ -331,8 +342,10 @@ def describe(values: list[float], kind: str, numel: int, units: int, bins: int) 
         extra = {"saturated_fraction": values[2] / n}
     else:
         lo, hi = hist_range(values[2], values[3])
-        # A unit whose peak is <= 0 was inactive on the whole batch; a NaN peak is not counted dead.
-        extra = {"dead_fraction": sum(1 for peak in values[4 : 4 + units] if peak <= 0) / units} if kind == "relu" else {}
+        # A unit whose peak (or sum: ReLU outputs are never negative) is <= 0 was inactive on the
+        # whole batch; a NaN one is not counted dead. One value per unit sits before the counts.
+        per_unit = values[4:-bins]
+        extra = {"dead_fraction": sum(1 for v in per_unit if v <= 0) / len(per_unit) if per_unit else math.nan} if kind == "relu" else {}
     width = hi - lo if math.isfinite(hi - lo) else math.nan
     out["hist_edges"] = [lo + width * i / bins for i in range(bins + 1)]
     out["hist_counts"] = [int(c) for c in values[-bins:]]
