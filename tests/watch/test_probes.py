@@ -134,6 +134,62 @@ def test_a_sparse_embedding_gradient_is_measured_like_a_dense_one():
     assert stats["update_ratio"] == pytest.approx(0.1 * g.norm().item() / w0.norm().item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_norms_and_update_ratio_hold_in_every_dtype(dtype):
+    torch.manual_seed(0)
+    net = nn.Linear(12, 4).to(dtype)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    w0 = net.weight.detach().clone()
+    with bs.watch(net, opt, preset="full") as w:
+        net(torch.randn(8, 12, dtype=dtype)).pow(2).mean().backward()
+        g = net.weight.grad.detach().clone()
+        opt.step()
+    stats = w.records[0]["params"]["weight"]
+    rel = 1e-2 if dtype == torch.bfloat16 else 1e-5
+    assert stats["grad_norm"] == pytest.approx(g.double().norm().item(), rel=rel)
+    assert stats["update_ratio"] == pytest.approx(((net.weight.detach() - w0).double().norm() / w0.double().norm()).item(), rel=rel)
+
+
+@pytest.mark.filterwarnings("error")  # an overflow the record shows needs no numpy warning besides
+def test_a_gradient_whose_squares_overflow_float32_gets_a_finite_norm():
+    net = nn.Linear(6, 4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with bs.watch(net, opt, preset="full") as w:
+        out = net(torch.full((8, 6), 1e19))  # outputs near 1e19: their squares overflow float32 too
+        out.sum().backward()  # each weight gradient is 8e19
+        g = net.weight.grad.detach().double()
+        opt.step()
+    assert w.records[0]["params"]["weight"]["grad_norm"] == pytest.approx(g.norm().item(), rel=1e-6)
+    layer = w.records[0]["layers"]["Linear"]
+    assert layer["act_mean"] == pytest.approx(out.double().mean().item(), rel=1e-5)
+    assert layer["act_std"] == pytest.approx(out.double().std(unbiased=False).item(), rel=1e-5)
+
+
+class _Rebinding(torch.optim.Optimizer):
+    """Plain SGD that gives each weight new storage (p.data = ...), as some hand-written optimisers do."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.data = p.data - group["lr"] * p.grad
+
+
+def test_update_ratio_follows_a_weight_given_new_storage_by_the_optimiser():
+    torch.manual_seed(0)
+    net = nn.Linear(10, 3)
+    opt = _Rebinding(net.parameters(), lr=0.5)
+    w0 = net.weight.detach().clone()
+    with bs.watch(net, opt, preset="full") as w:
+        net(torch.randn(8, 10)).pow(2).mean().backward()
+        opt.step()
+    expected = (net.weight.detach() - w0).norm() / w0.norm()
+    assert expected > 0 and w.records[0]["params"]["weight"]["update_ratio"] == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_update_ratio_matches_the_weight_change_for_adam():
     torch.manual_seed(0)
     net = nn.Linear(10, 3)

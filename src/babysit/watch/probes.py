@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from babysit.errors import ConfigError
 from babysit.watch.schedule import Schedule, make_schedule
-from babysit.watch.stats import Piece, describe, layer_kind, measure, piece_size, read_back
+from babysit.watch.stats import QUIET, Piece, describe, layer_kind, measure, piece_size, read_back
 
 Record = dict[str, Any]
 
@@ -304,6 +304,7 @@ class _HostSnapshot:
         self.names, self.params, self.grad_norms, self.before = names, params, grad_norms, before
 
     @classmethod
+    @QUIET
     def take(cls, named: list[tuple[str, nn.Parameter]], copies: dict[int, np.ndarray]) -> _HostSnapshot:
         before = []
         for _, p in named:
@@ -316,6 +317,7 @@ class _HostSnapshot:
         grad_norms = [_host_norm(p.grad.detach().numpy()) for _, p in named]
         return cls([n for n, _ in named], [p for _, p in named], grad_norms, before)
 
+    @QUIET
     def norms(self, updated: bool) -> list[Piece]:
         """As `_Snapshot.norms`, as host floats."""
         weights = [_host_norm(b) for b in self.before]

@@ -152,6 +152,11 @@ def units_shape(y: Tensor) -> tuple[int, int, int]:
     return samples, units, y.numel() // (samples * units) if samples * units else 0
 
 
+# A diverging layer overflows float32 sums to inf, which the rules read as such: numpy's warnings would only repeat it.
+QUIET = np.errstate(over="ignore", invalid="ignore")
+
+
+@QUIET
 def measure_on_host(a: np.ndarray, kind: str, bins: int) -> tuple[list[float], HostHistogram]:
     """`measure` of a layer output on the CPU, given as a float32 array of its shape (a view of its memory).
 
@@ -211,6 +216,7 @@ def _sample_positions(numel: int) -> np.ndarray:
     return _sample_index(numel, torch.device("cpu")).numpy()
 
 
+@QUIET
 def count_bins(samples: list[np.ndarray], ranges: list[tuple[float, float]], bins: int) -> list[list[int]]:
     """Counts of each sample in `bins` equal bins over its (lo, hi) range, the last bin closed, as torch.histc counts.
 
@@ -253,21 +259,21 @@ def _slot_starts(sizes: tuple[int, ...], bins: int) -> np.ndarray:
 # relative error grows with Σy² / Σ(y − mean)² = 1 + mean²/var. One pass is kept while that
 # ratio is at most 4 (|mean| <= 1.7 std: centred layers, ReLU outputs), which bounds the error
 # at a few times the two-pass one; a layer whose mean is large against its spread (a collapsed
-# or saturated layer, the case the rules look for) gets a second, centred pass about a mean
-# summed in float64.
+# or saturated layer, the case the rules look for), or whose squares overflow float32 (a
+# diverging one), gets a second, centred pass in float64.
 ONE_PASS_MAX_RATIO = 4.0
 
 
 def _moments(a: np.ndarray, total: float) -> list[float]:
     """[Σy, Σ(y − mean)²] of a non-empty 1-d float32 array whose sum is `total`: one pass when that is accurate, else two."""
-    n = a.size
     squares = float(np.dot(a, a))
-    deviations = squares - total * total / n
-    if not deviations * ONE_PASS_MAX_RATIO >= squares:  # also true when either sum is NaN or inf
-        total = float(a.sum(dtype=np.float64))
-        centred = a - np.float32(total / n)
-        deviations = float(np.dot(centred, centred))
-    return [total, deviations]
+    deviations = squares - total * total / a.size
+    if deviations * ONE_PASS_MAX_RATIO >= squares and squares < math.inf:  # False for NaN too
+        return [total, deviations]
+    b = a.astype(np.float64)
+    total = float(b.sum())
+    b -= total / a.size
+    return [total, float(np.dot(b, b))]
 
 
 def read_back(pieces: Sequence[Piece]) -> list[float]:
