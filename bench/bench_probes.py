@@ -7,37 +7,39 @@ recorded with `bs.record` (light probes) <= 5%. All are ratios against the plain
 loop measured in this same run, on the same model, data, batch size and optimiser:
 
 - MNIST-1D: the built-in convnet on the built-in data (36 steps per epoch);
-- CIFAR-sized: a 3-block convnet on random 3x32x32 tensors (timing needs no real images).
+- CIFAR-sized: a 3-block convnet on random 3x32x32 tensors (timing needs no real images;
+  800 of them per epoch, so that a race has about ten short epochs to pair).
 
 The plain loop is what a user would write: shuffle, forward, loss, backward,
 Adam step, the epoch's training loss and accuracy, a validation pass per epoch
 and one test pass at the end (the same work `fit` does).
 
-Robust on a busy shared machine:
-- the clock on the CPU is the process's CPU time (`time.process_time`) with one
-  torch thread, which other processes disturb far less than wall time (on CUDA:
-  wall time);
-- each variant is compared with the plain loop run right beside it, in the order
-  P V V P (V P P V in every other round), and its ratio is (V1 + V2) / (P1 + P2):
-  a background load that drifts over the four runs cancels out, and no variant is
-  compared with a plain run made under a different load;
-- each run is at least `--min-seconds` (default 2) CPU-seconds of the plain loop:
-  the epochs are raised until the plain loop, timed over `--epochs` epochs in the
-  warm-up, takes that long, so fixed per-run costs and timer granularity stay
-  below a percent;
-- the ratio is the median over `--repeats` rounds (default 5), which drops the
-  rounds where a burst hit one run. The ratio of the fastest runs is printed beside
-  it, in brackets; it compares minima from different moments and is noisier.
+Robust on a busy shared machine. On a shared VM the CPU slows down for a few hundred
+milliseconds at a time (80 ms epochs of the plain loop took 110-150 ms; neighbours'
+load, invisible from inside), and two runs made seconds apart differ by as much. Two
+threads taking turns epoch by epoch did not cancel it either (a plain loop against
+itself read 0.99x-1.10x that way; 0.98x-1.00x in one thread). So:
+- each variant runs epoch by epoch *interleaved with a plain loop in the same thread*:
+  the plain loop's epochs run inside `fit`'s `on_epoch_end` (or, for your own loop,
+  the two loops take turns), P V P V ... P, each epoch timed apart;
+- each epoch of the variant is compared with the mean of the plain epochs just before
+  and after it, a fraction of a second apart, so a burst or a drift hits both sides;
+- the ratio is the interquartile mean (the mean of the middle half) of these per-epoch
+  ratios over every round (`--repeats` rounds of at least `--min-seconds` of plain-loop
+  work each): a burst that hits one side of a pair moves a ratio into the tails that
+  are dropped, not the verdict; and unlike a median it does not jump between the two
+  kinds of epoch of 'light' (with a probed step or without). Beside it, in brackets,
+  the lowest and highest value of a single round, which shows the spread. Being per
+  epoch, the ratio leaves out what `fit` spends once per run (its set-up, and 'light's
+  extra probes in its first 64 steps): they do not grow with the run;
+- the clock is the thread's CPU time with one torch thread (on CUDA: wall time,
+  synchronised at each turn).
 
-On a shared 2-core VM (its neighbours invisible to it), even idle, one
-variant's ratio moved by up to 5% between runs of the older, interleaved design;
-on a busy day two identical plain runs back to back differed by up to 30%, and
-'off' (which costs next to nothing) read 1.013x and 1.065x in two runs. The last
-column is immune to that: a probed step's time over an unprobed one's inside a
-single run that probes every other step (`in_run`); it is what a probed step
-costs, not a goal.
+The last column is what a probed step costs over an unprobed one inside a single run
+that probes every other step (`in_run`); every probed step there follows an unprobed
+one, so it shows the probes' own work, not a goal.
 
-    python bench/bench_probes.py                 # both models, about six minutes on 2 CPU cores
+    python bench/bench_probes.py                 # both models, about four minutes on 2 CPU cores
     python bench/bench_probes.py --min-seconds 0.5 --repeats 1   # a quick look
 """
 
@@ -50,6 +52,7 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +71,7 @@ def mnist1d() -> tuple[Dataset, torch.nn.Module]:
     return data, bs.blocks.convnet(data.input_shape, data.num_classes, channels=(32, 32, 32), kernel_size=5)
 
 
-def cifar_sized(n_train: int = 2000, n_val: int = 500) -> tuple[Dataset, torch.nn.Module]:
+def cifar_sized(n_train: int = 800, n_val: int = 200) -> tuple[Dataset, torch.nn.Module]:
     g = torch.Generator().manual_seed(0)
     split = lambda n: Split(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))  # noqa: E731
     data = Dataset("random-cifar", split(n_train), split(n_val), split(n_val), 10, (3, 32, 32), tuple("0123456789"))
@@ -79,10 +82,11 @@ def cifar_sized(n_train: int = 2000, n_val: int = 500) -> tuple[Dataset, torch.n
 MODELS = {"mnist1d": ("MNIST-1D convnet", mnist1d), "cifar": ("CIFAR-sized convnet", cifar_sized)}
 
 
-def plain_loop(
-    model: torch.nn.Module, data: Dataset, epochs: int, batch_size: int, device: torch.device, runs_dir: str | None = None
-) -> None:
-    """The hand-written PyTorch loop babysit is measured against; with `runs_dir`, recorded by `bs.record`."""
+def plain_epochs(model: torch.nn.Module, data: Dataset, epochs: int, batch_size: int, device: torch.device, runs_dir: str | None = None) -> Iterator[None]:
+    """The hand-written PyTorch loop babysit is measured against, one epoch per `next()`; with `runs_dir`, recorded by `bs.record`.
+
+    The test pass follows the last epoch, in the same turn.
+    """
     model.to(device)
     x, y = data.train.x.to(device), data.train.y.to(device)
     xv, yv = data.val.x.to(device), data.val.y.to(device)
@@ -90,38 +94,104 @@ def plain_loop(
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     with bs.record(model, opt, runs_dir=runs_dir) if runs_dir else contextlib.nullcontext() as run:
-        _epochs(model, opt, x, y, xv, yv, xt, yt, g, epochs, batch_size, device, run)
+        for epoch in range(epochs):
+            with torch.enable_grad():  # also when `fit` runs it from a callback
+                train_loss, train_accuracy = _train_epoch(model, opt, x, y, g, batch_size, device)
+            model.eval()
+            with torch.no_grad():
+                scores = model(xv)
+                val_loss, val_accuracy = F.cross_entropy(scores, yv).item(), (scores.argmax(1) == yv).float().mean().item()
+            if run is not None:  # the one line a user adds per epoch
+                run.log_epoch(train_loss=train_loss, train_accuracy=train_accuracy, val_loss=val_loss, val_accuracy=val_accuracy)
+            if epoch == epochs - 1:
+                with torch.no_grad():  # the test pass at the end, as `fit` does
+                    (model(xt).argmax(1) == yt).float().mean().item()
+            yield
 
 
-def _epochs(model, opt, x, y, xv, yv, xt, yt, g, epochs: int, batch_size: int, device: torch.device, run) -> None:
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(y), generator=g).to(device)
-        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-        for i in range(0, len(y), batch_size):
-            idx = order[i : i + batch_size]
-            opt.zero_grad(set_to_none=True)
-            scores = model(x[idx])
-            loss = F.cross_entropy(scores, y[idx])
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (scores.detach().argmax(1) == y[idx]).sum()
-        train_loss, train_accuracy = loss_sum.item() / len(y), correct.item() / len(y)
-        model.eval()
-        with torch.no_grad():
-            scores = model(xv)
-            val_loss, val_accuracy = F.cross_entropy(scores, yv).item(), (scores.argmax(1) == yv).float().mean().item()
-        if run is not None:  # the one line a user adds per epoch
-            run.log_epoch(train_loss=train_loss, train_accuracy=train_accuracy, val_loss=val_loss, val_accuracy=val_accuracy)
-    with torch.no_grad():  # the test pass at the end, as `fit` does
-        (model(xt).argmax(1) == yt).float().mean().item()
+def _train_epoch(model, opt, x, y, g, batch_size: int, device: torch.device) -> tuple[float, float]:
+    model.train()
+    order = torch.randperm(len(y), generator=g).to(device)
+    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    for i in range(0, len(y), batch_size):
+        idx = order[i : i + batch_size]
+        opt.zero_grad(set_to_none=True)
+        scores = model(x[idx])
+        loss = F.cross_entropy(scores, y[idx])
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (scores.detach().argmax(1) == y[idx]).sum()
+    return loss_sum.item() / len(y), correct.item() / len(y)
 
 
-def babysit_fit(model: torch.nn.Module, data: Dataset, epochs: int, batch_size: int, device: torch.device, preset: str) -> None:
-    recipe = bs.Recipe(optimizer="adam", lr=1e-3, epochs=epochs, batch_size=batch_size, device=str(device))
-    with bs.watch(preset=preset) as w:
-        bs.fit(model, data, recipe, callbacks=[w], progress=False)
+class _Clock:
+    """Seconds of this thread's CPU time (on CUDA: wall time after a synchronise)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def __call__(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return time.perf_counter()
+        return time.thread_time()
+
+
+class _Beside:
+    """A `fit` callback that runs one epoch of another loop after each of fit's epochs, timing the two apart."""
+
+    def __init__(self, other: Iterator[None], clock: _Clock) -> None:
+        self.other, self.clock = other, clock
+        self.fit_turns: list[float] = []
+        self.other_turns: list[float] = []
+        self.mark = clock()
+
+    def on_epoch_end(self, state) -> None:
+        start = self.clock()
+        self.fit_turns.append(start - self.mark)
+        next(self.other, None)
+        self.mark = self.clock()
+        self.other_turns.append(self.mark - start)
+
+
+def race(variant: str, data: Dataset, model: torch.nn.Module, epochs: int, args: argparse.Namespace, device: torch.device, runs_dir: str) -> tuple[list[float], list[float]]:
+    """One variant's epochs interleaved with the plain loop's in this thread: P V P V ... V P. Returns the seconds of each turn (plain, variant).
+
+    On the CPU the clock is this thread's CPU time: run it with one torch thread (`torch.set_num_threads(1)`).
+    """
+    clock = _Clock(device)
+    plain = plain_epochs(copy.deepcopy(model), data, epochs + 1, args.batch_size, device)
+    start = clock()
+    next(plain)
+    first = clock() - start
+    if variant == "own loop":
+        mine = plain_epochs(copy.deepcopy(model), data, epochs, args.batch_size, device, runs_dir=runs_dir)
+        plain_turns, own_turns = [first], []
+        for _ in range(epochs):
+            for loop, turns in ((mine, own_turns), (plain, plain_turns)):
+                start = clock()
+                next(loop, None)
+                turns.append(clock() - start)
+        return plain_turns, own_turns
+    beside = _Beside(plain, clock)
+    recipe = bs.Recipe(optimizer="adam", lr=1e-3, epochs=epochs, batch_size=args.batch_size, device=str(device))
+    with bs.watch(preset=variant) as w:
+        bs.fit(copy.deepcopy(model), data, recipe, callbacks=[w, beside], progress=False)
+    beside.fit_turns[-1] += clock() - beside.mark  # the test pass and fit's end after the last epoch
+    return [first, *beside.other_turns], beside.fit_turns
+
+
+def interquartile_mean(values: list[float]) -> float:
+    """The mean of the middle half of `values` (all of them when there are fewer than 4)."""
+    ordered = sorted(values)
+    cut = len(ordered) // 4
+    return statistics.mean(ordered[cut : len(ordered) - cut])
+
+
+def pair_ratios(plain: list[float], variant: list[float]) -> list[float]:
+    """Each variant epoch over the mean of the plain epochs on either side of it."""
+    return [v / ((plain[i] + plain[i + 1]) / 2) for i, v in enumerate(variant)]
 
 
 class _StepClock:
@@ -157,60 +227,37 @@ def in_run(data: Dataset, model: torch.nn.Module, args: argparse.Namespace, devi
     return statistics.median(timer.steps[1::2]) / statistics.median(timer.steps[0::2])
 
 
-def bench(data: Dataset, model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    """Epochs per run, the plain loop's median seconds, each variant's median per-round ratio to it (and the ratio of minima)."""
-    clock = time.perf_counter if device.type == "cuda" else time.process_time
-
-    def timed(fn, epochs: int) -> float:
-        m = copy.deepcopy(model)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = clock()
-        fn(m, epochs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return clock() - start
-
-    variants = {"plain": lambda m, e: plain_loop(m, data, e, args.batch_size, device)}
-    for preset in ("off", "light", "full"):
-        variants[preset] = lambda m, e, p=preset: babysit_fit(m, data, e, args.batch_size, device, p)
+def bench(data: Dataset, model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> dict:
+    """Epochs per race, the plain loop's median epoch seconds, and per variant the pooled ratio and the range of per-round ones (`interquartile_mean`)."""
     runs_dir = tempfile.mkdtemp(prefix="bench-own-loop-")
-    variants["own loop"] = lambda m, e: plain_loop(m, data, e, args.batch_size, device, runs_dir=runs_dir)
-    for fn in variants.values():  # warm-up: allocator, kernels, lazy imports of every path
-        timed(fn, 1)
-    per_epoch = timed(variants["plain"], args.epochs) / args.epochs  # several epochs: the fixed costs do not inflate it
+    for variant in GOALS:  # warm-up: allocator, kernels, lazy imports of every path
+        race(variant, data, model, 1, args, device, runs_dir)
+    plain, _ = race("own loop", data, model, args.epochs, args, device, runs_dir)
+    per_epoch = statistics.median(plain)
     epochs = max(args.epochs, math.ceil(args.min_seconds / max(per_epoch, 1e-6)))
-    rounds = [_round(variants, timed, epochs, flip=i % 2 == 1) for i in range(args.repeats)]
-    runs = {k: [t for _, times in rounds for t in times.get(k, [])] for k in variants}
-    ratios = {k: statistics.median(r[k] for r, _ in rounds) for k in GOALS}
-    by_minima = {k: min(runs[k]) / min(runs["plain"]) for k in GOALS}
-    return {"epochs": epochs, "plain": statistics.median(runs["plain"]), "ratios": ratios, "by_minima": by_minima}
-
-
-def _round(variants: dict, timed, epochs: int, flip: bool) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Each variant against the plain loop run beside it, P V V P (V P P V when `flip`): (V1 + V2) / (P1 + P2).
-
-    The four runs are back to back, so a background load that drifts linearly over
-    them cancels out of the ratio, and no variant is compared with a plain run made
-    while the load was different. Returns the ratios and every run's seconds.
-    """
-    ratios, times = {}, {}
-    for key in variants:
-        if key == "plain":
-            continue
-        total = {"plain": 0.0, key: 0.0}
-        for k in (key, "plain", "plain", key) if flip else ("plain", key, key, "plain"):
-            seconds = timed(variants[k], epochs)
-            total[k] += seconds
-            times.setdefault(k, []).append(seconds)
-        ratios[key] = total[key] / total["plain"]
-    return ratios, times
+    ratios: dict[str, list[float]] = {k: [] for k in GOALS}
+    rounds: dict[str, list[float]] = {k: [] for k in GOALS}
+    plain_epochs_seen: list[float] = []
+    for i in range(args.repeats):
+        order = list(GOALS) if i % 2 == 0 else list(GOALS)[::-1]
+        for variant in order:
+            p, v = race(variant, data, model, epochs, args, device, runs_dir)
+            r = pair_ratios(p, v)
+            ratios[variant] += r
+            rounds[variant].append(interquartile_mean(r))
+            plain_epochs_seen += p
+    return {
+        "epochs": epochs,
+        "plain": statistics.median(plain_epochs_seen),
+        "ratios": {k: interquartile_mean(r) for k, r in ratios.items()},
+        "spread": {k: (min(r), max(r)) for k, r in rounds.items()},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="at least this many epochs per run (raised to --min-seconds)")
-    parser.add_argument("--min-seconds", type=float, default=2.0, help="least plain-loop CPU seconds per run")
+    parser.add_argument("--epochs", type=int, default=5, help="at least this many epochs per race (raised to --min-seconds)")
+    parser.add_argument("--min-seconds", type=float, default=2.0, help="least plain-loop CPU seconds per race")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
@@ -223,23 +270,25 @@ def main() -> None:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     console = Console(stderr=True)
     clock = "wall" if device.type == "cuda" else "CPU"
-    table = Table(title=f"probe overhead vs a plain PyTorch loop ({device}, {torch.get_num_threads()} threads, median ratio of {args.repeats} rounds; ratio of the fastest runs in brackets)")
-    for column in ("model", "steps", f"plain ({clock} s, median)", "off", "light", "full", "own loop (light)", "probed step, in-run"):
+    table = Table(
+        title=f"probe overhead vs a plain PyTorch loop ({device}, {torch.get_num_threads()} threads; per-epoch ratio, interquartile mean over {args.repeats} rounds, "
+        "in brackets the lowest and highest round)"
+    )
+    for column in ("model", "epochs per race", f"plain epoch ({clock} s)", "off", "light", "full", "own loop (light)", "probed step, in-run"):
         table.add_column(column, justify="right")
     failures = []
     for key in args.models:
         name, build = MODELS[key]
         data, model = build()
-        console.print(f"timing {name}: 4 variants x {args.repeats} rounds of P V V P runs of at least {args.min_seconds:g} CPU-s ...")
+        console.print(f"timing {name}: 4 variants x {args.repeats} rounds, each epoch interleaved with a plain loop's, at least {args.min_seconds:g} CPU-s of it per race ...")
         t = bench(data, model, args, device)
         step_ratio = in_run(data, model, args, device)
-        steps = t["epochs"] * -(-len(data.train) // args.batch_size)
-        ratios = t["ratios"]
+        ratios, spread = t["ratios"], t["spread"]
         failures += [f"{name} {k}: {r:.3f}x > {GOALS[k]:.2f}x" for k, r in ratios.items() if r > GOALS[k]]
         table.add_row(
-            name, str(steps), f"{t['plain']:.2f}", *(f"{ratios[k]:.3f}x ({t['by_minima'][k]:.3f}x)" for k in GOALS), f"{step_ratio:.3f}x"
+            name, str(t["epochs"]), f"{t['plain']:.3f}", *(f"{ratios[k]:.3f}x ({spread[k][0]:.3f}-{spread[k][1]:.3f})" for k in GOALS), f"{step_ratio:.3f}x"
         )
-    Console().print(table)
+    Console(width=max(Console().width, 150)).print(table)
     Console().print(
         f"goals: off <= {GOALS['off']:.2f}x, light <= {GOALS['light']:.2f}x, full <= {GOALS['full']:.2f}x, own loop <= {GOALS['own loop']:.2f}x of the plain loop"
     )

@@ -135,7 +135,8 @@ def fit(
                     loss = distributed.shard_loss(scores, yb, n, recipe.label_smoothing)
                 else:
                     loss = F.cross_entropy(scores, yb, label_smoothing=recipe.label_smoothing)
-            (loss + l1_penalty(model, recipe.l1)).backward()
+            # Without L1 the loss itself: `loss + 0.0` would add a node to every step's graph.
+            (loss + l1_penalty(model, recipe.l1) if recipe.l1 else loss).backward()
             if recipe.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
             # L-BFGS re-evaluates through the closure (its first call repeats this step's forward pass).
