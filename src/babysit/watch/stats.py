@@ -92,11 +92,11 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Piece, ...]:
     *hist_counts] where extra is (lo, hi) for 'plain', (lo, hi, *per_unit) for
     'relu' (each unit's peak on an accelerator, its sum on the CPU: either is <= 0
     exactly when the unit is dead), (saturated_count,) for 'tanh'/'sigmoid' (whose
-    histogram covers their fixed output range). Mean, std, dead units and saturation use every value; the
-    histogram counts at most `HIST_SAMPLE` of them, at fixed positions spread over
-    the tensor, over their [lo, hi] range (`hist_range`): an exact histogram of a
-    large layer would cost more than the rest of the step (torch.histc is a scalar
-    loop on the CPU).
+    histogram covers their fixed output range). Mean, std, dead units and saturation
+    use every value; the histogram counts at most `HIST_SAMPLE` of them, at fixed
+    positions spread over the tensor, over their [lo, hi] range (`hist_range`): an
+    exact histogram of a large layer would cost more than the rest of the step
+    (torch.histc is a scalar loop on the CPU).
 
     On an accelerator each piece is a small 1-d float32 tensor on `y`'s device, so
     the caller reads every layer of a step back in one transfer. On the CPU, where
