@@ -6,7 +6,7 @@ from torch import nn
 
 import babysit as bs
 from babysit.errors import ConfigError
-from babysit.nn.regularize import DROPOUTS, l1_penalty, max_norm_
+from babysit.nn.regularize import DROPOUTS, l1_penalty, max_norm_, with_l1
 
 SHAPES = {0: (4000, 6), 1: (4000, 3, 5), 2: (4000, 3, 2, 2)}
 
@@ -168,3 +168,10 @@ def test_drop_path_drops_whole_samples_in_training_only():
     assert ((y == 0).all(1) | (y == 1 / 0.7).all(1)).all()  # each sample all dropped or all scaled by 1/p
     assert abs(kept.float().mean().item() - 0.7) < 0.02
     assert torch.equal(dp.eval()(x), x)
+
+
+def test_with_l1_adds_the_penalty_and_leaves_the_loss_alone_without_it():
+    net = nn.Linear(3, 2)
+    loss = net(torch.ones(4, 3)).pow(2).mean()
+    assert with_l1(loss, net, 0.0) is loss  # no extra node in the step's graph
+    assert with_l1(loss, net, 0.1).item() == pytest.approx(loss.item() + 0.1 * net.weight.abs().sum().item())

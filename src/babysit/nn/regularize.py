@@ -7,7 +7,8 @@ L2 is torch's `weight_decay` (the optimisers take it). What torch lacks is here:
   Contract: `DROPOUTS.get(kind)(keep, spatial=0) -> nn.Module`, where `spatial`
   is 0 to drop single units, 1 or 2 to drop whole channels of (N, C, L) or
   (N, C, H, W) feature maps (torch's Dropout1d / Dropout2d).
-- `l1_penalty(model, strength)`: lambda * sum |w|, added to the training loss.
+- `l1_penalty(model, strength)`: lambda * sum |w|, added to the training loss by
+  `with_l1(loss, model, strength)`.
 - `max_norm_(model, c)` and the `MaxNorm` callback: after each step, rescale every
   unit's incoming weight vector to ||w|| <= c.
 - The other "noise in training, averaged out at test" layers: `DropConnect`
@@ -91,7 +92,7 @@ def l1_penalty(model: nn.Module, strength: float) -> Tensor | float:
     Only parameters with 2 or more dimensions (Linear and Conv weights) count:
     biases and batch-norm scales are not regularized, as is usual for L1/L2 in
     the lectures' R(W). (torch's `weight_decay`, our L2, decays every parameter.)
-    Returns the float 0.0 when `strength` is 0, so the call costs nothing then.
+    Returns the float 0.0 when `strength` is 0 (`with_l1` then leaves the loss as it is).
 
     Args:
         model: the network.
@@ -100,6 +101,11 @@ def l1_penalty(model: nn.Module, strength: float) -> Tensor | float:
     if strength == 0:
         return 0.0
     return strength * sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
+
+
+def with_l1(loss: Tensor, model: nn.Module, strength: float) -> Tensor:
+    """The training loss plus `l1_penalty`; the loss itself without L1 (`loss + 0.0` would add a node to every step's graph)."""
+    return loss + l1_penalty(model, strength) if strength else loss
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from babysit.nn.regularize import MaxNorm, l1_penalty
+from babysit.nn.regularize import MaxNorm, with_l1
 from babysit.optim.averaging import ParameterAveraging
 from babysit.optim.schedules import LRSchedule, MomentumAnnealing
 from babysit.train.callbacks import EarlyStopping
@@ -60,7 +60,7 @@ def full_batch_closure(
 
     def closure() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing) + l1_penalty(model, l1)
+        loss = with_l1(F.cross_entropy(model(x), y, label_smoothing=label_smoothing), model, l1)
         loss.backward()
         return loss
 

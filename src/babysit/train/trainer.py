@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from babysit.data.datasets import Dataset
 from babysit.data.loader import batches, num_batches
 from babysit.errors import ConfigError
-from babysit.nn.regularize import l1_penalty
+from babysit.nn.regularize import with_l1
 from babysit.optim.optimizers import FULL_BATCH, build_optimizer
 from babysit.train import distributed
 from babysit.train.blocks import full_batch_closure, recipe_callbacks, trainable_parameters
@@ -135,8 +135,7 @@ def fit(
                     loss = distributed.shard_loss(scores, yb, n, recipe.label_smoothing)
                 else:
                     loss = F.cross_entropy(scores, yb, label_smoothing=recipe.label_smoothing)
-            # Without L1 the loss itself: `loss + 0.0` would add a node to every step's graph.
-            (loss + l1_penalty(model, recipe.l1) if recipe.l1 else loss).backward()
+            with_l1(loss, model, recipe.l1).backward()
             if recipe.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
             # L-BFGS re-evaluates through the closure (its first call repeats this step's forward pass).
