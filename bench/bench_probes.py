@@ -162,17 +162,13 @@ def race(variant: str, data: Dataset, model: torch.nn.Module, epochs: int, args:
     """
     clock = _Clock(device)
     plain = plain_epochs(copy.deepcopy(model), data, epochs + 1, args.batch_size, device)
-    start = clock()
-    next(plain)
-    first = clock() - start
+    first = _turn(plain, clock)
     if variant == "own loop":
         mine = plain_epochs(copy.deepcopy(model), data, epochs, args.batch_size, device, runs_dir=runs_dir)
         plain_turns, own_turns = [first], []
         for _ in range(epochs):
-            for loop, turns in ((mine, own_turns), (plain, plain_turns)):
-                start = clock()
-                next(loop, None)
-                turns.append(clock() - start)
+            own_turns.append(_turn(mine, clock))
+            plain_turns.append(_turn(plain, clock))
         return plain_turns, own_turns
     beside = _Beside(plain, clock)
     recipe = bs.Recipe(optimizer="adam", lr=1e-3, epochs=epochs, batch_size=args.batch_size, device=str(device))
@@ -180,6 +176,13 @@ def race(variant: str, data: Dataset, model: torch.nn.Module, epochs: int, args:
         bs.fit(copy.deepcopy(model), data, recipe, callbacks=[w, beside], progress=False)
     beside.fit_turns[-1] += clock() - beside.mark  # the test pass and fit's end after the last epoch
     return [first, *beside.other_turns], beside.fit_turns
+
+
+def _turn(loop: Iterator[None], clock: _Clock) -> float:
+    """Seconds of one epoch of `loop`."""
+    start = clock()
+    next(loop, None)
+    return clock() - start
 
 
 def interquartile_mean(values: list[float]) -> float:
@@ -232,8 +235,8 @@ def bench(data: Dataset, model: torch.nn.Module, args: argparse.Namespace, devic
     runs_dir = tempfile.mkdtemp(prefix="bench-own-loop-")
     for variant in GOALS:  # warm-up: allocator, kernels, lazy imports of every path
         race(variant, data, model, 1, args, device, runs_dir)
-    plain, _ = race("own loop", data, model, args.epochs, args, device, runs_dir)
-    per_epoch = statistics.median(plain)
+    clock, plain = _Clock(device), plain_epochs(copy.deepcopy(model), data, args.epochs, args.batch_size, device)
+    per_epoch = statistics.median(_turn(plain, clock) for _ in range(args.epochs))
     epochs = max(args.epochs, math.ceil(args.min_seconds / max(per_epoch, 1e-6)))
     ratios: dict[str, list[float]] = {k: [] for k in GOALS}
     rounds: dict[str, list[float]] = {k: [] for k in GOALS}
