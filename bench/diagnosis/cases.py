@@ -54,7 +54,7 @@ ACCEPTED: dict[str, frozenset[str]] = {
     "feature_scale": frozenset({"data_scales"}),
     "feature_offset": frozenset({"data_not_centred"}),
     "leaky_preprocessing": frozenset({"data_leak"}),
-    "labels_shuffled": frozenset({"input_independent", "labels_unlearnable"}),
+    "labels_shuffled": frozenset({"input_independent"}),
     "weight_decay_huge": frozenset({"regularization_dominates"}),
     "dropout_huge": frozenset({"regularization_too_strong"}),
     "low_capacity": frozenset({"underfitting", "capacity_too_small"}),

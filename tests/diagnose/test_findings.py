@@ -6,17 +6,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from babysit.diagnose.causes import EXPLAINS, PHASES, phase_of
+from babysit.diagnose.kinds import KINDS, PHASES, phase_of
 from babysit.diagnose.findings import SEVERITIES, Finding, findings_table, json_ready, rank
 
 
 def test_finding_refuses_an_unknown_severity():
     with pytest.raises(ValueError, match="severity must be one of"):
-        Finding("x", "fatal", "title")
+        Finding("loss_flat", "fatal", "title")
 
 
 def test_to_dict_is_strict_json_with_every_field():
-    f = Finding("dead_relu", "error", "92% dead", evidence={"dead": (0.92, math.nan), "inf": math.inf}, lecture_rule="§1", fix="lower lr")
+    f = Finding("loss_flat", "error", "flat", evidence={"dead": (0.92, math.nan), "inf": math.inf}, lecture_rule="§1", fix="raise lr")
     d = f.to_dict()
     assert set(d) == {"rule", "severity", "title", "evidence", "lecture_rule", "fix", "phase", "first_seen", "explained_by"}
     assert d["phase"] == "training" and d["first_seen"] is None and d["explained_by"] is None
@@ -30,14 +30,14 @@ def test_repr_names_severity_rule_and_title():
 
 @given(st.lists(st.tuples(st.sampled_from(SEVERITIES), st.integers(0, 1000)), max_size=30))
 def test_rank_sorts_unrelated_findings_by_severity_and_keeps_production_order_within_one(items):
-    findings = [Finding(f"r{i}", sev, f"t{n}") for i, (sev, n) in enumerate(items)]
+    findings = [Finding("overfitting", sev, f"t{i}-{n}") for i, (sev, n) in enumerate(items)]
     ranked = rank(findings)
-    assert sorted(ranked, key=lambda f: f.rule) == sorted(findings, key=lambda f: f.rule)
+    assert sorted(ranked, key=lambda f: f.title) == sorted(findings, key=lambda f: f.title)
     order = [SEVERITIES.index(f.severity) for f in ranked]
     assert order == sorted(order)
     for sev in SEVERITIES:
-        same = [f.rule for f in ranked if f.severity == sev]
-        assert same == [f.rule for f in findings if f.severity == sev]
+        same = [f.title for f in ranked if f.severity == sev]
+        assert same == [f.title for f in findings if f.severity == sev]
 
 
 @given(st.recursive(st.floats() | st.integers() | st.text(max_size=5) | st.none(), lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=4), c, max_size=4), max_leaves=20))
@@ -47,7 +47,7 @@ def test_json_ready_always_gives_strict_json(value):
 
 def test_findings_table_renders_errors_first():
     console = Console(record=True, width=200)
-    console.print(findings_table([Finding("a", "info", "minor thing"), Finding("b", "error", "broken thing", fix="do X")]))
+    console.print(findings_table([Finding("overfitting", "info", "minor thing"), Finding("class_missing", "error", "broken thing", fix="do X")]))
     text = console.export_text()
     assert text.index("broken thing") < text.index("minor thing") and "do X" in text
 
@@ -63,15 +63,16 @@ def test_findings_table_prints_user_strings_as_text():
     assert "class [bold]cat[/] has no samples" in text and "add [red]cats[/]" in text
 
 
-PAIRS = sorted((cause, symptom) for cause, symptoms in EXPLAINS.items() for symptom in symptoms)
+PAIRS = sorted((kind.id, symptom) for kind in KINDS.values() for symptom in kind.explains)
 
 
-def test_the_causal_table_is_acyclic_and_names_known_phases():
+def test_the_causal_table_is_acyclic_and_names_only_declared_kinds():
     def reaches(a: str, b: str, seen: frozenset = frozenset()) -> bool:
-        return any(s == b or (s not in seen and reaches(s, b, seen | {s})) for s in EXPLAINS.get(a, ()))
+        return any(s == b or (s not in seen and reaches(s, b, seen | {s})) for s in KINDS[a].explains)
 
     assert len(PAIRS) > 50
-    assert not [c for c in EXPLAINS if reaches(c, c)]
+    assert not [c for c in KINDS if reaches(c, c)]
+    assert {s for k in KINDS.values() for s in k.explains} <= set(KINDS)  # an undeclared symptom would be a KeyError above
     assert {phase_of(r) for pair in PAIRS for r in pair} <= set(PHASES)
 
 
@@ -120,7 +121,7 @@ def test_rank_orders_roots_by_phase_before_severity():
 
 def test_finding_refuses_an_unknown_phase():
     with pytest.raises(ValueError, match="phase must be one of"):
-        Finding("x", "error", "t", phase="deploy")
+        Finding("loss_flat", "error", "t", phase="deploy")
 
 
 def test_root_causes_follow_an_error_symptom_to_its_warning_cause():

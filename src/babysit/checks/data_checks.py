@@ -77,7 +77,6 @@ def data_centring(ctx: CheckContext) -> CheckResult:
         f"inputs are not zero-centred: a {'channel' if ctx.data.train.x.ndim >= 3 else 'feature'} has mean {evidence['mean_of_worst']:.3g} = {value:.3g} std",
         evidence=evidence,
         lecture_rule=RULE_CENTRE,
-        fix="preprocess with data.preprocess = 'standardize' (statistics fitted on the training split)",
     )
     return CheckResult("data_centring", summary, evidence, [finding])
 
@@ -95,7 +94,6 @@ def _magnitude(live: Tensor) -> Finding | None:
         f"so the first layer's outputs and the class scores start {off:.3g}x too {'large' if typical > 1 else 'small'}",
         evidence={"median_std": typical},
         lecture_rule=RULE_SCALE,
-        fix="standardise each feature with training-split statistics: data.preprocess = 'standardize'",
     )
 
 
@@ -120,7 +118,6 @@ def feature_scales(ctx: CheckContext) -> CheckResult:
         f"features are on very different scales: std from {evidence['std_min']:.3g} to {evidence['std_max']:.3g} ({ratio:.3g}x)",
         evidence=evidence,
         lecture_rule=RULE_SCALE,
-        fix="standardise each feature with training-split statistics: data.preprocess = 'standardize'",
     )
     if magnitude is not None and SEVERITIES.index(magnitude.severity) < SEVERITIES.index(finding.severity):
         finding = magnitude
@@ -177,7 +174,6 @@ def data_leak(ctx: CheckContext) -> CheckResult:
         f"preprocessing leaks: the inputs are centred on the {name} statistics ({level}), not the training split's",
         evidence=evidence,
         lecture_rule=RULE_LEAK,
-        fix="fit the preprocessing on the training split only (babysit.prepare does) and apply it unchanged to val and test",
     )
     return CheckResult("data_leak", f"centred on the {name} statistics", evidence, [finding])
 
@@ -216,7 +212,6 @@ def class_balance(ctx: CheckContext) -> CheckResult:
             f"{len(missing)} class(es) have no training samples: {', '.join(names[:5])}",
             evidence=evidence,
             lecture_rule="docs/lectures.md §2 (beyond the notes): a class absent from training can never be predicted",
-            fix="re-split the data so every class appears in training (stratify the split), or drop the empty classes",
         )
         return CheckResult("class_balance", f"{len(missing)} class(es) missing from train", evidence, [finding, *few])
     ratio = max(counts) / min(counts)
@@ -230,7 +225,6 @@ def class_balance(ctx: CheckContext) -> CheckResult:
         f"classes are imbalanced: {min(counts)} to {max(counts)} training samples per class ({ratio:.2g}x)",
         evidence=evidence,
         lecture_rule="docs/lectures.md §2 (beyond the notes): with imbalanced classes, accuracy hides how rare classes fare",
-        fix="resample or weight the loss by inverse class frequency, and report per-class accuracy",
     )
     return CheckResult("class_balance", summary, evidence, [finding, *few])
 
@@ -262,7 +256,6 @@ def duplicates(ctx: CheckContext) -> CheckResult:
         f"{k} of {n} {worst} samples ({k / n:.1%}) are exact copies of training samples: their accuracy is that of training, not of new data",
         evidence=evidence,
         lecture_rule="docs/lectures.md §2 (beyond the notes): held-out splits must hold samples the model has not trained on",
-        fix="drop the copies from the held-out splits (or de-duplicate before splitting), then re-measure",
     )
     return CheckResult("duplicates", ", ".join(f"{k} of {n} {name} samples copy a training sample" for name, (k, n) in found.items()), evidence, [finding])
 

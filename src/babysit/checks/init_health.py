@@ -89,7 +89,6 @@ def symmetry(model: nn.Module) -> list[Finding]:
             "every unit computes the same output and gets the same gradient, so symmetry is never broken",
             evidence={"identical_layers": list(stuck), "why": stuck},
             lecture_rule=layer_rules.RULE_SYMMETRY,
-            fix=layer_rules.FIX_SYMMETRY,
         )
     ]
 
@@ -155,7 +154,6 @@ def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int, 
             evidence={"last_module": type(last).__name__ if last is not None else None, "score_min": float(s.min()), "score_max": float(s.max()),
                       "row_sum_mean": float(s.sum(1).mean())},
             lecture_rule=RULE_SCORES,
-            fix="remove the final softmax/sigmoid/ReLU: return the last Linear layer's raw scores (cross-entropy applies log-softmax itself)",
         )
     ]
 

@@ -71,7 +71,6 @@ def initial_loss(ctx: CheckContext) -> CheckResult:
             f"initial loss {loss:.4g} is {loss / expected:.2g}x ln({classes}) = {expected:.4g}: class scores are too large (std {score_std:.3g})",
             evidence=evidence,
             lecture_rule=RULE_LOSS,
-            fix="initialise with a smaller scale (Xavier/He; shrink the last layer), and standardise the inputs",
         )
     else:
         finding = Finding(
@@ -80,7 +79,6 @@ def initial_loss(ctx: CheckContext) -> CheckResult:
             f"initial loss {loss:.4g} is below ln({classes}) = {expected:.4g}: the model already predicts before training",
             evidence=evidence,
             lecture_rule=RULE_LOSS,
-            fix="fine if the model is pretrained; otherwise look for label information in the inputs",
         )
     return CheckResult("initial_loss", summary, evidence, [finding])
 
@@ -159,7 +157,6 @@ def regularization(ctx: CheckContext) -> CheckResult:
             "turning regularization up does not raise the loss: every trainable weight is zero (or there are none)",
             evidence=evidence,
             lecture_rule=RULE_REG,
-            fix="initialise the weights randomly (He/Xavier) and check that the parameters require gradients",
         )
         return CheckResult("regularization", "the L2 penalty is 0: weights all zero", evidence, [finding])
     findings = _dropout_findings(ctx.model)
@@ -171,7 +168,6 @@ def regularization(ctx: CheckContext) -> CheckResult:
             "the model will be pulled to zero",
             evidence=evidence,
             lecture_rule="docs/lectures.md §5.5: find the learning rate with small regularization first; §9: choose λ by cross-validation",
-            fix="lower train.weight_decay / train.l1 (start near 1e-4) and tune them on validation",
         ))  # fmt: skip
     return CheckResult("regularization", summary, evidence, findings)
 
@@ -191,7 +187,6 @@ def _dropout_findings(model: nn.Module) -> list[Finding]:
             f"dropout drops {strong[worst]:.0%} of the units in layer {worst}: too few are left for the rest of the network to learn from",
             evidence={"dropout": strong},
             lecture_rule=RULE_DROPOUT,
-            fix="lower dropout to at most 0.5 (model.dropout; nn.Dropout(p) in your module), then tune it on validation",
             phase="init",
         )
     ]
@@ -250,6 +245,5 @@ def eval_mode(ctx: CheckContext) -> CheckResult:
         f"{who} runs in training mode: " + "; ".join(problems),
         evidence=evidence,
         lecture_rule=RULE_EVAL,
-        fix="call model.eval() before evaluating (and model.train() after); custom layers must check self.training",
     )
     return CheckResult("eval_mode", summary, evidence, [finding])

@@ -242,8 +242,7 @@ def lr_range(ctx: CheckContext) -> CheckResult:
             "no rate to trust (l_min / 10 is only a guess)",
             evidence=evidence,
             lecture_rule="docs/lectures.md §5.4: a network that is wired correctly can lower its loss on the training data",
-            fix="fix what the other checks report (labels, inputs, initialisation) and run the test again",
-        )
+            )
         return CheckResult("lr_range", f"no clear descent ({descent:.0%}); using the configured lr {configured:g}", evidence, [finding])
     ctx.lr = proposal["lr"]
     low, high = proposal["range"]

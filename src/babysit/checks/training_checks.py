@@ -105,7 +105,6 @@ def overfit_tiny(ctx: CheckContext) -> CheckResult:
         f"cannot overfit {len(y)} samples: {problem}",
         evidence=evidence,
         lecture_rule=rule,
-        fix="check that the labels match the inputs, the model's output has one score per class, and gradients reach every layer",
     )
     return CheckResult("overfit_tiny", summary, evidence, [finding])
 
@@ -172,6 +171,5 @@ def input_baseline(ctx: CheckContext) -> CheckResult:
         f"margin {margin:+.1%} ± {se:.1%}, need {needed:.1%}",
         evidence=evidence,
         lecture_rule=RULE_BASELINE,
-        fix="check that labels stay aligned with their inputs (no shuffling of one without the other) and that the inputs reach the model",
     )
     return CheckResult("input_baseline", summary, evidence, [finding])

@@ -3,18 +3,20 @@
 Every preflight check and every diagnosis rule speaks in `Finding`s, so a
 terminal table, a JSON file and the HTML report render them the same way.
 
-    Finding("dead_relu", "error", "92% of the ReLUs in layer 2 never fire",
+    Finding("dead_relu_at_init", "error", "92% of the ReLUs in layer 2 never fire",
             evidence={"layer": "2", "dead_fraction": 0.92},
-            lecture_rule="docs/lectures.md §1: 10-20% dead ReLUs is common and tolerable",
-            fix="lower the learning rate, or initialise biases at 0 / 0.01")
+            lecture_rule="docs/lectures.md §1: 10-20% dead ReLUs is common and tolerable")
+
+The id (`rule`) must name a kind declared in `diagnose.kinds`, which also gives
+the finding its phase and, unless the producer words a more specific one, its fix.
 
 Ranking (`rank`): root causes first, each followed by the symptoms it
-explains. A finding is a symptom when another present finding explains it in
-the declared table `diagnose.causes.EXPLAINS`; it then carries that cause's id
-in `explained_by`. Roots are ordered by: faults before infos, then phase
-(data < init < training: the data feeds the network, which the training
-moves), then causes of the table before plain findings, then severity, then
-`first_seen`, then production order.
+explains. A finding is a symptom when another present finding explains it
+(`diagnose.kinds.explains`); it then carries that cause's id in
+`explained_by`. Roots are ordered by: faults before infos, then phase
+(data < program < init < training: the data feeds the program, which builds
+and moves the network), then causes before plain findings, then severity, then
+`first_seen`, then production order. Severity never puts a symptom before its cause.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from babysit.diagnose.causes import EXPLAINS, PHASES, explains, phase_of
+from babysit.diagnose.kinds import KINDS, PHASES, UNKNOWN, explains, is_cause, kind_of, phase_of
 
 SEVERITIES = ("error", "warning", "info")
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -53,15 +55,15 @@ class Finding:
     """One diagnosed problem.
 
     Args:
-        rule: id of the rule or check that produced it (e.g. "dead_relu").
+        rule: the kind of finding, declared in `diagnose.kinds` (e.g. "dead_relu_at_init").
         severity: "error" (training will not work), "warning" (it will work badly)
             or "info" (worth knowing).
         title: one line naming the problem with its key number.
         evidence: the measured values (layers, steps, ratios), JSON-ready.
         lecture_rule: the rule this applies, citing docs/lectures.md or the public CS231n notes.
-        fix: a concrete change to make.
-        phase: "data", "init" or "training", where the fault starts; by default the
-            phase `diagnose.causes.PHASE` declares for `rule`.
+        fix: a concrete change to make; by default the fix its kind declares.
+        phase: "data", "program", "init" or "training", where the fault starts; by
+            default the phase its kind declares.
         first_seen: the step (probes) or epoch (curves) where it first showed; None for a preflight finding.
         explained_by: the id of the finding that explains this one (set by `rank`), None for a root cause.
     """
@@ -79,6 +81,10 @@ class Finding:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"Finding severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if self.rule != UNKNOWN:
+            kind = kind_of(self.rule)  # refuses an undeclared id where it is made
+            if not self.fix:
+                object.__setattr__(self, "fix", kind.fix)
         if not self.phase:
             object.__setattr__(self, "phase", phase_of(self.rule))  # frozen: the declared default
         if self.phase not in PHASES:
@@ -88,20 +94,47 @@ class Finding:
         """JSON-ready dict (NaN/inf written as strings)."""
         return json_ready(asdict(self))
 
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Finding:
+        """A finding read back from disk (`to_dict`'s form); a kind this version does not declare reads as `UNKNOWN`.
+
+        The recorded id is kept in the evidence as "recorded_rule", and a cause that is
+        not declared is dropped, so an old or edited record still reads. Raises
+        TypeError/ValueError for something that is not a finding at all.
+        """
+        if not isinstance(saved, dict):
+            raise TypeError(f"a finding is a JSON object, got {type(saved).__name__}")
+        fields = dict(saved)
+        rule = fields.get("rule")
+        if not isinstance(rule, str):
+            raise TypeError("a finding needs a string 'rule'")
+        if rule != UNKNOWN and rule not in KINDS:
+            evidence = fields.get("evidence") if isinstance(fields.get("evidence"), dict) else {}
+            fields.update(rule=UNKNOWN, evidence={**evidence, "recorded_rule": rule}, phase="")
+        if fields.get("explained_by") is not None and fields["explained_by"] not in KINDS:
+            fields["explained_by"] = None
+        return cls(**fields)
+
     def __repr__(self) -> str:
         return f"Finding({self.severity}: {self.rule}: {self.title})"
 
 
+def worst_severity(findings: Iterable[Finding]) -> str:
+    """"error", "warning" or "info", the worst over all `findings`; "ok" when there are none."""
+    worst = min((SEVERITIES.index(f.severity) for f in findings), default=None)
+    return "ok" if worst is None else SEVERITIES[worst]
+
+
 def _root_key(f: Finding, index: int) -> tuple[Any, ...]:
     first = f.first_seen if f.first_seen is not None else -1  # preflight (None) before any step
-    return (f.severity == "info", PHASES.index(f.phase), f.rule not in EXPLAINS, SEVERITIES.index(f.severity), first, index)
+    return (f.severity == "info", PHASES.index(f.phase), not is_cause(f.rule), SEVERITIES.index(f.severity), first, index)
 
 
 def rank(findings: Iterable[Finding]) -> list[Finding]:
     """Root causes first, each followed by the symptoms it explains (with `explained_by` set).
 
     A finding is a symptom when another present finding explains it
-    (`diagnose.causes.EXPLAINS`). The table is acyclic, so a depth-first walk
+    (`diagnose.kinds.explains`). The declarations are acyclic, so a depth-first walk
     from the roots that emits a symptom right after the last of its present
     causes puts every cause before every symptom it explains, whatever the input
     order and severities; `explained_by` names its first-listed cause. See the

@@ -49,28 +49,7 @@ RULE_DEAD = "docs/lectures.md §1: a ReLU that is never active gets no gradient;
 RULE_SATURATED = "docs/lectures.md §1/§3: saturated tanh/sigmoid units have dσ/dx≈0 and kill the gradient"
 RULE_GRADIENTS = "docs/lectures.md §3: weight gradients are upstream gradient × input, so they shrink or grow with the activations"
 RULE_SYMMETRY = "docs/lectures.md §3: with all-zero weights every neuron computes the same output and gets the same gradient"
-FIX_SYMMETRY = "initialise weights randomly: He (ReLU) or Xavier (tanh), e.g. model.init = 'he'"
 RULE_UPDATES = "docs/lectures.md §7: ||ΔW||/||W|| per layer should be about 1e-3; higher -> lower the LR, lower -> raise it"
-
-
-# The id a fault of the initialisation gets when it first appears during training instead
-# (a different cause: the learning rate, not the init scale; see diagnose.causes).
-IN_TRAINING = {
-    "dead_relu_at_init": "relu_died_in_training",
-    "saturation_at_init": "saturated_in_training",
-    "activations_vanish": "activations_vanished_in_training",
-    "activations_explode": "activations_exploded_in_training",
-    "gradients_vanish": "gradients_vanished_in_training",
-    "gradients_explode": "gradients_exploded_in_training",
-}
-
-# Their fixes: the learning rate moved the network there, not its initial scale.
-TRAINING_FIX = {
-    "relu_died_in_training": "lower the learning rate (run the range test), or use Leaky ReLU; keep biases at 0 / 0.01",
-    "saturated_in_training": "lower the learning rate, or add batch norm before the tanh/sigmoid",
-    "activations_exploded_in_training": "lower the learning rate, add weight decay or batch norm",
-    "gradients_exploded_in_training": "lower the learning rate, or clip the gradient norm (train.max_norm)",
-}
 
 
 def _finite(x: Any) -> bool:
@@ -123,7 +102,6 @@ def activation_scale(layers: LayerStats, where: dict[str, Any] | None = None, in
                 f"activations vanish with depth: std {ref:.3g} in {_where(first_name)} falls to {smallest[1]:.3g} in layer {smallest[0]}",
                 evidence={**(where or {}), "act_std": stds, "ratio": smallest[1] / ref},
                 lecture_rule=RULE_INIT,
-                fix="initialise with Xavier (tanh) or He (ReLU) instead of a small constant scale, or add batch norm",
             )
         )
     sev = _severity(largest[1] / ref, EXPLODE_WARN, EXPLODE_ERROR)
@@ -135,7 +113,6 @@ def activation_scale(layers: LayerStats, where: dict[str, Any] | None = None, in
                 f"activations explode with depth: std {ref:.3g} in {_where(first_name)} grows to {largest[1]:.3g} in layer {largest[0]}",
                 evidence={**(where or {}), "act_std": stds, "ratio": largest[1] / ref},
                 lecture_rule=RULE_INIT,
-                fix="scale the initial weights by 1/sqrt(fan_in) (Xavier) or sqrt(2/fan_in) (He), or add batch norm",
             )
         )
     return found
@@ -157,7 +134,6 @@ def dead_units(layers: LayerStats, where: dict[str, Any] | None = None) -> list[
             f"{dead[worst]:.0%} of the ReLU units in layer {worst} are dead (never active on the batch)",
             evidence={**(where or {}), "dead_fraction": dead},
             lecture_rule=RULE_DEAD,
-            fix="use He init with zero (or 0.01) biases; if it happens during training, lower the learning rate or try Leaky ReLU",
         )
     ]
 
@@ -178,7 +154,6 @@ def saturated_units(layers: LayerStats, where: dict[str, Any] | None = None) -> 
             f"{sat[worst]:.0%} of the {layers[worst].get('type', '')} outputs in layer {worst} are saturated (at ±1 / 0-1)",
             evidence={**(where or {}), "saturated_fraction": sat},
             lecture_rule=RULE_SATURATED,
-            fix="shrink the initial weights to Xavier scale N(0,1)/sqrt(fan_in), standardise the inputs, or use ReLU",
         )
     ]
 
@@ -208,7 +183,6 @@ def gradient_flow(params: dict[str, dict[str, Any]], where: dict[str, Any] | Non
                 f"gradients vanish towards the input: relative gradient {first:.2g} in {names[0]} vs {last:.2g} in {names[-1]}",
                 evidence=evidence,
                 lecture_rule=RULE_GRADIENTS,
-                fix="use He/Xavier init, ReLU instead of saturating activations, or batch norm",
             )
         ]
     if first > 0 and (sev := _severity(first / max(last, 1e-300), GRAD_RATIO_WARN, GRAD_RATIO_ERROR)):
@@ -219,7 +193,6 @@ def gradient_flow(params: dict[str, dict[str, Any]], where: dict[str, Any] | Non
                 f"gradients explode towards the input: relative gradient {first:.2g} in {names[0]} vs {last:.2g} in {names[-1]}",
                 evidence=evidence,
                 lecture_rule=RULE_GRADIENTS,
-                fix="scale the initialisation down (Xavier/He), add batch norm, or lower the learning rate",
             )
         ]
     return []
@@ -238,7 +211,6 @@ def zero_weights(params: dict[str, dict[str, Any]], where: dict[str, Any] | None
             f"the weights of {zero[0]} are all zero: every unit computes the same output, so symmetry is never broken",
             evidence={**(where or {}), "zero_weights": zero},
             lecture_rule=RULE_SYMMETRY,
-            fix=FIX_SYMMETRY,
         )
     ]
 

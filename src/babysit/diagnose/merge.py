@@ -26,7 +26,7 @@ def merge_findings(record: Any, check: dict[str, Any] | None = None) -> list[Fin
     """
     checks = (check or {}).get("checks", [])
     split = next((i + 1 for i, c in enumerate(checks) if c.get("name") == "init_health"), 0)
-    before, after = ([Finding(**f) for c in part for f in c.get("findings", [])] for part in (checks[:split], checks[split:]))
+    before, after = ([Finding.from_dict(f) for c in part for f in c.get("findings", [])] for part in (checks[:split], checks[split:]))
     curve_rules = [name for name in RULES.names() if name not in LAYER_RULES]
     found = before + diagnose(record, rules=LAYER_RULES) + after + diagnose(record, rules=curve_rules)
     seen: set[str] = set()

@@ -26,6 +26,7 @@ from typing import Any
 
 from babysit.diagnose import layer_rules
 from babysit.diagnose.findings import SEVERITIES, Finding, rank
+from babysit.diagnose.kinds import KINDS, training_twin
 from babysit.diagnose.record import RunView, run_view
 from babysit.registry import Registry
 
@@ -91,7 +92,7 @@ def _by_phase(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str
     training later hides part of it (the 0.01-init tanh net's deep layers grow
     back from 1e-10 to 1e-2). A fault absent at the first probe that fires later
     (ReLUs dying at a high learning rate) is a training fault: it gets the id of
-    `layer_rules.IN_TRAINING`, the step where it first fired, and the evidence of
+    its kind's training twin (`diagnose.kinds.training_twin`), the step where it first fired, and the evidence of
     the probe where it was worst (the latest at a tie). A fault of the
     initialisation that persists keeps its id, with the evidence of its worst
     probe (the latest at a tie).
@@ -117,8 +118,9 @@ def _by_phase(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str
                 later[f.rule] = (f, where, seen)
     trained = []
     for f, where, seen in later.values():
-        rule = layer_rules.IN_TRAINING.get(f.rule, f.rule)
-        trained.append(replace(_at(f, where, rule, "training", seen), fix=layer_rules.TRAINING_FIX.get(rule, f.fix)))
+        # The training twin's own fix: the learning rate moved the network there, not its initial scale.
+        rule = training_twin(f.rule)
+        trained.append(replace(_at(f, where, rule, "training", seen), fix=KINDS[rule].fix))
     return at_init + trained
 
 
@@ -147,7 +149,6 @@ def loss_explodes(run: RunView) -> list[Finding]:
             f"the loss exploded: {why}",
             evidence=evidence,
             lecture_rule="docs/lectures.md §7: loss explodes / NaN -> learning rate too high; §6: stop a run whose cost exceeds 3x the initial cost",
-            fix="lower the learning rate 10x (run the learning-rate range test to pick one)",
         )
     ]
 
@@ -201,7 +202,6 @@ def loss_flat(run: RunView) -> list[Finding]:
             f"the loss is flat: {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs ({drop:.1%} lower){_accuracy_note(accs)}",
             evidence={"train_loss": losses, "train_accuracy": accs, "relative_drop": drop, "lr": lr[-1] if lr else None},
             lecture_rule="docs/lectures.md §7: loss flat -> learning rate too low (§5: 1e-6 barely moves the loss)",
-            fix="raise the learning rate 10-100x (the learning-rate range test proposes one)",
         )
     ]
 
@@ -225,7 +225,6 @@ def flat_then_drop(run: RunView) -> list[Finding]:
                     f"the loss stayed flat for {k + 1} epochs at {losses[0]:.4g}, then dropped to {losses[k + 1]:.4g} in epoch {k + 2}",
                     evidence={"train_loss": losses, "flat_epochs": k + 1},
                     lecture_rule="docs/lectures.md §7: flat then sudden drop -> bad initialisation",
-                    fix="initialise with He (ReLU) or Xavier (tanh) so training starts moving at once, or add batch norm",
                 )
             ]
     return []
@@ -251,7 +250,6 @@ def plateau(run: RunView) -> list[Finding]:
             f"(rises in {rises} of {len(second) - 1} epochs){_accuracy_note(accs)}",
             evidence={"train_loss": losses, "train_accuracy": accs, "plateau_from_epoch": half + 1},
             lecture_rule="docs/lectures.md §7: fast drop then plateau -> learning rate too high",
-            fix="lower the learning rate 3-10x, or decay it when the loss plateaus",
         )
     ]
 
@@ -294,7 +292,6 @@ def regularization_too_strong(run: RunView) -> list[Finding]:
             f"train accuracy {train[-1]:.2f} stays {gap:.2f} below validation accuracy {val[-1]:.2f}: regularization (dropout) too strong",
             evidence={"train_accuracy": train, "val_accuracy": val},
             lecture_rule="docs/lectures.md §9: dropout keeps p=0.5 of hidden units (0.8 of inputs); it can hurt with little data or a small net",
-            fix="lower dropout (drop at most half of the hidden units) and weight decay, or widen the network",
         )
     ]
 
@@ -318,7 +315,6 @@ def underfitting(run: RunView) -> list[Finding]:
             f"underfitting: train accuracy {train[-1]:.2f} ≈ val {val[-1]:.2f} and the loss has stalled at {losses[-1]:.4g}",
             evidence={"train_accuracy": train, "val_accuracy": val, "train_loss": losses},
             lecture_rule="docs/lectures.md §7: no gap between train and val accuracy -> underfitting: increase capacity",
-            fix="increase capacity (wider or deeper layers), reduce regularization, or train longer",
         )
     ]
 
@@ -342,7 +338,6 @@ def overfitting(run: RunView) -> list[Finding]:
             + (f"; val loss rose from {min(finite_val):.3g} to {val_loss[-1]:.3g}" if rose else ""),
             evidence={"train_accuracy": train, "val_accuracy": val, "val_loss": val_loss, "gap": gap},
             lecture_rule="docs/lectures.md §7: a big gap between train and val accuracy -> overfitting",
-            fix="increase regularization (weight decay, dropout p=0.5, data augmentation) or get more data; stop at the best val epoch",
         )
     ]
 

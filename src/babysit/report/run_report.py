@@ -38,7 +38,7 @@ from babysit.checks.lr_range import plot_lr_range
 from babysit.checks.preflight import CHECK_FILE
 from babysit.config import RunConfig
 from babysit.data.datasets import Dataset
-from babysit.diagnose.findings import Finding, findings_table
+from babysit.diagnose.findings import Finding, findings_table, worst_severity
 from babysit.diagnose.merge import merge_findings
 from babysit.errors import BabysitError, DataError
 from babysit.report import plots
@@ -87,7 +87,7 @@ def read_check(path: Path) -> dict[str, Any] | None:
             raise TypeError("no list of checks")
         for c in saved["checks"]:
             for f in c.get("findings", []):
-                Finding(**f)  # every finding must be one babysit can read
+                Finding.from_dict(f)  # every finding must be one babysit can read (an undeclared kind reads as "unknown")
     except (TypeError, ValueError, AttributeError):
         raise DataError(f"'{file}' is not a babysit check report; rewrite it with `babysit check --out {path}`") from None
     return saved
@@ -190,8 +190,8 @@ class RunReport:
 
     @property
     def status(self) -> str:
-        """"error", "warning", "info" (the worst finding) or "ok"."""
-        return self.findings[0].severity if self.findings else "ok"
+        """"error", "warning", "info" (the worst severity over all findings) or "ok"."""
+        return worst_severity(self.findings)
 
     def page(self) -> Page:
         """The HTML page (see the module docstring for its sections)."""

@@ -1,7 +1,7 @@
 """Repairs for `doctor(..., fix=True)`: from a root-cause finding to a changed config, model or data, and whether it helped.
 
-Each root cause the diagnosis names maps to one kind of fix (`FIXES`), applied
-to what the user gave (never in place):
+Each root cause the diagnosis names maps to one kind of fix (its kind's `repair`,
+`diagnose.kinds`), applied to what the user gave (never in place):
 
 - learning rate: `train.lr` = the range test's proposal (docs/lectures.md §5.4),
   or 10x down / up when the test proposed nothing;
@@ -36,6 +36,7 @@ from babysit.data.datasets import Dataset
 from babysit.data.preprocess import prepare
 from babysit.diagnose import significance
 from babysit.diagnose.findings import Finding, root_causes
+from babysit.diagnose.kinds import KINDS
 from babysit.nn.init import apply_init
 from babysit.nn.models import MODELS
 from babysit.registry import accepted_options
@@ -43,21 +44,6 @@ from babysit.registry import accepted_options
 if TYPE_CHECKING:
     from babysit.checks.preflight import CheckReport
     from babysit.workflows.doctor import DoctorResult
-
-_LR_HIGH = ("lr_too_high", "loss_explodes", "update_ratio_high", "plateau", "relu_died_in_training", "saturated_in_training",
-            "gradients_exploded_in_training", "activations_exploded_in_training")  # fmt: skip
-_LR_LOW = ("lr_too_low", "loss_flat", "update_ratio_low")
-_INIT = ("init_symmetry", "regularization_no_effect", "dead_relu_at_init", "saturation_at_init", "activations_vanish",
-         "activations_explode", "gradients_vanish", "gradients_explode", "initial_loss_high", "flat_then_drop")  # fmt: skip
-_DATA = ("data_scales", "data_not_centred", "data_leak")
-_REG = ("regularization_dominates", "regularization_too_strong")
-
-# Root-cause id -> the kind of fix `plan_repair` applies.
-FIXES: dict[str, str] = {
-    **dict.fromkeys(_LR_HIGH, "lr_down"), **dict.fromkeys(_LR_LOW, "lr_up"), **dict.fromkeys(_INIT, "reinit"),
-    **dict.fromkeys(_DATA, "standardize"), **dict.fromkeys(_REG, "less_regularization"),
-    "underfitting": "more_capacity", "capacity_too_small": "more_capacity", "overfitting": "more_regularization",
-}  # fmt: skip
 
 _RELU_FAMILY = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.ReLU6)
 _SATURATING = ("tanh", "sigmoid")
@@ -159,7 +145,7 @@ def plan_repair(finding: Finding, cfg: RunConfig, model: nn.Module | None, data:
         check: its preflight report (the range test's proposal lives there).
         own_data: the data was given (fixed in memory), not loaded from `cfg.data` (fixed in the config).
     """
-    kind = FIXES.get(finding.rule)
+    kind = KINDS[finding.rule].repair if finding.rule in KINDS else None
     advice = Plan(finding.rule, finding.fix or "no automatic fix", cfg, model, data, applied=False)
     if kind in ("lr_down", "lr_up"):
         new_cfg, change = _lr_plan(finding, cfg, check.suggested_lr, kind == "lr_down")
