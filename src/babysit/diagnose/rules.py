@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from babysit.diagnose import layer_rules
+from babysit.diagnose import layer_rules, program_rules
 from babysit.diagnose.findings import SEVERITIES, Finding, rank
 from babysit.diagnose.kinds import KINDS, training_twin
 from babysit.diagnose.record import RunView, run_view
@@ -122,6 +122,13 @@ def _by_phase(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str
         rule = training_twin(f.rule)
         trained.append(replace(_at(f, where, rule, "training", seen), fix=KINDS[rule].fix))
     return at_init + trained
+
+
+@RULES.register("program")
+def program(run: RunView) -> list[Finding]:
+    """The training program's own faults (gradients, optimiser, modes, schedule, loss, batch), from its facts (program.json)."""
+    # A damaged or foreign program.json says nothing (the report notes it as skipped).
+    return program_rules.program_findings(run.program, run.metrics) if program_rules.readable(run.program) else []
 
 
 @RULES.register("loss_explodes")

@@ -39,7 +39,9 @@ from babysit.checks.preflight import CHECK_FILE
 from babysit.config import RunConfig
 from babysit.data.datasets import Dataset
 from babysit.diagnose.findings import Finding, findings_table, worst_severity
+from babysit.diagnose import confirm
 from babysit.diagnose.merge import merge_findings
+from babysit.diagnose.program_rules import program_checks, readable
 from babysit.errors import BabysitError, DataError
 from babysit.report import plots
 from babysit.report.classes import ClassAccuracy, class_accuracy
@@ -159,7 +161,11 @@ def read_around(path: str | Path) -> tuple[RunRecord, list[str]]:
         probes=_read_lines(p / "probes.jsonl", skipped),
         events=_read_lines(p / "events.jsonl", skipped),
         summary=_read_object(p / "summary.json", skipped),
+        program=_read_object(p / "program.json", skipped),
     )
+    if record.program is not None and not readable(record.program):
+        skipped.append("program.json: not babysit's program facts (no program checks shown)")
+        record.program = None
     if record.summary is not None and not isinstance(record.summary.get("status"), str):
         skipped.append("summary.json: no status")
         record.summary = None
@@ -197,6 +203,7 @@ class RunReport:
         """The HTML page (see the module docstring for its sections)."""
         page = Page(f"babysit report: {self.record.name}")
         self._findings(page.section("Findings"))
+        self._program(page.section("Training program"))
         self._curves(page.section("Learning curves"))
         self._probes(page)
         self._classes(page.section("Per-class validation accuracy"))
@@ -219,6 +226,17 @@ class RunReport:
         console.print(Group(facts, body))
         for part in self.skipped:
             console.print(f"[yellow]skipped:[/] {escape(part)}", highlight=False, soft_wrap=True)
+        for check, status, detail in program_checks(self.record.program):
+            if status == "not run":
+                console.print(f"[dim]program check not run:[/] {escape(check)}: {escape(detail)}", highlight=False, soft_wrap=True)
+
+    def _program(self, sec: Section) -> None:
+        rows = program_checks(self.record.program)
+        if not rows:
+            sec.text("No program facts (program.json) in this run folder: it was recorded before babysit read the training program.", "note")
+            return
+        sec.text(f"What babysit read from the training loop ({self.record.program.get('where', '?')}) by hooks: which checks ran, and why others could not.")
+        sec.table(["check", "status", "detail"], [list(r) for r in rows], cell_classes=[["", "sev-pass" if s == "ran" else "note", ""] for _, s, _ in rows])
 
     def _findings(self, sec: Section) -> None:
         sec.text(" · ".join(f"{k}: {fmt(v)}" for k, v in self.facts.items()))
@@ -355,4 +373,5 @@ def run_report(path: str | Path, *, per_class: bool = True, data: Dataset | None
             classes = class_accuracy(record, data)
         except BabysitError as e:
             note = str(e)
-    return RunReport(record, merge_findings(record, check), check, classes, note, tuple(skipped))
+    findings = confirm.apply(merge_findings(record, check), confirm.load(record.path))  # doctor's experiments, when it ran them
+    return RunReport(record, findings, check, classes, note, tuple(skipped))

@@ -27,6 +27,7 @@ from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
 from babysit.train.record import RunRecorder, create_run_dir, load_run
 from babysit.watch.probes import watch
+from babysit.watch.program import ProgramWatch
 
 
 def start_run(
@@ -100,10 +101,11 @@ def _train(
             _check_same_data(checkpoint, data)
         guard = DivergenceGuard(cfg.watch.divergence_factor)
         checkpointer = Checkpointer(path / "checkpoints", config=cfg.to_dict())
+        program = ProgramWatch(sink=recorder.program, where="fit", loss_known=True)
         with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
             done = run(
                 cfg,
-                callbacks=[guard, probes, checkpointer, recorder, *callbacks],
+                callbacks=[guard, probes, program, checkpointer, recorder, *callbacks],
                 progress=progress,
                 data=data,
                 resume_from=checkpoint,
