@@ -24,12 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
-
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from babysit.diagnose.kinds import KINDS, PHASES, UNKNOWN, explains, is_cause, kind_of, phase_of
+
+if TYPE_CHECKING:  # rich loads when a table is drawn: diagnosing a run does without it
+    from rich.table import Table
 
 SEVERITIES = ("error", "warning", "info")
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -196,6 +196,9 @@ def root_causes(ranked: list[Finding], severity: str = "error") -> list[Finding]
 
 def findings_table(findings: Iterable[Finding], title: str = "diagnosis") -> Table:
     """A rich table of ranked findings: severity, problem, fix and the lecture rule."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=title, show_lines=True)
     table.add_column("severity")
     table.add_column("problem (evidence)")

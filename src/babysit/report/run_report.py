@@ -43,7 +43,6 @@ from babysit.diagnose import confirm
 from babysit.diagnose.merge import merge_findings
 from babysit.diagnose.program_rules import program_checks, readable
 from babysit.errors import BabysitError, DataError
-from babysit.report import plots
 from babysit.report.classes import ClassAccuracy, class_accuracy
 from babysit.report.html import Page, Section
 from babysit.train.record import RunRecord
@@ -254,6 +253,8 @@ class RunReport:
             sec.card(f.title, fields, tag=f.severity)
 
     def _curves(self, sec: Section) -> None:
+        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
         fig = plots.learning_curves(self.record.metrics, self.facts.get("best epoch"))
         if fig is None:
             sec.text("No epoch finished: nothing to plot.", "note")
@@ -261,6 +262,8 @@ class RunReport:
         sec.figure(fig, caption="train (o) and validation (s) per epoch; docs/lectures.md §7 reads these shapes")
 
     def _probes(self, page: Page) -> None:
+        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
         probes = self.record.probes
         sec = page.section("Activations per layer")
         if not probes:
@@ -283,6 +286,8 @@ class RunReport:
                 target.figure(fig, caption=caption)
 
     def _classes(self, sec: Section) -> None:
+        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
         c = self.classes
         if c is None:
             sec.text(f"Not available: {self.classes_note}", "note")
@@ -297,6 +302,8 @@ class RunReport:
         sec.figure(plots.confusion(c.matrix, c.class_names), caption="confusion matrix, each row normalised by its class's samples")
 
     def _checks(self, sec: Section) -> None:
+        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
         if self.check is None:
             sec.text(f"No {CHECK_FILE} here: run `babysit check --out {self.record.path}` (or `babysit doctor`) to add the checks.", "note")
             return
