@@ -392,3 +392,23 @@ def test_the_report_says_which_program_checks_could_not_run_and_reads_a_damaged_
     (run.path / "program.json").write_text('{"grad": [1, 2], "params": "x"}', encoding="utf-8")
     report = run_report(run.path, per_class=False)
     assert any("program.json: not babysit's" in s for s in report.skipped)
+
+
+def test_eval_share_weights_the_sparse_later_observations_by_the_steps_they_stand_for():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from babysit.diagnose.program_rules import eval_share
+
+    # Observed at 1, 2, 4, 8, 16 in training mode, then in eval mode from step 32 to the end (96 steps).
+    assert eval_share({"changes": [[1, False], [32, True]], "last_step": 64}, 96) == 65 / 96
+    assert eval_share({"changes": [[1, True]], "last_step": 64}, 96) == 1.0
+    assert eval_share({}, 96) == 0.0
+
+    @given(st.lists(st.integers(1, 500), min_size=1, max_size=12, unique=True), st.booleans(), st.integers(0, 600))
+    def share_in_unit_interval(steps, first, extra):
+        steps = sorted(steps)
+        changes = [[s, (i % 2 == 0) == first] for i, s in enumerate(steps)]
+        assert 0.0 <= eval_share({"changes": changes, "last_step": steps[-1]}, steps[-1] + extra) <= 1.0
+
+    share_in_unit_interval()

@@ -108,7 +108,7 @@ def last_module(model: nn.Module) -> nn.Module | None:
 
 
 def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int, head: Tensor | None = None) -> list[Finding]:
-    """Faults of the class scores: the wrong shape for the labels, or an activation applied before the loss.
+    """An activation applied to the class scores before the loss (their shape was checked before any check ran).
 
     The activation is read from the model's last module when it is one. Else the
     scores are compared with the output of the last affine layer (`head`, when
@@ -118,18 +118,6 @@ def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int, 
     score with exact zeros (a ReLU). Scores identical across the classes of every
     sample (symmetric weights) say nothing about an activation.
     """
-    if scores.ndim != 2 or scores.shape[1] != num_classes or (len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes)):
-        shape = tuple(scores.shape)
-        return [
-            Finding(
-                "labels_outputs_mismatch",
-                "error",
-                f"the model outputs scores of shape {shape} for {num_classes} classes with labels in [{int(y.min())}, {int(y.max())}]",
-                evidence={"score_shape": list(shape), "num_classes": num_classes, "label_min": int(y.min()), "label_max": int(y.max())},
-                lecture_rule="docs/lectures.md §5: the loss needs one score per class, (N, C), and labels in 0..C-1",
-                fix=f"make the last layer output {num_classes} scores (one per class) and the labels integers 0..{num_classes - 1}",
-            )
-        ]
     last = last_module(model)
     s = scores.detach().float()
     if isinstance(last, _SCORE_ACTIVATIONS):

@@ -126,10 +126,6 @@ declare("input_independent", "data", "labels that do not match the inputs, or in
         {"overfitting", "underfitting", "loss_flat"})
 declare("input_baseline_inconclusive", "data", "a validation split too small to tell whether the model uses its inputs",
         "use a larger validation split (data.val_fraction), or rerun the check with more data")
-declare("labels_outputs_mismatch", "data", "class scores that do not match the labels",
-        "make the last layer output one score per class and the labels integers 0..C-1",
-        {"initial_loss_high", "initial_loss_low", "overfit_failed", "loss_explodes", "loss_flat"})
-
 # -- program: what the training code does, read by hooks (watch.program) --------------------------------------------
 # A program that never applies its gradients: nothing downstream learns, whatever the learning rate.
 _NO_LEARNING = frozenset({

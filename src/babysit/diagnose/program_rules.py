@@ -163,10 +163,22 @@ def gradients(grad: Facts, steps: int, forwards: int, epochs: int) -> list[Findi
     return found
 
 
-def modes(m: Facts) -> list[Finding]:
-    """Dropout and batch norm in eval mode during training steps."""
+def eval_share(m: Facts, steps: int) -> float:
+    """The share of the run's steps that ran with dropout / batch norm in eval mode, from where the modes changed."""
+    changes = [c for c in m.get("changes") or [] if isinstance(c, list) and len(c) == 2]
+    end = max(steps, m.get("last_step", 0))
+    if not changes or end <= 0:
+        return 0.0
+    spans = zip(changes, [*changes[1:], [end + 1, None]])
+    # Steps before the first observation count as its state: the first observed step is step 1 but for a resumed run.
+    return sum(b[0] - (a[0] if i else 1) for i, (a, b) in enumerate(spans) if a[1]) / end
+
+
+def modes(m: Facts, steps: int = 0) -> list[Finding]:
+    """Dropout and batch norm in eval mode during training steps (for a quarter of the steps, at least two observed)."""
     observed = m.get("observed", 0)
-    if not m.get("mode_modules") or not m.get("eval_steps") or not _systematic(m.get("eval_count", 0), observed):
+    share = eval_share(m, steps)
+    if not m.get("mode_modules") or not m.get("eval_steps") or m.get("eval_count", 0) < min(2, observed) or share < 0.25:
         return []
     if m.get("eval_frozen") and not m.get("eval_dropout") and not m.get("model_eval_count"):
         return []  # only batch norm over frozen parameters held in eval mode: a deliberate transfer-learning choice
@@ -175,10 +187,10 @@ def modes(m: Facts) -> list[Finding]:
     who = "the model is in eval mode" if whole else "some dropout / batch-norm layers are in eval mode"
     return [Finding(
         "eval_mode_in_training", "error" if whole else "warning",
-        f"{who} during training steps (from step {first}, {m['eval_count']} of {observed} observed): "
+        f"{who} during training steps (from step {first}: {share:.0%} of the run's steps, {m['eval_count']} of {observed} observed): "
         f"{_names(m.get('eval_modules', []), len(m.get('eval_modules', [])))} do not train as they should "
         "(dropout off: no regularization; batch norm: running statistics instead of the batch's, never updated)",
-        evidence={k: m.get(k) for k in ("eval_steps", "eval_count", "model_eval_count", "eval_modules", "observed")},
+        evidence={**{k: m.get(k) for k in ("eval_steps", "eval_count", "model_eval_count", "eval_modules", "observed")}, "share_of_steps": share},
         lecture_rule=RULE_MODES, first_seen=first,
     )]  # fmt: skip
 
@@ -305,7 +317,7 @@ def program_findings(facts: Facts | None, metrics: list[dict[str, Any]] | None =
     return [
         *coverage(facts.get("params") or {}),
         *gradients(facts.get("grad") or {}, facts.get("steps", 0), facts.get("forwards", 0), epochs),
-        *modes(facts.get("modes") or {}),
+        *modes(facts.get("modes") or {}, facts.get("steps", 0)),
         *learning_rate(facts.get("lr") or {}, facts.get("epoch_steps") or []),
         *loss(facts, metrics),
         *batch(facts.get("batch") or {}),

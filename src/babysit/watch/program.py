@@ -258,7 +258,8 @@ class ProgramWatch:
         self._last_forward = self._last_grad = 0
         self._grad: Facts = {"not_reset": [], "cleared": [], "no_backward": [], "not_reset_count": 0, "cleared_count": 0,
                              "no_backward_count": 0, "observed": 0}  # fmt: skip
-        self._modes: Facts = {"eval_steps": [], "model_eval_steps": [], "eval_modules": [], "eval_count": 0, "model_eval_count": 0, "observed": 0}
+        self._modes: Facts = {"eval_steps": [], "model_eval_steps": [], "eval_modules": [], "eval_count": 0, "model_eval_count": 0, "observed": 0,
+                              "changes": [], "last_step": 0}  # fmt: skip
         self._lr: Facts = {"initial": None, "peak": 0.0, "last": None, "lowest": None, "collapsed_steps": 0, "first_collapsed": None,
                            "zero_steps": 0, "changes": 0, "change_steps": [], "steps": 0}  # fmt: skip
         self._scores_facts: Facts = {"observed": 0, "probabilities": 0, "log_probabilities": 0, "non_finite": 0, "classes": None}
@@ -466,6 +467,12 @@ class ProgramWatch:
         m = self._modes
         m["observed"] += 1
         eval_mods = [(n, mod) for n, mod in self._mode_mods if not mod.training]
+        # Where the modes change, by step: the light schedule watches the first steps closely and later ones
+        # sparsely, so a share of the *steps* (not of the observations) says how much of the run was affected.
+        state = bool(eval_mods)
+        if (not m["changes"] or m["changes"][-1][1] != state) and len(m["changes"]) < 2 * KEEP:
+            m["changes"].append([step, state])
+        m["last_step"] = step
         if eval_mods:
             m["eval_count"] += 1
             if len(m["eval_steps"]) < KEEP:
