@@ -288,6 +288,15 @@ def test_examples_mixed_across_the_batch_are_named_with_batch_norm_accounted_for
     # Batch norm in training mode mixes the batch by design: measured in eval mode, a BN net is clean.
     bn = mlp(0.5, bn=True).train()
     assert batch_dependence(bn, x)["changed"] == 0 and bn.training and bn[1].training  # modes restored
+    # A dropout that ignores self.training stays random in eval mode: both passes draw the same masks, so that
+    # is the eval-mode check's finding, not a batch mixed up.
+    class AlwaysDropout(nn.Module):
+        def forward(self, x):
+            return x * (torch.rand_like(x) > 0.5) * 2
+
+    state = torch.random.get_rng_state()
+    assert batch_dependence(nn.Sequential(AlwaysDropout(), nn.Linear(20, 4)), x)["changed"] == 0
+    assert torch.equal(torch.random.get_rng_state(), state)  # the run's random stream is untouched
     no_stats = nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8, track_running_stats=False))
     assert batch_dependence(no_stats, x) == {"tested": False, "reason": "a batch norm without running statistics normalises over the batch in eval mode too"}
 

@@ -5,12 +5,16 @@ faults that explain nothing of each other (a learning rate and an initialisation
 say) both stand as roots, and their order is then only a convention. Where babysit
 owns the loop (`doctor`, and `auto` through it), it can ask the program instead:
 for each candidate, the same short look is run with that one cause fixed (the fix
-`doctor --fix` would apply, `workflows.repair`), and the validation accuracies are
+`doctor --fix` would apply, `workflows.repair`, and nothing else: not the learning
+rate a repair round retunes after a change of scale, which would fix a
+learning-rate fault too and confound the two), and the validation accuracies are
 compared with the first look's on the same validation split:
 
 - **confirmed**: the fix raised the validation accuracy beyond its noise (the
-  one-sided 95% two-proportion test of `diagnose.significance`), the most of all
-  candidates: this cause is named first, at error level, with the numbers;
+  one-sided 95% two-proportion test of `diagnose.significance`), and no other
+  candidate's fix raised it more beyond noise (among those level with the best,
+  the diagnosis's own order decides): this cause is named first, at error level,
+  with the numbers;
 - **helped**: it raised it beyond noise too, but less than the confirmed one;
 - **refuted**: it did not (the finding stays, with the experiment as evidence).
 
@@ -76,8 +80,16 @@ def judge(baseline: float | None, results: list[tuple[Finding, str, float | None
         # Strictly higher: with both accuracies at 0 or 1 the standard error is 0 and "no change" would pass.
         return acc > baseline and significance.verdict(acc - baseline, se, 0.0) == "pass"
 
-    helped = [(acc, i) for i, (_, _, acc, _, _) in enumerate(results) if rises(acc)]
-    best = max(helped)[1] if helped else None
+    helped = [i for i, (_, _, acc, _, _) in enumerate(results) if rises(acc)]
+    top = max((results[i][2] for i in helped), default=None)
+
+    def level_with_top(i: int) -> bool:
+        acc = results[i][2]
+        se = significance.proportion_se(top, n_val, acc, n_val)
+        return significance.verdict(top - acc, se, 0.0) != "pass"
+
+    # Among the fixes the best one does not beat beyond noise, the diagnosis's own order decides (the first candidate).
+    best = next((i for i in helped if level_with_top(i)), None)
     out = []
     for i, (f, change, acc, seconds, run_dir) in enumerate(results):
         verdict = "confirmed" if i == best else "helped" if rises(acc) else "refuted"

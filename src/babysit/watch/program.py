@@ -127,7 +127,8 @@ def batch_dependence(model: nn.Module, x: Tensor) -> Facts:
     with those of `x` with its first example replaced by another one: any other
     example's output that changes beyond float rounding was mixed with the first
     (`view` where `permute` was meant, a recurrent layer reading the batch as time).
-    The model's modes and the random generators are restored; gradients are not recorded.
+    Both passes draw the same random numbers; the model's modes and the random generators are
+    restored; gradients are not recorded.
     """
     if not isinstance(x, Tensor) or x.ndim < 2 or len(x) < 3 or not x.is_floating_point():
         return {"tested": False, "reason": "needs a floating-point batch of at least 3 examples"}
@@ -137,20 +138,23 @@ def batch_dependence(model: nn.Module, x: Tensor) -> Facts:
     if other is None:
         return {"tested": False, "reason": "every example of the batch is the same"}
     modes = [(m, m.training) for m in model.modules()]
-    rng = torch.random.get_rng_state()
-    try:
-        model.eval()
-        with torch.no_grad():
-            before = model(x)
-            swapped = x.clone()
-            swapped[0] = x[other]
-            after = model(swapped)
-    except Exception as e:  # the user's forward: whatever it raises, the training run is not ours to break
-        return {"tested": False, "reason": f"the model's forward raised {type(e).__name__} in eval mode"}
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        torch.random.set_rng_state(rng)
+    swapped = x.clone()
+    swapped[0] = x[other]
+    # Both passes draw the same random numbers (a layer that stays random in eval mode, e.g. a dropout that
+    # ignores self.training, is the eval-mode check's to name), and the run's generators are left as they were.
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        try:
+            model.eval()
+            with torch.no_grad():
+                torch.manual_seed(0)
+                before = model(x)
+                torch.manual_seed(0)
+                after = model(swapped)
+        except Exception as e:  # the user's forward: whatever it raises, the training run is not ours to break
+            return {"tested": False, "reason": f"the model's forward raised {type(e).__name__} in eval mode"}
+        finally:
+            for m, mode in modes:
+                m.training = mode
     if not (isinstance(before, Tensor) and isinstance(after, Tensor) and before.shape == after.shape and len(before) == len(x)):
         return {"tested": False, "reason": "the model's output is not one tensor with the batch first"}
     before, after = before.detach().float().flatten(1), after.detach().float().flatten(1)

@@ -143,11 +143,11 @@ def _confirm(
         plan = plan_repair(f, done.config, model, data, done.check, own_data=own_data)
         if not plan.applied:
             return None
-        after = _look(plan.cfg, plan.model, plan.data, runs_dir, f"{done.run_dir.name}-why{i}", settings, progress, False, plan.retune)
-        plan = replace(plan, cfg=after.config)
-        tried[f.rule] = (plan, after)
-        change = plan.change + (f"; train.lr {after.config.train.lr:g} by the range test" if plan.retune else "")
-        return change, best_val_accuracy(after), str(after.run_dir)
+        # The cause alone: no learning-rate retune here (it would answer a learning-rate fault too).
+        after = _look(plan.cfg, plan.model, plan.data, runs_dir, f"{done.run_dir.name}-why{i}", settings, progress, False)
+        if not plan.retune:
+            tried[f.rule] = (plan, after)  # the repair round would run this very look again
+        return plan.change, best_val_accuracy(after), str(after.run_dir)
 
     experiments = confirm.run_experiments(done.findings, best_val_accuracy(done), len(data.val), look)
     if not experiments:
