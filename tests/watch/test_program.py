@@ -294,8 +294,9 @@ def test_examples_mixed_across_the_batch_are_named_with_batch_norm_accounted_for
         def forward(self, x):
             return x * (torch.rand_like(x) > 0.5) * 2
 
+    random_in_eval = nn.Sequential(AlwaysDropout(), nn.Linear(20, 4))
     state = torch.random.get_rng_state()
-    assert batch_dependence(nn.Sequential(AlwaysDropout(), nn.Linear(20, 4)), x)["changed"] == 0
+    assert batch_dependence(random_in_eval, x)["changed"] == 0
     assert torch.equal(torch.random.get_rng_state(), state)  # the run's random stream is untouched
     no_stats = nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8, track_running_stats=False))
     assert batch_dependence(no_stats, x) == {"tested": False, "reason": "a batch norm without running statistics normalises over the batch in eval mode too"}
