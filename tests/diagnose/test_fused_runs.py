@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import babysit as bs
-from babysit.diagnose.layer_rules import activation_scale, saturated_units
+from babysit.diagnose.layer_rules import activation_scale, gradient_flow, is_bias, saturated_units
 from babysit.diagnose.rules import LAYER_RULES
 
 PROBE_RULES = [*LAYER_RULES, "update_ratio"]
@@ -138,3 +138,17 @@ def test_a_gated_state_is_no_vanishing_activation_and_starts_the_comparison_afte
     assert [f.rule for f in vanish] == ["activations_vanish"] and "std 0.08 in layer rnn falls to 8e-06 in layer act" in vanish[0].title
     gates = {"rnn": {"type": "GRU", "act_std": 0.5, "saturated_fraction": 0.6}}
     assert "GRU gate and state values in layer rnn" in saturated_units(gates)[0].title
+
+
+def test_recurrent_and_attention_biases_are_not_judged_as_weights():
+    assert all(is_bias(n) for n in ["0.bias", "rnn.bias_ih_l0", "rnn.bias_hh_l1_reverse", "encoder.self_attn.in_proj_bias"])
+    assert not any(is_bias(n) for n in ["rnn.weight_hh_l0", "encoder.self_attn.in_proj_weight", "biased.weight"])
+    # A bias may start near 0: its relative gradient says nothing about the flow, also when a recurrent layer comes last.
+    params = {
+        "fc.weight": {"grad_norm": 0.1, "weight_norm": 10.0},
+        "rnn.weight_ih_l0": {"grad_norm": 0.1, "weight_norm": 10.0},
+        "rnn.bias_hh_l0": {"grad_norm": 1.0, "weight_norm": 1e-4},
+    }
+    assert gradient_flow(params) == []
+    params["rnn.weight_hh_l0"] = {"grad_norm": 1e4, "weight_norm": 1e-2}
+    assert [f.rule for f in gradient_flow(params)] == ["gradients_vanish"]
