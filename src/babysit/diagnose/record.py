@@ -9,15 +9,18 @@ this JSON schema; the rules read only these parts:
                "layers": {qualified name: {"type", "act_mean", "act_std",
                                             "hist_edges", "hist_counts",
                                             "dead_fraction"        (ReLU family),
-                                            "saturated_fraction"   (tanh/sigmoid)}},
+                                            "saturated_fraction"   (tanh/sigmoid, recurrent),
+                                            "first_step_std", "last_step_std", "time_steps"
+                                                                   (unbounded recurrent states)}},
                "params": {qualified name: {"grad_norm", "weight_norm", "update_ratio"}}}, ...]
     events:  [{"step", "event", "detail"}, ...]
     summary: {"status": "completed" | "stopped" | "diverged", "stop_reason", "test_accuracy", ...} or None
     program: the program's facts (program.json, `watch.program.ProgramWatch.facts`) or None
 
-Layers and params appear in module order (input side first), which is what the
-rules use as depth. Anything with the first four attributes (`RecordLike`) is
-accepted, `program` when it has one; `run_view` also takes the dict form, a `FitResult` or a `History`.
+Layers appear in call order and params in module order (input side first), which
+is what the rules use as depth. Anything with the first four attributes (`RecordLike`)
+is accepted, `program` when it has one; `run_view` also takes the dict form, a
+`FitResult` or a `History`.
 A part or a metric the record lacks makes the rules that need it stay silent;
 a metric name that looks like a misspelling of one they read (`train_acc`,
 Keras' `val_acc`) is rejected with the name to use.

@@ -273,7 +273,7 @@ def update_ratio(run: RunView) -> list[Finding]:
     for probe in settled:
         for name, p in probe["params"].items():
             r = p.get("update_ratio")
-            if not name.endswith("bias") and isinstance(r, (int, float)) and math.isfinite(r):
+            if not layer_rules.is_bias(name) and isinstance(r, (int, float)) and math.isfinite(r):
                 per_param.setdefault(name, []).append(float(r))
     medians = {n: statistics.median(v) for n, v in per_param.items()}
     steps = [p.get("step") for p in settled]
