@@ -101,9 +101,13 @@ def _lr_plan(f: Finding, cfg: RunConfig, suggested: float | None, down: bool) ->
 
 
 def reinitialise(model: nn.Module) -> nn.Module:
-    """A copy of `model` with every Linear/Conv weight He-initialised (Xavier when it has no ReLU-family unit) and zero biases."""
+    """A copy of `model` with every Linear/Conv weight He-initialised (Xavier when it has no ReLU-family unit) and zero biases;
+    recurrent layers (RNN/GRU/LSTM) get torch's own initialisation back, U(-1/sqrt(H), 1/sqrt(H)), which keeps their gates out of saturation."""
     out = copy.deepcopy(model)
     scheme = "he" if any(isinstance(m, _RELU_FAMILY) for m in out.modules()) else "xavier"
+    for m in out.modules():
+        if isinstance(m, nn.RNNBase):
+            m.reset_parameters()
     return apply_init(out, scheme, 0.0)
 
 
