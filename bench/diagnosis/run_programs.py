@@ -18,7 +18,9 @@ kept cases (`peers.verdict`), the false alarms on the healthy twins (any
 error-level finding) and CPU seconds per case. For babysit also top-1 (the
 first root cause names the bug: `run.first_root`), recall (the bug's id
 anywhere), error-level findings on healthy twins and healthy twins with a
-finding whose fix moves the learning rate. Everything goes to --out as JSON.
+finding whose fix moves the learning rate. The scores and every run (its
+findings, final accuracy and CPU seconds; the plain run's validation curve) go
+to --out (programs_results.json).
 """
 
 from __future__ import annotations
@@ -145,6 +147,29 @@ def babysit_scores(outcomes: list[dict[str, Any]], kept: set[str]) -> dict[str, 
     }
 
 
+def compact(outcomes: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """What the results file keeps of each run: no per-epoch history, but the plain run's validation curve (the verification's)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for tool, rows in outcomes.items():
+        out[tool] = []
+        for o in rows:
+            row = {k: v for k, v in o.items() if k != "history"}
+            if tool == "plain" and "history" in o:
+                row["val_curve"] = [round(r["val_accuracy"], 4) for r in o["history"] if "val_accuracy" in r]
+            out[tool].append(row)
+    return out
+
+
+def dump(result: dict[str, Any]) -> str:
+    """The results as JSON: the scores indented, each run's outcome on one line (a rerun's diff shows per case).
+
+    `result` holds "outcomes" (tool -> rows) and at least one other key.
+    """
+    head = json.dumps({k: v for k, v in result.items() if k != "outcomes"}, indent=1, default=str)
+    tools = [f' "{tool}": [\n' + ",\n".join("  " + json.dumps(o, default=str) for o in rows) + "\n ]" for tool, rows in result["outcomes"].items()]
+    return head[:-2] + ',\n "outcomes": {\n' + ",\n".join(tools) + "\n }\n}\n"
+
+
 def print_verification(ver: dict[str, dict[str, Any]]) -> None:
     """Per bug kind: kept / total, mean twin and bug accuracy; then the dropped cases and why."""
     from programs import BUGS
@@ -244,7 +269,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"\nwall {time.perf_counter() - start:.0f} s, CPU {cpu / 60:.1f} min for {len(cases)} cases x {len(tools)} tools")
     Path(args.verification_out).write_text(json.dumps(ver, indent=1))
     result = {"verification": ver, "peers": peer_table, "babysit": babysit, "outcomes": outcomes}
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str))
+    # The verification has its own file; the results file holds the scores and every run.
+    Path(args.out).write_text(dump({"peers": peer_table, "babysit": babysit, "outcomes": compact(outcomes)}))
     print(f"verification: {args.verification_out}\nper-case results: {args.out}")
     return result
 

@@ -61,9 +61,10 @@ def test_smoke_seam_runs_plain_and_both_peers(smoke):
     saved = json.loads((out / "r.json").read_text())
     assert set(saved["outcomes"]) == {"plain", "torchtest2", "torch_audit"}
     n = len(programs.smoke_cases())
-    for tool, rows in saved["outcomes"].items():
+    for tool, rows in result["outcomes"].items():
         assert len(rows) == n and not [r["id"] for r in rows if "error" in r], tool
         assert all(r["seconds"] > 0 and len(r["history"]) == scripts.EPOCHS for r in rows), tool
+    assert all(len(r["val_curve"]) == scripts.EPOCHS for r in saved["outcomes"]["plain"])  # the file keeps the plain curves
     # What each peer's check tests, on the bugs it can and cannot see (peers.py's tables).
     table = result["peers"]
     assert table["torchtest2"]["per_bug"]["detached_body"]["cause"] == 1  # gradient_flow names the cut

@@ -194,20 +194,21 @@ def _train_loop(case: Case, tool, keep_model: bool = False) -> Outcome:
         if case.bug != "eval_mode":
             model.train()  # BUG when missing: evaluate() left the model in eval mode
         order = torch.randperm(len(x), generator=gen)
-        losses = []
+        losses, correct = [], 0
         for i in range(0, len(x), BATCH):
             xb, yb = x[order[i : i + BATCH]], y[order[i : i + BATCH]]
-            loss = _step(case.bug, model, optimizer, loss_fn, xb, yb)
+            loss, scores = _step(case.bug, model, optimizer, loss_fn, xb, yb)
             if per_batch_schedule(case):
                 scheduler.step()  # BUG: an epoch schedule stepped every batch
             tool.after_step(loss, yb)
             losses.append(float(loss))
+            correct += int((scores.argmax(1) == yb).sum())
         if not per_batch_schedule(case):
             scheduler.step()
         train_loss = sum(losses) / len(losses)
         finite = finite and all(math.isfinite(v) for v in losses)
         val_loss, val_acc = evaluate(model, xv, yv)
-        record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc}
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": correct / len(x), "val_loss": val_loss, "val_accuracy": val_acc}
         history.append(record)
         tool.after_epoch(record)
     out = _outcome(history, finite, tool.finish())
@@ -216,32 +217,37 @@ def _train_loop(case: Case, tool, keep_model: bool = False) -> Outcome:
     return out
 
 
-def _step(bug: str, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, xb: Tensor, yb: Tensor) -> Tensor:
-    """One training step, in the order the case's script writes it."""
+def _step(bug: str, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+    """One training step, in the order the case's script writes it; returns (loss, scores), both detached."""
     if bug == "no_zero_grad":
-        loss = loss_fn(model(xb), yb)
+        scores = model(xb)
+        loss = loss_fn(scores, yb)
         loss.backward()  # BUG: no optimizer.zero_grad(): gradients add up
         optimizer.step()
     elif bug == "zero_grad_before_step":
-        loss = loss_fn(model(xb), yb)
+        scores = model(xb)
+        loss = loss_fn(scores, yb)
         loss.backward()
         optimizer.zero_grad()  # BUG: clears the gradient the step needs
         optimizer.step()
     elif bug == "step_before_backward":
         optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
+        scores = model(xb)
+        loss = loss_fn(scores, yb)
         optimizer.step()  # BUG: steps before there is a gradient
         loss.backward()
     elif bug == "no_step":
         optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
+        scores = model(xb)
+        loss = loss_fn(scores, yb)
         loss.backward()  # BUG: optimizer.step() never follows
     else:
         optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
+        scores = model(xb)
+        loss = loss_fn(scores, yb)
         loss.backward()
         optimizer.step()
-    return loss.detach()
+    return loss.detach(), scores.detach()
 
 
 def _outcome(history: list[dict[str, float]], finite: bool, findings: list[dict[str, Any]]) -> Outcome:
@@ -333,8 +339,10 @@ def lightning_module(case: Case, net: nn.Module):
 
         def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
             x, y = batch
-            loss = self.loss_fn(self(x), y)
+            scores = self(x)
+            loss = self.loss_fn(scores, y)
             self.log("train_loss", loss, on_step=False, on_epoch=True)
+            self.log("train_accuracy", (scores.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
             return loss
 
         def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -365,7 +373,7 @@ def history_callback(history: list[dict[str, float]]):
         def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             logged = trainer.callback_metrics
             record = {"epoch": trainer.current_epoch + 1}
-            record.update({k: float(logged[k]) for k in ("train_loss", "val_loss", "val_accuracy") if k in logged})
+            record.update({k: float(logged[k]) for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in logged})
             history.append(record)
 
     return History()

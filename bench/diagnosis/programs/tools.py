@@ -10,7 +10,8 @@ Contract (what `scripts.run` calls, in order):
                                                             # the way in, the case id, the prepared Dataset
     way "loop":      start(model, optimizer)                 # right before the loop
                      after_step(loss, labels)                # after each step's lines, whatever their order
-                     after_epoch(metrics)                    # {"epoch", "train_loss", "val_loss", "val_accuracy"}
+                     after_epoch(metrics)                    # {"epoch", "train_loss", "train_accuracy",
+                                                            #  "val_loss", "val_accuracy"}
     way "fit":       fit(model, data, recipe) -> history     # the tool's way of running bs.fit
     way "lightning": lightning_callbacks() -> [pl.Callback]  # handed to the Trainer
     finish() -> findings                                    # [{"id", "severity", "message"}] (babysit's keep
@@ -118,7 +119,7 @@ class BabysitTool(Tool):
         self.run.log_step(loss, labels=labels)
 
     def after_epoch(self, metrics: dict[str, float]) -> None:
-        self.run.log_epoch(train_loss=metrics["train_loss"], val_loss=metrics["val_loss"], val_accuracy=metrics["val_accuracy"])
+        self.run.log_epoch(**{k: v for k, v in metrics.items() if k != "epoch"})
 
     def fit(self, model: nn.Module, data: Any, recipe: dict[str, Any]) -> list[dict[str, float]]:
         import babysit as bs
