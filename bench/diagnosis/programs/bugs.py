@@ -127,8 +127,10 @@ BUGS: dict[str, Bug] = {b.id: b for b in (
         frozenset({"batch_mixing"}), archs=SEQUENCE, layouts=("permute",)),
     Bug("batch_first_missing", "nn.GRU / TransformerEncoderLayer built without batch_first=True, fed (N, T, F)",
         frozenset({"batch_mixing"}), archs=SEQUENCE, layouts=("batch_first",)),
+    # Frozen on purpose (a pretrained body, the healthy twin) is information (`params_frozen`); a body frozen at its
+    # random initialisation is the bug, named by `frozen_untrained` from the weights themselves.
     Bug("body_frozen", "for p in model.body.parameters(): p.requires_grad = False ('train the head first'), never undone",
-        frozenset({"params_frozen"})),
+        frozenset({"frozen_untrained"})),
     Bug("labels_shuffled", "x = x[torch.randperm(n)]; y = y[torch.randperm(n)] (two permutations)",
         frozenset({"input_independent"}), _LOOP),
 )}  # fmt: skip

@@ -158,7 +158,7 @@ declare("params_frozen", "program", "parameters frozen on purpose (requires_grad
 declare("eval_mode_in_training", "program", "dropout or batch norm in eval mode during training steps (model.eval() left on)",
         "call model.train() before each training epoch (after any model.eval() for validation)",
         {"overfitting", "loss_explodes", "loss_flat", "plateau", "underfitting", "update_ratio_high", "relu_died_in_training",
-         "activations_exploded_in_training", "saturated_in_training", "gradients_exploded_in_training"})
+         "activations_exploded_in_training", "saturated_in_training", "gradients_exploded_in_training", "input_independent"})
 declare("lr_collapsed", "program", "a learning rate that collapses to (near) zero: a schedule stepped far more often than planned, or a rate of 0",
         "step a per-epoch scheduler once per epoch (scheduler.step() after the epoch's batches), or size its period in steps; never set the rate to 0",
         _NO_LEARNING)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from babysit.diagnose.findings import Finding, rank
-from babysit.diagnose.rules import LAYER_RULES, RULES, diagnose
+from babysit.diagnose.record import run_view
+from babysit.diagnose.rules import LAYER_RULES, RULES, diagnose, steady_descent
 
 
 def merge_findings(record: Any, check: dict[str, Any] | None = None) -> list[Finding]:
@@ -29,6 +30,10 @@ def merge_findings(record: Any, check: dict[str, Any] | None = None) -> list[Fin
     before, after = ([Finding.from_dict(f) for c in part for f in c.get("findings", [])] for part in (checks[:split], checks[split:]))
     curve_rules = [name for name in RULES.names() if name not in LAYER_RULES]
     found = before + diagnose(record, rules=LAYER_RULES) + after + diagnose(record, rules=curve_rules)
+    if steady_descent(run_view(record)):
+        # The range test's warnings predict a rate's trouble before training; a run whose loss fell every
+        # epoch has shown there is none (an error-level verdict, the rate past divergence, stays).
+        found = [f for f in found if not (f.severity != "error" and f.rule in ("lr_too_high", "lr_too_low"))]
     seen: set[str] = set()
     unique = []
     for f in rank(found):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from babysit.diagnose import significance
 from babysit.diagnose.findings import Finding
 
 Facts = dict[str, Any]
@@ -283,6 +284,35 @@ def loss(facts: Facts, metrics: list[dict[str, Any]]) -> list[Finding]:
     return found
 
 
+def generalisation(facts: Facts, metrics: list[dict[str, Any]]) -> list[Finding]:
+    """Training accuracy well above chance, validation accuracy never above it: the labels do not go with the inputs.
+
+    Chance is 1/C (C from the scores); the validation split's size is the samples the observer
+    counted in the loop's evaluation passes (`val_samples`), which gives the standard error of an
+    accuracy there. The rule needs the validation accuracy never significantly above chance in any
+    epoch, and the last training accuracy at least 3 standard errors above the best validation one.
+    """
+    classes = (facts.get("scores") or {}).get("classes")
+    sizes = sorted(n for n in facts.get("val_samples") or [] if isinstance(n, int) and n > 0)
+    val = [m.get("val_accuracy") for m in metrics if isinstance(m.get("val_accuracy"), (int, float)) and math.isfinite(m["val_accuracy"])]
+    train = [m.get("train_accuracy") for m in metrics if isinstance(m.get("train_accuracy"), (int, float)) and math.isfinite(m["train_accuracy"])]
+    if not classes or classes < 2 or not sizes or len(val) < 2 or not train:
+        return []
+    n, chance = sizes[len(sizes) // 2], 1.0 / classes
+    se = math.sqrt(chance * (1 - chance) / n)
+    best = max(val)
+    if significance.verdict(best - chance, se, 0.0) == "pass" or train[-1] - best < 3 * se:
+        return []
+    return [Finding(
+        "input_independent", "error",
+        f"validation accuracy never rose above chance (best {best:.1%} against 1/{classes} = {chance:.1%} on about {n} samples) "
+        f"while training accuracy reached {train[-1]:.1%}: what the model learns from the training labels does not carry "
+        "to new inputs, as when labels do not go with their inputs",
+        evidence={"val_accuracy": val, "train_accuracy": train, "chance": chance, "val_samples": n, "standard_error": se},
+        lecture_rule="docs/lectures.md §6/§7: the validation set measures what generalises; a train/val gap at chance level means nothing does",
+    )]  # fmt: skip
+
+
 def batch(b: Facts) -> list[Finding]:
     """Outputs of one example that change with another example's input."""
     if not b.get("tested") or not b.get("changed"):
@@ -321,6 +351,7 @@ def program_findings(facts: Facts | None, metrics: list[dict[str, Any]] | None =
         *learning_rate(facts.get("lr") or {}, facts.get("epoch_steps") or []),
         *loss(facts, metrics),
         *batch(facts.get("batch") or {}),
+        *generalisation(facts, metrics),
     ]
 
 

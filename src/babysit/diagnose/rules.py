@@ -277,7 +277,22 @@ def update_ratio(run: RunView) -> list[Finding]:
                 per_param.setdefault(name, []).append(float(r))
     medians = {n: statistics.median(v) for n, v in per_param.items()}
     steps = [p.get("step") for p in settled]
-    return layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []})
+    found = layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []})
+    # The 1e-3 ratio is the lectures' rule of thumb; a loss that falls every epoch shows the rate works, so only
+    # an error-level ratio still asks to change it.
+    return [f for f in found if f.severity == "error" or not steady_descent(run)]
+
+
+# A loss that fell in every epoch to at most this share of its first value: the learning rate is doing its job.
+STEADY = 0.7
+
+
+def steady_descent(run: RunView) -> bool:
+    """Whether the train loss is finite, fell in every epoch (3 or more) and ended at most `STEADY` of where it began."""
+    losses = run.series("train_loss")
+    if len(losses) < 3 or len(_finite(losses)) < len(losses) or losses[0] <= 0:
+        return False
+    return all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] <= STEADY * losses[0]
 
 
 @RULES.register("regularization_too_strong")

@@ -62,21 +62,25 @@ def _owner(name: str) -> str:
 
 
 def at_default_init(module: nn.Module) -> bool:
-    """Whether a Linear/Conv layer's weight still looks like PyTorch's default initialisation, U(-b, b) with b = 1/sqrt(fan_in).
+    """Whether a Linear/Conv/recurrent layer's weights still look like PyTorch's default initialisation, U(-b, b).
 
-    Read from the weights alone: every value within ±b (float rounding allowed) and their std within 4
-    standard errors of b/sqrt(3), the std of U(-b, b) (its relative SE is sqrt(0.2/n): kurtosis 1.8).
-    A layer trained by gradient steps, or pretrained, leaves the interval almost surely.
+    b = 1/sqrt(fan_in) for Linear and Conv (kaiming_uniform with a = sqrt(5)), 1/sqrt(hidden_size) for
+    RNN/GRU/LSTM. Read from the weights alone: every value within ±b (float rounding allowed) and their
+    std within 4 standard errors of b/sqrt(3), the std of U(-b, b) (its relative SE is sqrt(0.2/n):
+    kurtosis 1.8). A layer trained by gradient steps, or pretrained, leaves the interval almost surely.
     """
-    w = getattr(module, "weight", None)
-    if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or not isinstance(w, Tensor) or w.numel() < 64:
+    if isinstance(module, nn.RNNBase):
+        bound = 1.0 / math.sqrt(module.hidden_size)
+        weights = [p for n, p in module.named_parameters() if n.startswith("weight")]
+    elif isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and isinstance(module.weight, Tensor):
+        bound = 1.0 / math.sqrt(module.weight[0].numel())
+        weights = [module.weight]
+    else:
         return False
-    fan_in = w[0].numel()
-    b = 1.0 / math.sqrt(fan_in)
-    w = w.detach().float()
-    if float(w.abs().max()) > b * (1 + 1e-6):
+    w = torch.cat([p.detach().float().reshape(-1) for p in weights]) if weights else torch.zeros(0)
+    if w.numel() < 64 or float(w.abs().max()) > bound * (1 + 1e-6):
         return False
-    expected = b / math.sqrt(3.0)
+    expected = bound / math.sqrt(3.0)
     return abs(float(w.std()) - expected) <= 4 * math.sqrt(0.2 / w.numel()) * expected
 
 
@@ -253,6 +257,10 @@ class ProgramWatch:
         self._scores_step = 0  # the step whose forward pass gave `_scores`
         self._outer: nn.Module | None = None
         self._in_forward: nn.Module | None = None
+        self._training_pass = False
+        self._testing = False  # babysit's own batch-independence passes: not the user's evaluation
+        self._eval_samples = 0
+        self._val_samples: list[int] = []
         self._called: set[str] = set()
         self._out_grad: dict[str, bool] = {}
         self._watch_modules: dict[str, nn.Module] = {}
@@ -287,6 +295,11 @@ class ProgramWatch:
         self._sentinels = order[:SENTINELS]
         self._mode_mods = _mode_modules(model)
         self._handles = [optimizer.register_step_pre_hook(self._pre_step), optimizer.register_step_post_hook(self._post_step)]
+        # The model and its direct children, always: the outermost call is the training batch (on observed
+        # steps) or, without gradients, an evaluation pass whose samples are counted (the validation size).
+        for m in [model, *model.children()]:
+            self._handles.append(m.register_forward_pre_hook(self._on_forward_pre))
+            self._handles.append(m.register_forward_hook(self._on_forward))
         self._arm()
         return self
 
@@ -316,6 +329,9 @@ class ProgramWatch:
     def epoch_end(self) -> None:
         """Mark an epoch boundary (steps per epoch are evidence for a schedule stepped too often) and flush the facts."""
         self._epoch_steps.append(self.step)
+        self._val_samples.append(self._eval_samples)
+        self._eval_samples = 0
+        self._in_forward = None  # a forward pass that raised leaves no call open
         if self.sink is not None:
             self.sink(self.facts())
 
@@ -354,9 +370,6 @@ class ProgramWatch:
         want = bool(self.schedule(self.step + 1))
         if want and not self._armed:
             self._armed_handles = [p.register_hook(functools.partial(self._on_grad, i)) for i, (_, p) in enumerate(self._params)]
-            for name, m in [("", self.model), *self.model.named_children()]:
-                self._armed_handles.append(m.register_forward_pre_hook(self._on_forward_pre))
-                self._armed_handles.append(m.register_forward_hook(self._on_forward))
             for name, m in self._watch_modules.items():
                 self._armed_handles.append(m.register_forward_hook(functools.partial(self._on_watched_forward, name)))
             self._armed = True
@@ -393,11 +406,19 @@ class ProgramWatch:
             self._count("not_reset", self.step + 1)
 
     def _on_forward_pre(self, module: nn.Module, args: Any) -> None:
-        if not torch.is_grad_enabled() or self._in_forward is not None:
+        if self._in_forward is not None or self._testing:
+            return
+        if not torch.is_grad_enabled():
+            # An evaluation pass (validation, test): its samples size the validation split the accuracies are measured on.
+            self._in_forward, self._training_pass = module, False
+            if args and isinstance(args[0], Tensor) and args[0].ndim >= 1:
+                self._eval_samples += len(args[0])
+            return
+        if not self._armed:
             return
         # The outermost module called in this training pass: the model, or (Lightning's training_step calling
         # self.net(x)) the direct child that ran first.
-        self._in_forward = module
+        self._in_forward, self._training_pass = module, True
         if self._outer is None:
             self._outer = module
         if module is self._outer:
@@ -411,7 +432,7 @@ class ProgramWatch:
         if module is not self._in_forward:
             return
         self._in_forward = None
-        if module is not self._outer or not isinstance(output, Tensor) or output.ndim != 2 or not output.is_floating_point():
+        if not self._training_pass or module is not self._outer or not isinstance(output, Tensor) or output.ndim != 2 or not output.is_floating_point():
             return
         self._scores, self._scores_step = output.detach(), self.step + 1
         f = self._scores_facts
@@ -421,7 +442,7 @@ class ProgramWatch:
         f[kind] = f.get(kind, 0) + 1
 
     def _on_watched_forward(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
-        if self._in_forward is None:
+        if self._in_forward is None or not self._training_pass:
             return  # not inside a training pass (validation, or babysit's own batch test)
         self._called.add(name)
         outs = output if isinstance(output, (tuple, list)) else (output,)
@@ -524,7 +545,11 @@ class ProgramWatch:
         if observed and self._backward_steps and not self._picked:
             self._after_first_backward()
         if observed and self._batch is not None:
-            self._batch_facts = batch_dependence(self.model, self._batch)  # once: the batch is captured once
+            self._testing = True
+            try:
+                self._batch_facts = batch_dependence(self.model, self._batch)  # once: the batch is captured once
+            finally:
+                self._testing = False
             self._batch = None
         self._arm()
 
@@ -570,6 +595,7 @@ class ProgramWatch:
             "steps": self.step,
             "forwards": self._forwards,
             "epoch_steps": self._epoch_steps[:200],
+            "val_samples": self._val_samples[:200],
             "params": self._static,
             "grad": grad,
             "modes": {**self._modes, "mode_modules": len(self._mode_mods)},
