@@ -278,21 +278,32 @@ def update_ratio(run: RunView) -> list[Finding]:
     medians = {n: statistics.median(v) for n, v in per_param.items()}
     steps = [p.get("step") for p in settled]
     found = layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []})
-    # The 1e-3 ratio is the lectures' rule of thumb; a loss that falls every epoch shows the rate works, so only
-    # an error-level ratio still asks to change it.
-    return [f for f in found if f.severity == "error" or not steady_descent(run)]
+    # The 1e-3 ratio is the lectures' rule of thumb, not a symptom: a warning asks to change the rate only when
+    # the curve agrees (the loss rose in some epoch, for updates too large; it fell slowly, for updates too small).
+    return [f for f in found if f.severity == "error" or not rate_shown_to_work(run, f.rule)]
 
 
-# A loss that fell in every epoch to at most this share of its first value: the learning rate is doing its job.
+# A loss that fell to at most this share of its first value, never rising: the learning rate is doing its job.
 STEADY = 0.7
 
 
-def steady_descent(run: RunView) -> bool:
-    """Whether the train loss is finite, fell in every epoch (3 or more) and ended at most `STEADY` of where it began."""
+def never_rose(run: RunView) -> bool:
+    """Whether the train loss is finite over 3 or more epochs and no epoch rose more than 1% over the one before."""
     losses = run.series("train_loss")
-    if len(losses) < 3 or len(_finite(losses)) < len(losses) or losses[0] <= 0:
-        return False
-    return all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] <= STEADY * losses[0]
+    return len(losses) >= 3 and len(_finite(losses)) == len(losses) and not _rises(losses)
+
+
+def steady_descent(run: RunView) -> bool:
+    """`never_rose`, and the loss ended at most `STEADY` of where it began."""
+    losses = run.series("train_loss")
+    return never_rose(run) and losses[0] > 0 and losses[-1] <= STEADY * losses[0]
+
+
+def rate_shown_to_work(run: RunView, rule: str) -> bool:
+    """Whether the run's curve contradicts a warning that the rate is too high (`never_rose`) or too low (`steady_descent`)."""
+    lr = KINDS[rule].lr if rule in KINDS else None
+    too_high = rule in ("update_ratio_high", "lr_too_high") or lr == "lower"
+    return never_rose(run) if too_high else steady_descent(run)
 
 
 @RULES.register("regularization_too_strong")
