@@ -103,6 +103,21 @@ def test_update_ratio_uses_the_median_over_probes():
     assert diagnose(record, rules=["update_ratio"]) == []
 
 
+@pytest.mark.parametrize("losses, kept", [
+    ([2.3, 1.9, 1.7, 1.75, 1.5, 1.4], False),   # still making new lows in its second half: the rate works
+    ([2.3, 1.2, 1.1, 1.15, 1.12, 1.16], True),  # stopped falling and bounces: the ratio's warning stands
+    ([2.3, 2.0], True),                         # too short to tell: the ratio speaks alone
+])  # fmt: skip
+def test_a_high_update_ratio_warning_asks_to_lower_the_rate_only_when_the_curve_agrees(losses, kept):
+    record = probe_record(params=params([1e-3], ratio=0.05), probes=5)
+    record["metrics"] = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate(losses)]
+    found = diagnose(record, rules=["update_ratio"])
+    assert [f.rule for f in found] == (["update_ratio_high"] if kept else [])
+    record = probe_record(params=params([1e-3], ratio=0.5), probes=5)  # error level: kept whatever the curve
+    record["metrics"] = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate(losses)]
+    assert [f.severity for f in diagnose(record, rules=["update_ratio"])] == ["error"]
+
+
 def test_frozen_layers_with_zero_updates_are_not_flagged():
     assert layer_rules.update_ratios({"0.weight": 0.0, "2.weight": 1e-3}) == []
 

@@ -283,27 +283,36 @@ def update_ratio(run: RunView) -> list[Finding]:
     return [f for f in found if f.severity == "error" or not rate_shown_to_work(run, f.rule)]
 
 
-# A loss that fell to at most this share of its first value, never rising: the learning rate is doing its job.
+# A loss that fell in every epoch to at most this share of its first value: the learning rate is not too low.
 STEADY = 0.7
 
 
-def never_rose(run: RunView) -> bool:
-    """Whether the train loss is finite over 3 or more epochs and no epoch rose more than 1% over the one before."""
+def still_falling(run: RunView) -> bool:
+    """Whether the train loss (finite, 3 or more epochs) reached a new low in its second half, `FLAT` below the first half's.
+
+    A rate too high shows as a loss that stops falling and bounces (the plateau rule's curve); one
+    still making new lows late in the run is doing its job, whatever an epoch's noise.
+    """
     losses = run.series("train_loss")
-    return len(losses) >= 3 and len(_finite(losses)) == len(losses) and not _rises(losses)
+    if len(losses) < 3 or len(_finite(losses)) < len(losses):
+        return False
+    half = len(losses) // 2
+    return min(losses[half:]) < (1 - FLAT) * min(losses[:half])
 
 
 def steady_descent(run: RunView) -> bool:
-    """`never_rose`, and the loss ended at most `STEADY` of where it began."""
+    """Whether the train loss fell in every epoch (3 or more, never rising more than 1%) to at most `STEADY` of where it began."""
     losses = run.series("train_loss")
-    return never_rose(run) and losses[0] > 0 and losses[-1] <= STEADY * losses[0]
+    if len(losses) < 3 or len(_finite(losses)) < len(losses) or _rises(losses):
+        return False
+    return losses[0] > 0 and losses[-1] <= STEADY * losses[0]
 
 
 def rate_shown_to_work(run: RunView, rule: str) -> bool:
-    """Whether the run's curve contradicts a warning that the rate is too high (`never_rose`) or too low (`steady_descent`)."""
+    """Whether the run's curve contradicts a warning that the rate is too high (`still_falling`) or too low (`steady_descent`)."""
     lr = KINDS[rule].lr if rule in KINDS else None
     too_high = rule in ("update_ratio_high", "lr_too_high") or lr == "lower"
-    return never_rose(run) if too_high else steady_descent(run)
+    return still_falling(run) if too_high else steady_descent(run)
 
 
 @RULES.register("regularization_too_strong")
