@@ -63,7 +63,7 @@ ACCEPTED: dict[str, frozenset[str]] = {
     "nan_inputs": frozenset({"refused"}),
     "wrong_outputs": frozenset({"refused"}),
 }
-FAULTS = tuple(ACCEPTED)
+FAULTS = tuple(ACCEPTED)  # the rotation (the coverage faults below are added to ACCEPTED after it)
 # Faults babysit refuses before any check: (error type name, a word the message must contain).
 REFUSED = {"nan_inputs": ("DataError", "NaN"), "wrong_outputs": ("ConfigError", "classes")}
 # Faults with an automatic fix `doctor(fix=True)` can apply and verify against the healthy twin.
@@ -114,8 +114,30 @@ def pairs() -> list[tuple[str, str]]:
     return [(a, d) for a in ARCHITECTURES for d in DATASETS if a != "convnet" or d in ("mnist1d", "digits")]
 
 
+# Faults outside the rotation, each drawn once in each half (seed 2 of mlp and 3 of sequential are tuning, 1 and 0
+# reporting): the set-ups that produce the declared kinds the rotation never does (a test checks every kind is
+# produced by some case). Not scored for repair: most change the architecture, so no healthy family is their twin.
+COVERAGE: dict[str, tuple[str, str, str, tuple[int, int], frozenset[str]]] = {
+    # a tanh net at std-1.0 init: saturated at initialisation (docs/lectures.md §3)
+    "tanh_init_large": ("mlp", "digits", "sgd", (2, 1), frozenset({"saturation_at_init", "activations_explode", "initial_loss_high", "gradients_vanish"})),
+    # log of a linear layer's output: NaN scores from finite inputs
+    "nan_forward": ("sequential", "digits", "adam", (3, 0), frozenset({"scores_not_finite"})),
+    # a custom autograd ReLU whose backward is 10x too small (found with the opt-in gradient check)
+    "wrong_backward": ("sequential", "digits", "adam", (3, 0), frozenset({"gradcheck_failed"})),
+    # the first layer's weights 1000x below torch's default: vanishing signal, exploding relative gradient, dead ReLUs
+    "first_layer_tiny": ("sequential", "digits", "sgd", (3, 0), frozenset({"activations_vanish", "gradients_explode", "dead_relu_at_init"})),
+    # six ReLU layers at N(0, 0.07): a loss that sits flat for epochs, then drops (docs/lectures.md §7)
+    "deep_small_init": ("mlp", "digits", "momentum", (2, 1), frozenset({"activations_vanish", "gradients_vanish", "flat_then_drop"})),
+    # SGD with momentum at 1.0 (50x the healthy rate) on the tabular set: a loss that drops, then bounces on a plateau
+    "lr_high_momentum": ("mlp", "tabular", "momentum", (2, 1), frozenset({"lr_too_high", "plateau", "update_ratio_high", "loss_explodes"})),
+}
+# Healthy set-ups outside the rotation: a model pretrained on the same data (its loss at init is below ln C: information).
+HEALTHY_EXTRA = {"healthy_pretrained": ("sequential", "digits", "adam", (3, 0))}
+ACCEPTED.update({fault: spec[4] for fault, spec in COVERAGE.items()})
+
+
 def all_cases() -> list[Case]:
-    """Every case, healthy ones first within each family, in a fixed order."""
+    """Every case, healthy ones first within each family, in a fixed order; then the coverage cases."""
     cases, turn = [], 0
     for arch, data in pairs():
         for k, opt in enumerate(OPTIMIZERS):
@@ -126,6 +148,9 @@ def all_cases() -> list[Case]:
                 sev = SEVERITY[fault][(turn // len(FAULTS) + j) % 2]
                 cases.append(Case(f"{arch}-{data}-{opt}-s{k}-{fault}-{sev}", fault, sev, **family))
             turn += FAULTS_PER_FAMILY
+    for fault, (arch, data, opt, seeds) in {**{k: v[:4] for k, v in COVERAGE.items()}, **HEALTHY_EXTRA}.items():
+        for seed in seeds:
+            cases.append(Case(f"{arch}-{data}-{opt}-s{seed}-{fault}", fault, None, arch, data, opt, seed))
     return cases
 
 
@@ -258,9 +283,53 @@ _BUILT_IN_CONFIG = {
 _WRAPPED = ("scores_activation", "eval_mode", "wrong_outputs")
 
 
+def _pretrained(data: Dataset, seed: int) -> nn.Module:
+    """`nets.sequential` trained with Adam for 5 epochs on the training split: a model its user fine-tunes."""
+    torch.manual_seed(seed)
+    model = nets.sequential(data.input_shape, data.num_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(5):
+        for idx in torch.randperm(len(data.train.y)).split(BATCH):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(data.train.x[idx]), data.train.y[idx]).backward()
+            opt.step()
+    return model
+
+
+def _build_coverage(case: Case, data: Dataset) -> tuple[dict, dict, nn.Module | None]:
+    """(model config, train overrides, own module) of a coverage case (`COVERAGE`, `HEALTHY_EXTRA`)."""
+    shape, classes, f = data.input_shape, data.num_classes, case.fault
+    torch.manual_seed(case.seed)
+    mlp: dict = {"name": "mlp", "hidden": [64, 64]}
+    if f == "tanh_init_large":
+        return {**mlp, "activation": "tanh", "init": "normal", "init_std": 1.0}, {}, None
+    if f == "deep_small_init":
+        return {**mlp, "hidden": [64] * 6, "init": "normal", "init_std": 0.07}, {"lr": 0.1, "epochs": 12}, None
+    if f == "lr_high_momentum":
+        return mlp, {"lr": 1.0, "epochs": 8}, None
+    if f == "nan_forward":
+        return mlp, {}, nets.LogNet(shape, classes)
+    if f == "wrong_backward":
+        return mlp, {}, nets.wrong_backward(shape, classes)
+    if f == "first_layer_tiny":
+        model = nets.sequential(shape, classes)
+        with torch.no_grad():
+            model[1].weight.mul_(1e-3)
+        return mlp, {}, model
+    if f == "healthy_pretrained":
+        return mlp, {}, _pretrained(data, case.seed)
+    raise ValueError(f"not a coverage case: {f}")
+
+
 def build(case: Case) -> tuple[bs.RunConfig, nn.Module | None, Dataset]:
     """(config, your own module or None for the config's built-in model, prepared data) of a case, with its fault injected."""
     data = _data(case)
+    if case.fault in COVERAGE or case.fault in HEALTHY_EXTRA:
+        model_cfg, overrides, own = _build_coverage(case, data)
+        train = {"optimizer": case.optimizer, "lr": HEALTHY_LR[case.optimizer], "epochs": EPOCHS, "batch_size": BATCH,
+                 "seed": case.seed, "device": "cpu", **overrides}  # fmt: skip
+        cfg = bs.build_config({"data": {"name": "arrays" if case.data == "tabular" else case.data}, "model": model_cfg, "train": train})
+        return cfg, own, data
     lr = HEALTHY_LR[case.optimizer]
     train = {"optimizer": case.optimizer, "lr": lr, "epochs": EPOCHS, "batch_size": BATCH, "seed": case.seed, "device": "cpu"}
     if case.fault == "lr_high":

@@ -2,7 +2,8 @@
 
 - `sequential`: a plain `nn.Sequential` MLP (torch's default init), optionally with dropout;
 - `ResidualMLP`: a small pre-norm residual network (LayerNorm or BatchNorm), as people write them;
-- `AlwaysDropout`: a custom dropout that forgets to check `self.training` (the eval-mode fault).
+- `AlwaysDropout`: a custom dropout that forgets to check `self.training` (the eval-mode fault);
+- `LogNet` (NaN scores from finite inputs) and `wrong_backward` (a custom ReLU with a wrong backward pass).
 """
 
 from __future__ import annotations
@@ -68,3 +69,46 @@ class AlwaysDropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         keep = (torch.rand_like(x) >= self.p).to(x.dtype)
         return x * keep / (1 - self.p)
+
+
+class LogNet(nn.Module):
+    """Flatten, a Linear layer whose output goes through `log` (NaN wherever it is negative), a Linear head."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 64) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc, self.head = nn.Linear(_width(input_shape), width), nn.Linear(width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(torch.log(self.fc(self.flatten(x))))
+
+
+class _ScaledReLUGrad(torch.autograd.Function):
+    """ReLU whose hand-written backward returns a tenth of the true gradient (a custom layer's bug)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * (x > 0) * 0.1
+
+
+class WrongBackwardReLU(nn.Module):
+    """A custom ReLU module with a wrong backward pass."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _ScaledReLUGrad.apply(x)
+
+
+def wrong_backward(input_shape: tuple[int, ...], num_classes: int, width: int = 64) -> nn.Sequential:
+    """`sequential` with its ReLUs replaced by `WrongBackwardReLU`."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(_width(input_shape), width), WrongBackwardReLU(),
+        nn.Linear(width, width), WrongBackwardReLU(),
+        nn.Linear(width, num_classes),
+    )  # fmt: skip

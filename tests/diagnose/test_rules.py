@@ -68,6 +68,19 @@ def test_flat_then_sudden_drop_means_bad_init():
     assert f[0].rule == "flat_then_drop" and f[0].evidence["flat_epochs"] == 4
 
 
+def test_a_drop_spread_over_two_epochs_after_a_flat_stretch_is_still_sudden():
+    # six ReLU layers at N(0, 0.07), momentum 0.9: flat for five epochs, then down 15% and 16% in the next two
+    losses = [2.303, 2.302, 2.297, 2.295, 2.263, 1.925, 1.612, 1.164, 0.971]
+    f = diagnose(record(losses, [0.1, 0.1, 0.1, 0.15, 0.15, 0.26, 0.39, 0.57, 0.68]))
+    assert "flat_then_drop" in rules_of(f) and next(x for x in f if x.rule == "flat_then_drop").evidence["flat_epochs"] == 5
+
+
+def test_a_slow_slide_after_a_flat_stretch_is_not_a_sudden_drop():
+    # a low rate: flat, then 5% an epoch
+    f = diagnose(record([2.303, 2.302, 2.301, 2.2, 2.09, 1.99, 1.89], [0.1, 0.1, 0.1, 0.15, 0.2, 0.25, 0.3]))
+    assert "flat_then_drop" not in rules_of(f)
+
+
 def test_fast_drop_then_bouncing_plateau_means_learning_rate_too_high():
     f = diagnose(record([2.3, 1.25, 1.2, 1.26, 1.19, 1.27, 1.21, 1.25], [0.2, 0.55, 0.57, 0.55, 0.58, 0.54, 0.57, 0.56]))
     assert f[0].rule == "plateau" and "lower the learning rate" in f[0].fix

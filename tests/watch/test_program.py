@@ -422,3 +422,18 @@ def test_eval_share_weights_the_sparse_later_observations_by_the_steps_they_stan
         assert 0.0 <= eval_share({"changes": changes, "last_step": steps[-1]}, steps[-1] + extra) <= 1.0
 
     share_in_unit_interval()
+
+
+def test_validation_at_chance_is_input_independent_only_while_training_accuracy_rises():
+    from babysit.diagnose.program_rules import generalisation
+
+    facts = {"scores": {"classes": 4}, "val_samples": [400, 400, 400, 400]}  # chance 25%, standard error 2.2%
+    def metrics(train, val):
+        return [{"train_accuracy": t, "val_accuracy": v} for t, v in zip(train, val)]
+    # shuffled labels: the net memorises its training labels, validation stays at chance
+    found = generalisation(facts, metrics([0.26, 0.33, 0.41, 0.5], [0.25, 0.24, 0.26, 0.25]))
+    assert [f.rule for f in found] == ["input_independent"] and found[0].evidence["standard_error"] == pytest.approx(0.0217, abs=1e-3)
+    # a rate too high: the net collapses towards one class, training accuracy falls from its first epoch's
+    assert generalisation(facts, metrics([0.5, 0.47, 0.32, 0.32], [0.26, 0.25, 0.25, 0.24])) == []
+    # validation accuracy 3 standard errors above chance generalises
+    assert generalisation(facts, metrics([0.26, 0.33, 0.41, 0.5], [0.25, 0.28, 0.3, 0.32])) == []

@@ -291,7 +291,8 @@ def generalisation(facts: Facts, metrics: list[dict[str, Any]]) -> list[Finding]
     counted in the loop's evaluation passes (`val_samples`), which gives the standard error of an
     accuracy there. The rule needs the last epoch's validation accuracy not significantly above chance
     (the model the loop ends with; the best of many noisy epochs would be biased upward), and the last
-    training accuracy at least 3 standard errors above it.
+    training accuracy at least 3 standard errors above it and above the first epoch's (the training
+    labels are being learned, not forgotten as a rate too high makes a model collapse to one class).
     """
     classes = (facts.get("scores") or {}).get("classes")
     sizes = sorted(n for n in facts.get("val_samples") or [] if isinstance(n, int) and n > 0)
@@ -302,7 +303,7 @@ def generalisation(facts: Facts, metrics: list[dict[str, Any]]) -> list[Finding]
     n, chance = sizes[len(sizes) // 2], 1.0 / classes
     se = math.sqrt(chance * (1 - chance) / n)
     last = val[-1]
-    if significance.verdict(last - chance, se, 0.0) == "pass" or train[-1] - last < 3 * se:
+    if significance.verdict(last - chance, se, 0.0) == "pass" or train[-1] - max(last, train[0]) < 3 * se:
         return []
     return [Finding(
         "input_independent", "error",

@@ -215,25 +215,29 @@ def loss_flat(run: RunView) -> list[Finding]:
 
 @RULES.register("flat_then_drop")
 def flat_then_drop(run: RunView) -> list[Finding]:
-    """The loss sits flat for epochs, then drops suddenly: bad initialisation."""
+    """The loss sits flat for epochs, then drops suddenly: bad initialisation.
+
+    Flat: 3 or more epochs within `FLAT` of the first. Sudden: the loss falls by `SUDDEN_DROP` within the
+    two epochs after the flat stretch (faster than the stretch lasted), not by a slow slide a low rate gives.
+    """
     losses = run.series("train_loss")
     if len(losses) < 4 or len(_finite(losses)) < len(losses):
         return []
-    for k in range(2, len(losses) - 1):
-        start = losses[: k + 1]
-        flat = max(start) - min(start) < FLAT * abs(start[0])
-        if not flat:
-            return []
-        if losses[k + 1] < (1 - SUDDEN_DROP) * losses[k]:
-            return [
-                Finding(
-                    "flat_then_drop",
-                    "warning",
-                    f"the loss stayed flat for {k + 1} epochs at {losses[0]:.4g}, then dropped to {losses[k + 1]:.4g} in epoch {k + 2}",
-                    evidence={"train_loss": losses, "flat_epochs": k + 1},
-                    lecture_rule="docs/lectures.md §7: flat then sudden drop -> bad initialisation",
-                )
-            ]
+    k = 0  # the last epoch of the flat stretch
+    while k + 1 < len(losses) and max(losses[: k + 2]) - min(losses[: k + 2]) < FLAT * abs(losses[0]):
+        k += 1
+    after = losses[k + 1 : k + 3]
+    drop = next((j for j, v in enumerate(after) if v < (1 - SUDDEN_DROP) * losses[k]), None)
+    if k >= 2 and drop is not None:
+        return [
+            Finding(
+                "flat_then_drop",
+                "warning",
+                f"the loss stayed flat for {k + 1} epochs at {losses[0]:.4g}, then dropped to {after[drop]:.4g} by epoch {k + 2 + drop}",
+                evidence={"train_loss": losses, "flat_epochs": k + 1},
+                lecture_rule="docs/lectures.md §7: flat then sudden drop -> bad initialisation",
+            )
+        ]
     return []
 
 
