@@ -89,11 +89,19 @@ def restore_training_state(state: TrainState, checkpoint: dict[str, Any]) -> Non
 
 
 def restore_callback_states(state: TrainState, checkpoint: dict[str, Any]) -> None:
-    """Load each saved callback state into the callback of the same key (others keep theirs)."""
+    """Load each saved callback state into the callback of the same key (others keep theirs).
+
+    Then the optimiser's hyperparameters are loaded again: a callback's `on_fit_start`
+    may have rewritten them (torch's OneCycleLR sets every group's lr *and* its
+    momentum or Adam beta1 when it is built), and the saved groups hold the values the
+    next step must use. Before this, a resumed one-cycle run took its first step with
+    beta1 at the cycle's start (0.95) and drifted from the uninterrupted run from there.
+    """
     saved = checkpoint.get("callbacks", {})
     for key, cb in _stateful(state.callbacks):
         if key in saved:
             cb.load_state_dict(saved[key])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
 
 
 def _serialize(checkpoint: dict[str, Any]) -> bytes:

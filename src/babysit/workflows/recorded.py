@@ -53,11 +53,19 @@ def start_run(
     return _train(cfg, path, data=data, checkpoint=None, progress=progress, callbacks=callbacks)
 
 
-def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[object] = ()) -> Run:
+def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[object] = (), data: Dataset | None = None) -> Run:
     """Continue a killed or interrupted run from its checkpoints/last.pt, with its saved config.
 
     On the CPU the resumed run ends with the same metrics as an uninterrupted one:
-    the checkpoint restores weights, optimiser, history and every RNG `fit` draws from.
+    the checkpoint restores weights, optimiser, history and every RNG `fit` draws from
+    (tests/faults/test_resume_exact.py stops every built-in profile at random steps).
+
+    Args:
+        path: the run folder.
+        progress: show progress on stderr.
+        callbacks: more callbacks, called after babysit's own.
+        data: an already prepared data set (must be what the saved config loads; its
+            preprocessing statistics are checked against the checkpoint's).
     """
     path = Path(path)
     record = load_run(path, probes=False)
@@ -67,7 +75,7 @@ def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[o
         raise ConfigError(f"run '{path}' diverged; resuming would repeat it: start a new run with a lower train.lr")
     cfg = build_config(record.config)
     checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
-    return _train(cfg, path, data=None, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
+    return _train(cfg, path, data=data, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
 
 
 def _check_same_data(checkpoint: dict[str, Any], data: Dataset) -> None:
