@@ -13,6 +13,7 @@ from babysit.config import RunConfig, build_config, check_sections, load_toml, m
 from babysit.data.datasets import DATASETS
 from babysit.errors import ConfigError
 from babysit.io import json_line
+from babysit.status import FINAL
 from babysit.train.record import holds_only_checks, load_run
 from babysit.workflows.recorded import resume_run, start_run
 
@@ -125,7 +126,7 @@ def check_run_target(runs_dir: Path, name: str | None) -> None:
     if not (path / "config.json").is_file():
         raise ConfigError(f"'{path}' exists but is not a run (no config.json, e.g. a `babysit check --out` folder); pick another --name")
     status = load_run(path, probes=False).status
-    if status in ("completed", "diverged"):
+    if status in FINAL:
         raise ConfigError(f"run '{path}' already exists ({status}); pick another --name")
     raise ConfigError(f"run '{path}' already exists ({status}); pick another --name, or continue it with --resume {path}")
 

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from babysit.errors import ConfigError, did_you_mean
+from babysit.status import DIVERGED, STOPPED
 
 EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "fit_end")
 
@@ -137,7 +138,7 @@ class DivergenceGuard:
         else:
             return
         self.diverged_at = state.step
-        state.request_stop("diverged", why)
+        state.request_stop(DIVERGED, why)
 
     def __repr__(self) -> str:
         return f"DivergenceGuard(factor={self.factor}, every={self.every})"
@@ -184,7 +185,7 @@ class EarlyStopping:
             return
         self.waited += 1
         if self.waited >= self.patience:
-            state.request_stop("stopped", f"early stopping: no better {self.monitor} than {self.best:.4g} for {self.patience} epochs")
+            state.request_stop(STOPPED, f"early stopping: no better {self.monitor} than {self.best:.4g} for {self.patience} epochs")
 
     def __repr__(self) -> str:
         return f"EarlyStopping(patience={self.patience}, monitor={self.monitor!r})"

@@ -33,6 +33,7 @@ import torch
 
 from babysit.errors import DataError
 from babysit.io import atomic_write_bytes
+from babysit.status import DIVERGED
 from babysit.train.history import History
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ class Checkpointer:
 
     def on_epoch_end(self, state: TrainState) -> None:
         value = state.history.records[-1].get(self.metric, math.nan)
-        if state.status == "diverged" or not math.isfinite(value):
+        if state.status == DIVERGED or not math.isfinite(value):
             return
         improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
         payload = self._payload(state, value)

@@ -34,6 +34,7 @@ import torch
 
 from babysit.errors import ConfigError, DataError
 from babysit.io import atomic_write_json, atomic_write_text
+from babysit.status import FAILED, INCOMPLETE, INTERRUPTED, RUN, check, read
 from babysit.train.history import History
 
 if TYPE_CHECKING:
@@ -198,13 +199,14 @@ class RunRecorder:
         self.finish(summary)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        """Write the ending event (`summary["status"]`, its stop reason) and summary.json."""
+        """Write the ending event (`summary["status"]`, one of `status.RUN`, and its stop reason) and summary.json."""
+        check(summary["status"], RUN, "a run record's")
         self.event(summary["steps"], summary["status"], summary.get("stop_reason", ""))
         atomic_write_json(self.path / "summary.json", summary)
 
     def fail(self, error: BaseException) -> None:
         """Record a started run that ended with an exception ("interrupted" for Ctrl-C, else "failed")."""
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        status = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
         detail = f"{type(error).__name__}: {error}"
         step = self.state.step if self.state is not None else 0
         self.finish({"status": status, "stop_reason": detail, "steps": step})
@@ -231,8 +233,10 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        """The summary's status; "incomplete" when there is none (killed, or still running)."""
-        return self.summary["status"] if self.summary else "incomplete"
+        """The summary's status (one of `status.RUN`, "unknown" for anything else); "incomplete" when there is none (killed, or still running)."""
+        if not self.summary:
+            return INCOMPLETE
+        return read(self.summary["status"], RUN)  # no status at all: a KeyError, the summary is damaged
 
     def best(self, key: str = "val_accuracy", mode: str = "max") -> dict[str, Any] | None:
         """The epoch record with the best finite `key`, or None."""

@@ -37,6 +37,7 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import BabysitError, ConfigError
 from babysit.registry import Registry
+from babysit.status import COMPLETED, FAILED, INTERRUPTED
 from babysit.build import load_data, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.tune.pruning import PRUNERS, OptunaReporter
@@ -187,10 +188,10 @@ def run_trial(handle: StudyHandle, trial: optuna.Trial, plan: StagePlan, search:
             cfg = trial_config(search.base, values, plan.epochs, device)
             result = run(cfg, callbacks=[guard, OptunaReporter(trial), *callbacks], progress=False, data=data).result
     except KeyboardInterrupt:
-        fail_trial(handle, trial_id, STALE_KEY, "interrupted")
+        fail_trial(handle, trial_id, STALE_KEY, INTERRUPTED)
         raise
     except Exception as e:  # a config that cannot train (bad value, out of memory) fails its trial, not the search
-        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("status", FAILED)
         trial.set_user_attr("reason", f"{type(e).__name__}: {e}".splitlines()[0])
         handle.study.tell(trial, state=TrialState.FAIL)
         return
@@ -201,7 +202,7 @@ def run_trial(handle: StudyHandle, trial: optuna.Trial, plan: StagePlan, search:
     trial.set_user_attr("seconds", round(result.seconds, 3))
     if guard.diverged_at is not None:
         trial.set_user_attr("diverged_at", guard.diverged_at)
-    if result.status == "completed":
+    if result.status == COMPLETED:
         handle.study.tell(trial, history[-1]["val_accuracy"])
     else:
         handle.study.tell(trial, state=TrialState.PRUNED)

@@ -25,7 +25,7 @@ not valid JSON). Optuna skips it when reading, but its next append would glue a
 new record onto it and make the journal unreadable from there on; so opening a
 journal first sets such a tail aside in `<journal>.torn-<time>` beside it (under
 the write lock, so a live writer's line is never taken for a torn one) and warns.
-Only the torn operation is lost: a trial whose "complete" record was torn is still
+Only the torn operation is lost: a trial whose "completed" record was torn is still
 RUNNING, its worker is gone, and the reaper re-queues its slot.
 """
 

@@ -22,6 +22,7 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import ConfigError, DataError
 from babysit.build import Run, load_data, run
+from babysit.status import COMPLETED, DIVERGED
 from babysit.train import distributed
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
@@ -69,9 +70,9 @@ def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[o
     """
     path = Path(path)
     record = load_run(path, probes=False)
-    if record.status == "completed":
+    if record.status == COMPLETED:
         raise ConfigError(f"run '{path}' already completed; there is nothing to resume (start a new run to train longer)")
-    if record.status == "diverged":
+    if record.status == DIVERGED:
         raise ConfigError(f"run '{path}' diverged; resuming would repeat it: start a new run with a lower train.lr")
     cfg = build_config(record.config)
     checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
