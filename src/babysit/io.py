@@ -24,16 +24,19 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], *, mode: int | None = None) -> Path:
     """Call `write(f)` on a temporary binary file, then atomically move it to `path`.
 
     A file system that refuses (full disk, no permission, a file where a folder
     should be) raises a one-line `StoreError` naming `path`, and leaves any old
-    file at `path` as it was.
+    file at `path` as it was; the temporary file is removed.
+
+    Args:
+        mode: the file's permissions (0o600 for owner-only); default what a plain open() gives.
     """
     target = Path(path)
     try:
-        return _atomic_write(target, write)
+        return _atomic_write(target, write, mode)
     except StoreError:
         raise
     except OSError as e:
@@ -63,14 +66,14 @@ def _fix(error: OSError) -> str:
     }.get(error.errno or 0, "check the path")
 
 
-def _atomic_write(target: Path, write: Callable[[IO[bytes]], None]) -> Path:
+def _atomic_write(target: Path, write: Callable[[IO[bytes]], None], mode: int | None = None) -> Path:
     if target.is_dir():
         raise IsADirectoryError(21, "it is a folder", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        # mkstemp creates the file 0600; give it the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
+        # mkstemp creates the file 0600; give it the permissions asked for, or those a plain open() would.
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -87,9 +90,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return atomic_write(path, lambda f: f.write(data))
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write UTF-8 `text` to `path` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, *, mode: int | None = None) -> Path:
+    """Write UTF-8 `text` to `path` atomically (with permissions `mode`, if given)."""
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda f: f.write(data), mode=mode)
 
 
 def json_safe(obj: Any) -> Any:

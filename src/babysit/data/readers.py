@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from babysit.data.datasets import DATASETS, RawData, as_tensors, carve_test, class_indices
-from babysit.errors import DataError, did_you_mean
+from babysit.errors import DataError, did_you_mean, safe_reason
 
 CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 _CIFAR_HELP = (
@@ -55,7 +55,7 @@ def _read_cifar_file(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             raw = _ArrayUnpickler(f, encoding="bytes").load()
     except Exception as e:  # any unpickling failure means "not a CIFAR batch file"
-        raise DataError(f"cifar10: '{path}' is not a CIFAR-10 python-version batch file ({e}); {_CIFAR_HELP}") from None
+        raise DataError(f"cifar10: '{path}' is not a CIFAR-10 python-version batch file ({safe_reason(e)}); {_CIFAR_HELP}") from None
     if not isinstance(raw, dict):
         raise DataError(f"cifar10: '{path}' holds a {type(raw).__name__}, not a batch dict; {_CIFAR_HELP}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
@@ -114,7 +114,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"arrays: '{path}' is not a readable .npz file ({e}); save it with numpy.savez(path, x=..., y=...)") from None
+        # safe_reason: numpy's refusal of an object array names allow_pickle, which would run the file's code.
+        raise DataError(f"arrays: '{path}' is not a readable .npz file ({safe_reason(e)}); save plain numeric arrays with numpy.savez(path, x=..., y=...)") from None
     odd = next((k for k, v in arrays.items() if not isinstance(v, np.ndarray)), None)
     if odd is not None:
         raise DataError(f"arrays: '{path}' is not a readable .npz file (member '{odd}' is not a numpy array); save it with numpy.savez(path, x=..., y=...)")

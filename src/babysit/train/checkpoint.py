@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from babysit.errors import DataError
+from babysit.errors import DataError, safe_reason
 from babysit.io import atomic_write_bytes
 from babysit.status import DIVERGED
 from babysit.train.history import History
@@ -117,10 +118,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise DataError(f"checkpoint '{p}' does not exist; a run writes checkpoints/last.pt after its first epoch")
     try:
-        checkpoint = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol, asking for an issue to be filed
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""  # torch's weights_only refusal is a paragraph
-        raise DataError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {first}); it is damaged or not a babysit checkpoint") from None
+        # safe_reason: torch's refusal suggests weights_only=False, which would run the file's code.
+        raise DataError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {safe_reason(e)}); it is damaged or not a babysit checkpoint") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise DataError(f"'{p}' is not a babysit checkpoint (format {FORMAT})")
     return checkpoint

@@ -34,6 +34,7 @@ import torch
 
 from babysit.errors import ConfigError, DataError
 from babysit.io import atomic_write_json, atomic_write_text
+from babysit.secrets import mask_argv, mask_obj
 from babysit.status import FAILED, INCOMPLETE, INTERRUPTED, RUN, check, read
 from babysit.train.history import History
 
@@ -87,7 +88,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "pid": os.getpid(),
-        "argv": sys.argv,
+        "argv": mask_argv(sys.argv),  # a password or token on the command line never reaches the record
         "start_time": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     if device.type == "cuda":
@@ -158,8 +159,8 @@ class RunRecorder:
         self.state: TrainState | None = None  # set once the run has started
 
     def event(self, step: int, event: str, detail: Any = "") -> None:
-        """Append one line to events.jsonl."""
-        append_jsonl(self.path / "events.jsonl", {"step": step, "event": event, "detail": detail, "time": time.time()})
+        """Append one line to events.jsonl (its detail with secrets masked)."""
+        append_jsonl(self.path / "events.jsonl", {"step": step, "event": event, "detail": mask_obj(detail), "time": time.time()})
 
     def probe(self, record: dict[str, Any]) -> None:
         """Append one probed step to probes.jsonl (the watch's sink)."""
@@ -201,6 +202,7 @@ class RunRecorder:
     def finish(self, summary: dict[str, Any]) -> None:
         """Write the ending event (`summary["status"]`, one of `status.RUN`, and its stop reason) and summary.json."""
         check(summary["status"], RUN, "a run record's")
+        summary = mask_obj(summary)  # an error's text (the stop reason) may quote a URL with its password
         self.event(summary["steps"], summary["status"], summary.get("stop_reason", ""))
         atomic_write_json(self.path / "summary.json", summary)
 

@@ -37,6 +37,7 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import BabysitError, ConfigError
 from babysit.registry import Registry
+from babysit.secrets import mask
 from babysit.status import COMPLETED, FAILED, INTERRUPTED
 from babysit.build import load_data, run
 from babysit.train.callbacks import DivergenceGuard
@@ -192,12 +193,12 @@ def run_trial(handle: StudyHandle, trial: optuna.Trial, plan: StagePlan, search:
         raise
     except Exception as e:  # a config that cannot train (bad value, out of memory) fails its trial, not the search
         trial.set_user_attr("status", FAILED)
-        trial.set_user_attr("reason", f"{type(e).__name__}: {e}".splitlines()[0])
+        trial.set_user_attr("reason", mask(f"{type(e).__name__}: {e}".splitlines()[0]))
         handle.study.tell(trial, state=TrialState.FAIL)
         return
     history = [{k: _finite(v) for k, v in r.items()} for r in result.history.records]
     trial.set_user_attr("status", result.status)
-    trial.set_user_attr("reason", result.stop_reason)
+    trial.set_user_attr("reason", mask(result.stop_reason))
     trial.set_user_attr("history", history)
     trial.set_user_attr("seconds", round(result.seconds, 3))
     if guard.diverged_at is not None:

@@ -52,6 +52,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from babysit.errors import ConfigError, StoreError
 from babysit.io import atomic_write_bytes
+from babysit.secrets import mask, mask_obj
 
 try:
     import fcntl
@@ -196,8 +197,8 @@ class FlockLock:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages and reports."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    """The URL without its password or tokens, for messages and reports."""
+    return mask(url)
 
 
 @dataclass
@@ -235,7 +236,7 @@ def open_study(
     storage, where = open_storage(url, name, root)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
     stored = study.user_attrs.get(PLAN_KEY)
-    canonical = json.loads(json.dumps(plan))
+    canonical = mask_obj(json.loads(json.dumps(plan)))  # the study's attributes never hold a password
     if stored is None:
         study.set_user_attr(PLAN_KEY, canonical)
     elif stored != canonical:

@@ -121,6 +121,8 @@ def _train(
     except BaseException as error:
         if recorder.started:
             recorder.fail(error)
+            if isinstance(error, KeyboardInterrupt) and (path / "checkpoints" / "last.pt").is_file():
+                error.add_note(f"run '{path}' is saved as interrupted; continue it with `babysit train --resume {path}`")
         elif distributed.is_main() and not any(path.iterdir()):
             path.rmdir()  # nothing was recorded (bad data or settings): leave no empty run behind
         raise
