@@ -49,9 +49,10 @@ def load_data(cfg: DataConfig) -> Dataset:
     return with_augmentation(data, cfg.augment, **used)
 
 
-# Bytes per parameter of the smallest training state: the fp32 weights alone (gradients and
-# optimiser moments add more, so a model refused here could never train).
-BYTES_PER_PARAMETER = 4
+# Bytes per parameter of training: fp32 weights, their gradients and an optimiser's two moments
+# (Adam's; SGD keeps fewer, an average of the weights one more). Activations come on top, so a
+# model refused here could never train.
+BYTES_PER_PARAMETER = 16
 
 
 def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0, *, memory: int | None = None) -> nn.Module:
@@ -60,8 +61,9 @@ def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0, *, memory:
     Before any weight is allocated, the built-in models' sizes are checked against
     the data (a kernel larger than the input) and against `memory` bytes (default:
     what the system has available now): the model is built once on PyTorch's meta
-    device, which allocates nothing, and refused with its numbers if its
-    parameters alone would not fit.
+    device, which allocates nothing, and refused with its numbers if training it
+    (`BYTES_PER_PARAMETER` per parameter) would not fit. Its depth was bounded by
+    the config (`config.MAX_LAYERS`).
     """
     options = {k: v for k, v in asdict(cfg).items() if k != "name"}
     defaults = asdict(ModelConfig())
@@ -153,8 +155,9 @@ def _check_size(name: str, parameters: int, memory: int) -> None:
     need = parameters * BYTES_PER_PARAMETER
     if need > memory:
         raise ConfigError(
-            f"model '{name}' has {parameters:,} parameters ({need / 2**30:.1f} GiB as fp32) but only "
-            f"{memory / 2**30:.1f} GiB of memory is available; make model.hidden / model.channels smaller"
+            f"model '{name}' has {parameters:,} parameters: training needs about {need / 2**30:.1f} GiB (fp32 weights, "
+            f"gradients and two optimiser moments) but only {memory / 2**30:.1f} GiB of memory is available; "
+            "make model.hidden / model.channels smaller"
         )
 
 

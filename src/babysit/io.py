@@ -111,6 +111,14 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def loads_json(text: str) -> Any:
+    """`json.loads`, with nesting too deep for Python's parser (a damaged or hostile record) raised as a JSONDecodeError like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", text[:100], 0) from None
+
+
 def json_line(obj: Any) -> str:
     """One line of strict JSON (what `--json` prints for scripts)."""
     return json.dumps(json_safe(obj), allow_nan=False, default=str)

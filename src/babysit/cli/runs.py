@@ -18,7 +18,7 @@ from babysit import status
 from babysit.cli.app import app, out, user_errors
 from babysit.cli.train import RUNS_DIR
 from babysit.errors import StoreError
-from babysit.io import json_line
+from babysit.io import json_line, loads_json
 from babysit.train.record import RunRecord, load_run
 
 # A folder holding any of these is a run record (others, like runs/tune/, are not runs).
@@ -46,7 +46,7 @@ def damage(path: Path) -> str | None:
             return f"{name} cannot be read ({getattr(e, 'strerror', None) or type(e).__name__})"
         if name in JSON_FILES:
             try:
-                value = json.loads(text)
+                value = loads_json(text)
             except json.JSONDecodeError as e:
                 cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")  # the text stops mid-value
                 return f"{name} is truncated (cut at character {len(text)})" if cut else f"{name} is not valid JSON (line {e.lineno})"
@@ -58,7 +58,7 @@ def damage(path: Path) -> str | None:
             if not line.strip():
                 continue
             try:
-                ok = isinstance(json.loads(line), dict)
+                ok = isinstance(loads_json(line), dict)
             except json.JSONDecodeError:
                 ok = i == len(lines) - 1  # a last line cut by a kill is skipped by the reader
             if not ok:

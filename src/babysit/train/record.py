@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from babysit.errors import ConfigError, DataError
-from babysit.io import atomic_write_json, atomic_write_text
+from babysit.io import atomic_write_json, atomic_write_text, loads_json
 from babysit.secrets import mask_argv, mask_obj
 from babysit.status import FAILED, INCOMPLETE, INTERRUPTED, RUN, check, read
 from babysit.train.history import History
@@ -60,7 +60,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append(loads_json(line))
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break  # written when the run was killed
@@ -70,7 +70,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads_json(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"cannot read '{path}' ({e}); the run record is damaged") from None
 

@@ -51,7 +51,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from babysit.errors import ConfigError, StoreError
-from babysit.io import atomic_write_bytes
+from babysit.io import atomic_write_bytes, loads_json
 from babysit.secrets import mask, mask_obj
 
 try:
@@ -122,7 +122,7 @@ def _torn_tail(data: bytes) -> int:
     offset = 0
     for i, line in enumerate(lines):
         try:
-            complete = not line.strip() or isinstance(json.loads(line), dict)
+            complete = not line.strip() or isinstance(loads_json(line), dict)
         except ValueError:  # JSONDecodeError, and UnicodeDecodeError for cut multi-byte text
             complete = False
         if not complete:
@@ -236,7 +236,7 @@ def open_study(
     storage, where = open_storage(url, name, root)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
     stored = study.user_attrs.get(PLAN_KEY)
-    canonical = mask_obj(json.loads(json.dumps(plan)))  # the study's attributes never hold a password
+    canonical = mask_obj(loads_json(json.dumps(plan)))  # the study's attributes never hold a password
     if stored is None:
         study.set_user_attr(PLAN_KEY, canonical)
     elif stored != canonical:
