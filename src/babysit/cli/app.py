@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import functools
 import sys
 import os
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from babysit.errors import BabysitError
-from babysit.io import atomic_write_text, store_error
+from babysit.io import USER_ERRNOS, atomic_write_text, store_error
 from babysit.secrets import mask, mask_argv
 from babysit.signals import exit_code, interrupts_as_exceptions, signal_name
 
@@ -86,10 +87,11 @@ class BoundaryGroup(typer.core.TyperGroup):
             err.print(f"[bold red]error:[/] {escape(mask(str(e)))}", highlight=False, soft_wrap=True)
             code = EXIT_USER
         except OSError as e:  # a path on the user's disk in the way (full, read-only, a file for a folder): theirs to fix
-            if e.filename is None:
+            if e.filename is None and e.errno not in USER_ERRNOS:  # e.g. a full disk inside Optuna's journal write has no file name
                 code = report_crash(e, argv)
             else:
-                err.print(f"[bold red]error:[/] {escape(mask(str(store_error(e))))}", highlight=False, soft_wrap=True)
+                action = "write" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "use"
+                err.print(f"[bold red]error:[/] {escape(mask(str(store_error(e, action=action))))}", highlight=False, soft_wrap=True)
                 code = EXIT_USER
         except Exception as e:  # noqa: BLE001  (the boundary: a bug still gets one line, a log and exit 3)
             code = report_crash(e, argv)

@@ -264,7 +264,13 @@ def arrays(path: str | None = None, label_column: str = "label") -> RawData:
         x_train, y_train, x_test, y_test = carve_test(a["x"], a["y"])
     _, y_all = as_tensors(np.zeros((0,)), np.concatenate([np.ravel(y_train), np.ravel(y_test)]), f"arrays '{file}'")
     if "class_names" in a:
-        names = [str(n) for n in a["class_names"]]
+        names = [str(n) for n in np.ravel(a["class_names"])]
+        top = int(y_all.max()) if len(y_all) else -1
+        if top >= len(names):
+            raise DataError(
+                f"arrays: '{file}' class_names has {len(names)} name{'s' if len(names) != 1 else ''} but the labels go up to {top} "
+                f"({top + 1} classes); give one name per class, in label order, or drop class_names"
+            )
     else:
         names, remap = class_indices(y_all, f"arrays: '{file}'")
         if remap is not None:

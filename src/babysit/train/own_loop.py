@@ -29,7 +29,7 @@ from babysit.diagnose.merge import merge_findings
 from babysit.errors import ConfigError, did_you_mean
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
-from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run
+from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run, release_run
 from babysit.watch.probes import watch
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
@@ -262,6 +262,7 @@ def record(
     try:
         return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor)
     except BaseException:
+        release_run(path)
         if not any(path.iterdir()):
             path.rmdir()  # a bad setting: leave no empty run behind
         raise

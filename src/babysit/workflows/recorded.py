@@ -26,7 +26,7 @@ from babysit.status import COMPLETED, DIVERGED
 from babysit.train import distributed
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
-from babysit.train.record import RunRecorder, create_run_dir, load_run
+from babysit.train.record import RunRecorder, create_run_dir, hold_run, load_run, release_run
 from babysit.watch.probes import watch
 
 
@@ -70,6 +70,7 @@ def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[o
     """
     path = Path(path)
     record = load_run(path, probes=False)
+    hold_run(path)  # refuses while another process still writes this run (two writers would interleave the record)
     if record.status == COMPLETED:
         raise ConfigError(f"run '{path}' already completed; there is nothing to resume (start a new run to train longer)")
     if record.status == DIVERGED:
@@ -112,7 +113,9 @@ def _train(
         with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
             done = run(
                 cfg,
-                callbacks=[guard, probes, checkpointer, recorder, *callbacks],
+                # The recorder before the checkpointer: config.json is on disk before any checkpoint, so a disk
+                # that fills at the first checkpoint still leaves a folder that can be reported and resumed.
+                callbacks=[guard, probes, recorder, checkpointer, *callbacks],
                 progress=progress,
                 data=data,
                 resume_from=checkpoint,
@@ -123,6 +126,10 @@ def _train(
             recorder.fail(error)
             if isinstance(error, KeyboardInterrupt) and (path / "checkpoints" / "last.pt").is_file():
                 error.add_note(f"run '{path}' is saved as interrupted; continue it with `babysit train --resume {path}`")
-        elif distributed.is_main() and not any(path.iterdir()):
-            path.rmdir()  # nothing was recorded (bad data or settings): leave no empty run behind
+        elif distributed.is_main():
+            release_run(path)
+            if not any(path.iterdir()):
+                path.rmdir()  # nothing was recorded (bad data or settings): leave no empty run behind
         raise
+    finally:
+        release_run(path)
