@@ -72,8 +72,10 @@ def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0, *, memory:
         _check_kernel(cfg, data.input_shape, used)
         limit = available_memory() if memory is None else memory
         # PyTorch's meta device costs seconds of CPU on first use: count exactly only when a rough bound is large.
-        if _rough_parameters(cfg, data) * BYTES_PER_PARAMETER > limit / 8:
-            _check_size(cfg.name, _meta_parameters(cfg.name, data, used), limit)
+        rough = _rough_parameters(cfg, data)
+        if rough * BYTES_PER_PARAMETER > limit / 8:
+            # A model that cannot be built on the meta device is judged by the rough bound: never built blind.
+            _check_size(cfg.name, _meta_parameters(cfg.name, data, used) or rough, limit)
     seed_everything(seed)
     model = build_model(cfg.name, data.input_shape, data.num_classes, **used)
     check_outputs(model, data)
@@ -133,14 +135,16 @@ def _rough_parameters(cfg: ModelConfig, data: Dataset) -> int:
     shape = data.input_shape
     conv = cfg.name in ("convnet", "resnet") and len(shape) >= 2
     widths = [int(shape[0]) if conv else math.prod(shape), *(cfg.channels if conv else cfg.hidden)]
-    per_layer = (cfg.kernel_size ** (len(shape) - 1) if conv else 1) * max(cfg.depth, 2) * max(cfg.pieces, 1)
-    body = sum(a * b for a, b in zip(widths, widths[1:])) * per_layer
+    kernel = (cfg.kernel_size ** (len(shape) - 1) if conv else 1) * max(cfg.pieces, 1)
+    # Each stage: its first layer (in x out), then depth - 1 more at its width (a resnet block holds two convs: x2).
+    stages = [a * b + (cfg.depth - 1) * b * b if conv else a * b for a, b in zip(widths, widths[1:])]
+    body = 2 * sum(stages) * kernel
     head = widths[-1] * (math.prod(shape[1:]) if conv else 1) * data.num_classes
     return body + head
 
 
 def _meta_parameters(name: str, data: Dataset, used: dict[str, Any]) -> int:
-    """The parameter count of the model built on the meta device (no memory); 0 when a block cannot run there."""
+    """The parameter count of the model built on the meta device (no memory); 0 when it cannot be built there."""
     try:
         with torch.device("meta"):
             sized = build_model(name, data.input_shape, data.num_classes, **used)

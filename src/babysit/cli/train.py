@@ -88,7 +88,7 @@ def train(
         given = [f"--{k}" for s in flags.values() for k, v in s.items() if v is not None] + (["--config"] if config else []) + ctx.args
         given += ["--name"] if name is not None else []  # only what was typed: `--name=` too, never a name nobody gave
         if given:
-            raise ConfigError(f"--resume continues a run with its saved config, in its own folder; drop {', '.join(given)}")
+            raise ConfigError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
         _check_resumable(resume)
         done = resume_run(resume, progress=not as_json)
     else:

@@ -71,12 +71,17 @@ def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[o
     path = Path(path)
     record = load_run(path, probes=False)
     hold_run(path)  # refuses while another process still writes this run (two writers would interleave the record)
-    if record.status == COMPLETED:
-        raise ConfigError(f"run '{path}' already completed; there is nothing to resume (start a new run to train longer)")
-    if record.status == DIVERGED:
-        raise ConfigError(f"run '{path}' diverged; resuming would repeat it: start a new run with a lower train.lr")
-    cfg = build_config(record.config)
-    checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
+    try:
+        record = load_run(path, probes=False)  # again, now that nobody else writes it
+        if record.status == COMPLETED:
+            raise ConfigError(f"run '{path}' already completed; there is nothing to resume (start a new run to train longer)")
+        if record.status == DIVERGED:
+            raise ConfigError(f"run '{path}' diverged; resuming would repeat it: start a new run with a lower train.lr")
+        cfg = build_config(record.config)
+        checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
+    except BaseException:
+        release_run(path)
+        raise
     return _train(cfg, path, data=data, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
 
 
