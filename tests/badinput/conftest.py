@@ -314,3 +314,32 @@ def refused(monkeypatch: pytest.MonkeyPatch):
         return errors[0]
 
     return check
+
+
+class Processes:
+    """The process table, read from /proc: who is alive, and whose children."""
+
+    @staticmethod
+    def _stat(pid: int | str) -> list[str] | None:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+
+    def alive(self, pid: int) -> bool:
+        fields = self._stat(pid)
+        return fields is not None and fields[0] != "Z"
+
+    def children(self, pid: int) -> list[int]:
+        """The live children of `pid`."""
+        found = []
+        for entry in os.listdir("/proc"):
+            fields = self._stat(entry) if entry.isdigit() else None
+            if fields and int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+        return found
+
+
+@pytest.fixture
+def processes() -> Processes:
+    return Processes()

@@ -31,19 +31,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.p
 HANG_S = 300  # a command still running after this long is hung
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry))
-    return found
-
-
 def _user_tasks() -> int:
     """Processes and threads of this user: what RLIMIT_NPROC counts."""
     uid, count = os.getuid(), 0
@@ -57,7 +44,7 @@ def _user_tasks() -> int:
     return count
 
 
-def test_caviar_with_an_absurd_worker_count_under_a_process_limit_starts_no_more_than_the_trials_left(tmp_path: Path) -> None:
+def test_caviar_with_an_absurd_worker_count_under_a_process_limit_starts_no_more_than_the_trials_left(tmp_path: Path, processes) -> None:
     # A process limit a little above what this user runs now: a process bomb would hit it
     # (fork failing mid-spawn) instead of taking the machine down. (Root is exempt from the
     # limit, so the count of children below is what shows the cap.)
@@ -72,7 +59,7 @@ def test_caviar_with_an_absurd_worker_count_under_a_process_limit_starts_no_more
     most = 0
     end = time.monotonic() + HANG_S
     while proc.poll() is None and time.monotonic() < end:
-        most = max(most, len(_children(proc.pid)))
+        most = max(most, len(processes.children(proc.pid)))
         time.sleep(0.05)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

@@ -51,27 +51,6 @@ def signalled(proc: subprocess.Popen, sig: int) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-def alive(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z"
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
 TRAIN = ["train", "--data", "digits", "--model", "mlp", "--model.hidden=[32]", "--epochs", "15", "--train.batch_size=10",
          "--train.device=cpu", "--watch.probes=off", "--json"]  # fmt: skip
 
@@ -125,17 +104,17 @@ def test_tune_panda_on_sigterm_requeues_its_trial_and_exits_143(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_tune_caviar_on_sigterm_to_the_parent_stops_its_workers_and_exits_143(tmp_path: Path) -> None:
+def test_tune_caviar_on_sigterm_to_the_parent_stops_its_workers_and_exits_143(tmp_path: Path, processes) -> None:
     proc = start(_tune(tmp_path, "caviar", 6), tmp_path)
     wait_until(lambda: _running(tmp_path) >= 2, proc)
-    workers = [p for p in children(proc.pid) if alive(p)]
+    workers = processes.children(proc.pid)
     assert len(workers) >= 2
     code, out, err = signalled(proc, signal.SIGTERM)  # the parent alone, as a scheduler or `kill PID` sends it
     assert code == 143 and "interrupted (SIGTERM)" in err and "Traceback" not in err, err
     end = time.monotonic() + 60  # (multiprocessing's resource tracker, also a child, ends once its pipe closes)
-    while any(alive(p) for p in workers) and time.monotonic() < end:
+    while any(processes.alive(p) for p in workers) and time.monotonic() < end:
         time.sleep(0.05)
-    assert not any(alive(p) for p in workers), "a worker outlived its parent"
+    assert not any(processes.alive(p) for p in workers), "a worker outlived its parent"
     assert not any(t.state == TrialState.RUNNING for t in _trials(tmp_path))
 
 
