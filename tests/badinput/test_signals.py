@@ -93,9 +93,17 @@ def _running(tmp_path: Path) -> int:
         return 0
 
 
+def _reporting(tmp_path: Path) -> int:
+    """Running trials that have reported an epoch: training, not just claimed."""
+    try:
+        return sum(t.state == TrialState.RUNNING and bool(t.intermediate_values) for t in _trials(tmp_path))
+    except Exception:  # noqa: BLE001  (the study is being created)
+        return 0
+
+
 def test_tune_panda_on_sigterm_requeues_its_trial_and_exits_143(tmp_path: Path) -> None:
     proc = start(_tune(tmp_path, "panda", 3), tmp_path)
-    wait_until(lambda: _running(tmp_path) >= 1, proc)
+    wait_until(lambda: (tmp_path / "journal.log").is_file() and _reporting(tmp_path) >= 1, proc)
     code, out, err = signalled(proc, signal.SIGTERM)
     assert code == 143 and "interrupted (SIGTERM)" in err and "Traceback" not in err, err
     trials = _trials(tmp_path)

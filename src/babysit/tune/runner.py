@@ -238,8 +238,12 @@ def work(
         reap(handle)
         trial = claim(handle)
         if trial is not None:
-            plan = planner.plan(trial.user_attrs["stage"], handle.trials())
-            run_trial(handle, trial, plan, search, data, device=device, callbacks=callbacks)
+            try:
+                plan = planner.plan(trial.user_attrs["stage"], handle.trials())
+                run_trial(handle, trial, plan, search, data, device=device, callbacks=callbacks)
+            except KeyboardInterrupt:  # also between the claim and the training: the slot goes back to the queue
+                fail_trial(handle, handle.trial_id(trial.number), STALE_KEY, INTERRUPTED)
+                raise
             trained += 1
             notify()
             continue
@@ -300,7 +304,14 @@ def _worker_main(search: Search, data: Dataset, index: int, device: str | None, 
 
 
 def _stop_workers(procs: Sequence[multiprocessing.process.BaseProcess], grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM every live worker (each re-queues its trial and exits), then SIGKILL any still alive after `grace_s`."""
+    """SIGTERM every live worker (each re-queues its trial and exits), then SIGKILL any still alive after `grace_s`.
+
+    Workers that got Ctrl-C themselves (the terminal signals the whole group) are given
+    a moment to finish re-queueing their trial before the SIGTERM could cut it short.
+    """
+    end = time.monotonic() + min(2.0, grace_s)
+    for p in procs:
+        p.join(timeout=max(0.0, end - time.monotonic()))
     for p in procs:
         if p.is_alive():
             p.terminate()
