@@ -63,3 +63,17 @@ def test_own_loop_example_records_and_diagnoses_a_broken_lr(tmp_path, capsys):
     assert broken.status == "diverged"
     first = bs.diagnose(broken)[0]
     assert first.rule == "loss_explodes" and "learning rate" in first.fix
+
+
+@pytest.mark.parametrize("bug, rule", [("no-zero-grad", "grad_not_reset"), ("eval-mode", "eval_mode_in_training"),
+                                       ("schedule-every-batch", "lr_collapsed"), ("softmax-before-loss", "activation_on_scores")])  # fmt: skip
+def test_own_loop_example_names_each_planted_bug_first(tmp_path, bug, rule):
+    import babysit as bs
+    from babysit.diagnose.findings import root_causes
+
+    main = runpy.run_path(str(EXAMPLES / "own_loop.py"))["main"]
+    path = main(["--bug", bug, "--epochs", "4", "--name", bug, "--runs-dir", str(tmp_path)])
+    findings = bs.run_report(path, per_class=False).findings
+    roots = root_causes(findings) or root_causes(findings, "warning")
+    assert roots[0].rule == rule, [f.rule for f in findings]
+    assert all("learning rate" not in f.fix for f in findings if f.explained_by == rule)

@@ -77,6 +77,8 @@ def run_case(case_id: str) -> dict[str, Any]:
             out["val_accuracy_after"] = best_val_accuracy(done)
             out["repairs"] = [r.to_dict() for r in done.repairs]
             out["stopped"] = done.stopped
+            out["experiments"] = [e.to_dict() for e in done.experiments] if not done.repairs else confirm_load(done)
+            out["looks"] = sum(1 for p in Path(runs).iterdir() if p.is_dir())
     except BabysitError as e:
         out["refused"] = {"type": type(e).__name__, "message": str(e)}
         out["findings"] = []
@@ -84,16 +86,24 @@ def run_case(case_id: str) -> dict[str, Any]:
     return out
 
 
+def confirm_load(done) -> list:
+    """The experiments of the first look (saved in its run folder), when repair rounds followed it."""
+    from babysit.diagnose import confirm
+
+    return confirm.load(Path(done.repairs[0].before["run_dir"]))
+
+
 def _first_findings(done) -> list:
     """The findings of the first look (before any repair): what the diagnosis said about the set-up as given."""
     if not done.repairs:
         return done.findings
+    from babysit.diagnose import confirm
     from babysit.diagnose.merge import merge_findings
     from babysit.report.run_report import read_check
     from babysit.train.record import load_run
 
     path = Path(done.repairs[0].before["run_dir"])
-    return merge_findings(load_run(path), read_check(path))
+    return confirm.apply(merge_findings(load_run(path), read_check(path)), confirm.load(path))
 
 
 def score(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,9 +11,10 @@ strategies), `bs.train` (the loop's state, callbacks, checkpoints, run records),
 `bs.checks`, `bs.workflows` (run, start_run, resume_run, doctor), `bs.config`.
 """
 
-from babysit import blocks, checks, config, train, tune, workflows
-from babysit.checks.preflight import check
-from babysit.config import RunConfig, build_config
+from typing import TYPE_CHECKING
+
+from babysit import train
+from babysit._lazy import lazy
 from babysit.data.datasets import Dataset, load_dataset
 from babysit.data.preprocess import prepare
 from babysit.diagnose.findings import Finding
@@ -21,15 +22,38 @@ from babysit.diagnose.merge import merge_findings
 from babysit.diagnose.rules import diagnose
 from babysit.errors import BabysitError, ConfigError, DataError
 from babysit.nn.models import build_model
-from babysit.report.run_report import run_report
 from babysit.train.own_loop import record
 from babysit.train.record import load_run
 from babysit.train.state import FitResult, Recipe
 from babysit.train.trainer import evaluate, fit
-from babysit.tune.session import search
 from babysit.watch.probes import watch
-from babysit.workflows.auto import auto
-from babysit.workflows.doctor import doctor
+
+# Loaded on first use (see babysit._lazy): search pulls in Optuna and its SQL store,
+# reports matplotlib, and the checks, the config and the workflows are not needed by
+# a loop that only records or fits. `diagnose` and `watch` stay eager: they share
+# their names with sub-packages, which importing those would bind here instead.
+_LAZY = {
+    "RunConfig": "babysit.config",
+    "auto": "babysit.workflows.auto",
+    "blocks": "babysit.blocks",
+    "build_config": "babysit.config",
+    "check": "babysit.checks.preflight",
+    "checks": "babysit.checks",
+    "config": "babysit.config",
+    "doctor": "babysit.workflows.doctor",
+    "run_report": "babysit.report.run_report",
+    "search": "babysit.tune.session",
+    "tune": "babysit.tune",
+    "workflows": "babysit.workflows",
+}
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from babysit import blocks, checks, config, tune, workflows
+    from babysit.checks.preflight import check
+    from babysit.config import RunConfig, build_config
+    from babysit.report.run_report import run_report
+    from babysit.tune.session import search
+    from babysit.workflows.auto import auto
+    from babysit.workflows.doctor import doctor
 
 __version__ = "0.1.0"
 
@@ -65,3 +89,5 @@ __all__ = [
     "watch",
     "workflows",
 ]
+
+__getattr__, __dir__ = lazy(__name__, _LAZY, __all__)

@@ -396,6 +396,33 @@ def with_data_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     return merge(merge(defaults, {"model": {"name": model_name}}), raw)
 
 
+def without_profile(cfg: RunConfig) -> tuple[RunConfig, list[str]]:
+    """`cfg` with the keys its data set's `PROFILES` entry filled in set back to the section defaults, and their names.
+
+    A profile is a recipe tuned on its data set (the MNIST-1D convnet's one-cycle schedule,
+    label smoothing, EMA, shift augmentation); on other data (a user's `Dataset` passed
+    beside a config whose data name was left at its default) it is not the user's choice.
+    A key whose value differs from the profile's was set by the user and is kept.
+    """
+    profile = PROFILES.get((cfg.data.name, cfg.model.name))
+    if not profile:
+        return cfg, []
+    plain = {s: dict(v) for s, v in RunConfig().to_dict().items()}
+    current = cfg.to_dict()
+    removed = []
+    for section, values in profile.items():
+        for key, value in values.items():
+            now = current[section].get(key)
+            if (list(now) if isinstance(now, tuple) else now) == value and plain[section].get(key) != value:
+                removed.append(f"{section}.{key}")
+                if key in plain[section]:
+                    current[section][key] = plain[section][key]
+                else:
+                    current[section].pop(key, None)
+    sections = {section: build_section(section, cls, current.get(section, {})) for section, cls in SECTIONS.items()}
+    return RunConfig(**sections), removed
+
+
 def check_sections(raw: dict[str, Any]) -> None:
     """Refuse a top-level name that is not a section, or a section that is not a table of keys.
 

@@ -173,8 +173,10 @@ def test_softmaxed_scores_are_recognised_without_a_softmax_module():
     assert score_checks(nn.Sequential(), net.fc(x), torch.zeros(32, dtype=torch.long), 10) == []
 
 
-def test_scores_of_the_wrong_width_for_the_labels_are_named():
+def test_scores_of_the_wrong_width_for_the_labels_are_refused_before_any_check():
+    from babysit.errors import ConfigError
+
     bs.train.seed_everything(0)
     net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
-    f = init_health(make_ctx(net, unit_gaussian_data())).findings[0]
-    assert f.rule == "labels_outputs_mismatch" and f.evidence["score_shape"] == [256, 3] and f.evidence["num_classes"] == 10
+    with pytest.raises(ConfigError, match=r"returns shape \(2, 3\) for 2 samples, but the data has 10 classes"):
+        bs.check(net, unit_gaussian_data(), progress=False)

@@ -57,6 +57,36 @@ def test_from_arrays_refuses_nan_and_bad_labels():
         Dataset.from_arrays(x, y, x_test=x)
 
 
+def test_from_arrays_takes_your_own_validation_split_as_it_is():
+    x, y = _xy(100)
+    xv, yv = _xy(30, seed=1)
+    data = Dataset.from_arrays(x, y, x_val=xv, y_val=yv, x_test=x[:10], y_test=y[:10])
+    assert torch.equal(data.train.x, x) and torch.equal(data.val.x, xv) and torch.equal(data.val.y, yv)
+    with pytest.raises(DataError, match="both x_val and y_val"):
+        Dataset.from_arrays(x, y, x_val=xv)
+    with pytest.raises(DataError, match="30 validation inputs but 29 labels"):
+        Dataset.from_arrays(x, y, x_val=xv, y_val=yv[:29])
+    with pytest.raises(DataError, match="validation samples"):
+        Dataset.from_arrays(x, y, x_val=torch.randn(30, 5), y_val=yv)
+
+
+def test_a_loop_that_standardised_its_own_training_split_gets_no_leak_warning():
+    """Your own split, standardised on your training samples only: nothing leaks, and the leak check says so."""
+    import babysit as bs
+
+    g = torch.Generator().manual_seed(0)
+    x, xv = torch.randn(600, 6, generator=g) * 5 + 3, torch.randn(150, 6, generator=g) * 5 + 3
+    y, yv = (x[:, 0] > 3).long(), (xv[:, 0] > 3).long()
+    mean, std = x.mean(0), x.std(0)
+    data = Dataset.from_arrays((x - mean) / std, y, x_val=(xv - mean) / std, y_val=yv, x_test=(xv - mean) / std, y_test=yv)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    report = bs.check(model, data, only=["data_leak", "data_centring"], progress=False)
+    assert report.findings == [] and report.result("data_leak").summary == "centring statistics match the training split"
+    # Carved out of the same standardised arrays, the training split no longer matches its own statistics.
+    carved = Dataset.from_arrays((x - mean) / std, y, x_test=(xv - mean) / std, y_test=yv)
+    assert [f.rule for f in bs.check(model, carved, only=["data_leak"], progress=False).findings] == ["data_leak"]
+
+
 def test_from_torch_dataset_and_loader_match_arrays():
     x, y = _xy(60)
     ref = Dataset.from_arrays(x, y, seed=3)

@@ -18,7 +18,7 @@ def test_finding_refuses_an_unknown_severity():
 def test_to_dict_is_strict_json_with_every_field():
     f = Finding("loss_flat", "error", "flat", evidence={"dead": (0.92, math.nan), "inf": math.inf}, lecture_rule="§1", fix="raise lr")
     d = f.to_dict()
-    assert set(d) == {"rule", "severity", "title", "evidence", "lecture_rule", "fix", "phase", "first_seen", "explained_by"}
+    assert set(d) == {"rule", "severity", "title", "evidence", "lecture_rule", "fix", "phase", "first_seen", "explained_by", "confirmed"}
     assert d["phase"] == "training" and d["first_seen"] is None and d["explained_by"] is None
     assert d["evidence"] == {"dead": [0.92, "nan"], "inf": "inf"}
     json.dumps(d, allow_nan=False)  # raises if a NaN slipped through

@@ -29,9 +29,25 @@ FORMULAS = {
 
 def _ema(ws, d):
     avg = ws[0]  # torch's AveragedModel starts from the first iterate
-    for w in ws[1:]:
-        avg = d * avg + (1 - d) * w
+    for t, w in enumerate(ws[1:], start=1):
+        decay = min(d, (1 + t) / (10 + t))  # the warm-up: t updates averaged so far
+        avg = decay * avg + (1 - decay) * w
     return avg
+
+
+def test_the_ema_decay_warms_up_and_then_is_the_configured_one():
+    """A short run's average is not stuck on its first iterate: after 44 steps at d = 0.99 it kept 64% of it."""
+    from babysit.optim.averaging import warm_ema_multi_avg_fn
+
+    update = warm_ema_multi_avg_fn(0.99)
+    first = [torch.zeros(3)]
+    for t in range(1, 45):
+        update(first, [torch.ones(3)], torch.tensor(t))
+    weight_of_first = float(1 - first[0][0])
+    assert weight_of_first < 0.05  # constant 0.99: 0.99 ** 44 = 0.64
+    late = [torch.zeros(1)]
+    update(late, [torch.ones(1)], torch.tensor(10_000))
+    assert float(late[0]) == pytest.approx(0.01)  # (1 + t) / (10 + t) > 0.99: the configured decay
 
 
 def test_every_registered_averaging_has_a_formula_here():

@@ -20,7 +20,7 @@ from babysit.report.run_report import fmt, read_check, run_report
 from babysit.build import model_from_config
 
 QUICK = CheckSettings(overfit_steps=100, sweep_steps=60, baseline_steps=60)
-SECTIONS = ["Findings", "Learning curves", "Activations per layer", "Update/weight ratios", "Gradient flow",
+SECTIONS = ["Findings", "Training program", "Learning curves", "Activations per layer", "Update/weight ratios", "Gradient flow",
             "Dead and saturated units", "Per-class validation accuracy", "Preflight checks", "Configuration", "Run"]
 
 
@@ -139,8 +139,8 @@ def test_per_class_refuses_a_run_whose_data_changed(tmp_path, digits):
 
 def test_a_run_without_probes_or_check_says_what_is_missing(runs):
     page = html_of(runs["no-probes"], per_class=False)
-    assert section_titles(page) == ["Findings", "Learning curves", "Activations per layer", "Per-class validation accuracy",
-                                    "Preflight checks", "Configuration", "Run"]
+    assert section_titles(page) == ["Findings", "Training program", "Learning curves", "Activations per layer",
+                                    "Per-class validation accuracy", "Preflight checks", "Configuration", "Run"]
     assert "No probes recorded" in page and "babysit check --out" in page and "Not available: turned off" in page
     assert page.count("data:image/png;base64,") == 1  # the learning curves
 

@@ -23,7 +23,7 @@ def test_a_recorded_run_writes_the_documented_schema(digits, tmp_path):
     path = tmp_path / "r1"
     assert done.record == path
     assert {p.name for p in path.iterdir()} == {
-        "config.json", "env.json", "metrics.jsonl", "probes.jsonl", "events.jsonl", "summary.json", "checkpoints",
+        "config.json", "env.json", "metrics.jsonl", "probes.jsonl", "events.jsonl", "summary.json", "program.json", "checkpoints",
     }
     run = bs.load_run(path)
     assert run.config == cfg.to_dict() and bs.build_config(run.config) == cfg

@@ -60,6 +60,15 @@ def test_reinitialise_gives_he_scale_and_zero_biases():
     assert abs(std - (2 / 400) ** 0.5) < 0.05 * (2 / 400) ** 0.5 and float(net[0].bias.abs().max()) == 0
 
 
+def test_reinitialise_gives_a_saturated_lstm_torch_s_own_scale_back():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(8, 32, batch_first=True)
+    with torch.no_grad():
+        lstm.weight_hh_l0.mul_(50)  # saturates its gates
+    fresh = reinitialise(nn.Sequential(lstm)).get_submodule("0")
+    assert float(fresh.weight_hh_l0.abs().max()) <= 1 / 32**0.5 and float(lstm.weight_hh_l0.abs().max()) > 1  # a copy: the original is untouched
+
+
 @pytest.mark.parametrize("model,changed", [("mlp", "hidden"), ("convnet", "channels")])
 def test_more_capacity_widens_only_what_the_built_in_model_reads(model, changed, recwarn):
     from babysit.build import model_from_config

@@ -106,7 +106,8 @@ class CheckResult:
 
 @dataclass
 class CheckContext:
-    """What a check reads: the user's model (never modified), the data, the recipe and the budgets."""
+    """What a check reads: the user's model (never modified), the data, the recipe and the budgets, and
+    the user's own optimiser and loss function when given (the program check reads them)."""
 
     model: nn.Module
     data: Dataset
@@ -115,6 +116,8 @@ class CheckContext:
     device: torch.device
     eval_fn: EvalFn | None = None
     lr: float | None = None  # set by the learning-rate range test
+    optimizer: torch.optim.Optimizer | None = None  # the user's own optimiser, when given (its coverage of the model is checked)
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None  # the user's loss(scores, labels); None: cross-entropy
 
     def copy_model(self, dropout: bool = True) -> nn.Module:
         """A deep copy of the model on the check device, in training mode.

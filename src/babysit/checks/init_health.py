@@ -1,12 +1,13 @@
 """Initialisation health: per-layer activation statistics on one forward pass (docs/lectures.md §3).
 
 The lectures' experiment (10 layers, tanh, different init scales) in check form:
-one forward pass of a training batch, a forward hook on every leaf module, and
-per layer the output mean/std, the fraction of dead ReLU units and of saturated
-tanh/sigmoid outputs, computed by the same code as `bs.watch` (`watch.stats`)
-in the run record's probe schema, so the same layer rules
-(`diagnose.layer_rules`) judge them. Symmetry is read from the weights. Hooks live inside `forward_hooks`, which
-always removes them.
+one forward pass of a training batch, a forward hook on every layer `bs.watch`
+probes (`watch.layers`: the same layers, inside recurrent and transformer layers
+too), and per layer the output mean/std, the fraction of dead ReLU units and of
+saturated tanh/sigmoid outputs, computed by the same code as `bs.watch`
+(`watch.stats`) in the run record's probe schema, so the same layer rules
+(`diagnose.layer_rules`) judge them. Symmetry is read from the weights. The hooks
+are removed when the pass ends, also when it raises.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose import layer_rules
 from babysit.diagnose.findings import Finding
-from babysit.watch import stats
+from babysit.watch import layers as probed, stats
 
 HIST_BINS = 20
 
@@ -52,26 +53,21 @@ def leaf_modules(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if name and not list(m.children())}
 
 
-def output_stats(module: nn.Module, out: Tensor) -> dict[str, Any] | None:
-    """One layer's statistics in the probe schema, computed as `bs.watch` computes them (`watch.stats`); None if not probed."""
-    kind = stats.layer_kind(module)
-    if kind is None or not isinstance(out, Tensor):
-        return None
-    values = stats.read_back(stats.measure(out, kind, HIST_BINS))
-    return {"type": type(module).__name__, **stats.describe(values, kind, out.numel(), HIST_BINS)}
-
-
 @torch.no_grad()
 def layer_stats(model: nn.Module, x: Tensor) -> dict[str, dict[str, Any]]:
-    """Statistics of every probed leaf module's output on one forward pass of `x`, in module order."""
+    """Statistics of every probed layer's output on one forward pass of `x`, in call order (the first call of each)."""
     found: dict[str, dict[str, Any]] = {}
 
-    def record(name: str, mod: nn.Module, inp: Any, out: Any) -> None:
-        if (s := output_stats(mod, out)) is not None:
-            found[name] = s
+    def record(layer: probed.ProbedLayer, args: tuple, kwargs: dict, out: Any) -> None:
+        if layer.name not in found and (m := probed.measure_layer(layer, args, kwargs, out, HIST_BINS)) is not None:
+            found[layer.name] = probed.describe_layer(m, stats.read_back(m.pieces), HIST_BINS)
 
-    with forward_hooks(leaf_modules(model), record):
+    handles = [probed.hook(layer, record) for layer in probed.probed_layers(model)]
+    try:
         model(x)
+    finally:
+        for h in handles:
+            h.remove()
     return found
 
 
@@ -108,7 +104,7 @@ def last_module(model: nn.Module) -> nn.Module | None:
 
 
 def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int, head: Tensor | None = None) -> list[Finding]:
-    """Faults of the class scores: the wrong shape for the labels, or an activation applied before the loss.
+    """An activation applied to the class scores before the loss (their shape was checked before any check ran).
 
     The activation is read from the model's last module when it is one. Else the
     scores are compared with the output of the last affine layer (`head`, when
@@ -118,18 +114,6 @@ def score_checks(model: nn.Module, scores: Tensor, y: Tensor, num_classes: int, 
     score with exact zeros (a ReLU). Scores identical across the classes of every
     sample (symmetric weights) say nothing about an activation.
     """
-    if scores.ndim != 2 or scores.shape[1] != num_classes or (len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes)):
-        shape = tuple(scores.shape)
-        return [
-            Finding(
-                "labels_outputs_mismatch",
-                "error",
-                f"the model outputs scores of shape {shape} for {num_classes} classes with labels in [{int(y.min())}, {int(y.max())}]",
-                evidence={"score_shape": list(shape), "num_classes": num_classes, "label_min": int(y.min()), "label_max": int(y.max())},
-                lecture_rule="docs/lectures.md §5: the loss needs one score per class, (N, C), and labels in 0..C-1",
-                fix=f"make the last layer output {num_classes} scores (one per class) and the labels integers 0..{num_classes - 1}",
-            )
-        ]
     last = last_module(model)
     s = scores.detach().float()
     if isinstance(last, _SCORE_ACTIVATIONS):

@@ -5,8 +5,9 @@
     report.findings[0].fix            # the first thing to change
     report.suggested_lr                 # from the learning-rate range test
 
-The checks run in the order of the procedure (docs/lectures.md §5): data, then
-initialisation, the loss at init, regularization, evaluation mode, the
+The checks run in the order of the procedure (docs/lectures.md §5): data, the
+training program (your optimiser and loss, gradients reaching every layer,
+examples kept apart in the batch), then initialisation, the loss at init, regularization, evaluation mode, the
 (opt-in) gradient check, the learning-rate range test, overfitting a tiny
 subset, and the input-independent baseline. Findings of equal severity keep
 that order, so an upstream cause is named before the symptoms it explains.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 from rich.table import Table
-from torch import nn
+from torch import Tensor, nn
 
-from babysit.checks import data_checks, gradcheck, init_health, loss_checks, lr_range, training_checks  # noqa: F401  (register)
+from babysit.checks import data_checks, gradcheck, init_health, loss_checks, lr_range, program_check, training_checks  # noqa: F401  (register)
 from babysit.checks.base import CHECKS, STATUS_STYLE, CheckContext, CheckResult, CheckSettings, EvalFn
 from babysit.checks.lr_range import plot_lr_range
 from babysit.data.datasets import Dataset
@@ -47,6 +48,7 @@ PIPELINE = (
     "data_leak",
     "class_balance",
     "duplicates",
+    "program",
     "init_health",
     "initial_loss",
     "regularization",
@@ -158,6 +160,8 @@ def check(
     recipe: Recipe | None = None,
     *,
     eval_fn: EvalFn | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     settings: CheckSettings | None = None,
     only: Iterable[str] | None = None,
     progress: bool = True,
@@ -170,6 +174,11 @@ def check(
         recipe: the training recipe to judge (optimizer, lr, batch size, weight decay); `Recipe()` by default.
         eval_fn: your evaluation function `eval_fn(model, x) -> scores`, to check it sets eval mode;
             by default the model's own eval-mode behaviour is checked.
+        optimizer: the optimiser your loop will use: the program check names trainable parameters
+            it does not hold and tensors it holds that the model does not use (a copy of the model).
+        loss_fn: your loss, `loss_fn(scores, labels) -> scalar`: the program check reads which formula
+            it computes (a softmax before cross-entropy, nll_loss of raw scores, a log of log-probabilities);
+            cross-entropy by default (the other checks always use cross-entropy).
         settings: budgets (`CheckSettings`); set `gradcheck=True` for the numerical gradient check.
         only: names of checks to run (see `CHECKS`); all by default, always in pipeline order.
         progress: show a progress bar on stderr.
@@ -178,13 +187,17 @@ def check(
     settings = settings or CheckSettings()
     device = resolve_device(recipe.device)
     _validate(model, data, device)
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(f"check(optimizer=...) takes a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if loss_fn is not None and not callable(loss_fn):
+        raise ConfigError(f"check(loss_fn=...) takes a function loss_fn(scores, labels) -> scalar tensor, got {type(loss_fn).__name__}")
     names = list(PIPELINE)
     if only is not None:
         wanted = list(only)
         for name in wanted:
             CHECKS.get(name)  # a typo fails here, with a suggestion
         names = [n for n in PIPELINE if n in wanted]
-    ctx = CheckContext(model, data, recipe, settings, device, eval_fn)
+    ctx = CheckContext(model, data, recipe, settings, device, eval_fn, optimizer=optimizer, loss_fn=loss_fn)
     results = []
     bar = Progress(TextColumn("[bold]check[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True), transient=True, disable=not progress)

@@ -59,6 +59,17 @@ def repair_table(rounds: list[RepairRound]) -> Table:
     return table
 
 
+def experiments_table(experiments: list) -> Table:
+    """Which candidate cause a look with its fix confirmed: cause, change, validation accuracy before -> after, verdict, CPU seconds."""
+    table = Table(title="root cause by experiment (one look per candidate)")
+    for column in ("cause tested", "change", "val accuracy", "verdict", "CPU s"):
+        table.add_column(column)
+    for e in experiments:
+        style = {"confirmed": "bold green", "helped": "green", "refuted": "dim"}[e.verdict]
+        table.add_row(e.rule, escape(e.change), f"{_pct(e.baseline)} -> {_pct(e.val_accuracy)}", f"[{style}]{e.verdict}[/]", f"{e.cpu_seconds:.1f}")
+    return table
+
+
 @app.command(context_settings=OVERRIDES)
 @user_errors
 def doctor(
@@ -96,6 +107,8 @@ def doctor(
     cfg = config_from_cli(config, shortcuts(data, model_flags, optimizer, lr, epochs, seed), extra)
     done = run_doctor(cfg, runs_dir=runs_dir, name=name, settings=CheckSettings(gradcheck=gradcheck), fix=fix)
     done.report.print(out)
+    if done.experiments:
+        out.print(experiments_table(done.experiments))
     if fix:
         out.print(repair_table(done.repairs))
         out.print(f"repair: {escape(done.stopped)}")

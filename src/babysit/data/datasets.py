@@ -46,6 +46,9 @@ class RawData:
     x_test: np.ndarray | Tensor
     y_test: np.ndarray | Tensor
     class_names: Sequence[str]
+    # The caller's own validation split, used as it is instead of carving one from train.
+    x_val: np.ndarray | Tensor | None = None
+    y_val: np.ndarray | Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Dataset:
         x,
         y,
         *,
+        x_val=None,
+        y_val=None,
         x_test=None,
         y_test=None,
         val_fraction: float = 0.1,
@@ -87,9 +92,12 @@ class Dataset:
 
         Args:
             x, y: inputs (N, *input_shape) and integer labels (N,).
+            x_val, y_val: your own validation split, used as it is (all of x, y then trains).
+                Pass it when your preprocessing was fitted on (x, y): a validation split carved
+                out of it would share its statistics, which the leak check rightly reports.
             x_test, y_test: a test split; None holds out a fixed 20% of (x, y), as the
                 `arrays` reader does, independent of `seed`.
-            val_fraction: share of the training samples held out for validation.
+            val_fraction: share of the training samples held out for validation (without x_val).
             seed: seeds the validation carving.
             class_names: one name per class; None numbers them 0..max(y).
 
@@ -100,7 +108,7 @@ class Dataset:
         """
         from babysit.data.memory import raw_from_arrays
 
-        raw = raw_from_arrays(x, y, x_test, y_test, class_names, name)
+        raw = raw_from_arrays(x, y, x_test, y_test, class_names, name, x_val=x_val, y_val=y_val)
         return from_raw(name, raw, val_fraction=val_fraction, seed=seed)
 
     @classmethod
@@ -321,21 +329,32 @@ def carve_test(x, y) -> tuple:
 
 
 def from_raw(name: str, raw: RawData, *, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
-    """Validate a loader's train/test split and carve the validation split from train by `seed`."""
+    """Validate a loader's train/test split and carve the validation split from train by `seed` (or take the raw data's own)."""
     _check_val_fraction(val_fraction)
     num_classes = len(raw.class_names)
     x_tr, y_tr = as_tensors(raw.x_train, raw.y_train, f"{name} train split")
     x_te, y_te = as_tensors(raw.x_test, raw.y_test, f"{name} test split")
     validate_arrays(x_tr, y_tr, num_classes, f"{name} train split")
     validate_arrays(x_te, y_te, num_classes, f"{name} test split")
-    if x_tr.shape[1:] != x_te.shape[1:]:
-        raise DataError(
-            f"{name}: train samples have shape {tuple(x_tr.shape[1:])} but test samples "
-            f"{tuple(x_te.shape[1:])}; every sample must have the same shape"
-        )
-    order = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, math.floor(len(y_tr) * val_fraction))
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    own_val = raw.x_val is not None
+    if own_val:
+        x_va, y_va = as_tensors(raw.x_val, raw.y_val, f"{name} validation split")
+        validate_arrays(x_va, y_va, num_classes, f"{name} validation split")
+    for split, xs in (("test", x_te), *((("validation", x_va),) if own_val else ())):
+        if x_tr.shape[1:] != xs.shape[1:]:
+            raise DataError(
+                f"{name}: train samples have shape {tuple(x_tr.shape[1:])} but {split} samples "
+                f"{tuple(xs.shape[1:])}; every sample must have the same shape"
+            )
+    if own_val:
+        if len(y_va) == 0:
+            raise DataError(f"{name}: the validation split you passed is empty; pass at least one sample, or leave x_val out")
+        order = torch.arange(len(y_tr))
+        val_idx, train_idx = order[:0], order
+    else:
+        order = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(seed))
+        n_val = max(1, math.floor(len(y_tr) * val_fraction))
+        val_idx, train_idx = order[:n_val], order[n_val:]
     if num_classes < 2:
         raise DataError(f"{name}: only {num_classes} class ({', '.join(map(str, raw.class_names))}); a classifier needs at least 2 classes")
     if len(train_idx) < num_classes:
@@ -346,7 +365,7 @@ def from_raw(name: str, raw: RawData, *, val_fraction: float = 0.1, seed: int = 
     return Dataset(
         name=name,
         train=Split(x_tr[train_idx], y_tr[train_idx]),
-        val=Split(x_tr[val_idx], y_tr[val_idx]),
+        val=Split(x_va, y_va) if own_val else Split(x_tr[val_idx], y_tr[val_idx]),
         test=Split(x_te, y_te),
         num_classes=num_classes,
         input_shape=tuple(x_tr.shape[1:]),

@@ -18,24 +18,32 @@ from babysit.data.datasets import RawData, as_tensors, carve_test, class_indices
 from babysit.errors import DataError
 
 
-def raw_from_arrays(x, y, x_test, y_test, class_names: Sequence[str] | None, name: str) -> RawData:
-    """(x, y) with an optional test split as RawData; no test split holds out a fixed 20% of (x, y)."""
+def raw_from_arrays(x, y, x_test, y_test, class_names: Sequence[str] | None, name: str, *, x_val=None, y_val=None) -> RawData:
+    """(x, y) with optional validation and test splits as RawData; no test split holds out a fixed 20% of (x, y)."""
     if (x_test is None) != (y_test is None):
         raise DataError(f"{name}: pass both x_test and y_test, or neither")
+    if (x_val is None) != (y_val is None):
+        raise DataError(f"{name}: pass both x_val and y_val, or neither")
     x, y = _numpy(x), _numpy(y)
     if len(x) != len(y):
         raise DataError(f"{name}: {len(x)} inputs but {len(y)} labels; they must have the same length")
+    if x_val is not None:
+        x_val, y_val = _numpy(x_val), _numpy(y_val)
+        if len(x_val) != len(y_val):
+            raise DataError(f"{name}: {len(x_val)} validation inputs but {len(y_val)} labels; they must have the same length")
     if x_test is None:
         x, y, x_test, y_test = carve_test(x, y)
     else:
         x_test, y_test = _numpy(x_test), _numpy(y_test)
     if class_names is None:
         # Checked before anything is sized by it: a label of 10^12 must not build 10^12 classes.
-        _, y_all = as_tensors(np.zeros((0,)), np.concatenate([np.ravel(y), np.ravel(y_test)]), name)
+        parts = [np.ravel(y), np.ravel(y_test), *([np.ravel(y_val)] if y_val is not None else [])]
+        _, y_all = as_tensors(np.zeros((0,)), np.concatenate(parts), name)
         class_names, remap = class_indices(y_all.numpy(), name)
         if remap is not None:
             y, y_test = remap(y), remap(y_test)
-    return RawData(x, y, x_test, y_test, [str(c) for c in class_names])
+            y_val = remap(y_val) if y_val is not None else None
+    return RawData(x, y, x_test, y_test, [str(c) for c in class_names], x_val, y_val)
 
 
 def _numpy(a) -> np.ndarray:

@@ -13,7 +13,7 @@ the finding its phase and, unless the producer words a more specific one, its fi
 Ranking (`rank`): root causes first, each followed by the symptoms it
 explains. A finding is a symptom when another present finding explains it
 (`diagnose.kinds.explains`); it then carries that cause's id in
-`explained_by`. Roots are ordered by: faults before infos, then phase
+`explained_by`. Roots are ordered by: a cause confirmed by experiment first, then faults before infos, then phase
 (data < program < init < training: the data feeds the program, which builds
 and moves the network), then causes before plain findings, then severity, then
 `first_seen`, then production order. Severity never puts a symptom before its cause.
@@ -24,12 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
-
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from babysit.diagnose.kinds import KINDS, PHASES, UNKNOWN, explains, is_cause, kind_of, phase_of
+
+if TYPE_CHECKING:  # rich loads when a table is drawn: diagnosing a run does without it
+    from rich.table import Table
 
 SEVERITIES = ("error", "warning", "info")
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -66,6 +66,8 @@ class Finding:
             default the phase its kind declares.
         first_seen: the step (probes) or epoch (curves) where it first showed; None for a preflight finding.
         explained_by: the id of the finding that explains this one (set by `rank`), None for a root cause.
+        confirmed: True when a counterfactual look confirmed this cause (fixing it restored learning),
+            False when one refuted it, None when none was run (`workflows.confirm`).
     """
 
     rule: str
@@ -77,6 +79,7 @@ class Finding:
     phase: str = ""
     first_seen: int | None = None
     explained_by: str | None = None
+    confirmed: bool | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -127,7 +130,8 @@ def worst_severity(findings: Iterable[Finding]) -> str:
 
 def _root_key(f: Finding, index: int) -> tuple[Any, ...]:
     first = f.first_seen if f.first_seen is not None else -1  # preflight (None) before any step
-    return (f.severity == "info", PHASES.index(f.phase), not is_cause(f.rule), SEVERITIES.index(f.severity), first, index)
+    # A cause an experiment confirmed comes before every other root: it is the one whose fix restored learning.
+    return (f.confirmed is not True, f.severity == "info", PHASES.index(f.phase), not is_cause(f.rule), SEVERITIES.index(f.severity), first, index)
 
 
 def rank(findings: Iterable[Finding]) -> list[Finding]:
@@ -150,7 +154,7 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
     def visit(f: Finding) -> None:
         first = min(causes[id(f)], key=lambda c: placed[id(c)], default=None)
         placed[id(f)] = len(out)
-        out.append(replace(f, explained_by=first.rule if first is not None else None))
+        out.append(replace(f, explained_by=first.rule if first is not None else None, fix=_symptom_fix(f, first)))
         for child in ordered:
             if id(child) not in placed and any(c is f for c in causes[id(child)]) and all(id(c) in placed for c in causes[id(child)]):
                 visit(child)
@@ -159,6 +163,15 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
         if not causes[id(f)]:
             visit(f)
     return out
+
+
+def _symptom_fix(f: Finding, cause: Finding | None) -> str:
+    """A symptom's fix; when its cause is not the learning rate, never "change the learning rate" but "fix the cause first"."""
+    if cause is None or f.rule not in KINDS or cause.rule not in KINDS:
+        return f.fix
+    if KINDS[f.rule].lr is not None and KINDS[cause.rule].lr is None:
+        return f"follows from {cause.rule}: fix that first ({cause.fix})"
+    return f.fix
 
 
 def root_causes(ranked: list[Finding], severity: str = "error") -> list[Finding]:
@@ -183,6 +196,9 @@ def root_causes(ranked: list[Finding], severity: str = "error") -> list[Finding]
 
 def findings_table(findings: Iterable[Finding], title: str = "diagnosis") -> Table:
     """A rich table of ranked findings: severity, problem, fix and the lecture rule."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=title, show_lines=True)
     table.add_column("severity")
     table.add_column("problem (evidence)")

@@ -126,9 +126,51 @@ declare("input_independent", "data", "labels that do not match the inputs, or in
         {"overfitting", "underfitting", "loss_flat"})
 declare("input_baseline_inconclusive", "data", "a validation split too small to tell whether the model uses its inputs",
         "use a larger validation split (data.val_fraction), or rerun the check with more data")
-declare("labels_outputs_mismatch", "data", "class scores that do not match the labels",
-        "make the last layer output one score per class and the labels integers 0..C-1",
-        {"initial_loss_high", "initial_loss_low", "overfit_failed", "loss_explodes", "loss_flat"})
+# -- program: what the training code does, read by hooks (watch.program) --------------------------------------------
+# A program that never applies its gradients: nothing downstream learns, whatever the learning rate.
+_NO_LEARNING = frozenset({
+    "loss_flat", "update_ratio_low", "underfitting", "overfit_failed", "lr_no_descent", "plateau", "input_independent",
+    "flat_then_drop", "activations_vanished_in_training", "gradients_vanished_in_training",
+})  # fmt: skip
+# Gradients summed over every step so far: the update grows step after step, as with a rate far too high.
+_RUNAWAY = _LR_HIGH_SYMPTOMS | {"underfitting", "loss_flat", "overfitting", "input_independent"}
+declare("grad_not_reset", "program", "gradients not reset between optimiser steps (no zero_grad)",
+        "call optimizer.zero_grad() once per step, before loss.backward() (gradients add up across backward passes)",
+        _RUNAWAY)
+declare("grad_cleared_before_step", "program", "gradients cleared between backward() and step()",
+        "move optimizer.zero_grad() before loss.backward(): called after it, it erases the gradient step() needs", _NO_LEARNING)
+declare("step_before_backward", "program", "optimizer.step() with no gradient: called before loss.backward(), or backward never reaches the parameters",
+        "call loss.backward() before optimizer.step(), on a loss computed from the model's output", _NO_LEARNING)
+declare("optimizer_never_steps", "program", "a loop that never calls optimizer.step()",
+        "call optimizer.step() after loss.backward() in every training step", _NO_LEARNING)
+declare("optimizer_params_not_in_model", "program", "an optimiser over tensors the model does not use (e.g. a copy of the model)",
+        "build the optimiser over the trained model's own parameters: optimizer = Adam(model.parameters(), ...), after any copy or .to(device)",
+        _NO_LEARNING | {"params_not_in_optimizer", "step_before_backward", "params_without_grad"})
+declare("params_not_in_optimizer", "program", "trainable parameters the optimiser does not hold",
+        "pass every parameter that should train to the optimiser (model.parameters()); freeze the others with requires_grad_(False)",
+        _NO_LEARNING | {"overfitting"})
+declare("params_without_grad", "program", "trainable parameters that never receive a gradient (detached output, layer never called, branch under no_grad)",
+        "let the gradient reach them: remove the .detach() / torch.no_grad() on their path, or call the layer in forward (delete it if unused)",
+        _NO_LEARNING | {"overfitting"})
+declare("frozen_untrained", "program", "frozen layers (requires_grad=False) still at their random initialisation",
+        "train these layers (requires_grad_(True)) or load the pretrained weights you meant to freeze", _NO_LEARNING)
+declare("params_frozen", "program", "parameters frozen on purpose (requires_grad=False)", "nothing to change if freezing them is intended")
+declare("eval_mode_in_training", "program", "dropout or batch norm in eval mode during training steps (model.eval() left on)",
+        "call model.train() before each training epoch (after any model.eval() for validation)",
+        {"overfitting", "loss_explodes", "loss_flat", "plateau", "underfitting", "update_ratio_high", "relu_died_in_training",
+         "activations_exploded_in_training", "saturated_in_training", "gradients_exploded_in_training", "input_independent"})
+declare("lr_collapsed", "program", "a learning rate that collapses to (near) zero: a schedule stepped far more often than planned, or a rate of 0",
+        "step a per-epoch scheduler once per epoch (scheduler.step() after the epoch's batches), or size its period in steps; never set the rate to 0",
+        _NO_LEARNING)
+declare("loss_below_minimum", "program", "a loss below what cross-entropy allows (negative): nll_loss on scores that are not log-probabilities",
+        "give nll_loss log-probabilities (F.log_softmax(scores, 1)), or use F.cross_entropy on the raw scores",
+        _RUNAWAY | {"loss_flat", "plateau", "overfit_failed"})
+declare("loss_not_finite", "program", "a NaN/inf loss from finite scores before any update: the loss takes the log of zero or of a negative number",
+        "take no log of log-probabilities: F.nll_loss(F.log_softmax(scores, 1), y), or F.cross_entropy(scores, y) on the raw scores",
+        _RUNAWAY | {"scores_not_finite", "loss_flat"})
+declare("batch_mixing", "program", "outputs of one example that depend on other examples of the batch (view for permute, batch_first confusion)",
+        "keep the batch axis apart: permute/transpose where view/reshape mixes axes, and build recurrent layers with batch_first=True for (N, T, F) inputs",
+        {"input_independent", "underfitting", "overfitting", "loss_flat", "plateau", "eval_mode", "overfit_failed", "lr_no_descent"})
 
 # -- init ---------------------------------------------------------------------------------------------------------
 declare("init_symmetry", "init", "zero or constant weights: symmetry never broken", _REINIT, {

@@ -1,7 +1,7 @@
 """What the diagnosis rules read from a run: metrics, probes, events, summary.
 
 The run record (written while training, see `watch/` and `train/record.py`) has
-this JSON schema; the rules read only these four parts:
+this JSON schema; the rules read only these parts:
 
     metrics: [{"epoch", "step", "train_loss", "train_accuracy",
                "val_loss", "val_accuracy", "lr", "seconds"}, ...]        one per epoch
@@ -9,14 +9,18 @@ this JSON schema; the rules read only these four parts:
                "layers": {qualified name: {"type", "act_mean", "act_std",
                                             "hist_edges", "hist_counts",
                                             "dead_fraction"        (ReLU family),
-                                            "saturated_fraction"   (tanh/sigmoid)}},
+                                            "saturated_fraction"   (tanh/sigmoid, recurrent),
+                                            "first_step_std", "last_step_std", "time_steps"
+                                                                   (unbounded recurrent states)}},
                "params": {qualified name: {"grad_norm", "weight_norm", "update_ratio"}}}, ...]
     events:  [{"step", "event", "detail"}, ...]
     summary: {"status": "completed" | "stopped" | "diverged", "stop_reason", "test_accuracy", ...} or None
+    program: the program's facts (program.json, `watch.program.ProgramWatch.facts`) or None
 
-Layers and params appear in module order (input side first), which is what the
-rules use as depth. Anything with these four attributes (`RecordLike`) is
-accepted; `run_view` also takes the dict form, a `FitResult` or a `History`.
+Layers appear in call order and params in module order (input side first), which
+is what the rules use as depth. Anything with the first four attributes (`RecordLike`)
+is accepted, `program` when it has one; `run_view` also takes the dict form, a
+`FitResult` or a `History`.
 A part or a metric the record lacks makes the rules that need it stay silent;
 a metric name that looks like a misspelling of one they read (`train_acc`,
 Keras' `val_acc`) is rejected with the name to use.
@@ -77,6 +81,7 @@ class RunView:
     probes: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
+    program: dict[str, Any] | None = None
 
     @staticmethod
     def recorded(metrics: dict[str, Any], key: str) -> bool:
@@ -101,20 +106,25 @@ def run_view(record: Any) -> RunView:
     if isinstance(record, RunView):
         return record
     if isinstance(record, Mapping):
-        if not {"metrics", "probes", "events", "summary"} & set(record):
+        if not {"metrics", "probes", "events", "summary", "program"} & set(record):
             raise DataError("a run record needs 'metrics', 'probes', 'events' or 'summary'; is this a run record file?")
         check_metric_names(list(record.get("metrics") or []))
+        program = record.get("program")
         return RunView(
             list(record.get("metrics") or []),
             list(record.get("probes") or []),
             list(record.get("events") or []),
             record.get("summary"),
+            program if isinstance(program, Mapping) else None,
         )
     if isinstance(record, RecordLike):
         check_metric_names(list(record.metrics))
-        return RunView(list(record.metrics), list(record.probes), list(record.events), record.summary)
+        program = getattr(record, "program", None)
+        return RunView(list(record.metrics), list(record.probes), list(record.events), record.summary,
+                       program if isinstance(program, Mapping) else None)  # fmt: skip
     history = getattr(record, "history", record)
     if hasattr(history, "records"):
         summary = record.summary() if callable(getattr(record, "summary", None)) else None
-        return RunView(metrics=list(history.records), summary=summary)
+        program = getattr(record, "program", None)
+        return RunView(metrics=list(history.records), summary=summary, program=program if isinstance(program, Mapping) else None)
     raise DataError(f"cannot read a run record from {type(record).__name__}; pass a record dict, a RunRecord or a FitResult")

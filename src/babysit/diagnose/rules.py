@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from babysit.diagnose import layer_rules
+from babysit.diagnose import layer_rules, program_rules
 from babysit.diagnose.findings import SEVERITIES, Finding, rank
 from babysit.diagnose.kinds import KINDS, training_twin
 from babysit.diagnose.record import RunView, run_view
@@ -123,6 +123,13 @@ def _by_phase(run: RunView, part: str, judge: Callable[[dict[str, Any], dict[str
         rule = training_twin(f.rule)
         trained.append(replace(_at(f, where, rule, "training", seen), fix=KINDS[rule].fix))
     return at_init + trained
+
+
+@RULES.register("program")
+def program(run: RunView) -> list[Finding]:
+    """The training program's own faults (gradients, optimiser, modes, schedule, loss, batch), from its facts (program.json)."""
+    # A damaged or foreign program.json says nothing (the report notes it as skipped).
+    return program_rules.program_findings(run.program, run.metrics) if program_rules.readable(run.program) else []
 
 
 @RULES.register("loss_explodes")
@@ -267,11 +274,37 @@ def update_ratio(run: RunView) -> list[Finding]:
     for probe in settled:
         for name, p in probe["params"].items():
             r = p.get("update_ratio")
-            if not name.endswith("bias") and isinstance(r, (int, float)) and math.isfinite(r):
+            if not layer_rules.is_bias(name) and isinstance(r, (int, float)) and math.isfinite(r):
                 per_param.setdefault(name, []).append(float(r))
     medians = {n: statistics.median(v) for n, v in per_param.items()}
     steps = [p.get("step") for p in settled]
-    return layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []})
+    found = layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []})
+    # The 1e-3 ratio is the lectures' rule of thumb, not a symptom: a warning asks to change the rate only when
+    # the curve agrees (the loss rose in some epoch, for updates too large; it fell slowly, for updates too small).
+    return [f for f in found if f.severity == "error" or not rate_shown_to_work(run, f.rule)]
+
+
+# A loss that fell to at most this share of its first value, never rising: the learning rate is doing its job.
+STEADY = 0.7
+
+
+def never_rose(run: RunView) -> bool:
+    """Whether the train loss is finite over 3 or more epochs and no epoch rose more than 1% over the one before."""
+    losses = run.series("train_loss")
+    return len(losses) >= 3 and len(_finite(losses)) == len(losses) and not _rises(losses)
+
+
+def steady_descent(run: RunView) -> bool:
+    """`never_rose`, and the loss ended at most `STEADY` of where it began."""
+    losses = run.series("train_loss")
+    return never_rose(run) and losses[0] > 0 and losses[-1] <= STEADY * losses[0]
+
+
+def rate_shown_to_work(run: RunView, rule: str) -> bool:
+    """Whether the run's curve contradicts a warning that the rate is too high (`never_rose`) or too low (`steady_descent`)."""
+    lr = KINDS[rule].lr if rule in KINDS else None
+    too_high = rule in ("update_ratio_high", "lr_too_high") or lr == "lower"
+    return never_rose(run) if too_high else steady_descent(run)
 
 
 @RULES.register("regularization_too_strong")

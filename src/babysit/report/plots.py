@@ -192,7 +192,7 @@ def activation_std(probes: list[dict[str, Any]]) -> Figure | None:
 
 def _is_weight(name: str) -> bool:
     """Weight tensors only (biases start at 0; their ratios say nothing)."""
-    return not name.endswith("bias")
+    return not layer_rules.is_bias(name)
 
 
 def update_ratios(probes: list[dict[str, Any]]) -> Figure | None:

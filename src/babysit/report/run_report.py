@@ -40,9 +40,10 @@ from babysit.checks.preflight import CHECK_FILE
 from babysit.config import RunConfig
 from babysit.data.datasets import Dataset
 from babysit.diagnose.findings import Finding, findings_table, worst_severity
+from babysit.diagnose import confirm
 from babysit.diagnose.merge import merge_findings
+from babysit.diagnose.program_rules import program_checks, readable
 from babysit.errors import BabysitError, DataError
-from babysit.report import plots
 from babysit.report.classes import ClassAccuracy, class_accuracy
 from babysit.report.html import Page, Section
 from babysit.train.record import RunRecord
@@ -160,7 +161,11 @@ def read_around(path: str | Path) -> tuple[RunRecord, list[str]]:
         probes=_read_lines(p / "probes.jsonl", skipped),
         events=_read_lines(p / "events.jsonl", skipped),
         summary=_read_object(p / "summary.json", skipped),
+        program=_read_object(p / "program.json", skipped),
     )
+    if record.program is not None and not readable(record.program):
+        skipped.append("program.json: not babysit's program facts (no program checks shown)")
+        record.program = None
     if record.summary is not None and not isinstance(record.summary.get("status"), str):
         skipped.append("summary.json: no status")
         record.summary = None
@@ -198,6 +203,7 @@ class RunReport:
         """The HTML page (see the module docstring for its sections)."""
         page = Page(f"babysit report: {self.record.name}")
         self._findings(page.section("Findings"))
+        self._program(page.section("Training program"))
         self._curves(page.section("Learning curves"))
         self._probes(page)
         self._classes(page.section("Per-class validation accuracy"))
@@ -220,6 +226,17 @@ class RunReport:
         console.print(Group(facts, body))
         for part in self.skipped:
             console.print(f"[yellow]skipped:[/] {escape(part)}", highlight=False, soft_wrap=True)
+        for check, status, detail in program_checks(self.record.program):
+            if status == "not run":
+                console.print(f"[dim]program check not run:[/] {escape(check)}: {escape(detail)}", highlight=False, soft_wrap=True)
+
+    def _program(self, sec: Section) -> None:
+        rows = program_checks(self.record.program)
+        if not rows:
+            sec.text("No program facts (program.json) in this run folder: it was recorded before babysit read the training program.", "note")
+            return
+        sec.text(f"What babysit read from the training loop ({self.record.program.get('where', '?')}) by hooks: which checks ran, and why others could not.")
+        sec.table(["check", "status", "detail"], [list(r) for r in rows], cell_classes=[["", "sev-pass" if s == "ran" else "note", ""] for _, s, _ in rows])
 
     def _findings(self, sec: Section) -> None:
         sec.text(" · ".join(f"{k}: {fmt(v)}" for k, v in self.facts.items()))
@@ -237,6 +254,8 @@ class RunReport:
             sec.card(f.title, fields, tag=f.severity)
 
     def _curves(self, sec: Section) -> None:
+        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
         fig = plots.learning_curves(self.record.metrics, self.facts.get("best epoch"))
         if fig is None:
             sec.text("No epoch finished: nothing to plot.", "note")
@@ -244,6 +263,8 @@ class RunReport:
         sec.figure(fig, caption="train (o) and validation (s) per epoch; docs/lectures.md §7 reads these shapes")
 
     def _probes(self, page: Page) -> None:
+        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
         probes = self.record.probes
         sec = page.section("Activations per layer")
         if not probes:
@@ -266,6 +287,8 @@ class RunReport:
                 target.figure(fig, caption=caption)
 
     def _classes(self, sec: Section) -> None:
+        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
         c = self.classes
         if c is None:
             sec.text(f"Not available: {self.classes_note}", "note")
@@ -280,6 +303,8 @@ class RunReport:
         sec.figure(plots.confusion(c.matrix, c.class_names), caption="confusion matrix, each row normalised by its class's samples")
 
     def _checks(self, sec: Section) -> None:
+        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
         if self.check is None:
             sec.text(f"No {CHECK_FILE} here: run `babysit check --out {self.record.path}` (or `babysit doctor`) to add the checks.", "note")
             return
@@ -356,4 +381,5 @@ def run_report(path: str | Path, *, per_class: bool = True, data: Dataset | None
             classes = class_accuracy(record, data)
         except BabysitError as e:
             note = str(e)
-    return RunReport(record, merge_findings(record, check), check, classes, note, tuple(skipped))
+    findings = confirm.apply(merge_findings(record, check), confirm.load(record.path))  # doctor's experiments, when it ran them
+    return RunReport(record, findings, check, classes, note, tuple(skipped))

@@ -19,13 +19,14 @@ after `on_fit_start`.
 from __future__ import annotations
 
 import math
-from typing import Protocol
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING, Protocol
 
 from babysit.errors import ConfigError, did_you_mean
 from babysit.status import DIVERGED, STOPPED
+
+if TYPE_CHECKING:  # rich loads when a bar is shown: `import babysit` and a recorded loop do without it
+    from rich.console import Console
+    from rich.progress import Progress
 
 EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "fit_end")
 
@@ -60,11 +61,15 @@ class ProgressBar:
     """A rich progress bar over all steps, with one line of metrics per epoch (on stderr)."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+
         self.console = console or Console(stderr=True)
         self._progress: Progress | None = None
         self._task = None
 
     def on_fit_start(self, state) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
         self._progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),

@@ -38,11 +38,12 @@ from babysit.train.callbacks import ProgressBar
 from babysit.train.checkpoint import Checkpointer
 from babysit.train.record import RunRecorder
 from babysit.watch.probes import Watch
+from babysit.watch.program import ProgramWatch
 
 T = TypeVar("T")
 
-# Callbacks that write files or print: on rank 0 only.
-MAIN_ONLY: tuple[type, ...] = (RunRecorder, Checkpointer, Watch, ProgressBar)
+# Callbacks that write files or print: on rank 0 only (the program observer reads rank 0's loop, which every rank runs alike).
+MAIN_ONLY: tuple[type, ...] = (RunRecorder, Checkpointer, Watch, ProgramWatch, ProgressBar)
 
 
 def active() -> bool:

@@ -1,15 +1,21 @@
 """Your own training loop, babysat: two added lines write the run record `babysit train` writes.
 
-    run = bs.record(model, optimizer, name="mine")            # probes attach here
+    run = bs.record(model, optimizer, name="mine")            # probes and the program observer attach here
     for epoch in range(epochs):
         for x, y in batches:
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(); loss.backward(); optimizer.step()
+            run.log_step(loss, labels=y)                       # optional: divergence guard, loss checks
         run.log_epoch(train_loss=..., val_loss=..., val_accuracy=...)
     run.close()                                                # summary.json; or use `with`
 
-The record (runs/<name>/, docs/run-record.md) has config.json, env.json,
-metrics.jsonl, probes.jsonl, events.jsonl and summary.json, so `bs.diagnose(run)`,
+Besides the per-layer probes, `watch.program.ProgramWatch` reads what the loop
+does (which parameters the optimiser holds and which get gradients, whether
+gradients are reset between steps, the modules' modes, the learning rate each
+step used, the scores and the loss), so the diagnosis names a bug in the loop
+itself (`diagnose.program_rules`). The record (runs/<name>/, docs/run-record.md)
+has config.json, env.json, metrics.jsonl, probes.jsonl, events.jsonl,
+program.json and summary.json, so `bs.diagnose(run)`,
 `babysit report runs/<name>` and `babysit runs` read it like any other run. It has
 no checkpoints (the loop owns its model), so the report leaves out the per-class table.
 """
@@ -31,6 +37,7 @@ from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
 from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run, release_run
 from babysit.watch.probes import watch
+from babysit.watch.program import ProgramWatch
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 REQUIRED = ("train_loss", "val_loss")
@@ -54,6 +61,8 @@ class OwnLoopRun:
         config: dict[str, Any],
         probes: str,
         divergence_factor: float,
+        program: bool = True,
+        where: str = "own loop",
     ) -> None:
         self.path = path
         self.model, self.optimizer = model, optimizer
@@ -72,6 +81,7 @@ class OwnLoopRun:
         self._counter = optimizer.register_step_post_hook(self._count)
         self._watch.attach(model, optimizer)
         self._watch.epoch = 1
+        self._program = ProgramWatch(sink=self._recorder.program, where=where).attach(model, optimizer) if program else None
         self._started = self._epoch_started = time.perf_counter()
 
     def _count(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -79,12 +89,20 @@ class OwnLoopRun:
 
     # -- what the loop calls ----------------------------------------------------------
 
-    def log_step(self, loss: torch.Tensor | float) -> bool:
-        """Check one batch loss for divergence (NaN/inf, or over `divergence_factor` x the first loss).
+    def log_step(self, loss: torch.Tensor | float, labels: torch.Tensor | None = None) -> bool:
+        """Check one batch loss, after `optimizer.step()`: for divergence (NaN/inf, or over `divergence_factor` x the first loss),
+        and, on the steps the program observer watches, against what cross-entropy allows.
+
+        Args:
+            loss: the step's batch loss.
+            labels: the step's labels (optional): the loss is then compared with the cross-entropy
+                of the scores the model returned, and the report says that check ran.
 
         Returns True once the run diverged (the event is recorded; break out of
         the loop). Reading the loss syncs the device, so call it when you can afford that.
         """
+        if self._program is not None:
+            self._program.observe_loss(loss, labels)
         if self.status == statuses.DIVERGED:
             return True
         self.loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
@@ -126,6 +144,8 @@ class OwnLoopRun:
         self.history.append(record)
         append_jsonl(self.path / "metrics.jsonl", record)
         self._watch.epoch = self.epoch + 1
+        if self._program is not None:
+            self._program.epoch_end()
         return record
 
     def attach_check(self, report: Any) -> list[Path]:
@@ -147,6 +167,8 @@ class OwnLoopRun:
         if self._counter is None:
             return
         self._watch.close()
+        if self._program is not None:
+            self._program.close()
         self._counter.remove()
         self._counter = None
         if self.status == statuses.DIVERGED:
@@ -204,6 +226,11 @@ class OwnLoopRun:
         return self.record().summary
 
     @property
+    def program(self) -> dict[str, Any] | None:
+        """The program observer's facts so far (program.json once written), or None when it is off."""
+        return self._program.facts() if self._program is not None else self.record().program
+
+    @property
     def findings(self) -> list[Finding]:
         """The run's diagnosis merged with the attached preflight checks, ranked (`bs.merge_findings`)."""
         return merge_findings(self.record(), self.check)
@@ -221,6 +248,7 @@ def record(
     config: dict[str, Any] | None = None,
     probes: str = "light",
     divergence_factor: float = 3.0,
+    program: bool = True,
 ) -> OwnLoopRun:
     """Start a run record for your own training loop: probes on `model`/`optimizer`, metrics by `log_epoch`.
 
@@ -233,6 +261,9 @@ def record(
             keys, which go to the "train" section (e.g. {"batch_size": 64, "epochs": 10}).
         probes: the probe preset: 'off', 'light' (default) or 'full'.
         divergence_factor: `log_step` stops at a loss over this multiple of the first one.
+        program: watch the program itself (`watch.program`): the bugs of a hand-written loop
+            (zero_grad, optimiser coverage, detached layers, eval mode, the schedule, the loss,
+            examples mixed across the batch) are named by the diagnosis.
 
     Example:
         >>> with bs.record(model, optimizer, name="mine") as run:   # doctest: +SKIP
@@ -260,7 +291,7 @@ def record(
             sections["train"][key] = value
     path = create_run_dir(runs_dir, name, stem=f"own-{type(model).__name__.lower()}")
     try:
-        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor)
+        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program)
     except BaseException:
         release_run(path)
         if not any(path.iterdir()):

@@ -9,6 +9,7 @@ is documented in docs/run-record.md:
     probes.jsonl    one line per probed step (babysit.watch records)
     events.jsonl    {"step", "event", "detail"}: started, resumed, diverged, completed, ...
     summary.json    FitResult.summary() plus best_epoch and steps, written at the end
+    program.json    the training program's facts (watch.program), rewritten at each epoch end
     checkpoints/    best.pt and last.pt (babysit.train.checkpoint)
 
 JSON lines are appended and flushed line by line, so a run killed at any moment
@@ -234,6 +235,10 @@ class RunRecorder:
         """Append one probed step to probes.jsonl (the watch's sink)."""
         append_jsonl(self.path / "probes.jsonl", record)
 
+    def program(self, facts: dict[str, Any]) -> None:
+        """Rewrite program.json with the program observer's facts so far (its sink), atomically."""
+        atomic_write_json(self.path / "program.json", facts)
+
     @property
     def started(self) -> bool:
         return self.state is not None
@@ -304,6 +309,7 @@ class RunRecord:
     probes: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
+    program: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -334,7 +340,7 @@ def load_run(path: str | Path, *, probes: bool = True) -> RunRecord:
     p = Path(path)
     if not (p / "config.json").is_file():
         raise DataError(f"'{p}' is not a run record (no config.json); runs live in runs/<name>/, see `babysit runs`")
-    env_path, summary_path = p / "env.json", p / "summary.json"
+    env_path, summary_path, program_path = p / "env.json", p / "summary.json", p / "program.json"
     return RunRecord(
         path=p,
         config=_read_json(p / "config.json"),
@@ -343,6 +349,7 @@ def load_run(path: str | Path, *, probes: bool = True) -> RunRecord:
         probes=read_jsonl(p / "probes.jsonl") if probes else [],
         events=read_jsonl(p / "events.jsonl"),
         summary=_read_json(summary_path) if summary_path.is_file() else None,
+        program=_read_json(program_path) if program_path.is_file() and probes else None,
     )
 
 

@@ -172,6 +172,7 @@ class FitResult:
     test_accuracy: float
     seconds: float
     stop_reason: str = ""
+    program: dict[str, Any] | None = None  # the program observer's facts (`watch.program`), read by `diagnose`
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready scalars (what `babysit train --json` prints).

@@ -33,6 +33,7 @@ from babysit.train.blocks import full_batch_closure, recipe_callbacks, trainable
 from babysit.train.callbacks import ProgressBar, emit
 from babysit.train.checkpoint import restore_callback_states, restore_training_state
 from babysit.train.state import FitResult, Recipe, TrainState, resolve_device
+from babysit.watch.program import ProgramWatch
 
 
 def seed_everything(seed: int) -> None:
@@ -103,7 +104,10 @@ def fit(
     full_batch = recipe.optimizer in FULL_BATCH  # L-BFGS: one deterministic step per epoch
     batch_size = len(y_train) if full_batch else recipe.batch_size
     steps_per_epoch = num_batches(len(y_train), batch_size)
-    callbacks = distributed.main_only([*recipe_callbacks(recipe), *callbacks, *([ProgressBar()] if progress else [])])
+    # The program observer (watch.program) runs in every fit: the caller's, when it passed one (a recorded run's, with a sink).
+    program = next((cb for cb in callbacks if isinstance(cb, ProgramWatch)), None) or ProgramWatch(where="fit", loss_known=True)
+    extra = [] if program in callbacks else [program]
+    callbacks = distributed.main_only([*recipe_callbacks(recipe), *callbacks, *extra, *([ProgressBar()] if progress else [])])
     sharded = distributed.active()
     train_model = distributed.wrap(model, device, full_batch=full_batch) if sharded else model
     state = TrainState(
@@ -182,5 +186,6 @@ def fit(
         stop_reason=state.stop_reason,
     )
     emit(callbacks, "fit_end", state)
+    state.result.program = program.facts() if program in callbacks else None
     distributed.barrier()  # rank 0's summary is written before any rank returns
     return state.result

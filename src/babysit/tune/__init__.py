@@ -14,10 +14,17 @@ runner (trials, panda and caviar), results, live (the table), report (the HTML p
 session (`search`).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from babysit._lazy import lazy
 from babysit.tune.pruning import PRUNERS
-from babysit.tune.results import TuneResult
 from babysit.tune.search import STRATEGIES, TuneSettings
 from babysit.tune.space import Param, choice, int_uniform, log_uniform, one_minus_log, uniform
+
+if TYPE_CHECKING:
+    from babysit.tune.results import TuneResult
 
 __all__ = [
     "PRUNERS",
@@ -31,3 +38,7 @@ __all__ = [
     "one_minus_log",
     "uniform",
 ]
+
+
+# The results module imports Optuna, which spaces and strategies do not need.
+__getattr__, __dir__ = lazy(__name__, {"TuneResult": "babysit.tune.results"}, __all__)

@@ -8,10 +8,13 @@ validation accuracy to the trial and stops the run when the pruner says so.
 
 from __future__ import annotations
 
-import optuna
+from typing import TYPE_CHECKING
 
 from babysit.status import PRUNED
 from babysit.registry import Registry
+
+if TYPE_CHECKING:  # Optuna loads when a pruner is built, so the registry lists without it (`babysit blocks`, `bs.blocks`)
+    import optuna
 
 PRUNERS: Registry = Registry("pruner")
 
@@ -19,18 +22,24 @@ PRUNERS: Registry = Registry("pruner")
 @PRUNERS.register("none")
 def no_pruning() -> optuna.pruners.BasePruner:
     """No statistical pruning; diverging trials are still stopped."""
+    import optuna
+
     return optuna.pruners.NopPruner()
 
 
 @PRUNERS.register("median")
 def median_pruning() -> optuna.pruners.BasePruner:
     """Stop a trial whose validation accuracy falls below the median of earlier trials at the same epoch."""
+    import optuna
+
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 
 @PRUNERS.register("halving")
 def successive_halving() -> optuna.pruners.BasePruner:
     """Successive halving (Jamieson & Talwalkar 2016): at epochs 1, 3, 9, ... keep the top third."""
+    import optuna
+
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
 
 

@@ -24,15 +24,17 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 
 from babysit.errors import ConfigError
 from babysit.registry import Registry
 from babysit.tune.pruning import PRUNERS
 from babysit.tune.space import Param
+
+if TYPE_CHECKING:  # Optuna loads when a sampler is built, so the registry lists without it (`babysit blocks`, `bs.blocks`)
+    import optuna
 
 EDGE = 0.1  # the outer fraction of a range that counts as its edge
 MARGIN = 0.1  # narrowed ranges extend this fraction of the old width past the top-k
@@ -252,10 +254,14 @@ def _grid_configs(space: Space, n: int, seed: int, stage: int, first_slot: int) 
 
 
 def _random_sampler(seed: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
     return optuna.samplers.RandomSampler(seed=seed)
 
 
 def _tpe_sampler(seed: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # constant_liar: parallel workers see running trials as bad, so they do not all propose the same point.

@@ -31,14 +31,16 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from babysit.config import parse_value
 from babysit.errors import ConfigError
+
+if TYPE_CHECKING:  # Optuna loads when a study is made, not when a space is written (`import babysit` stays light)
+    import optuna
+    from optuna.distributions import BaseDistribution
 
 KINDS = ("log_uniform", "one_minus_log", "uniform", "int_uniform", "choice")
 
@@ -170,6 +172,8 @@ class Param:
 
     def distribution(self) -> BaseDistribution:
         """The Optuna distribution over the stored coordinate."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
         if self.kind == "choice":
             return CategoricalDistribution(list(self.choices))
         if self.kind == "int_uniform":

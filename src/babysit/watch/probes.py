@@ -12,10 +12,10 @@ being trained: `with bs.watch() as w: bs.fit(model, data, recipe, callbacks=[w])
 
 Which hooks, and why these:
 - forward hooks on every probed layer (Linear, Conv, norm layers, activation
-  modules), installed only for the steps the schedule picks and removed after
-  them, so an unprobed step pays nothing per layer. Only training-mode passes
-  are measured (validation runs in eval mode between steps), the first one of
-  the step for each layer;
+  modules, attention, recurrent layers: `watch.layers`), installed only for the
+  steps the schedule picks and removed after them, so an unprobed step pays
+  nothing per layer. Only training-mode passes are measured (validation runs in
+  eval mode between steps), the first one of the step for each layer;
 - the optimiser's step pre-hook: gradient norms per parameter tensor (gradients
   are final there, also for shared parameters) and a copy of the weights;
 - the optimiser's step post-hook: ‖W_after − W_before‖ / ‖W_before‖, the update
@@ -31,10 +31,8 @@ A record (one per probed step) is the probes.jsonl line of docs/run-record.md:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +41,8 @@ from torch import Tensor, nn
 
 from babysit.errors import ConfigError
 from babysit.watch.schedule import Schedule, make_schedule
-from babysit.watch.stats import QUIET, Piece, describe, layer_kind, measure, piece_size, read_back
+from babysit.watch.layers import Measured, ProbedLayer, describe_layer, hook, measure_layer, probed_layers
+from babysit.watch.stats import QUIET, Piece, read_back
 
 Record = dict[str, Any]
 
@@ -75,11 +74,11 @@ class Watch:
         self.last: Record | None = None
         self.step = 0
         self.epoch = 0
-        self._layers: list[tuple[str, nn.Module, str]] = []
+        self._layers: list[ProbedLayer] = []
         self._params: list[tuple[str, nn.Parameter]] = []
         self._handles: list[Any] = []  # optimiser step hooks, for as long as attached
         self._forward_handles: list[Any] = []  # forward hooks, only while a probed step runs
-        self._pending: dict[str, _Output] = {}
+        self._pending: dict[str, Measured] = {}
         self._snapshot: _Snapshot | _HostSnapshot | None = None
         self._copies: dict[int, np.ndarray] = {}  # the host snapshot's weight copies, reused every probed step
         self._armed = False
@@ -90,7 +89,7 @@ class Watch:
         """Install the hooks on `model` (and `optimizer`), counting steps from `step`; replaces earlier ones."""
         self.close()
         self.model, self.optimizer, self.step = model, optimizer, step
-        self._layers = [(name or type(m).__name__, m, kind) for name, m in model.named_modules() if (kind := layer_kind(m))]
+        self._layers = probed_layers(model)
         trained = {id(p) for g in optimizer.param_groups for p in g["params"]} if optimizer is not None else None
         self._params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and (trained is None or id(p) in trained)]
         if optimizer is not None:
@@ -154,9 +153,7 @@ class Watch:
         self._pending.clear()
         self._armed = bool(self.schedule(self.step + 1))
         if self._armed and not self._forward_handles:
-            self._forward_handles = [
-                module.register_forward_hook(functools.partial(self._on_forward, name, kind)) for name, module, kind in self._layers
-            ]
+            self._forward_handles = [hook(layer, self._on_forward) for layer in self._layers]
         elif not self._armed:
             self._disarm()
 
@@ -167,10 +164,11 @@ class Watch:
         self._pending.clear()
         self._armed = False
 
-    def _on_forward(self, name: str, kind: str, module: nn.Module, args: Any, output: Any) -> None:
-        if not module.training or name in self._pending or not isinstance(output, Tensor) or not output.is_floating_point():
+    def _on_forward(self, layer: ProbedLayer, args: tuple, kwargs: dict, output: Any) -> None:
+        if not layer.module.training or layer.name in self._pending:
             return
-        self._pending[name] = _Output(type(module).__name__, kind, output.numel(), measure(output, kind, self.bins))
+        if (measured := measure_layer(layer, args, kwargs, output, self.bins)) is not None:
+            self._pending[layer.name] = measured
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> tuple[tuple, dict] | None:
         if not self._armed:
@@ -215,8 +213,8 @@ class Watch:
         record: Record = {"step": self.step + 1, "epoch": self.epoch, "layers": {}, "params": {}}
         i = 0
         for name, e in self._pending.items():
-            size = sum(piece_size(p) for p in e.pieces)
-            record["layers"][name] = {"type": e.type_name, **describe(values[i : i + size], e.kind, e.numel, self.bins)}
+            size = e.size
+            record["layers"][name] = describe_layer(e, values[i : i + size], self.bins)
             i += size
         k = len(snapshot.names)
         for j, name in enumerate(snapshot.names):
@@ -235,16 +233,6 @@ class Watch:
             f"Watch(schedule={self.schedule!r}, on={attached}, layers={len(self._layers)}, "
             f"params={len(self._params)}, step={self.step}, records={len(self.records)})"
         )
-
-
-@dataclass(slots=True)
-class _Output:
-    """One probed layer's output in the step being recorded: what it is and its `measure` pieces."""
-
-    type_name: str
-    kind: str
-    numel: int
-    pieces: tuple[Piece, ...]
 
 
 class _Snapshot:

@@ -8,13 +8,16 @@ What the lectures look at to babysit a network (docs/lectures.md §1, §3):
 - the fraction of saturated units after tanh (|y| > 0.99) or sigmoid (y outside
   [0.01, 0.99]), where the local gradient is ≈ 0;
 - the fraction of dead ReLUs: units never active (output <= 0) on any sample of
-  the batch, which get no gradient and never recover;
+  the batch, which get no gradient and never recover; also read from the input of a
+  ReLU applied as a function (a transformer's feed-forward), kind 'pre_relu';
 - symmetry read from the weights themselves (`weight_symmetry`): an affine
   layer whose weight is all zero or whose rows are all identical.
 
 This is the one implementation of per-layer statistics: `bs.watch` (probes
 during training) and the preflight initialisation check (`checks.init_health`)
-both call `layer_kind`, `measure` and `describe`, so they count the same way.
+both pick their layers and measure them through `watch.layers` (which calls
+`layer_kind`, `measure` and `describe` here, and `watch.recurrent` inside
+recurrent layers), so they count the same way.
 
 Contract: `measure(y, kind, bins)` reduces one layer output to a few pieces (small
 tensors on an accelerator, no sync; host floats on the CPU); `read_back` turns the
@@ -56,7 +59,10 @@ AFFINE_AND_NORM = (
 # Activation modules are recognised by where they are defined, so every torch activation
 # (and babysit's own, e.g. Maxout) is probed without listing each one.
 ACTIVATION_MODULES = ("torch.nn.modules.activation", "babysit.nn.activations")
-NOT_PROBED = (nn.MultiheadAttention, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d)
+NOT_PROBED = (nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d)
+# Kinds whose units can be dead: 'relu' measures a ReLU's output, 'pre_relu' the input of a ReLU
+# applied as a function (F.relu in a transformer's feed-forward), which is dead where it is <= 0.
+DYING = ("relu", "pre_relu")
 
 TANH_SATURATED = 0.99  # |tanh| > 0.99: derivative 1 - y^2 < 0.02
 SIGMOID_SATURATED = 0.01  # sigma outside [0.01, 0.99]: derivative y(1 - y) < 0.0099
@@ -64,9 +70,17 @@ HIST_SAMPLE = 2048  # values a histogram counts at most: <= 1.1% standard error 
 
 
 def layer_kind(module: nn.Module) -> str | None:
-    """'relu', 'tanh', 'sigmoid' or 'plain' for a probed layer type; None for modules not probed."""
+    """'relu', 'tanh', 'sigmoid' or 'plain' for a probed layer type; None for modules not probed.
+
+    A recurrent layer gets the kind of its state (`recurrent_kind`); nn.MultiheadAttention's
+    attention output is 'plain'. 'pre_relu' depends on where a Linear sits (`watch.layers`).
+    """
     if isinstance(module, NOT_PROBED):
         return None
+    if isinstance(module, nn.RNNBase):
+        return recurrent_kind(module)
+    if isinstance(module, nn.MultiheadAttention):
+        return "plain"
     if isinstance(module, RELU_FAMILY):
         return "relu"
     if isinstance(module, nn.Tanh):
@@ -76,6 +90,15 @@ def layer_kind(module: nn.Module) -> str | None:
     if isinstance(module, AFFINE_AND_NORM) or type(module).__module__ in ACTIVATION_MODULES:
         return "plain"
     return None
+
+
+def recurrent_kind(module: nn.RNNBase) -> str:
+    """The kind of a recurrent layer's state h_t: 'relu' for a ReLU RNN, 'plain' for an LSTM with
+    a projection (h = W_hr(o * tanh(c)) is unbounded), else 'tanh' (a tanh RNN's h = tanh(.), a
+    GRU's convex mix of tanh(.) and h_{t-1}, an LSTM's o * tanh(c): all in (-1, 1))."""
+    if module.mode == "RNN_RELU":
+        return "relu"
+    return "plain" if getattr(module, "proj_size", 0) else "tanh"
 
 
 @functools.lru_cache(maxsize=128)
@@ -96,7 +119,8 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Piece, ...]:
     use every value; the histogram counts at most `HIST_SAMPLE` of them, at fixed
     positions spread over the tensor, over their [lo, hi] range (`hist_range`): an
     exact histogram of a large layer would cost more than the rest of the step
-    (torch.histc is a scalar loop on the CPU).
+    (torch.histc is a scalar loop on the CPU). 'pre_relu' is measured as 'relu' with
+    each unit's peak (on the CPU too: its values may be negative).
 
     On an accelerator each piece is a small 1-d float32 tensor on `y`'s device, so
     the caller reads every layer of a step back in one transfer. On the CPU, where
@@ -131,7 +155,7 @@ def measure(y: Tensor, kind: str, bins: int) -> tuple[Piece, ...]:
         return total, squares, saturated, torch.histc(sample, bins, lo, hi)
     lo, hi = torch.aminmax(sample, dim=0, keepdim=True)
     counts = histogram_on_device(sample, lo, hi, bins)
-    if kind == "relu":
+    if kind in DYING:
         # A unit is dead when it is inactive (<= 0) on every sample and position of the batch;
         # amax over the batch, then over positions: two contiguous reductions. Each unit's
         # peak is read back and counted on the host (`describe`), which costs fewer ops here.
@@ -177,6 +201,8 @@ def measure_on_host(a: np.ndarray, kind: str, bins: int) -> tuple[list[float], H
         # Each unit's sum over the batch and positions: ReLU outputs are never negative, so it is
         # <= 0 exactly when the unit was inactive on all of them, as its peak is on an accelerator.
         per_unit = columns.reshape(units, -1).sum(axis=1).tolist() if kind == "relu" else []
+        if kind == "pre_relu":  # a ReLU's input may be negative: each unit's peak, one more pass
+            per_unit = a.reshape(samples, units, -1).max(axis=(0, 2)).tolist()
         values = _moments(flat, float(columns.sum()))
         sample = flat[_sample_positions(flat.size)] if flat.size > HIST_SAMPLE else flat.copy()  # a copy: later in-place ops cannot change it
     if kind in OUTPUT_RANGE:
@@ -186,7 +212,7 @@ def measure_on_host(a: np.ndarray, kind: str, bins: int) -> tuple[list[float], H
     # NaN when a value is NaN (then nothing is counted), and for an empty output.
     lo, hi = (float(sample.min()), float(sample.max())) if flat.size else (math.nan, math.nan)
     values += [lo, hi]
-    if kind == "relu":
+    if kind in DYING:
         values += per_unit
     return values, HostHistogram(sample, *hist_range(lo, hi), bins)
 
@@ -351,7 +377,7 @@ def describe(values: Sequence[float], kind: str, numel: int, bins: int) -> dict[
         # A unit whose peak (or sum: ReLU outputs are never negative) is <= 0 was inactive on the
         # whole batch; a NaN one is not counted dead. One value per unit sits before the counts.
         per_unit = values[4:-bins]
-        extra = {"dead_fraction": sum(1 for v in per_unit if v <= 0) / len(per_unit) if per_unit else math.nan} if kind == "relu" else {}
+        extra = {"dead_fraction": sum(1 for v in per_unit if v <= 0) / len(per_unit) if per_unit else math.nan} if kind in DYING else {}
     width = hi - lo if math.isfinite(hi - lo) else math.nan
     out["hist_edges"] = [lo + width * i / bins for i in range(bins + 1)]
     out["hist_counts"] = [int(c) for c in values[-bins:]]

@@ -14,10 +14,15 @@ The steps, in the lectures' order (docs/lectures.md §5, then §7):
    findings, the curves and the per-layer plots, written as report.html.
 A failed check does not stop the run: the run's probes are evidence too, and
 the report shows both.
+5. when an error is found and more than one candidate cause has an automatic
+   fix, each is tested by a look of its own with that fix (`diagnose.confirm`):
+   the one that raised the validation accuracy beyond its noise, the most, is
+   named first as confirmed, with the numbers (confirm.json in the run folder).
 
 With `fix=True` (`workflows.repair`): the top error-level root cause's fix is
-applied to the config, the model or the data, steps 1-4 run again, and the two
-looks are compared; up to `rounds` times, stopping when nothing error-level
+applied to the config, the model or the data (a confirmed cause's experiment is
+its first round), steps 1-4 run again, and the two looks are compared; a fix is
+kept only when the validation accuracy rose beyond its noise; up to `rounds` times, stopping when nothing error-level
 remains, when there is no automatic fix (the finding's fix says what to change),
 or when a fix did not help (evidence that the diagnosis was wrong).
 
@@ -28,16 +33,18 @@ trains a copy, your module is left untouched) and `data=` (a prepared `Dataset`)
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rich.console import Console
 from torch import nn
 
 from babysit.build import load_data, model_from_config
 from babysit.checks.base import CheckSettings
 from babysit.checks.preflight import CheckReport, check
-from babysit.config import RunConfig
+from babysit.config import RunConfig, without_profile
 from babysit.data.datasets import Dataset
+from babysit.diagnose import confirm
 from babysit.diagnose.findings import Finding, root_causes
 from babysit.errors import ConfigError, DataError
 from babysit.report.run_report import RunReport, run_report
@@ -45,8 +52,9 @@ from babysit.train.callbacks import DivergenceGuard
 from babysit.train.record import RunRecorder, create_run_dir, release_run
 from babysit.train.trainer import fit
 from babysit.watch.probes import watch
+from babysit.watch.program import ProgramWatch
 from babysit.workflows.recorded import start_run
-from babysit.workflows.repair import RepairRound, look_summary, plan_repair, repair_helped
+from babysit.workflows.repair import Plan, RepairRound, best_val_accuracy, look_summary, plan_repair, repair_helped
 
 
 @dataclass
@@ -64,6 +72,7 @@ class DoctorResult:
     config: RunConfig | None = None
     repairs: list[RepairRound] = field(default_factory=list)
     stopped: str = ""
+    experiments: list[confirm.Experiment] = field(default_factory=list)
 
     @property
     def findings(self) -> list[Finding]:
@@ -84,8 +93,10 @@ def _train_own_model(cfg: RunConfig, model: nn.Module, data: Dataset, runs_dir: 
     config["data"] = {**config["data"], "name": data.name}
     recorder = RunRecorder(path, config)
     try:
+        program = ProgramWatch(sink=recorder.program, where="fit", loss_known=True)
         with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
-            fit(copy.deepcopy(model), data, cfg.train, callbacks=[DivergenceGuard(cfg.watch.divergence_factor), probes, recorder], progress=progress)
+            fit(copy.deepcopy(model), data, cfg.train, callbacks=[DivergenceGuard(cfg.watch.divergence_factor), probes, program, recorder],
+                progress=progress)
     except BaseException as error:
         if recorder.started:
             recorder.fail(error)
@@ -97,11 +108,17 @@ def _train_own_model(cfg: RunConfig, model: nn.Module, data: Dataset, runs_dir: 
 
 def _look(
     cfg: RunConfig, model: nn.Module | None, data: Dataset, runs_dir: str | Path, name: str | None,
-    settings: CheckSettings | None, progress: bool, write_report: bool,
+    settings: CheckSettings | None, progress: bool, write_report: bool, retune: bool = False,
 ) -> DoctorResult:  # fmt: skip
-    """One look: the preflight checks, the short probed run, check.json, the report."""
+    """One look: the preflight checks, the short probed run, check.json, the report.
+
+    With `retune`, the run trains at the range test's proposed rate (a change of scale, a
+    re-initialisation or standardised inputs, invalidates the rate that was tuned before it).
+    """
     net = model if model is not None else model_from_config(cfg.model, data, seed=cfg.train.seed)
     preflight = check(net, data, cfg.train, settings=settings, progress=progress)
+    if retune and preflight.suggested_lr is not None:
+        cfg = replace(cfg, train=replace(cfg.train, lr=float(f"{preflight.suggested_lr:.2g}")))
     if model is None:
         run_dir = start_run(cfg, runs_dir=runs_dir, name=name, progress=progress, data=data).record
     else:
@@ -109,6 +126,38 @@ def _look(
     preflight.save(run_dir)
     report = run_report(run_dir, data=data, per_class=model is None)
     return DoctorResult(run_dir, preflight, report, report.write() if write_report else None, cfg)
+
+
+def _confirm(
+    done: DoctorResult, model: nn.Module | None, data: Dataset, own_data: bool, runs_dir: str | Path,
+    settings: CheckSettings | None, progress: bool, write_report: bool,
+) -> tuple[DoctorResult, dict[str, tuple[Plan, DoctorResult]]]:  # fmt: skip
+    """Test each candidate cause of an error-level look by fixing it in a look of its own (`diagnose.confirm`).
+
+    Returns the look with the verdicts in its findings and report, and the looks run, by cause
+    (a repair round reuses the one it would otherwise run again).
+    """
+    tried: dict[str, tuple[Plan, DoctorResult]] = {}
+    if not any(f.severity == "error" for f in done.findings):
+        return done, tried
+
+    def look(f: Finding, i: int) -> tuple[str, float | None, str] | None:
+        plan = plan_repair(f, done.config, model, data, done.check, own_data=own_data)
+        if not plan.applied:
+            return None
+        # The cause alone: no learning-rate retune here (it would answer a learning-rate fault too).
+        after = _look(plan.cfg, plan.model, plan.data, runs_dir, f"{done.run_dir.name}-why{i}", settings, progress, False)
+        if not plan.retune:
+            tried[f.rule] = (plan, after)  # the repair round would run this very look again
+        return plan.change, best_val_accuracy(after), str(after.run_dir)
+
+    experiments = confirm.run_experiments(done.findings, best_val_accuracy(done), len(data.val), look)
+    if not experiments:
+        return done, tried
+    confirm.save(done.run_dir, experiments)
+    report = replace(done.report, findings=confirm.apply(done.findings, experiments))
+    path = report.write() if write_report else None
+    return replace(done, report=report, report_path=path, experiments=experiments), tried
 
 
 def doctor(
@@ -123,6 +172,7 @@ def doctor(
     fix: bool = False,
     rounds: int = 3,
     write_report: bool = True,
+    confirm_causes: bool = True,
 ) -> DoctorResult:
     """Check, train briefly with probes, diagnose and report on the model and data `cfg` describes; with `fix`, repair and verify.
 
@@ -139,6 +189,9 @@ def doctor(
         fix: apply the top error-level root cause's fix, look again and compare (see the module docstring).
         rounds: at most this many repair rounds.
         write_report: write report.html for each look (off: the findings only, faster).
+        confirm_causes: when the look finds an error and more than one candidate cause with an
+            automatic fix, test each in a look of its own and name the one whose fix restored
+            learning first (`diagnose.confirm`; one look of CPU per candidate).
     """
     if model is not None and not isinstance(model, nn.Module):
         raise ConfigError(f"doctor(model=...) takes a torch nn.Module, got {type(model).__name__}")
@@ -147,8 +200,17 @@ def doctor(
     if rounds < 0:
         raise ConfigError(f"doctor rounds must be 0 or more, got {rounds}")
     own_data = data is not None
+    if own_data and data.name != cfg.data.name:
+        # The config's data name was left at its default: its data set's tuned recipe is not this data's.
+        cfg, removed = without_profile(cfg)
+        if removed and progress:
+            Console(stderr=True).print(f"doctor: your data ({data.name}) is not {cfg.data.name}: the {cfg.data.name} profile's "
+                      f"{', '.join(removed)} are left at babysit's defaults (set them in the config to use them)")  # fmt: skip
     data = data if data is not None else load_data(cfg.data)
     done = _look(cfg, model, data, runs_dir, name, settings, progress, write_report)
+    tried: dict[str, tuple[Plan, DoctorResult]] = {}
+    if confirm_causes:
+        done, tried = _confirm(done, model, data, own_data, runs_dir, settings, progress, write_report)
     if not fix:
         return done
     repairs: list[RepairRound] = []
@@ -158,13 +220,17 @@ def doctor(
         if not errors:
             stopped = "nothing error-level remains"
             break
-        plan = plan_repair(errors[0], cfg, model, data, done.check, own_data=own_data)
-        if not plan.applied:
-            stopped = f"no automatic fix for {plan.rule}: {plan.change}"
-            break
-        after = _look(plan.cfg, plan.model, plan.data, runs_dir, f"{done.run_dir.name}-fix{i}" if name is None else f"{name}-fix{i}",
-                      settings, progress, write_report)  # fmt: skip
-        helped = repair_helped(plan.rule, done, after, len(plan.data.val))
+        if i == 1 and errors[0].rule in tried:
+            plan, after = tried[errors[0].rule]  # the experiment already ran this repair's look
+        else:
+            plan = plan_repair(errors[0], cfg, model, data, done.check, own_data=own_data)
+            if not plan.applied:
+                stopped = f"no automatic fix for {plan.rule}: {plan.change}"
+                break
+            after = _look(plan.cfg, plan.model, plan.data, runs_dir, f"{done.run_dir.name}-fix{i}" if name is None else f"{name}-fix{i}",
+                          settings, progress, write_report, plan.retune)  # fmt: skip
+            plan = replace(plan, cfg=after.config)
+        helped = repair_helped(done, after, len(plan.data.val))
         repairs.append(RepairRound(i, plan.rule, plan.change, look_summary(done), look_summary(after), helped, str(after.run_dir)))
         if not helped:
             stopped = f"the fix for {plan.rule} did not help (evidence the diagnosis was wrong); kept the first look's set-up"

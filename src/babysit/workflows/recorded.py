@@ -28,6 +28,7 @@ from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
 from babysit.train.record import RunRecorder, create_run_dir, hold_run, load_run, release_run
 from babysit.watch.probes import watch
+from babysit.watch.program import ProgramWatch
 
 
 def start_run(
@@ -115,12 +116,13 @@ def _train(
             _check_same_data(checkpoint, data)
         guard = DivergenceGuard(cfg.watch.divergence_factor)
         checkpointer = Checkpointer(path / "checkpoints", config=cfg.to_dict())
+        program = ProgramWatch(sink=recorder.program, where="fit", loss_known=True)
         with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
             done = run(
                 cfg,
                 # The recorder before the checkpointer: config.json is on disk before any checkpoint, so a disk
                 # that fills at the first checkpoint still leaves a folder that can be reported and resumed.
-                callbacks=[guard, probes, recorder, checkpointer, *callbacks],
+                callbacks=[guard, probes, program, recorder, checkpointer, *callbacks],
                 progress=progress,
                 data=data,
                 resume_from=checkpoint,

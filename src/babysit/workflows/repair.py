@@ -17,9 +17,11 @@ of your own module, evaluation in training mode) has no automatic fix: the
 round stops and the finding's fix says exactly what to change. Removing an
 activation on the scores is only safe on a built-in model, which has none.
 
-A fix helped when the cause it answered is gone from the error-level findings
-without a significant loss of validation accuracy, or when validation accuracy
-rose significantly (the two-proportion standard error, `diagnose.significance`).
+A fix helped, and is kept, only when the validation accuracy rose beyond its noise
+(the one-sided two-proportion test, `diagnose.significance`): a finding that went
+away is no evidence by itself. A change of scale (re-initialising, standardising)
+invalidates the tuned learning rate, so the look after it trains at the range
+test's proposal (`Plan.retune`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Plan:
     model: nn.Module | None
     data: Dataset
     applied: bool
+    retune: bool = False  # the change invalidates the tuned learning rate: the next look trains at the range test's rate
 
 
 @dataclass
@@ -98,9 +101,13 @@ def _lr_plan(f: Finding, cfg: RunConfig, suggested: float | None, down: bool) ->
 
 
 def reinitialise(model: nn.Module) -> nn.Module:
-    """A copy of `model` with every Linear/Conv weight He-initialised (Xavier when it has no ReLU-family unit) and zero biases."""
+    """A copy of `model` with every Linear/Conv weight He-initialised (Xavier when it has no ReLU-family unit) and zero biases;
+    recurrent layers (RNN/GRU/LSTM) get torch's own initialisation back, U(-1/sqrt(H), 1/sqrt(H)), which keeps their gates out of saturation."""
     out = copy.deepcopy(model)
     scheme = "he" if any(isinstance(m, _RELU_FAMILY) for m in out.modules()) else "xavier"
+    for m in out.modules():
+        if isinstance(m, nn.RNNBase):
+            m.reset_parameters()
     return apply_init(out, scheme, 0.0)
 
 
@@ -150,14 +157,15 @@ def plan_repair(finding: Finding, cfg: RunConfig, model: nn.Module | None, data:
     if kind in ("lr_down", "lr_up"):
         new_cfg, change = _lr_plan(finding, cfg, check.suggested_lr, kind == "lr_down")
         return Plan(finding.rule, change, new_cfg, model, data, True)
+    # Re-initialising or standardising changes the scale the learning rate was tuned for: retune it (docs/lectures.md §5.5).
     if kind == "reinit":
         new_cfg, new_model, change = _reinit_plan(cfg, model)
-        return Plan(finding.rule, change, new_cfg, new_model, data, True)
+        return Plan(finding.rule, change, new_cfg, new_model, data, True, retune=True)
     if kind == "standardize":
         if own_data:
-            return Plan(finding.rule, "standardised the inputs with training-split statistics", cfg, model, prepare(data, "standardize"), True)
+            return Plan(finding.rule, "standardised the inputs with training-split statistics", cfg, model, prepare(data, "standardize"), True, retune=True)
         new_cfg = _replace_section(cfg, "data", preprocess="standardize")
-        return Plan(finding.rule, f"data.preprocess: {cfg.data.preprocess} -> standardize", new_cfg, model, load_data(new_cfg.data), True)
+        return Plan(finding.rule, f"data.preprocess: {cfg.data.preprocess} -> standardize", new_cfg, model, load_data(new_cfg.data), True, retune=True)
     if kind == "less_regularization":
         new_cfg, new_model, changes = _less_regularization(cfg, model)
         return Plan(finding.rule, "; ".join(changes), new_cfg, new_model, data, True) if changes else advice
@@ -194,15 +202,18 @@ def look_summary(done: DoctorResult) -> dict[str, Any]:
     }
 
 
-def repair_helped(rule: str, before: DoctorResult, after: DoctorResult, n_val: int) -> bool:
-    """Whether the fix for `rule` helped: validation accuracy (on `n_val` samples) rose significantly, or `rule` is gone at error level without a significant loss."""
+def repair_helped(before: DoctorResult, after: DoctorResult, n_val: int) -> bool:
+    """Whether a fix helped: the validation accuracy (on `n_val` samples) rose beyond its noise.
+
+    A finding that went away is not enough: a re-initialised net whose labels were shuffled
+    loses its init finding and learns nothing more. A look with no accuracy before (a run that
+    diverged in its first epoch) is helped by any look that has one.
+    """
     a, b = best_val_accuracy(before), best_val_accuracy(after)
-    n = max(1, n_val)
-    errors_after = {f.rule for f in after.findings if f.severity == "error"}
-    if a is None or b is None:
-        return b is not None and rule not in errors_after
-    se = significance.proportion_se(b, n, a, n)
-    if significance.verdict(b - a, se, 0.0) == "pass":
+    if b is None:
+        return False
+    if a is None:
         return True
-    return rule not in errors_after and significance.verdict(a - b, se, 0.0) != "pass"
+    n = max(1, n_val)
+    return b > a and significance.verdict(b - a, significance.proportion_se(b, n, a, n), 0.0) == "pass"
 
