@@ -17,14 +17,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.fixture(scope="session", autouse=True)
 def _runs_dir(tmp_path_factory):
-    """Run records of CLI tests (and their subprocesses) go to a temporary folder, not ./runs."""
-    previous = os.environ.get("BABYSIT_RUNS_DIR")
+    """Run records and crash logs of CLI tests (and their subprocesses) go to temporary folders, not ./runs and ~/.cache."""
+    saved = {key: os.environ.get(key) for key in ("BABYSIT_RUNS_DIR", "XDG_CACHE_HOME")}
     os.environ["BABYSIT_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
     yield
-    if previous is None:
-        del os.environ["BABYSIT_RUNS_DIR"]
-    else:
-        os.environ["BABYSIT_RUNS_DIR"] = previous
+    for key, previous in saved.items():
+        if previous is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = previous
 
 
 @functools.lru_cache(maxsize=None)

@@ -49,9 +49,10 @@ def load_data(cfg: DataConfig) -> Dataset:
     return with_augmentation(data, cfg.augment, **used)
 
 
-# Bytes per parameter of the smallest training state: the fp32 weights alone (gradients and
-# optimiser moments add more, so a model refused here could never train).
-BYTES_PER_PARAMETER = 4
+# Bytes per parameter of training: fp32 weights, their gradients and an optimiser's two moments
+# (Adam's; SGD keeps fewer, an average of the weights one more). Activations come on top, so a
+# model refused here could never train.
+BYTES_PER_PARAMETER = 16
 
 
 def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0, *, memory: int | None = None) -> nn.Module:
@@ -60,8 +61,9 @@ def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0, *, memory:
     Before any weight is allocated, the built-in models' sizes are checked against
     the data (a kernel larger than the input) and against `memory` bytes (default:
     what the system has available now): the model is built once on PyTorch's meta
-    device, which allocates nothing, and refused with its numbers if its
-    parameters alone would not fit.
+    device, which allocates nothing, and refused with its numbers if training it
+    (`BYTES_PER_PARAMETER` per parameter) would not fit. Its depth was bounded by
+    the config (`config.MAX_LAYERS`).
     """
     options = {k: v for k, v in asdict(cfg).items() if k != "name"}
     defaults = asdict(ModelConfig())
@@ -70,8 +72,10 @@ def model_from_config(cfg: ModelConfig, data: Dataset, seed: int = 0, *, memory:
         _check_kernel(cfg, data.input_shape, used)
         limit = available_memory() if memory is None else memory
         # PyTorch's meta device costs seconds of CPU on first use: count exactly only when a rough bound is large.
-        if _rough_parameters(cfg, data) * BYTES_PER_PARAMETER > limit / 8:
-            _check_size(cfg.name, _meta_parameters(cfg.name, data, used), limit)
+        rough = _rough_parameters(cfg, data)
+        if rough * BYTES_PER_PARAMETER > limit / 8:
+            # A model that cannot be built on the meta device is judged by the rough bound: never built blind.
+            _check_size(cfg.name, _meta_parameters(cfg.name, data, used) or rough, limit)
     seed_everything(seed)
     model = build_model(cfg.name, data.input_shape, data.num_classes, **used)
     check_outputs(model, data)
@@ -131,14 +135,16 @@ def _rough_parameters(cfg: ModelConfig, data: Dataset) -> int:
     shape = data.input_shape
     conv = cfg.name in ("convnet", "resnet") and len(shape) >= 2
     widths = [int(shape[0]) if conv else math.prod(shape), *(cfg.channels if conv else cfg.hidden)]
-    per_layer = (cfg.kernel_size ** (len(shape) - 1) if conv else 1) * max(cfg.depth, 2) * max(cfg.pieces, 1)
-    body = sum(a * b for a, b in zip(widths, widths[1:])) * per_layer
+    kernel = (cfg.kernel_size ** (len(shape) - 1) if conv else 1) * max(cfg.pieces, 1)
+    # Each stage: its first layer (in x out), then depth - 1 more at its width (a resnet block holds two convs: x2).
+    stages = [a * b + (cfg.depth - 1) * b * b if conv else a * b for a, b in zip(widths, widths[1:])]
+    body = 2 * sum(stages) * kernel
     head = widths[-1] * (math.prod(shape[1:]) if conv else 1) * data.num_classes
     return body + head
 
 
 def _meta_parameters(name: str, data: Dataset, used: dict[str, Any]) -> int:
-    """The parameter count of the model built on the meta device (no memory); 0 when a block cannot run there."""
+    """The parameter count of the model built on the meta device (no memory); 0 when it cannot be built there."""
     try:
         with torch.device("meta"):
             sized = build_model(name, data.input_shape, data.num_classes, **used)
@@ -153,8 +159,9 @@ def _check_size(name: str, parameters: int, memory: int) -> None:
     need = parameters * BYTES_PER_PARAMETER
     if need > memory:
         raise ConfigError(
-            f"model '{name}' has {parameters:,} parameters ({need / 2**30:.1f} GiB as fp32) but only "
-            f"{memory / 2**30:.1f} GiB of memory is available; make model.hidden / model.channels smaller"
+            f"model '{name}' has {parameters:,} parameters: training needs about {need / 2**30:.1f} GiB (fp32 weights, "
+            f"gradients and two optimiser moments) but only {memory / 2**30:.1f} GiB of memory is available; "
+            "make model.hidden / model.channels smaller"
         )
 
 

@@ -68,6 +68,11 @@ class DataConfig:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
+# The most hidden layers a built-in model is built with: the lectures' deepest demo has 10, a
+# ResNet-152 152; 20,000 would take minutes to build and probe before its first step.
+MAX_LAYERS = 1000
+
+
 @dataclass
 class ModelConfig:
     """The `[model]` section: the union of the built-in models' options (each takes its own).
@@ -110,6 +115,12 @@ class ModelConfig:
             raise ConfigError(f"model.script is read by model 'script' only, but model.name is '{self.name}'; set model.name = 'script' (--model script)")
         if any(h < 1 for h in (*self.hidden, *self.channels)):
             raise ConfigError("model.hidden and model.channels must be positive sizes")
+        layers = max(len(self.hidden), len(self.channels) * self.depth)
+        if layers > MAX_LAYERS:
+            raise ConfigError(
+                f"the model would have {layers:,} hidden layers (model.hidden has {len(self.hidden):,} entries, "
+                f"model.channels {len(self.channels):,} x model.depth {self.depth:,}); babysit builds at most {MAX_LAYERS:,}: use fewer"
+            )
         for key in ("kernel_size", "depth", "pieces"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key} must be at least 1, got {getattr(self, key)}")
@@ -182,19 +193,67 @@ def valid_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
 
 
+# The deepest nesting of arrays and inline tables a config may have: no key takes more than a
+# list of numbers, and Python's TOML parser recurses once per level (5,000 levels overflow it).
+MAX_NESTING = 32
+# A config is a few hundred bytes; past this it is not a config file (a data file passed by mistake).
+MAX_CONFIG_BYTES = 10 * 2**20
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of [ ] and { } in TOML `text`, outside strings and comments (one linear pass)."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+            continue
+        if c in "\"'":
+            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else c
+            j = i + len(quote)
+            while j < n and text[j : j + len(quote)] != quote:
+                j += 2 if c == '"' and text[j] == "\\" else 1  # a basic string's escape skips the next character
+            i = j + len(quote)
+            continue
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
+
+
+def parse_toml(text: str, where: str) -> dict[str, Any]:
+    """Parse TOML `text` (`where` names it in errors): a leading byte-order mark is skipped, nesting deeper than `MAX_NESTING` refused."""
+    text = text.removeprefix("\ufeff")  # Windows editors save UTF-8 with a BOM; TOML itself has none
+    depth = nesting_depth(text)
+    if depth > MAX_NESTING:
+        raise ConfigError(f"{where} nests arrays or tables {depth:,} levels deep; babysit reads at most {MAX_NESTING} (a config needs 2): check the brackets")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where} is not valid TOML: {e}") from None
+    except RecursionError:  # nesting_depth missed a form of nesting: still one line
+        raise ConfigError(f"{where} nests too deeply to parse; babysit reads at most {MAX_NESTING} levels: check the brackets") from None
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file; a missing file or bad syntax is a ConfigError naming it."""
+    """Read a TOML config file; a missing, huge, non-UTF-8 or badly nested file or bad syntax is a ConfigError naming it."""
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"config file '{p}' is a folder, not a file; pass the path of a TOML file to --config")
     if not p.is_file():
         raise ConfigError(f"config file '{p}' does not exist; pass the path of a TOML file to --config")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file '{p}' is {p.stat().st_size / 2**20:.0f} MiB; a config is a few lines of TOML (at most {MAX_CONFIG_BYTES // 2**20} MiB): check the path")
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file '{p}' is not valid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file '{p}' is not UTF-8 text") from None
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file '{p}' is not UTF-8 text (byte {e.start} cannot be decoded); save it as UTF-8") from None
+    return parse_toml(text, f"config file '{p}'")
 
 
 def parse_value(text: str) -> Any:
@@ -203,9 +262,11 @@ def parse_value(text: str) -> Any:
     A bracketed list of bare words (`[flip, crop]`, as a shell user types it) is a
     list of those words, each read the same way.
     """
+    if nesting_depth(text) > MAX_NESTING:
+        raise ConfigError(f"value {text[:40]!r}... nests arrays or tables {nesting_depth(text):,} levels deep; babysit reads at most {MAX_NESTING}")
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         pass
     inner = text.strip()
     if inner.startswith("[") and inner.endswith("]") and "[" not in inner[1:-1] and "]" not in inner[1:-1]:

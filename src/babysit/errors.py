@@ -8,6 +8,7 @@ instead of showing a traceback.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -29,6 +30,27 @@ class ModelError(BabysitError, RuntimeError):
 
 class StoreError(BabysitError, OSError):
     """A file or folder on disk is in the way, unreadable, damaged or unwritable."""
+
+
+# Advice third-party loaders give on refusing a file ("re-run with weights_only=False",
+# "load it with allow_pickle=True") that would run whatever code the file holds.
+_UNSAFE_ADVICE = ("weights_only", "allow_pickle", "safe_globals", "trust")
+PICKLED = "it holds pickled Python objects{}, which babysit never loads: loading them can run any code"
+
+
+def safe_reason(error: BaseException) -> str:
+    """The first line of an error's text for a one-line message, never advice to load a file unsafely.
+
+    torch's weights_only refusal suggests `weights_only=False` and numpy's object-array
+    refusal names `allow_pickle`; a babysit message must not relay either, so such a
+    reason is replaced by what it means (`PICKLED`), naming the offending global when
+    torch does.
+    """
+    text = str(error).strip()
+    if not any(word in text for word in _UNSAFE_ADVICE):
+        return text.splitlines()[0] if text else type(error).__name__
+    global_name = re.search(r"GLOBAL ([\w.]+)", text)
+    return PICKLED.format(f" ({global_name.group(1)})" if global_name else "")
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -269,3 +269,77 @@ def workspace(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("badinput")
     _build(root)
     return root
+
+
+# -- shared by the bounds, nesting, secrets, signals, full-disk and concurrency tests ----------------
+
+# What a message must never suggest: loading a file in a way that runs the code it holds.
+UNSAFE_ADVICE = ("weights_only=False", "weights_only` set to `False", "allow_pickle", "safe_globals")
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every file under `root` with its size, mtime and bytes (folders by presence)."""
+    out: dict[str, tuple] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[str(p.relative_to(root))] = ("link", os.readlink(p))
+        elif p.is_dir():
+            out[str(p.relative_to(root))] = ("dir",)
+        else:
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns, p.read_bytes())
+    return out
+
+
+@pytest.fixture
+def refused(monkeypatch: pytest.MonkeyPatch):
+    """`refused(args, phrase, root)`: the CLI refuses `args` with exit 2 and one last `error:` line holding `phrase`,
+    no traceback and no unsafe advice, before any training, and nothing under `root` changes."""
+
+    def check(args: list[str], phrase: str, root: Path) -> str:
+        def no_training(*a, **k):
+            raise AssertionError("training started: the request was accepted")
+
+        monkeypatch.setattr("babysit.build.fit", no_training)
+        monkeypatch.chdir(root)
+        before = snapshot(root)
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        text = result.stdout + result.stderr
+        assert "Traceback" not in text and not any(u in text for u in UNSAFE_ADVICE), text
+        assert result.exit_code == 2, text
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and phrase in errors[0], result.stderr
+        assert result.stderr.rstrip().endswith(errors[0]), result.stderr
+        assert snapshot(root) == before, "a refused command changed a file"
+        return errors[0]
+
+    return check
+
+
+class Processes:
+    """The process table, read from /proc: who is alive, and whose children."""
+
+    @staticmethod
+    def _stat(pid: int | str) -> list[str] | None:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+
+    def alive(self, pid: int) -> bool:
+        fields = self._stat(pid)
+        return fields is not None and fields[0] != "Z"
+
+    def children(self, pid: int) -> list[int]:
+        """The live children of `pid`."""
+        found = []
+        for entry in os.listdir("/proc"):
+            fields = self._stat(entry) if entry.isdigit() else None
+            if fields and int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+        return found
+
+
+@pytest.fixture
+def processes() -> Processes:
+    return Processes()

@@ -379,6 +379,10 @@ ROWS = [
 ]
 
 
+# What a message must never suggest: loading the file in a way that runs the code it holds.
+UNSAFE_ADVICE = ("weights_only=False", "weights_only` set to `False", "allow_pickle", "safe_globals")
+
+
 def _snapshot(root: Path) -> dict[str, tuple]:
     """Every file and folder under `root`: a file's size, mtime and SHA-256, a folder's presence."""
     out: dict[str, tuple] = {}
@@ -426,10 +430,12 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(row: Row, workspac
             row.api(workspace)
         message = str(caught.value)
         assert "\n" not in message and row.phrase in message, message
+        assert not any(unsafe in message for unsafe in UNSAFE_ADVICE), message
     else:
         result = CliRunner().invoke(app, _fill(row.args, workspace))
         text = result.stdout + result.stderr
         assert "Traceback" not in text, text
+        assert not any(unsafe in text for unsafe in UNSAFE_ADVICE), text  # never "load it unsafely" (numpy's, torch's advice)
         assert result.exit_code not in (0, 1) and result.exit_code == row.code, text
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and row.phrase in errors[0], result.stderr

@@ -29,7 +29,7 @@ def test_exported_best_config_trains_to_the_same_validation_accuracy(tmp_path):
                   "--trials", "4", "--epochs", "1", "--export", str(best), "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = last_json(result)
-    assert summary["trials"] == {"complete": 4} and summary["export"] == str(best)
+    assert summary["trials"] == {"completed": 4} and summary["export"] == str(best)
     trained = runner.invoke(app, ["train", "--config", str(best), "--json"])
     assert trained.exit_code == 0, trained.output
     # Same config, same seed, same CPU: the run reproduces the trial's validation accuracy.
@@ -55,7 +55,7 @@ def test_a_search_file_and_flags_compose(tmp_path):
     result = tune(tmp_path, "--search", str(search), "--trials", "4", "-p", "train.lr=log_uniform(1e-2, 0.1)", "--json")
     assert result.exit_code == 0, result.output
     summary = last_json(result)
-    assert summary["strategy"] == "grid" and summary["trials"] == {"complete": 4}  # a 2 x 2 grid
+    assert summary["strategy"] == "grid" and summary["trials"] == {"completed": 4}  # a 2 x 2 grid
     assert 1e-2 <= summary["best_values"]["train.lr"] <= 0.1
 
 
@@ -103,7 +103,7 @@ def test_without_param_it_searches_the_default_space_and_exports_a_runnable_conf
     result = runner.invoke(app, ["tune", "--data", "mnist1d", "--model", "mlp", "--trials", "8", "--epochs", "1", *where, "--export", str(best), "--json"])
     assert result.exit_code == 0, result.output
     summary = last_json(result)
-    assert sum(summary["trials"].values()) == 8 and summary["trials"]["complete"] >= 6
+    assert sum(summary["trials"].values()) == 8 and summary["trials"]["completed"] >= 6
     assert set(summary["best_values"]) == {"train.lr", "train.weight_decay"}
     # lr 30x below to 3x above the range test's proposal; weight decay in 1e-6..1e-2.
     centre = float(re.search(r"range test lr ([0-9.e-]+)", result.stderr).group(1))

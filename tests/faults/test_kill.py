@@ -197,7 +197,7 @@ def test_caviar_killed_at_a_random_moment_then_rerun_loses_and_duplicates_nothin
 
     code, out, err = finish(babysit(*tune_command(tmp_path)))
     assert code == 0, err
-    assert last_json(out)["trials"] == {"complete": TRIALS}
+    assert last_json(out)["trials"] == {"completed": TRIALS}
     after = study_trials(tmp_path)
     for number, kept in before.items():  # nothing completed is lost or changed
         assert after[number].state == TrialState.COMPLETE and (after[number].value, after[number].params) == kept

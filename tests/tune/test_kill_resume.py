@@ -65,7 +65,7 @@ def test_sigkill_mid_trial_then_rerun_finishes_with_every_completed_trial_kept(t
     rerun = subprocess.run(command(tmp_path), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
-    assert summary["trials"] == {"complete": TRIALS}
+    assert summary["trials"] == {"completed": TRIALS}
 
     after = load(tmp_path)
     for number, (value, params) in completed.items():  # nothing completed is lost or changed

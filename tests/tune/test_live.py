@@ -20,7 +20,7 @@ def render(table) -> str:
 def test_table_shows_running_progress_and_the_best(tmp_path):
     search = Search(bs.build_config({"data": {"name": "digits"}, "model": {"name": "mlp"}}), parse_space({"train.lr": "log_uniform(1e-3, 1)"}), bs.tune.TuneSettings(trials=3, epochs=8), root=tmp_path)
     records = [
-        TrialRecord(0, 1, 0, "complete", {"train.lr": 0.0123}, 0.91, 8, reported={e: 0.5 + e / 20 for e in range(1, 9)}),
+        TrialRecord(0, 1, 0, "completed", {"train.lr": 0.0123}, 0.91, 8, reported={e: 0.5 + e / 20 for e in range(1, 9)}),
         TrialRecord(1, 1, 1, "diverged", {"train.lr": 0.9}, None, 8, reason="loss 40 at step 3 exceeds 3x", reported={1: 0.12}),
         TrialRecord(2, 1, 2, "running", {"train.lr": 0.05}, None, 8, reported={1: 0.6, 2: 0.7, 3: 0.75}),
     ]

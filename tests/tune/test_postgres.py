@@ -103,7 +103,7 @@ def test_two_machines_share_one_study_through_postgresql(postgres_url, tmp_path)
     assert len({t.system_attrs[WORKER_KEY]["pid"] for t in slots.values()}) == 2  # both "machines" trained trials
     # Either command then reports the same, finished study.
     summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    assert all(s["trials"] == {"complete": TRIALS} for s in summaries)
+    assert all(s["trials"] == {"completed": TRIALS} for s in summaries)
 
 
 def test_an_unreachable_server_is_one_clear_line(tmp_path):

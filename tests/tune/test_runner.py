@@ -32,7 +32,7 @@ def test_learning_rates_up_to_10_are_reported_diverged_within_a_few_steps_and_th
         assert t.diverged_at is not None and t.diverged_at <= 5  # the 3x-initial-loss rule fires within a few steps
         assert "initial loss" in t.reason or "NaN" in t.reason or "inf" in t.reason
     low = [t for t in result.trials if t.values["train.lr"] <= 0.3]
-    assert low and all(t.status == "complete" for t in low)
+    assert low and all(t.status == "completed" for t in low)
     assert result.best.score > 0.5 and result.best.values["train.lr"] < 3
     # Optuna sees the diverged trials as pruned, so its own tools (dashboard, pruners) treat them alike.
     study = Search(bs.build_config(BASE), parse_space({"train.lr": "log_uniform(1e-3, 10)"}), bs.tune.TuneSettings(trials=12, epochs=1, seed=2), root=tmp_path).open().study
@@ -126,7 +126,7 @@ def test_median_pruning_stops_trials_behind_the_others(tmp_path, digits):
 def test_any_optuna_rdb_url_is_a_store_too(tmp_path, digits):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     result = bs.search(BASE, {"train.lr": "log_uniform(1e-2, 0.3)"}, bs.tune.TuneSettings(trials=3, epochs=1), storage=url, study="sql", progress=False, data=digits)
-    assert result.finished and result.where == url and [t.status for t in result.trials] == ["complete"] * 3
+    assert result.finished and result.where == url and [t.status for t in result.trials] == ["completed"] * 3
     assert len(optuna.load_study(study_name="sql", storage=url).trials) == 3
 
 
@@ -152,4 +152,4 @@ def test_a_staged_search_with_every_kind_of_parameter_runs_through_optuna(tmp_pa
     assert len(dists) == 1
     # The per-batch cosine follows each stage's length: longer stage-2 trials still end at lr 0.
     assert min(len(t.history) for t in second) > max(len(t.history) for t in first)
-    assert all(t.history[-1]["lr"] < 1e-12 for t in first + second if t.status == "complete")
+    assert all(t.history[-1]["lr"] < 1e-12 for t in first + second if t.status == "completed")

@@ -56,7 +56,7 @@ def test_a_journal_torn_while_claiming_a_trial_resumes_in_process(tmp_path):
     with pytest.warns(UserWarning, match=r"ended in a torn record \(40 bytes, from a crash\); set aside in 'journal.log.torn-"):
         rerun = CliRunner().invoke(app, command(tmp_path)[3:])
     assert rerun.exit_code == 0, rerun.output
-    assert json.loads(rerun.stdout.strip().splitlines()[-1])["trials"] == {"complete": TRIALS}
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["trials"] == {"completed": TRIALS}
     after = trials(tmp_path)
     assert len(after) == TRIALS and all(t.state == TrialState.COMPLETE for t in after)  # none duplicated, none failed
     assert all((after[n].value, after[n].params) == kept for n, kept in before.items())
@@ -84,7 +84,7 @@ def test_a_journal_torn_mid_line_resumes_keeping_every_complete_trial(tmp_path):
     assert len(warning) == 1 and "set aside in 'journal.log.torn-" in warning[0]
     aside = list(tmp_path.glob("journal.log.torn-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == lines[cut][: len(lines[cut]) // 2]
-    assert json.loads(rerun.stdout.strip().splitlines()[-1])["trials"] == {"complete": TRIALS}
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["trials"] == {"completed": TRIALS}
 
     after = trials(tmp_path)
     for number, (value, params) in before.items():  # nothing complete is lost or changed

@@ -48,6 +48,7 @@ import torch
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose.findings import Finding
 from babysit.optim.optimizers import FULL_BATCH
+from babysit.status import STOPPED
 from babysit.train.trainer import fit
 
 if TYPE_CHECKING:
@@ -94,9 +95,9 @@ class _SweepCallback:
         self.best = min(self.best, self.ema)
         if not math.isfinite(loss) or (state.step > 5 and self.ema > DIVERGE_FACTOR * self.best):
             self.sweep.diverged_at = self.sweep.lrs[-1]
-            state.request_stop("stopped", "range test diverged")
+            state.request_stop(STOPPED, "range test diverged")
         elif state.step >= self.steps:
-            state.request_stop("stopped", "range test done")
+            state.request_stop(STOPPED, "range test done")
         for group in state.optimizer.param_groups:
             group["lr"] *= self.factor
 

@@ -27,6 +27,7 @@ from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.data.datasets import Split
 from babysit.diagnose import significance
 from babysit.diagnose.findings import Finding
+from babysit.status import STOPPED
 from babysit.train.trainer import fit
 
 # Share of the zero-input model's headroom (1 - its accuracy) the real inputs must win.
@@ -47,12 +48,12 @@ class _StopWhen:
 
     def on_batch_end(self, state) -> None:
         if state.step >= self.steps:
-            state.request_stop("stopped", "step budget used")
+            state.request_stop(STOPPED, "step budget used")
 
     def on_epoch_end(self, state) -> None:
         last = state.history.records[-1]
         if self.fitted_loss is not None and last["train_accuracy"] >= 1.0 and last["train_loss"] <= self.fitted_loss:
-            state.request_stop("stopped", "tiny subset fitted")
+            state.request_stop(STOPPED, "tiny subset fitted")
 
 
 @CHECKS.register("overfit_tiny")

@@ -14,13 +14,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from babysit import status
 from babysit.cli.app import app, out, user_errors
 from babysit.cli.train import RUNS_DIR
 from babysit.errors import StoreError
-from babysit.io import json_line
+from babysit.io import json_line, loads_json
 from babysit.train.record import RunRecord, load_run
 
-STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "interrupted": "yellow", "incomplete": "yellow", "damaged": "red"}
 # A folder holding any of these is a run record (others, like runs/tune/, are not runs).
 RECORD_FILES = ("config.json", "env.json", "metrics.jsonl", "probes.jsonl", "events.jsonl", "summary.json", "checkpoints")
 JSON_FILES = ("config.json", "env.json", "summary.json")
@@ -46,7 +46,7 @@ def damage(path: Path) -> str | None:
             return f"{name} cannot be read ({getattr(e, 'strerror', None) or type(e).__name__})"
         if name in JSON_FILES:
             try:
-                value = json.loads(text)
+                value = loads_json(text)
             except json.JSONDecodeError as e:
                 cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")  # the text stops mid-value
                 return f"{name} is truncated (cut at character {len(text)})" if cut else f"{name} is not valid JSON (line {e.lineno})"
@@ -58,7 +58,7 @@ def damage(path: Path) -> str | None:
             if not line.strip():
                 continue
             try:
-                ok = isinstance(json.loads(line), dict)
+                ok = isinstance(loads_json(line), dict)
             except json.JSONDecodeError:
                 ok = i == len(lines) - 1  # a last line cut by a kill is skipped by the reader
             if not ok:
@@ -128,7 +128,7 @@ def runs(
     """
     found, damaged = scan_runs(runs_dir)
     rows = [run_row(r) for r in found]
-    broken = [{"name": d.name, "status": "damaged", "problem": why, "path": str(d)} for d, why in damaged.items()]
+    broken = [{"name": d.name, "status": status.DAMAGED, "problem": why, "path": str(d)} for d, why in damaged.items()]
     if as_json:
         for row in rows + broken:
             print(json_line(row))
@@ -141,13 +141,12 @@ def runs(
     for column in ("status", "epochs", "best val acc (epoch)", "test acc", "started"):
         table.add_column(column)
     for row in rows:
-        style = STATUS_STYLE.get(str(row["status"]), "")
         best = f"{_cell(row['best_val_accuracy'])} ({_cell(row['best_epoch'])})" if row["best_epoch"] else "-"
         # "2024-05-01T12:30:00+00:00" -> "2024-05-01 12:30"
         started = str(row["started"])[:16].replace("T", " ")
-        table.add_row(escape(str(row["name"])), f"[{style}]{row['status']}[/]", str(row["epochs"]), best, _cell(row["test_accuracy"]), started)
+        table.add_row(escape(str(row["name"])), status.markup(str(row["status"])), str(row["epochs"]), best, _cell(row["test_accuracy"]), started)
     for row in broken:
-        table.add_row(escape(str(row["name"])), "[red]damaged[/]", "-", "-", "-", "-")
+        table.add_row(escape(str(row["name"])), status.markup(status.DAMAGED), "-", "-", "-", "-")
     out.print(table)
     for row in broken:
         out.print(f"[red]damaged:[/] {escape(row['path'])}: {escape(row['problem'])}", highlight=False, soft_wrap=True)

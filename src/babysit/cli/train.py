@@ -13,7 +13,8 @@ from babysit.config import RunConfig, build_config, check_sections, load_toml, m
 from babysit.data.datasets import DATASETS
 from babysit.errors import ConfigError
 from babysit.io import json_line
-from babysit.train.record import holds_only_checks, load_run
+from babysit.status import FINAL
+from babysit.train.record import holds_only_checks, load_run, run_holder
 from babysit.workflows.recorded import resume_run, start_run
 
 # Most file systems allow 255 bytes per path component.
@@ -85,8 +86,9 @@ def train(
     flags = shortcuts(data, model, optimizer, lr, epochs, seed)
     if resume is not None:
         given = [f"--{k}" for s in flags.values() for k, v in s.items() if v is not None] + (["--config"] if config else []) + ctx.args
-        if given or name:
-            raise ConfigError(f"--resume continues a run with its saved config; drop {', '.join(given + (['--name'] if name else []))}")
+        given += ["--name"] if name is not None else []  # only what was typed: `--name=` too, never a name nobody gave
+        if given:
+            raise ConfigError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
         _check_resumable(resume)
         done = resume_run(resume, progress=not as_json)
     else:
@@ -120,12 +122,16 @@ def check_run_target(runs_dir: Path, name: str | None) -> None:
     path = runs_dir / name
     if not path.exists() or "/" in name or name in (".", ".."):
         return  # free, or a name the run record itself refuses with its rule
+    holder = run_holder(path)
+    if holder is not None:
+        who = f"another babysit process (pid {holder})" if holder else "another babysit process"
+        raise ConfigError(f"run '{path}' is being written by {who}; wait for it to end, or pick another --name")
     if holds_only_checks(path):
         return  # a `babysit check --out` folder: the run is recorded beside its checks
     if not (path / "config.json").is_file():
         raise ConfigError(f"'{path}' exists but is not a run (no config.json, e.g. a `babysit check --out` folder); pick another --name")
     status = load_run(path, probes=False).status
-    if status in ("completed", "diverged"):
+    if status in FINAL:
         raise ConfigError(f"run '{path}' already exists ({status}); pick another --name")
     raise ConfigError(f"run '{path}' already exists ({status}); pick another --name, or continue it with --resume {path}")
 
@@ -133,7 +139,7 @@ def check_run_target(runs_dir: Path, name: str | None) -> None:
 def _check_resumable(path: Path) -> None:
     """A folder that holds files but no run record gets a message saying what it is."""
     if path.is_dir() and not (path / "config.json").is_file():
-        held = sorted(p.name for p in path.iterdir())
+        held = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
         if held:
             shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
             raise ConfigError(f"'{path}' holds no run record (only {shown}); --resume continues a run that `babysit train` recorded, see `babysit runs`")

@@ -92,7 +92,8 @@ def tune(
     divergence_factor: Optional[float] = typer.Option(None, "--divergence-factor", help="Stop a trial whose loss exceeds this x its first loss."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seeds the proposals and samplers."),
     mode: str = typer.Option("panda", "--mode", help="panda: one trial at a time here; caviar: worker processes."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Caviar workers (default: one per GPU, else per CPU core)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Caviar workers (default: one per GPU, else per CPU core); never more than the trials left, the cores and what memory holds."),
+    oversubscribe: bool = typer.Option(False, "--oversubscribe", help="Let caviar start more workers than CPU cores (still at most the trials left and what memory holds)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna RDB URL (postgresql://user:pw@host/db) or journal file; default runs/tune/<study>/journal.log."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: derived from the search, so the same command resumes)."),
     export: Optional[Path] = typer.Option(None, "--export", help="Write the best configuration as a TOML run config."),
@@ -123,7 +124,7 @@ def tune(
         err.print(f"default space ({found.source} lr {found.centre:.2g}): " + ", ".join(f"{k} {p}" for k, p in space.items()), highlight=False)
         for note in found.notes:
             err.print(f"[yellow]{note}[/]")
-    result = search(base, space, settings, mode=mode, workers=workers, storage=storage, study=study or "", progress=not as_json, data=data)
+    result = search(base, space, settings, mode=mode, workers=workers, storage=storage, study=study or "", progress=not as_json, data=data, oversubscribe=oversubscribe)
     report_path = write_report(result, report or study_dir(result.search.study, result.search.root) / "report.html")
     if export and result.best is not None:
         result.export(export)

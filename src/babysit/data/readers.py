@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from babysit.data.datasets import DATASETS, RawData, as_tensors, carve_test, class_indices
-from babysit.errors import DataError, did_you_mean
+from babysit.data.memory import available_memory
+from babysit.errors import DataError, did_you_mean, safe_reason
 
 CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 _CIFAR_HELP = (
@@ -55,7 +56,7 @@ def _read_cifar_file(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             raw = _ArrayUnpickler(f, encoding="bytes").load()
     except Exception as e:  # any unpickling failure means "not a CIFAR batch file"
-        raise DataError(f"cifar10: '{path}' is not a CIFAR-10 python-version batch file ({e}); {_CIFAR_HELP}") from None
+        raise DataError(f"cifar10: '{path}' is not a CIFAR-10 python-version batch file ({safe_reason(e)}); {_CIFAR_HELP}") from None
     if not isinstance(raw, dict):
         raise DataError(f"cifar10: '{path}' holds a {type(raw).__name__}, not a batch dict; {_CIFAR_HELP}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
@@ -114,7 +115,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"arrays: '{path}' is not a readable .npz file ({e}); save it with numpy.savez(path, x=..., y=...)") from None
+        # safe_reason: numpy's refusal of an object array names allow_pickle, which would run the file's code.
+        raise DataError(f"arrays: '{path}' is not a readable .npz file ({safe_reason(e)}); save plain numeric arrays with numpy.savez(path, x=..., y=...)") from None
     odd = next((k for k, v in arrays.items() if not isinstance(v, np.ndarray)), None)
     if odd is not None:
         raise DataError(f"arrays: '{path}' is not a readable .npz file (member '{odd}' is not a numpy array); save it with numpy.savez(path, x=..., y=...)")
@@ -129,17 +131,55 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _read_csv(path: Path, label_column: str) -> dict[str, np.ndarray]:
-    """Features from every column but `label_column`; labels are class indices or class names."""
+# Bounds on a CSV, checked as it is read: a column count past this is not a table of features
+# (babysit reads CSVs into memory as Python lists; wider data belongs in an .npz), and a text
+# file needs about this many bytes of memory per byte while it is parsed into numbers.
+MAX_CSV_COLUMNS = 100_000
+CSV_MEMORY_FACTOR = 12
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """Every row of a CSV file, refusing (one line each) a file too large for memory, a field over
+    Python's csv field-size limit, a header wider than `MAX_CSV_COLUMNS`, and text that is not UTF-8."""
+    size = path.stat().st_size
+    if size * CSV_MEMORY_FACTOR > available_memory():
+        raise DataError(
+            f"arrays: '{path}' is {size / 2**30:.2f} GiB of text, about {size * CSV_MEMORY_FACTOR / 2**30:.1f} GiB to parse, "
+            f"more than the {available_memory() / 2**30:.1f} GiB of memory available; save the arrays as .npz (numpy.savez) instead"
+        )
+    rows: list[list[str]] = []
+    reader = None
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"arrays: '{path}' is not a UTF-8 text CSV ({e.__class__.__name__}); save it as CSV text with a header row") from None
+            reader = csv.reader(f)
+            for row in reader:
+                if len(row) > MAX_CSV_COLUMNS:
+                    raise DataError(
+                        f"arrays: '{path}' line {reader.line_num} has {len(row):,} fields; babysit reads CSVs of at most "
+                        f"{MAX_CSV_COLUMNS:,} columns: save wider data as .npz (numpy.savez(path, x=..., y=...))"
+                    )
+                rows.append(row)
+    except UnicodeDecodeError as e:
+        raise DataError(f"arrays: '{path}' is not a UTF-8 text CSV (byte {e.start} cannot be decoded); save it as UTF-8 CSV text with a header row") from None
+    except csv.Error as e:
+        line = reader.line_num if reader is not None else 1
+        if "field larger than field limit" in str(e):
+            raise DataError(
+                f"arrays: '{path}' line {line} has a field longer than the CSV field-size limit ({csv.field_size_limit():,} characters); "
+                "a CSV of numbers has short fields: check for a missing line break or quote, or save the arrays as .npz"
+            ) from None
+        raise DataError(f"arrays: '{path}' line {line} is not valid CSV ({e}); save it as CSV text with a header row") from None
+    return rows
+
+
+def _read_csv(path: Path, label_column: str) -> dict[str, np.ndarray]:
+    """Features from every column but `label_column`; labels are class indices or class names."""
+    rows = _read_rows(path)
     if sum(1 for row in rows if row) < 2:
         raise DataError(f"arrays: '{path}' needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
-    twice = next((h for i, h in enumerate(header) if h in header[:i]), None)
+    seen: set[str] = set()
+    twice = next((h for h in header if h in seen or seen.add(h)), None)  # one pass: a wide header is not quadratic
     if twice is not None:
         raise DataError(f"arrays: '{path}' header names column '{twice}' twice; give every column its own name")
     if label_column not in header:
@@ -224,7 +264,13 @@ def arrays(path: str | None = None, label_column: str = "label") -> RawData:
         x_train, y_train, x_test, y_test = carve_test(a["x"], a["y"])
     _, y_all = as_tensors(np.zeros((0,)), np.concatenate([np.ravel(y_train), np.ravel(y_test)]), f"arrays '{file}'")
     if "class_names" in a:
-        names = [str(n) for n in a["class_names"]]
+        names = [str(n) for n in np.ravel(a["class_names"])]
+        top = int(y_all.max()) if len(y_all) else -1
+        if top >= len(names):
+            raise DataError(
+                f"arrays: '{file}' class_names has {len(names)} name{'s' if len(names) != 1 else ''} but the labels go up to {top} "
+                f"({top + 1} classes); give one name per class, in label order, or drop class_names"
+            )
     else:
         names, remap = class_indices(y_all, f"arrays: '{file}'")
         if remap is not None:

@@ -29,6 +29,7 @@ from babysit.diagnose.findings import SEVERITIES, Finding, rank
 from babysit.diagnose.kinds import KINDS, training_twin
 from babysit.diagnose.record import RunView, run_view
 from babysit.registry import Registry
+from babysit.status import DIVERGED
 
 Rule = Callable[[RunView], list[Finding]]
 RULES: Registry = Registry("diagnosis rule")
@@ -138,7 +139,7 @@ def loss_explodes(run: RunView) -> list[Finding]:
     summary = run.summary or {}
     evidence: dict[str, Any] = {"train_loss": losses}
     why = ""
-    if summary.get("status") == "diverged":
+    if summary.get("status") == DIVERGED:
         why = summary.get("stop_reason") or "the run was stopped as diverged"
     elif bad := [i + 1 for i, m in enumerate(run.metrics) if any(run.recorded(m, k) and not math.isfinite(m[k]) for k in ("train_loss", "val_loss"))]:
         why = f"the loss became NaN/inf in epoch {bad[0]}"

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from babysit.errors import ConfigError, did_you_mean
+from babysit.status import DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.own_loop import METRICS, REQUIRED, OwnLoopRun, record
 
@@ -141,7 +142,7 @@ class Babysit(pl.Callback):
             if value is not None:
                 values[name] = float(value)
         missing = [self.keys[m] for m in REQUIRED if m not in values]
-        if missing and self.run.status == "diverged":
+        if missing and self.run.status == DIVERGED:
             return  # the stopped epoch may lack a validation pass; the divergence event says what happened
         if missing:
             raise ConfigError(
@@ -153,8 +154,8 @@ class Babysit(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.run is None:
             return
-        if self.run.status == "running" and trainer.should_stop:
-            self.run.close("stopped", stop_reason="trainer.should_stop was set (e.g. by EarlyStopping)")
+        if self.run.status == RUNNING and trainer.should_stop:
+            self.run.close(STOPPED, stop_reason="trainer.should_stop was set (e.g. by EarlyStopping)")
         else:
             self.run.close()
         if self.report:
@@ -167,7 +168,7 @@ class Babysit(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self.run is not None:
-            status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+            status = INTERRUPTED if isinstance(exception, KeyboardInterrupt) else FAILED
             self.run.close(status, stop_reason=f"{type(exception).__name__}: {exception}")
 
     def __repr__(self) -> str:

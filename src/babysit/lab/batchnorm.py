@@ -10,7 +10,7 @@ from torch import nn
 
 from babysit.data.datasets import load_dataset
 from babysit.data.preprocess import prepare
-from babysit.lab.result import EXPERIMENTS, LabResult
+from babysit.lab.result import EXPERIMENTS, LabResult, option_limits
 from babysit.nn.init import apply_init
 from babysit.nn.models import mlp
 from babysit.train.state import Recipe
@@ -37,6 +37,7 @@ def _bn_output_noise(x: torch.Tensor, batch_size: int, draws: int, seed: int) ->
 
 
 @EXPERIMENTS.register("batchnorm")
+@option_limits(init_std=(1e-8, 100), lr=(1e-8, 100))
 def batchnorm_experiment(
     data: str = "digits",
     depth: int = 8,

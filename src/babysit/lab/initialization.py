@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from babysit.lab.result import EXPERIMENTS, LabResult
+from babysit.lab.result import EXPERIMENTS, LabResult, option_limits
 from babysit.nn.activations import ACTIVATIONS
 from babysit.nn.init import INITS
 
@@ -96,7 +96,15 @@ def _histograms(stats: dict[str, dict], title: str):
     return fig
 
 
+def _memory(layers: int, units: int, samples: int, seed: int) -> float:
+    """Bytes the experiment holds at its peak: every setup's activations (kept for the histograms) and, per run, weights and gradients."""
+    kept = 2 * len(SETUPS) * layers * samples * units * 4
+    one_run = layers * (2 * units * units + 3 * samples * units) * 4
+    return kept + one_run
+
+
 @EXPERIMENTS.register("init")
+@option_limits(layers=(1, 50), units=(1, 5000), samples=(2, 100_000), memory=_memory)
 def init_experiment(layers: int = 10, units: int = 500, samples: int = 1000, seed: int = 0) -> LabResult:
     """Per-layer activation mean/std/histograms of a deep net for 0.01, 1.0, Xavier and He inits, with and without BN."""
     result = LabResult(

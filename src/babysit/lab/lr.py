@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 from babysit.checks.lr_range import smooth
 from babysit.data.datasets import load_dataset
 from babysit.data.preprocess import prepare
-from babysit.lab.result import EXPERIMENTS, LabResult
+from babysit.lab.result import EXPERIMENTS, LabResult, option_limits
 from babysit.nn.models import mlp
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.state import Recipe
@@ -27,6 +27,7 @@ class _StepLosses:
 
 
 @EXPERIMENTS.register("lr")
+@option_limits(low=(1e-10, 1e3), good=(1e-10, 1e3), high=(1e-10, 1e3), too_high=(1e-10, 1e4))
 def lr_experiment(
     data: str = "digits",
     epochs: int = 15,

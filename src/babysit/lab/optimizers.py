@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from babysit.errors import ConfigError
-from babysit.lab.result import EXPERIMENTS, LabResult
+from babysit.lab.result import EXPERIMENTS, LabResult, option_limits
 from babysit.optim.optimizers import build_optimizer
 
 Surface = Callable[[torch.Tensor], torch.Tensor]
@@ -110,6 +110,7 @@ def _contour(ax, problem: _Problem) -> None:
 
 
 @EXPERIMENTS.register("optimizers")
+@option_limits(tol=(1e-12, 1))
 def optimizers_experiment(steps: int = 300, tol: float = 1e-3) -> LabResult:
     """Paths of sgd, momentum, nesterov, adagrad, rmsprop, adam on three 2-D surfaces; steps to converge; L-BFGS."""
     if steps < 100:

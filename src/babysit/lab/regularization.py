@@ -32,7 +32,7 @@ from babysit.data.augment import with_augmentation
 from babysit.data.datasets import Split, load_dataset
 from babysit.data.preprocess import prepare
 from babysit.ensemble import Ensemble
-from babysit.lab.result import EXPERIMENTS, LabResult
+from babysit.lab.result import EXPERIMENTS, LabResult, option_limits
 from babysit.nn.models import convnet, mlp, resnet
 from babysit.train.state import Recipe
 from babysit.train.trainer import evaluate, fit, seed_everything
@@ -48,6 +48,7 @@ def _roughness(curve: list[float]) -> float:
 
 
 @EXPERIMENTS.register("regularization")
+@option_limits(l2=(0, 10), dropout=(0, 0.95), dropconnect=(0, 0.95), drop_path=(0, 0.95))
 def regularization_experiment(
     data: str = "mnist1d",
     train_size: int = 1000,

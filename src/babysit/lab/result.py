@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+from babysit.data.memory import available_memory  # noqa: E402
 from babysit.errors import ConfigError, did_you_mean  # noqa: E402
 from babysit.io import atomic_write, atomic_write_json  # noqa: E402
 from babysit.registry import Registry  # noqa: E402
 from babysit.report.html import Page  # noqa: E402
 
 EXPERIMENTS: Registry = Registry("lab experiment")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,64 @@ class LabResult:
         return page.write(out / "index.html")
 
 
+# How far a whole-number option may grow past its default when its experiment declares no range:
+# the defaults are the lecture's sizes, and ten times them stays within minutes and memory.
+GROWTH = 10
+
+
+def option_limits(memory: Callable[..., float] | None = None, **ranges: tuple[float, float]) -> Callable[[F], F]:
+    """Declare an experiment's option ranges (inclusive) and, optionally, its memory need in bytes from its options.
+
+    Undeclared options get `default_range`. Apply it under `EXPERIMENTS.register`:
+
+        @EXPERIMENTS.register("init")
+        @option_limits(layers=(1, 100), memory=lambda layers, units, samples, seed: ...)
+        def init_experiment(layers: int = 10, ...) -> LabResult: ...
+    """
+
+    def mark(fn: F) -> F:
+        fn.option_ranges = ranges  # type: ignore[attr-defined]
+        fn.option_memory = memory  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def default_range(key: str, default: Any) -> tuple[float, float]:
+    """An undeclared option's range: a seed any 32-bit value, a count 1 to `GROWTH` x its default, a float finite."""
+    if key == "seed":
+        return 0, 2**32 - 1
+    if isinstance(default, int):
+        return 1, GROWTH * max(default, 1)
+    return -math.inf, math.inf
+
+
+def check_limits(name: str, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Refuse, before the experiment allocates anything, an option outside its range or options whose memory need exceeds what is available."""
+    ranges = getattr(fn, "option_ranges", {})
+    defaults = experiment_options(name)
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"lab option --{key.replace('_', '-')} must be a finite number, got {value}")
+        lo, hi = ranges.get(key) or default_range(key, defaults[key])
+        if not lo <= value <= hi:
+            raise ConfigError(f"lab option --{key.replace('_', '-')} of '{name}' must be between {_number(lo)} and {_number(hi)}, got {_number(value)}")
+    memory = getattr(fn, "option_memory", None)
+    if memory is not None:
+        need, have = memory(**options), available_memory()
+        if need > have:
+            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items() if k in ranges)
+            raise ConfigError(
+                f"lab '{name}' with {shown} needs about {need / 2**30:.1f} GiB of memory but {have / 2**30:.1f} GiB is available; use smaller options"
+            )
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"
+
+
 def experiment_options(name: str) -> dict[str, Any]:
     """An experiment's options and their defaults."""
     sig = inspect.signature(EXPERIMENTS.get(name))
@@ -122,6 +184,7 @@ def run_experiment(name: str, out_dir: str | Path | None = "runs/lab", **options
             if isinstance(default, int) and not float(value).is_integer():
                 raise ConfigError(f"option '{key}' must be a whole number, got {value!r}")
             options[key] = type(default)(value)
+    check_limits(name, fn, {**valid, **options})
     result = fn(**options)
     result.options = {**valid, **options}
     if out_dir is not None:

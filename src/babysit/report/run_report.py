@@ -35,6 +35,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from babysit.checks.lr_range import plot_lr_range
+from babysit.io import loads_json
 from babysit.checks.preflight import CHECK_FILE
 from babysit.config import RunConfig
 from babysit.data.datasets import Dataset
@@ -80,7 +81,7 @@ def read_check(path: Path) -> dict[str, Any] | None:
     if not file.is_file():
         return None
     try:
-        saved = json.loads(file.read_text(encoding="utf-8"))
+        saved = loads_json(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"cannot read '{file}' ({e}); rewrite it with `babysit check --out {path}`") from None
     try:
@@ -108,7 +109,7 @@ def _read_lines(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_json(line)
         except json.JSONDecodeError:
             record = None
             if i == len(lines) - 1:
@@ -127,7 +128,7 @@ def _read_object(path: Path, skipped: list[str], *, required: bool = False) -> d
     if not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = loads_json(path.read_text(encoding="utf-8"))
         problem = None if isinstance(value, dict) else f"holds {type(value).__name__}, not a JSON object"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         problem = f"cannot be read ({getattr(e, 'strerror', None) or e})"

@@ -22,6 +22,7 @@ import math
 from typing import TYPE_CHECKING, Protocol
 
 from babysit.errors import ConfigError, did_you_mean
+from babysit.status import DIVERGED, STOPPED
 
 if TYPE_CHECKING:  # rich loads when a bar is shown: `import babysit` and a recorded loop do without it
     from rich.console import Console
@@ -142,7 +143,7 @@ class DivergenceGuard:
         else:
             return
         self.diverged_at = state.step
-        state.request_stop("diverged", why)
+        state.request_stop(DIVERGED, why)
 
     def __repr__(self) -> str:
         return f"DivergenceGuard(factor={self.factor}, every={self.every})"
@@ -189,7 +190,7 @@ class EarlyStopping:
             return
         self.waited += 1
         if self.waited >= self.patience:
-            state.request_stop("stopped", f"early stopping: no better {self.monitor} than {self.best:.4g} for {self.patience} epochs")
+            state.request_stop(STOPPED, f"early stopping: no better {self.monitor} than {self.best:.4g} for {self.patience} epochs")
 
     def __repr__(self) -> str:
         return f"EarlyStopping(patience={self.patience}, monitor={self.monitor!r})"

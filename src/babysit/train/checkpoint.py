@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from babysit.errors import DataError
+from babysit.errors import DataError, safe_reason
 from babysit.io import atomic_write_bytes
+from babysit.status import DIVERGED
 from babysit.train.history import History
 
 if TYPE_CHECKING:
@@ -89,11 +91,19 @@ def restore_training_state(state: TrainState, checkpoint: dict[str, Any]) -> Non
 
 
 def restore_callback_states(state: TrainState, checkpoint: dict[str, Any]) -> None:
-    """Load each saved callback state into the callback of the same key (others keep theirs)."""
+    """Load each saved callback state into the callback of the same key (others keep theirs).
+
+    Then the optimiser's hyperparameters are loaded again: a callback's `on_fit_start`
+    may have rewritten them (torch's OneCycleLR sets every group's lr *and* its
+    momentum or Adam beta1 when it is built), and the saved groups hold the values the
+    next step must use. Before this, a resumed one-cycle run took its first step with
+    beta1 at the cycle's start (0.95) and drifted from the uninterrupted run from there.
+    """
     saved = checkpoint.get("callbacks", {})
     for key, cb in _stateful(state.callbacks):
         if key in saved:
             cb.load_state_dict(saved[key])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
 
 
 def _serialize(checkpoint: dict[str, Any]) -> bytes:
@@ -108,10 +118,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise DataError(f"checkpoint '{p}' does not exist; a run writes checkpoints/last.pt after its first epoch")
     try:
-        checkpoint = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol, asking for an issue to be filed
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""  # torch's weights_only refusal is a paragraph
-        raise DataError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {first}); it is damaged or not a babysit checkpoint") from None
+        # safe_reason: torch's refusal suggests weights_only=False, which would run the file's code.
+        raise DataError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {safe_reason(e)}); it is damaged or not a babysit checkpoint") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise DataError(f"'{p}' is not a babysit checkpoint (format {FORMAT})")
     return checkpoint
@@ -174,7 +186,7 @@ class Checkpointer:
 
     def on_epoch_end(self, state: TrainState) -> None:
         value = state.history.records[-1].get(self.metric, math.nan)
-        if state.status == "diverged" or not math.isfinite(value):
+        if state.status == DIVERGED or not math.isfinite(value):
             return
         improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
         payload = self._payload(state, value)

@@ -29,18 +29,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from babysit import status as statuses
 from babysit.diagnose.findings import Finding
 from babysit.diagnose.merge import merge_findings
 from babysit.errors import ConfigError, did_you_mean
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
-from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run
+from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run, release_run
 from babysit.watch.probes import watch
 from babysit.watch.program import ProgramWatch
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 REQUIRED = ("train_loss", "val_loss")
-STATUSES = ("completed", "stopped", "diverged", "failed", "interrupted")
+STATUSES = tuple(sorted(statuses.RUN - {statuses.PRUNED}))  # what `close` may record
 
 
 class OwnLoopRun:
@@ -68,7 +69,7 @@ class OwnLoopRun:
         self.history = History()
         self.step = 0
         self.epoch = 0
-        self.status, self.stop_reason = "running", ""
+        self.status, self.stop_reason = statuses.RUNNING, ""
         self.check: dict[str, Any] | None = None
         self.loss: Any = None  # the last loss given to log_step (what the guard reads)
         self._recorder = RunRecorder(path, config)
@@ -102,11 +103,11 @@ class OwnLoopRun:
         """
         if self._program is not None:
             self._program.observe_loss(loss, labels)
-        if self.status == "diverged":
+        if self.status == statuses.DIVERGED:
             return True
         self.loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
         self._guard.on_batch_end(self)
-        return self.status == "diverged"
+        return self.status == statuses.DIVERGED
 
     def request_stop(self, status: str, reason: str) -> None:
         """Record that the run stops (what the divergence guard calls)."""
@@ -128,7 +129,7 @@ class OwnLoopRun:
         if missing:
             # The diagnosis reads both curves; a missing one would read as NaN, i.e. as an explosion.
             raise ConfigError(f"log_epoch needs {' and '.join(missing)} (the diagnosis compares the train and val losses); pass them")
-        if self.status not in ("running", "diverged"):
+        if self.status not in (statuses.RUNNING, statuses.DIVERGED):
             raise ConfigError(f"run '{self.path}' is closed ({self.status}); start a new one with bs.record")
         now = time.perf_counter()
         self.epoch += 1
@@ -156,7 +157,7 @@ class OwnLoopRun:
         """Remove the probes and write the ending event and summary.json (safe to call twice).
 
         Args:
-            status: completed (default), stopped, diverged, failed or interrupted;
+            status: completed (default), stopped, diverged, failed or interrupted (`STATUSES`);
                 a run that `log_step` saw diverge stays diverged.
             stop_reason: why it stopped.
             test_loss, test_accuracy: the final test scores, when the loop measured them.
@@ -170,11 +171,11 @@ class OwnLoopRun:
             self._program.close()
         self._counter.remove()
         self._counter = None
-        if self.status == "diverged":
-            status, stop_reason = "diverged", self.stop_reason
-        self.status = status or "completed"
+        if self.status == statuses.DIVERGED:
+            status, stop_reason = statuses.DIVERGED, self.stop_reason
+        self.status = status or statuses.COMPLETED
         self.stop_reason = stop_reason
-        if self.status in ("failed", "interrupted"):  # as a failed `babysit train` run records it
+        if self.status in (statuses.FAILED, statuses.INTERRUPTED):  # as a failed `babysit train` run records it
             self._recorder.finish({"status": self.status, "stop_reason": stop_reason, "steps": self.step})
             return
         best = self.history.best("val_accuracy")
@@ -199,7 +200,7 @@ class OwnLoopRun:
         if error is None:
             self.close()
         else:
-            self.close("interrupted" if isinstance(error, KeyboardInterrupt) else "failed", stop_reason=f"{type(error).__name__}: {error}")
+            self.close(statuses.INTERRUPTED if isinstance(error, KeyboardInterrupt) else statuses.FAILED, stop_reason=f"{type(error).__name__}: {error}")
 
     # -- reading it back ----------------------------------------------------------------
 
@@ -292,6 +293,7 @@ def record(
     try:
         return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program)
     except BaseException:
+        release_run(path)
         if not any(path.iterdir()):
             path.rmdir()  # a bad setting: leave no empty run behind
         raise

@@ -21,6 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; concurrent writers of one folder are not detected there
+    fcntl = None  # type: ignore[assignment]
 import platform
 import re
 import socket
@@ -34,7 +39,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from babysit.errors import ConfigError, DataError
-from babysit.io import atomic_write_json, atomic_write_text
+from babysit.io import atomic_write_json, atomic_write_text, loads_json
+from babysit.secrets import mask_argv, mask_obj
+from babysit.status import FAILED, INCOMPLETE, INTERRUPTED, RUN, check, read
 from babysit.train.history import History
 
 if TYPE_CHECKING:
@@ -59,7 +66,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append(loads_json(line))
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break  # written when the run was killed
@@ -69,7 +76,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads_json(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"cannot read '{path}' ({e}); the run record is damaged") from None
 
@@ -87,7 +94,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "pid": os.getpid(),
-        "argv": sys.argv,
+        "argv": mask_argv(sys.argv),  # a password or token on the command line never reaches the record
         "start_time": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     if device.type == "cuda":
@@ -96,13 +103,68 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 CHECK_OUTPUT = frozenset({"check.json", "lr_range.png"})
+# The writer's lock: held (flock) by the one process writing a run folder, with its pid inside.
+LOCK = ".lock"
+_HELD: dict[Path, int] = {}  # this process's locks: folder -> open descriptor
+
+
+def hold_run(path: Path) -> None:
+    """Take the run folder's writer lock for this process, or refuse (ConfigError naming the pid) when another holds it.
+
+    The lock is an flock on `path/.lock`: the kernel drops it when the process ends,
+    however it ends, so a killed run never leaves its folder locked.
+    """
+    path = Path(path)
+    if path in _HELD or fcntl is None:
+        return
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(_busy(path, run_holder(path))) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[path] = fd
+
+
+def release_run(path: Path) -> None:
+    """Drop this process's writer lock on `path` (and its lock file); nothing when it holds none."""
+    fd = _HELD.pop(Path(path), None)
+    if fd is not None:
+        Path(path, LOCK).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def run_holder(path: Path) -> int | None:
+    """The pid of another live process writing the run folder `path`, or None (0 when its pid cannot be read)."""
+    lock = Path(path) / LOCK
+    if fcntl is None or Path(path) in _HELD or not lock.is_file():
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # nobody holds it: a run killed earlier left the file
+    except OSError:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else 0
+    finally:
+        os.close(fd)
+
+
+def _busy(path: Path, pid: int | None) -> str:
+    who = f"another babysit process (pid {pid})" if pid else "another babysit process"
+    return f"run '{path}' is being written by {who}; wait for it to end, or use another run name"
 
 
 def holds_only_checks(path: Path) -> bool:
     """True for a folder holding nothing but what `babysit check --out` writes, which a run may join."""
     if not path.is_dir():
         return False
-    held = {p.name for p in path.iterdir()}
+    held = {p.name for p in path.iterdir() if not p.name.startswith(".")}
     return bool(held) and held <= CHECK_OUTPUT
 
 
@@ -121,22 +183,30 @@ def create_run_dir(runs_dir: str | Path, name: str | None, stem: str) -> Path:
             raise ConfigError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (no slashes), e.g. --name digits-lr1e-3")
         path = root / name
         if holds_only_checks(path):
+            hold_run(path)
             return path  # `babysit check --out runs/<name>` first: the run joins its preflight report
         try:
             path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
-            raise ConfigError(f"run '{path}' already exists; pick another --name, or continue it with --resume {path}") from None
+            holder = run_holder(path)
+            if holder is not None:
+                raise ConfigError(_busy(path, holder)) from None
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"run '{path}' already exists without a run record yet (another process is creating it, or the folder is not a run); pick another run name") from None
+            raise ConfigError(f"run '{path}' already exists; pick another run name, or continue it with `babysit train --resume {path}`") from None
+        hold_run(path)
         return path
     base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     root.mkdir(parents=True, exist_ok=True)
     for i in range(1, 1000):
         path = root / (base if i == 1 else f"{base}-{i}")
         try:
-            path.mkdir(exist_ok=False)
+            path.mkdir(exist_ok=False)  # atomic: two processes starting in the same second get distinct folders
+            hold_run(path)
             return path
         except FileExistsError:
             continue
-    raise ConfigError(f"could not find a free run name starting with '{base}' in '{root}'; pass --name")
+    raise ConfigError(f"could not find a free run name starting with '{base}' in '{root}'; pass a run name")
 
 
 class RunRecorder:
@@ -158,8 +228,8 @@ class RunRecorder:
         self.state: TrainState | None = None  # set once the run has started
 
     def event(self, step: int, event: str, detail: Any = "") -> None:
-        """Append one line to events.jsonl."""
-        append_jsonl(self.path / "events.jsonl", {"step": step, "event": event, "detail": detail, "time": time.time()})
+        """Append one line to events.jsonl (its detail with secrets masked)."""
+        append_jsonl(self.path / "events.jsonl", {"step": step, "event": event, "detail": mask_obj(detail), "time": time.time()})
 
     def probe(self, record: dict[str, Any]) -> None:
         """Append one probed step to probes.jsonl (the watch's sink)."""
@@ -203,16 +273,26 @@ class RunRecorder:
         self.finish(summary)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        """Write the ending event (`summary["status"]`, its stop reason) and summary.json."""
+        """Write the ending event (`summary["status"]`, one of `status.RUN`, and its stop reason) and summary.json."""
+        check(summary["status"], RUN, "a run record's")
+        summary = mask_obj(summary)  # an error's text (the stop reason) may quote a URL with its password
         self.event(summary["steps"], summary["status"], summary.get("stop_reason", ""))
         atomic_write_json(self.path / "summary.json", summary)
+        release_run(self.path)  # the record is complete: the folder is free for --resume or a report
 
     def fail(self, error: BaseException) -> None:
-        """Record a started run that ended with an exception ("interrupted" for Ctrl-C, else "failed")."""
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        """Record a started run that ended with an exception ("interrupted" for Ctrl-C and SIGTERM, else "failed").
+
+        Best effort: when the disk that refused the run refuses the summary too, the
+        record stays as it was (readable, "incomplete") and the first error is the one reported.
+        """
+        status = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
         detail = f"{type(error).__name__}: {error}"
         step = self.state.step if self.state is not None else 0
-        self.finish({"status": status, "stop_reason": detail, "steps": step})
+        try:
+            self.finish({"status": status, "stop_reason": detail, "steps": step})
+        except OSError:
+            pass
 
     def __repr__(self) -> str:
         return f"RunRecorder({str(self.path)!r}, resumed={self.resumed})"
@@ -237,8 +317,10 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        """The summary's status; "incomplete" when there is none (killed, or still running)."""
-        return self.summary["status"] if self.summary else "incomplete"
+        """The summary's status (one of `status.RUN`, "unknown" for anything else); "incomplete" when there is none (killed, or still running)."""
+        if not self.summary:
+            return INCOMPLETE
+        return read(self.summary["status"], RUN)  # no status at all: a KeyError, the summary is damaged
 
     def best(self, key: str = "val_accuracy", mode: str = "max") -> dict[str, Any] | None:
         """The epoch record with the best finite `key`, or None."""

@@ -21,6 +21,7 @@ from babysit.optim.averaging import AVERAGING
 from babysit.optim.optimizers import FULL_BATCH, OPTIMIZERS, default_lr
 from babysit.optim.schedules import SCHEDULES
 from babysit.registry import accepted_options, section_options
+from babysit.status import COMPLETED, FIT, RUNNING, check
 from babysit.train.blocks import recipe_callbacks
 from babysit.train.history import History
 
@@ -164,7 +165,7 @@ class Recipe:
 class FitResult:
     """What a run produced: status, per-epoch history and the final test metrics."""
 
-    status: str  # "completed", "stopped" or "diverged"
+    status: str  # one of babysit.status.FIT
     epochs: int
     history: History
     test_loss: float
@@ -212,7 +213,7 @@ class TrainState:
     step: int = 0
     loss: Tensor | None = None
     stop: bool = False
-    status: str = "running"
+    status: str = RUNNING
     stop_reason: str = ""
     result: FitResult | None = None
     # The module validation and test evaluate: the model itself, or its parameter average.
@@ -221,8 +222,8 @@ class TrainState:
     callbacks: list[object] = field(default_factory=list)  # this fit's callbacks, whose state checkpoints save
 
     def request_stop(self, status: str, reason: str) -> None:
-        """End training after the current batch, recording why (what a callback calls)."""
-        self.stop, self.status, self.stop_reason = True, status, reason
+        """End training after the current batch, recording why (what a callback calls); `status` is one of `status.FIT`."""
+        self.stop, self.status, self.stop_reason = True, check(status, FIT - {COMPLETED}, "a stopped fit's"), reason
 
     def __post_init__(self) -> None:
         if self.eval_model is None:

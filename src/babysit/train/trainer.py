@@ -27,6 +27,7 @@ from babysit.data.loader import batches, num_batches
 from babysit.errors import ConfigError
 from babysit.nn.regularize import with_l1
 from babysit.optim.optimizers import FULL_BATCH, build_optimizer
+from babysit.status import COMPLETED
 from babysit.train import distributed
 from babysit.train.blocks import full_batch_closure, recipe_callbacks, trainable_parameters
 from babysit.train.callbacks import ProgressBar, emit
@@ -173,7 +174,7 @@ def fit(
             break
 
     test_loss, test_acc = evaluate(state.eval_model, data.test.x.to(device), data.test.y.to(device))
-    status = state.status if state.stop else "completed"
+    status = state.status if state.stop else COMPLETED
     state.status = status
     state.result = FitResult(
         status=status,

@@ -15,13 +15,14 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
+from babysit.status import RUNNING, WAITING, markup
 from babysit.tune.results import TrialRecord, records
 from babysit.tune.runner import Search
 from babysit.tune.store import StudyHandle
 from babysit.watch.probes import Record, Watch, watch
 
 ROWS = 12  # the most recent trials shown
-STYLE = {"complete": "green", "diverged": "red", "pruned": "yellow", "failed": "red", "running": "cyan", "waiting": "dim"}
+UNFINISHED = (RUNNING, WAITING)
 
 
 def fmt(value: Any) -> str:
@@ -33,8 +34,8 @@ def trial_table(search: Search, records: list[TrialRecord], rows: int = ROWS) ->
     """The last `rows` trials, with a title saying how far the search is and the best so far."""
     scored = [r for r in records if r.score is not None]
     best = max(scored, key=lambda r: (r.stage, r.score)) if scored else None
-    done = sum(r.status not in ("running", "waiting") for r in records)
-    stage = max((r.stage for r in records if r.status in ("running", "waiting")), default=max((r.stage for r in records), default=1))
+    done = sum(r.status not in UNFINISHED for r in records)
+    stage = max((r.stage for r in records if r.status in UNFINISHED), default=max((r.stage for r in records), default=1))
     title = (
         f"{search.study}: {search.settings.strategy}, stage {stage}/{search.settings.num_stages()}, "
         f"{done}/{search.settings.trials} trials done" + (f", best val acc {best.score:.3f} (#{best.number})" if best else "")
@@ -44,7 +45,7 @@ def trial_table(search: Search, records: list[TrialRecord], rows: int = ROWS) ->
         table.add_column(col, justify="right" if col not in ("status",) else "left")
     for r in records[-rows:]:
         style = "bold" if best is not None and r.number == best.number else ""
-        status = f"[{STYLE.get(r.status, '')}]{r.status}[/]"
+        status = markup(r.status)
         # A running trial's progress comes from the epochs it has reported so far.
         acc = r.score if r.score is not None else (r.reported[max(r.reported)] if r.reported else None)
         table.add_row(
@@ -104,7 +105,7 @@ class LiveView:
     def render(self) -> RenderableType:
         found = records(self.handle.trials())
         table = trial_table(self.search, found)
-        running = [r for r in found if r.status == "running"]
+        running = [r for r in found if r.status == RUNNING]
         if self.probe is None or not running:
             return table
         return Group(table, probe_table(running[-1].number, self.probe))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from babysit.status import PRUNED
 from babysit.registry import Registry
 
 if TYPE_CHECKING:  # Optuna loads when a pruner is built, so the registry lists without it (`babysit blocks`, `bs.blocks`)
@@ -52,8 +53,8 @@ class OptunaReporter:
         record = state.history.records[-1]
         self.trial.report(record["val_accuracy"], record["epoch"])
         if not state.stop and self.trial.should_prune():
-            state.stop, state.status = True, "pruned"
-            state.stop_reason = f"pruned at epoch {record['epoch']}: validation accuracy {record['val_accuracy']:.3f} is behind the other trials"
+            why = f"pruned at epoch {record['epoch']}: validation accuracy {record['val_accuracy']:.3f} is behind the other trials"
+            state.request_stop(PRUNED, why)
 
     def __repr__(self) -> str:
         return f"OptunaReporter(trial={self.trial.number})"

@@ -18,11 +18,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from babysit.report.html import Page
+from babysit.status import DIVERGED, FAILED, PRUNED, STOPPED
 from babysit.tune.live import fmt
 from babysit.tune.results import TrialRecord, TuneResult
 from babysit.tune.space import Param
 
-NO_SCORE = ("diverged", "pruned", "failed")
+NO_SCORE = (DIVERGED, PRUNED, FAILED, STOPPED)
 
 
 def _axis(param: Param, key: str) -> tuple[Any, str, str]:
@@ -174,7 +175,7 @@ def build_page(result: TuneResult) -> Page:
     for t in result.trials:
         acc = t.score if t.score is not None else t.last()
         rows.append([t.number, t.stage, t.status, *(fmt(t.values.get(k, "")) for k in search.space), t.epochs, "" if acc is None else f"{acc:.4f}", t.reason])
-        classes.append({"diverged": "sev-warn", "failed": "sev-fail", "pruned": "sev-info"}.get(t.status, ""))
+        classes.append({DIVERGED: "sev-warn", FAILED: "sev-fail", PRUNED: "sev-info", STOPPED: "sev-info"}.get(t.status, ""))
     page.section("Trials").table(["#", "stage", "status", *search.space, "epochs", "val acc", "reason"], rows, classes)
     return page
 

@@ -16,6 +16,7 @@ import optuna
 import tomli_w
 from optuna.trial import FrozenTrial, TrialState
 
+from babysit import status as statuses
 from babysit.config import RunConfig
 from babysit.errors import BabysitError
 from babysit.io import atomic_write_text
@@ -28,8 +29,9 @@ from babysit.tune.store import DUPLICATE_KEY, STALE_KEY, StudyHandle, slot_of, s
 class TrialRecord:
     """One trial as babysit reports it.
 
-    status: complete, diverged, pruned, failed, running or waiting (stale and duplicate
-    trials are kept in the study but left out of results).
+    status: one of `status.TRIAL` (completed, stopped, diverged, pruned, failed, running,
+    waiting), "unknown" for a recorded value this version does not declare (stale and
+    duplicate trials are kept in the study but left out of results).
     """
 
     number: int
@@ -49,11 +51,11 @@ class TrialRecord:
         stage, slot = slot_of(t)
         a = t.user_attrs
         status = {
-            TrialState.COMPLETE: "complete",
-            TrialState.RUNNING: "running",
-            TrialState.WAITING: "waiting",
-            TrialState.FAIL: "failed",
-        }.get(t.state, a.get("status", "pruned"))
+            TrialState.COMPLETE: statuses.COMPLETED,
+            TrialState.RUNNING: statuses.RUNNING,
+            TrialState.WAITING: statuses.WAITING,
+            TrialState.FAIL: statuses.FAILED,
+        }.get(t.state) or statuses.read(a.get("status", statuses.PRUNED), statuses.TRIAL)
         return cls(
             number=t.number,
             stage=stage,

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import BabysitError, ConfigError
 from babysit.registry import Registry
+from babysit.data.memory import available_memory
+from babysit.secrets import mask
+from babysit.signals import exit_code, interrupts_as_exceptions
+from babysit.status import COMPLETED, FAILED, INTERRUPTED
 from babysit.build import load_data, run
 from babysit.train.callbacks import DivergenceGuard
 from babysit.tune.pruning import PRUNERS, OptunaReporter
@@ -45,6 +49,8 @@ from babysit.tune.space import Param
 from babysit.tune.store import ROOT, STALE_KEY, StudyHandle, claim, enqueue, fail_trial, heartbeat, open_study, reap, slot_of, slot_trials
 
 POLL_S = 0.5  # how often an idle worker looks for new work
+ENQUEUE_BATCH = 32  # slots a worker enqueues at a time
+STOP_GRACE_S = 10.0  # how long stopped workers get to re-queue their trials before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -158,11 +164,15 @@ class Planner:
         return "done", None, []
 
     def advance(self, handle: StudyHandle) -> str:
-        """Enqueue the next missing slots: 'enqueued', 'waiting' (trials of the stage still run) or 'done'."""
+        """Enqueue the next missing slots (at most `ENQUEUE_BATCH`): 'enqueued', 'waiting' (trials of the stage still run) or 'done'.
+
+        A batch at a time, so a large search starts training at once instead of first
+        writing every trial to the study; the next call enqueues the next batch.
+        """
         state, plan, missing = self.next_step(handle)
         if state != "missing":
             return state
-        for i in missing:
+        for i in missing[:ENQUEUE_BATCH]:
             if (plan.stage, i) in slot_trials(handle.trials()):
                 continue  # another worker or machine enqueued it meanwhile
             config = plan.configs[i]
@@ -187,21 +197,21 @@ def run_trial(handle: StudyHandle, trial: optuna.Trial, plan: StagePlan, search:
             cfg = trial_config(search.base, values, plan.epochs, device)
             result = run(cfg, callbacks=[guard, OptunaReporter(trial), *callbacks], progress=False, data=data).result
     except KeyboardInterrupt:
-        fail_trial(handle, trial_id, STALE_KEY, "interrupted")
+        fail_trial(handle, trial_id, STALE_KEY, INTERRUPTED)
         raise
     except Exception as e:  # a config that cannot train (bad value, out of memory) fails its trial, not the search
-        trial.set_user_attr("status", "failed")
-        trial.set_user_attr("reason", f"{type(e).__name__}: {e}".splitlines()[0])
+        trial.set_user_attr("status", FAILED)
+        trial.set_user_attr("reason", mask(f"{type(e).__name__}: {e}".splitlines()[0]))
         handle.study.tell(trial, state=TrialState.FAIL)
         return
     history = [{k: _finite(v) for k, v in r.items()} for r in result.history.records]
     trial.set_user_attr("status", result.status)
-    trial.set_user_attr("reason", result.stop_reason)
+    trial.set_user_attr("reason", mask(result.stop_reason))
     trial.set_user_attr("history", history)
     trial.set_user_attr("seconds", round(result.seconds, 3))
     if guard.diverged_at is not None:
         trial.set_user_attr("diverged_at", guard.diverged_at)
-    if result.status == "completed":
+    if result.status == COMPLETED:
         handle.study.tell(trial, history[-1]["val_accuracy"])
     else:
         handle.study.tell(trial, state=TrialState.PRUNED)
@@ -228,8 +238,12 @@ def work(
         reap(handle)
         trial = claim(handle)
         if trial is not None:
-            plan = planner.plan(trial.user_attrs["stage"], handle.trials())
-            run_trial(handle, trial, plan, search, data, device=device, callbacks=callbacks)
+            try:
+                plan = planner.plan(trial.user_attrs["stage"], handle.trials())
+                run_trial(handle, trial, plan, search, data, device=device, callbacks=callbacks)
+            except KeyboardInterrupt:  # also between the claim and the training: the slot goes back to the queue
+                fail_trial(handle, handle.trial_id(trial.number), STALE_KEY, INTERRUPTED)
+                raise
             trained += 1
             notify()
             continue
@@ -275,17 +289,39 @@ def _exit_with_parent() -> None:
 
 
 def _worker_main(search: Search, data: Dataset, index: int, device: str | None, threads: int) -> None:
-    """Entry point of a caviar worker process."""
+    """Entry point of a caviar worker process: SIGTERM (from its parent, or anyone) re-queues its trial and ends it with 143."""
     _exit_with_parent()
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        work(search, data, worker=index, device=device)
+        with interrupts_as_exceptions():
+            work(search, data, worker=index, device=device)
     except BabysitError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {mask(str(e))}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        sys.exit(exit_code(e))
+
+
+def _stop_workers(procs: Sequence[multiprocessing.process.BaseProcess], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM every live worker (each re-queues its trial and exits), then SIGKILL any still alive after `grace_s`.
+
+    Workers that got Ctrl-C themselves (the terminal signals the whole group) are given
+    a moment to finish re-queueing their trial before the SIGTERM could cut it short.
+    """
+    end = time.monotonic() + min(2.0, grace_s)
+    for p in procs:
+        p.join(timeout=max(0.0, end - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    end = time.monotonic() + grace_s
+    for p in procs:
+        p.join(timeout=max(0.0, end - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 @MODES.register("caviar")
@@ -296,39 +332,93 @@ def caviar(search: Search, data: Dataset, workers: int, on_change: Callable[[], 
     """
     devices = worker_devices(workers, search.base.train.device)
     # CPU workers share the cores: each gets its slice of torch threads instead of oversubscribing.
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, cpu_cores() // workers)
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter per worker: safe with torch threads and CUDA
     procs = [ctx.Process(target=_worker_main, args=(search, data, i, devices[i], threads), name=f"babysit-tune-{i}") for i in range(workers)]
-    for p in procs:
-        p.start()
     try:
+        for p in procs:
+            p.start()
         while any(p.is_alive() for p in procs):
             on_change()
             time.sleep(POLL_S)
+    except BaseException:  # Ctrl-C, SIGTERM or an error here: the workers follow their parent
+        _stop_workers([p for p in procs if p.pid is not None])
+        raise
     finally:
         for p in procs:
-            p.join()
+            if p.pid is not None:
+                p.join()
     failed = [f"worker {i} exit code {p.exitcode}" for i, p in enumerate(procs) if p.exitcode]
     if failed and Planner(search).next_step(search.open())[0] != "done":
         raise BabysitError(f"{'; '.join(failed)} before the search finished; re-run the same command to resume it")
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """Caviar's default: one worker per GPU, else one per CPU core."""
-    return torch.cuda.device_count() or os.cpu_count() or 1
+    return torch.cuda.device_count() or cpu_cores()
 
 
 @dataclass
 class Execution:
-    """How to run a search (does not change its results): 'panda' or 'caviar', and caviar's worker count."""
+    """How to run a search (does not change its results): 'panda' or 'caviar', and caviar's worker count.
+
+    Args:
+        mode: a name from `MODES`.
+        workers: caviar's worker processes, an upper bound: `worker_count` starts no more
+            than the trials left, the CPU cores (unless `oversubscribe`) and what memory holds.
+        oversubscribe: allow more workers than CPU cores (`babysit tune --oversubscribe`),
+            e.g. when trials wait on I/O or a remote GPU; still at most the trials left
+            and what memory holds.
+    """
 
     mode: str = "panda"
     workers: int = field(default_factory=default_workers)
+    oversubscribe: bool = False
 
     def __post_init__(self) -> None:
         MODES.get(self.mode)
         if self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+
+
+# What one caviar worker costs before its trial's own tensors: a fresh interpreter with torch
+# imported (measured ~140 MB resident) plus its copy of the data set, rounded up for the trial.
+WORKER_BYTES = 300 * 2**20
+
+
+def trials_left(search: Search, handle: StudyHandle) -> int:
+    """The search's trials not yet finished (at least 1): more workers than this would only wait."""
+    finished = sum(t.state.is_finished() for t in slot_trials(handle.trials()).values())
+    return max(1, search.settings.trials - finished)
+
+
+def worker_count(requested: int, left: int, *, oversubscribe: bool = False, data_bytes: int = 0, memory: int | None = None) -> tuple[int, str]:
+    """How many caviar workers to start, and a line saying why when fewer than `requested` (else "").
+
+    Bounded before anything is spawned: by the trials left, by the CPU cores unless
+    `oversubscribe`, and by the memory available (`memory` bytes, default what the
+    system has now) at `WORKER_BYTES` plus a copy of the data per worker.
+    """
+    cores = cpu_cores()
+    available = available_memory() if memory is None else memory
+    by_memory = max(1, available // (WORKER_BYTES + data_bytes))
+    bounds = {"{} trials left": left, "memory for {} workers": by_memory}
+    if not oversubscribe:
+        bounds["{} CPU cores"] = cores
+    n = max(1, min(requested, *bounds.values()))
+    if n == requested:
+        return n, ""
+    why = ", ".join(name.format(value) for name, value in bounds.items() if value == n)
+    hint = "" if oversubscribe or cores != n else "; --oversubscribe allows more workers than cores"
+    return n, f"caviar: {requested} workers asked, {n} started (bounded by {why}){hint}"
 
 
 def execute(
@@ -337,14 +427,28 @@ def execute(
     data: Dataset | None = None,
     on_change: Callable[[], None] | None = None,
     callbacks: Sequence[object] = (),
+    notify: Callable[[str], None] | None = None,
 ) -> StudyHandle:
     """Run (or resume) `search` to the end; returns the study handle for the results.
 
     Args:
         on_change: called whenever the study may have changed (the live view's refresh).
         callbacks: training callbacks for every trial run in this process (panda).
+        notify: shows a one-line note (how many caviar workers were started, when fewer than asked); default stderr.
     """
     handle = search.open()  # creates the study, or refuses a changed search, before any worker starts
     data = data if data is not None else load_data(search.base.data)
+    execution, note = bounded(execution, search, handle, data)
+    if note:
+        (notify or (lambda line: print(line, file=sys.stderr)))(note)
     MODES.get(execution.mode)(search, data, execution.workers, on_change or (lambda: None), callbacks)
     return handle
+
+
+def bounded(execution: Execution, search: Search, handle: StudyHandle, data: Dataset | None = None) -> tuple[Execution, str]:
+    """`execution` with caviar's workers bounded by `worker_count` (panda is left as it is), and the note saying why."""
+    if execution.mode != "caviar":
+        return execution, ""
+    size = 0 if data is None else sum(t.numel() * t.element_size() for split in (data.train, data.val, data.test) for t in (split.x, split.y))
+    workers, note = worker_count(execution.workers, trials_left(search, handle), oversubscribe=execution.oversubscribe, data_bytes=size)
+    return replace(execution, workers=workers), note

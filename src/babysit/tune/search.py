@@ -39,6 +39,9 @@ if TYPE_CHECKING:  # Optuna loads when a sampler is built, so the registry lists
 EDGE = 0.1  # the outer fraction of a range that counts as its edge
 MARGIN = 0.1  # narrowed ranges extend this fraction of the old width past the top-k
 MIN_SHRINK = 0.2  # a narrowed range keeps at least this fraction of the old width
+# The most trials one search plans: a stage's values are planned (and a grid's counts searched)
+# in memory before the first trial; 10,000 plan in about a second, 10^9 would never finish.
+MAX_TRIALS = 10_000
 
 Space = dict[str, Param]
 
@@ -78,6 +81,11 @@ class TuneSettings:
         PRUNERS.get(self.prune)
         checks = [
             (self.trials >= 1, f"tune.trials must be at least 1, got {self.trials}"),
+            (
+                self.trials <= MAX_TRIALS,
+                f"tune.trials={self.trials} is more than one search plans (at most {MAX_TRIALS:,}: every trial's values "
+                "are planned and stored in the study); run at most that many, or split the search into studies (--study NAME)",
+            ),
             (self.epochs >= 1, f"tune.epochs must be at least 1, got {self.epochs}"),
             (self.stages >= 1, f"tune.stages must be at least 1, got {self.stages}"),
             (self.epoch_growth >= 1, f"tune.epoch_growth must be >= 1 (later stages train longer), got {self.epoch_growth}"),
@@ -178,23 +186,66 @@ def _random_configs(space: Space, n: int, seed: int, stage: int, first_slot: int
     return configs
 
 
+# The exact grid search below visits every count tuple whose product fits the budget; past this
+# many (a budget of thousands spread over many parameters) the balanced greedy grid is used instead.
+GRID_VISITS = 100_000
+
+
 def grid_counts(space: Space, n: int) -> list[int]:
-    """Values per parameter for the largest grid of at most `n` points (ties: most balanced, then earlier keys get more)."""
+    """Values per parameter for the largest grid of at most `n` points (ties: most balanced, then earlier keys get more).
+
+    Exact by enumeration while that stays small (`GRID_VISITS`, every grid babysit's
+    benches and lab draw); beyond it, `_balanced_counts`, which raises the smallest
+    count first and so is bounded in time however many parameters there are.
+    """
     caps = [min(n, int(p.size())) if math.isfinite(p.size()) else n for p in space.values()]
     ones = tuple(1 for _ in caps)
     best: tuple[int, tuple[int, ...], tuple[int, ...]] = (1, ones, ones)
+    # Beyond position i, the remaining counts can multiply the product by at most this much.
+    room = [math.prod(caps[i:]) for i in range(len(caps) + 1)]
+
+    visits = 0
 
     def visit(i: int, counts: tuple[int, ...], product: int) -> None:
-        nonlocal best
-        if i == len(caps):
+        nonlocal best, visits
+        visits += 1
+        if visits > GRID_VISITS:
+            raise _TooManyGrids
+        reach = min(n, product * room[i])
+        if reach < best[0] or (reach == best[0] and counts and min(counts) < best[1][0]):
+            return  # cannot reach the best product, or reaches it only with a smaller smallest count
+        if i == len(caps) - 1:
+            # The last count: only the largest one that fits can win (a smaller one lowers the product, the first key).
+            c = min(caps[i], n // product)
             # Largest product; then leximin balance (raise the smallest count first); then earlier keys.
-            best = max(best, (product, tuple(sorted(counts)), counts))
+            best = max(best, (product * c, tuple(sorted((*counts, c))), (*counts, c)))
             return
         for c in range(1, min(caps[i], n // product) + 1):
             visit(i + 1, (*counts, c), product * c)
 
-    visit(0, (), 1)
+    if caps:
+        try:
+            visit(0, (), 1)
+        except _TooManyGrids:  # the same budget and space always take this branch: still deterministic
+            return _balanced_counts(caps, n)
     return list(best[2])
+
+
+class _TooManyGrids(Exception):
+    """The exact grid search passed `GRID_VISITS` count tuples."""
+
+
+def _balanced_counts(caps: list[int], n: int) -> list[int]:
+    """Start from one value each and keep raising the smallest count that can grow (earlier keys first) while the grid fits `n`."""
+    counts = [1] * len(caps)
+    product = 1
+    while True:
+        growable = [i for i in range(len(caps)) if counts[i] < caps[i] and product // counts[i] * (counts[i] + 1) <= n]
+        if not growable:
+            return counts
+        i = min(growable, key=lambda j: (counts[j], j))
+        product = product // counts[i] * (counts[i] + 1)
+        counts[i] += 1
 
 
 def _grid_configs(space: Space, n: int, seed: int, stage: int, first_slot: int) -> list[dict[str, Any] | None]:

@@ -25,7 +25,7 @@ not valid JSON). Optuna skips it when reading, but its next append would glue a
 new record onto it and make the journal unreadable from there on; so opening a
 journal first sets such a tail aside in `<journal>.torn-<time>` beside it (under
 the write lock, so a live writer's line is never taken for a torn one) and warns.
-Only the torn operation is lost: a trial whose "complete" record was torn is still
+Only the torn operation is lost: a trial whose "completed" record was torn is still
 RUNNING, its worker is gone, and the reaper re-queues its slot.
 """
 
@@ -51,7 +51,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from babysit.errors import ConfigError, StoreError
-from babysit.io import atomic_write_bytes
+from babysit.io import atomic_write_bytes, loads_json
+from babysit.secrets import mask, mask_obj
 
 try:
     import fcntl
@@ -121,7 +122,7 @@ def _torn_tail(data: bytes) -> int:
     offset = 0
     for i, line in enumerate(lines):
         try:
-            complete = not line.strip() or isinstance(json.loads(line), dict)
+            complete = not line.strip() or isinstance(loads_json(line), dict)
         except ValueError:  # JSONDecodeError, and UnicodeDecodeError for cut multi-byte text
             complete = False
         if not complete:
@@ -196,8 +197,8 @@ class FlockLock:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages and reports."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    """The URL without its password or tokens, for messages and reports."""
+    return mask(url)
 
 
 @dataclass
@@ -235,7 +236,7 @@ def open_study(
     storage, where = open_storage(url, name, root)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
     stored = study.user_attrs.get(PLAN_KEY)
-    canonical = json.loads(json.dumps(plan))
+    canonical = mask_obj(loads_json(json.dumps(plan)))  # the study's attributes never hold a password
     if stored is None:
         study.set_user_attr(PLAN_KEY, canonical)
     elif stored != canonical:

@@ -58,6 +58,7 @@ from babysit.errors import BabysitError, ConfigError
 from babysit.io import atomic_write_text, json_safe
 from babysit.optim.optimizers import FULL_BATCH
 from babysit.report.run_report import run_report
+from babysit.status import DIVERGED, STOPPED
 from babysit.tune.defaults import default_space
 from babysit.tune.report import write_report
 from babysit.tune.results import TuneResult, collect
@@ -109,7 +110,7 @@ class BudgetGuard:
     def on_batch_end(self, state: Any) -> None:
         if cpu_seconds() >= self.deadline:
             self.fired = True
-            state.request_stop("stopped", "the auto budget of this stage is spent")
+            state.request_stop(STOPPED, "the auto budget of this stage is spent")
 
 
 class _Progress:
@@ -331,7 +332,7 @@ def auto(
         final_guard = BudgetGuard(start + budget * (1 - REPORT_SHARE))
         done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[final_guard, view])
         attempt = 1
-        while done.result.status == "diverged":
+        while done.result.status == DIVERGED:
             # The final run is several times longer than any run that ranked its rate, so a rate that was stable
             # for the horizon can still blow up; the lectures' remedy for an exploding loss is a lower rate.
             left = budget * (1 - REPORT_SHARE) - (cpu_seconds() - start)

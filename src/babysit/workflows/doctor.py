@@ -49,7 +49,7 @@ from babysit.diagnose.findings import Finding, root_causes
 from babysit.errors import ConfigError, DataError
 from babysit.report.run_report import RunReport, run_report
 from babysit.train.callbacks import DivergenceGuard
-from babysit.train.record import RunRecorder, create_run_dir
+from babysit.train.record import RunRecorder, create_run_dir, release_run
 from babysit.train.trainer import fit
 from babysit.watch.probes import watch
 from babysit.watch.program import ProgramWatch
@@ -101,6 +101,8 @@ def _train_own_model(cfg: RunConfig, model: nn.Module, data: Dataset, runs_dir: 
         if recorder.started:
             recorder.fail(error)
         raise
+    finally:
+        release_run(path)
     return path
 
 

@@ -22,10 +22,11 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import ConfigError, DataError
 from babysit.build import Run, load_data, run
+from babysit.status import COMPLETED, DIVERGED
 from babysit.train import distributed
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
-from babysit.train.record import RunRecorder, create_run_dir, load_run
+from babysit.train.record import RunRecorder, create_run_dir, hold_run, load_run, release_run
 from babysit.watch.probes import watch
 from babysit.watch.program import ProgramWatch
 
@@ -54,21 +55,35 @@ def start_run(
     return _train(cfg, path, data=data, checkpoint=None, progress=progress, callbacks=callbacks)
 
 
-def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[object] = ()) -> Run:
+def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[object] = (), data: Dataset | None = None) -> Run:
     """Continue a killed or interrupted run from its checkpoints/last.pt, with its saved config.
 
     On the CPU the resumed run ends with the same metrics as an uninterrupted one:
-    the checkpoint restores weights, optimiser, history and every RNG `fit` draws from.
+    the checkpoint restores weights, optimiser, history and every RNG `fit` draws from
+    (tests/faults/test_resume_exact.py stops every built-in profile at random steps).
+
+    Args:
+        path: the run folder.
+        progress: show progress on stderr.
+        callbacks: more callbacks, called after babysit's own.
+        data: an already prepared data set (must be what the saved config loads; its
+            preprocessing statistics are checked against the checkpoint's).
     """
     path = Path(path)
     record = load_run(path, probes=False)
-    if record.status == "completed":
-        raise ConfigError(f"run '{path}' already completed; there is nothing to resume (start a new run to train longer)")
-    if record.status == "diverged":
-        raise ConfigError(f"run '{path}' diverged; resuming would repeat it: start a new run with a lower train.lr")
-    cfg = build_config(record.config)
-    checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
-    return _train(cfg, path, data=None, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
+    hold_run(path)  # refuses while another process still writes this run (two writers would interleave the record)
+    try:
+        record = load_run(path, probes=False)  # again, now that nobody else writes it
+        if record.status == COMPLETED:
+            raise ConfigError(f"run '{path}' already completed; there is nothing to resume (start a new run to train longer)")
+        if record.status == DIVERGED:
+            raise ConfigError(f"run '{path}' diverged; resuming would repeat it: start a new run with a lower train.lr")
+        cfg = build_config(record.config)
+        checkpoint = load_checkpoint(path / "checkpoints" / "last.pt")
+    except BaseException:
+        release_run(path)
+        raise
+    return _train(cfg, path, data=data, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
 
 
 def _check_same_data(checkpoint: dict[str, Any], data: Dataset) -> None:
@@ -105,7 +120,9 @@ def _train(
         with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
             done = run(
                 cfg,
-                callbacks=[guard, probes, program, checkpointer, recorder, *callbacks],
+                # The recorder before the checkpointer: config.json is on disk before any checkpoint, so a disk
+                # that fills at the first checkpoint still leaves a folder that can be reported and resumed.
+                callbacks=[guard, probes, program, recorder, checkpointer, *callbacks],
                 progress=progress,
                 data=data,
                 resume_from=checkpoint,
@@ -114,6 +131,12 @@ def _train(
     except BaseException as error:
         if recorder.started:
             recorder.fail(error)
-        elif distributed.is_main() and not any(path.iterdir()):
-            path.rmdir()  # nothing was recorded (bad data or settings): leave no empty run behind
+            if isinstance(error, KeyboardInterrupt) and (path / "checkpoints" / "last.pt").is_file():
+                error.add_note(f"run '{path}' is saved as interrupted; continue it with `babysit train --resume {path}`")
+        elif distributed.is_main():
+            release_run(path)
+            if not any(path.iterdir()):
+                path.rmdir()  # nothing was recorded (bad data or settings): leave no empty run behind
         raise
+    finally:
+        release_run(path)
