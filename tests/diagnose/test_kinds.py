@@ -109,3 +109,17 @@ def test_the_readme_table_lists_every_kind():
     table = readme[readme.index("## What the diagnosis catches") : readme.index("## How well the diagnosis works")]
     missing = [k for k in KINDS if f"`{k}`" not in table]
     assert not missing, f"README's table of what the diagnosis catches lacks {missing}"
+
+
+def test_a_loss_far_above_ln_c_is_never_explained_by_a_signal_that_vanishes():
+    # A vanishing or dead signal leaves the scores at the head's bias (loss near ln C): a residual net at N(0, 3)
+    # whose norms shrink a blown-up stream reads as 'vanishing', but its high initial loss is the scale fault itself.
+    ranked = rank([Finding("activations_vanish", "warning", "std shrinks"), Finding("initial_loss_high", "error", "loss 40 vs ln 10")])
+    assert [f.rule for f in ranked if f.explained_by is None] == ["initial_loss_high", "activations_vanish"]
+    assert not explains("dead_relu_at_init", "initial_loss_high") and not explains("activations_vanish", "initial_loss_high")
+    # inputs offset far from 0 push every pre-activation one way: they explain the high loss and the dead units
+    offset = rank([Finding("data_not_centred", "error", "mean 20 std"), Finding("dead_relu_at_init", "warning", "dead"),
+                   Finding("initial_loss_high", "error", "high")])
+    assert {f.rule: f.explained_by for f in offset} == {"data_not_centred": None, "dead_relu_at_init": "data_not_centred",
+                                                        "initial_loss_high": "data_not_centred"}
+    assert offset[0].rule == "data_not_centred"

@@ -86,6 +86,13 @@ def test_fast_drop_then_bouncing_plateau_means_learning_rate_too_high():
     assert f[0].rule == "plateau" and "lower the learning rate" in f[0].fix
 
 
+def test_a_slow_descent_that_levels_off_is_not_the_too_high_plateau():
+    # a linear head trained on a frozen body: 15% down over six epochs, then level with one bump
+    losses = [0.678, 0.631, 0.607, 0.599, 0.585, 0.574, 0.585, 0.613, 0.610, 0.594, 0.585, 0.573]
+    f = diagnose(record(losses, [0.59, 0.6, 0.62, 0.63, 0.64, 0.63, 0.64, 0.66, 0.65, 0.63, 0.65, 0.65]))
+    assert "plateau" not in rules_of(f)
+
+
 def test_a_large_train_val_gap_is_overfitting():
     f = diagnose(record([1.0, 0.5, 0.2, 0.05], [0.7, 0.85, 0.95, 0.99], val_acc=[0.65, 0.72, 0.74, 0.73], val_loss=[1.0, 0.9, 1.0, 1.3]))
     assert rules_of(f) == ["overfitting"] and f[0].severity == "warning"

@@ -93,6 +93,9 @@ _BAD_SCALE_SYMPTOMS = frozenset({
     "initial_loss_high", "loss_flat", "flat_then_drop", "overfit_failed", "lr_no_descent", "gradients_vanish",
     "gradients_explode", "update_ratio_low", "underfitting", "input_independent", "gradients_vanished_in_training",
 })  # fmt: skip
+# A signal that vanishes (or dies) leaves the scores at the head's bias, so the loss at init sits near ln(C): it
+# cannot explain a loss far above ln(C), which only scores too large give.
+_SMALL_SIGNAL_SYMPTOMS = _BAD_SCALE_SYMPTOMS - {"initial_loss_high"}
 _STANDARDIZE = "standardise each feature with training-split statistics: data.preprocess = 'standardize'"
 _REINIT = "initialise with He (ReLU) or Xavier (tanh) scale, e.g. model.init = 'he', with zero biases"
 
@@ -106,7 +109,9 @@ declare("data_scales", "data", "features on very different scales, or far from u
 }, repair="standardize")  # fmt: skip
 declare("data_not_centred", "data", "inputs not zero-centred",
         "preprocess with data.preprocess = 'standardize' (statistics fitted on the training split)",
-        {"saturation_at_init", "flat_then_drop", "underfitting"}, repair="standardize")
+        # an offset adds (offset x the sum of each unit's weights) to every pre-activation: scores too large and units
+        # pushed to one side of their ReLU for every input, as a scale far from 1 does
+        {"saturation_at_init", "flat_then_drop", "underfitting", "initial_loss_high", "dead_relu_at_init"}, repair="standardize")
 declare("data_leak", "data", "preprocessing fitted on validation, test or all data",
         "fit the preprocessing on the training split only (babysit.prepare does) and apply it unchanged to val and test",
         repair="standardize")
@@ -181,13 +186,13 @@ declare("regularization_no_effect", "init", "regularization that does not raise 
         "initialise the weights randomly (He/Xavier) and check that the parameters require gradients", repair="reinit")
 declare("dead_relu_at_init", "init", "ReLUs dead at initialisation",
         "use He init with zero (or 0.01) biases, e.g. model.init = 'he', model.bias = 0",
-        {"activations_vanish", *_BAD_SCALE_SYMPTOMS, "input_independent"}, repair="reinit", in_training="relu_died_in_training")
+        {"activations_vanish", *_SMALL_SIGNAL_SYMPTOMS, "input_independent"}, repair="reinit", in_training="relu_died_in_training")
 declare("saturation_at_init", "init", "tanh/sigmoid units saturated at initialisation",
         "shrink the initial weights to Xavier scale N(0,1)/sqrt(fan_in), standardise the inputs, or use ReLU",
         _BAD_SCALE_SYMPTOMS | {"activations_vanish"}, repair="reinit", in_training="saturated_in_training")
 declare("activations_vanish", "init", "activation std vanishing with depth (init scale too small)",
         "initialise with Xavier (tanh) or He (ReLU) instead of a small constant scale, or add batch norm",
-        _BAD_SCALE_SYMPTOMS, repair="reinit", in_training="activations_vanished_in_training")
+        _SMALL_SIGNAL_SYMPTOMS, repair="reinit", in_training="activations_vanished_in_training")
 declare("activations_explode", "init", "activation std growing with depth (init scale too large)",
         "scale the initial weights by 1/sqrt(fan_in) (Xavier) or sqrt(2/fan_in) (He), or add batch norm",
         _BAD_SCALE_SYMPTOMS | {"loss_explodes", "saturated_in_training", "relu_died_in_training"},

@@ -244,15 +244,20 @@ def flat_then_drop(run: RunView) -> list[Finding]:
 
 @RULES.register("plateau")
 def plateau(run: RunView) -> list[Finding]:
-    """The loss drops, then bounces on a plateau far from fitting the data: learning rate too high."""
+    """The loss drops fast, then bounces on a plateau far from fitting the data: learning rate too high.
+
+    Fast: the first half of the run took the loss `SUDDEN_DROP` below its first epoch's. A slow descent
+    that levels off (a linear head on frozen features, a model at its capacity) is not this curve.
+    """
     losses, accs = run.series("train_loss"), run.series("train_accuracy")
     if len(losses) < 4 or len(_finite(losses)) < len(losses) or accs[-1] >= CONVERGED:
         return []
     half = len(losses) // 2
     first, second = losses[:half], losses[half:]
+    fast = min(first) <= (1 - SUDDEN_DROP) * losses[0]
     stalled = min(second) >= (1 - FLAT) * min(first)
     rises = _rises(second)
-    if not (stalled and rises):
+    if not (fast and stalled and rises):
         return []
     return [
         Finding(
