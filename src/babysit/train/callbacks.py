@@ -80,6 +80,11 @@ class ProgressBar:
             console=self.console,
             transient=True,
         )
+        # One line at once, before the first epoch ends (the bar itself only draws on a terminal).
+        self.console.print(
+            f"training {type(state.model).__name__} on {len(state.data.train.y):,} samples: "
+            f"{state.recipe.epochs} epoch{'s' if state.recipe.epochs != 1 else ''}, {state.total_steps:,} steps ({state.device.type})"
+        )
         self._progress.start()
         self._task = self._progress.add_task("train", total=state.total_steps, epoch=1, loss="-")
 
