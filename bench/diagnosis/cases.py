@@ -349,6 +349,9 @@ def build(case: Case) -> tuple[bs.RunConfig, nn.Module | None, Dataset]:
             model_cfg.update(_BUILT_IN_CONFIG[case.fault](case.severity))
             if case.fault == "low_capacity" and case.arch == "convnet":
                 model_cfg = {"name": "convnet", "channels": [int(case.severity)]}
+            if case.fault == "dead_relu" and case.arch == "convnet":
+                # batch norm follows each convolution and its layers carry no bias: the biases only exist without it
+                model_cfg["batchnorm"] = False
         if case.fault in _WRAPPED or case.fault == "symmetric_init" and float(case.severity) != 0.0:
             classes = data.num_classes + (int(case.severity) if case.fault == "wrong_outputs" else 0)
             opts = {k: v for k, v in model_cfg.items() if k != "name"}

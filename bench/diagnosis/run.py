@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -83,6 +84,7 @@ def run_case(case_id: str) -> dict[str, Any]:
             out["repairs"] = [r.to_dict() for r in done.repairs]
             out["stopped"] = done.stopped
             out["experiments"] = [e.to_dict() for e in done.experiments] if not done.repairs else confirm_load(done)
+            out["n_val"] = len(data.val.y)
             out["looks"] = sum(1 for p in Path(runs).iterdir() if p.is_dir())
             if case.fault == "healthy":
                 out["tuned_twin"] = tuned_twin(cfg, model, data, done)
@@ -126,6 +128,28 @@ def twin_target(twin: dict[str, Any] | None, looks: int) -> float | None:
         return None
     accs = [a for a in (twin.get("tuned_twin") or [twin.get("val_accuracy_after")])[: max(1, looks)] if a is not None]
     return max(accs) if accs else None
+
+
+def advice_confirmed(twin: dict[str, Any], rules: list[str]) -> bool:
+    """Whether the tuned twin shows a learning-rate advice right: the rate it points to (3x the way it points,
+    or the range test's proposal for a finding that sets the rate) beats the configured rate by more than 2
+    standard errors of the validation accuracy (`n_val` samples)."""
+    from babysit.diagnose.kinds import KINDS
+
+    accs = twin.get("tuned_twin") or []
+    if len(accs) < 4 or accs[0] is None:
+        return False
+    way = {KINDS[r].lr for r in rules}
+    if len(way) != 1:
+        return False  # advice both ways: no way to follow it
+    moved = {"raise": accs[2], "lower": accs[3], "set": accs[1]}[way.pop()]
+    n = twin.get("n_val") or 0
+    if not n:  # results written before n_val was recorded: the split is a function of the data set and seed
+        import cases as bench
+
+        n = len(bench.raw_data(twin["data"], twin["seed"]).val.y)
+    se = math.sqrt(max(accs[0] * (1 - accs[0]), 1e-4) / n) if n else float("inf")
+    return moved is not None and moved - accs[0] > 2 * se
 
 
 def confirm_load(done) -> list:
@@ -173,6 +197,10 @@ def score(results: list[dict[str, Any]]) -> dict[str, Any]:
         named_error += top_err in accepted
         recalled += any(f["rule"] in accepted for f in r["findings"])
         confusion[r["fault"]][top or "nothing"] += 1
+    from babysit.diagnose.kinds import KINDS
+
+    lr_advice = {r["id"]: [f["rule"] for f in r["findings"] if f["rule"] in KINDS and KINDS[f["rule"]].lr is not None] for r in sound}
+    lr_wrong = {k: v for k, v in lr_advice.items() if v and not advice_confirmed(next(r for r in sound if r["id"] == k), v)}
     alarms = [r for r in sound if "refused" in r or any(f["severity"] == "error" for f in r["findings"])]
     repairs = [r for r in faulty if r["repairable"] and "refused" not in r]
     fixed = []
@@ -192,6 +220,8 @@ def score(results: list[dict[str, Any]]) -> dict[str, Any]:
         "recall": recalled / n,
         "false_alarms": len(alarms) / max(1, len(sound)),
         "false_alarm_rules": Counter(f["rule"] for r in alarms for f in r["findings"] if f["severity"] == "error"),
+        "lr_advice_on_healthy": {k: v for k, v in lr_advice.items() if v},
+        "lr_advice_contradicted": lr_wrong,
         "repair": sum(fixed) / max(1, len(fixed)),
         "repairable": len(fixed),
         "kept_but_worse": worse,
@@ -208,6 +238,8 @@ def print_scores(name: str, s: dict[str, Any]) -> None:
     print(f"top-1 (first root cause names the fault): {s['top1']:.1%}   at error level: {s['top1_error']:.1%}")
     print(f"recall (the fault anywhere): {s['recall']:.1%}")
     print(f"error-level false alarms on healthy set-ups: {s['false_alarms']:.1%}  {dict(s['false_alarm_rules'])}")
+    print(f"healthy set-ups with a finding that moves the learning rate: {len(s['lr_advice_on_healthy'])}  {s['lr_advice_on_healthy']}; "
+          f"contradicted by the tuned twin: {len(s.get('lr_advice_contradicted', {}))}")
     print(f"repair success ({s['repairable']} repairable; 90% of the healthy twin tuned at the same cost): {s['repair']:.1%}; "
           f"kept changes that lowered validation accuracy: {len(s.get('kept_but_worse', []))}")
     print(f"CPU seconds per set-up: {s['seconds_per_case']:.1f}")
@@ -228,7 +260,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--only", default=None, help="comma-separated faults to run (plus their healthy twins)")
     p.add_argument("--smoke", action="store_true", help="the 20-case smoke subset (`cases.smoke_cases`)")
     p.add_argument("--out", default=str(HERE / "results.json"))
+    p.add_argument("--rescore", action="store_true", help="score the runs already in --out again (after a change to the scoring)")
     args = p.parse_args(argv)
+    if args.rescore:
+        results = json.loads(Path(args.out).read_text())["cases"]
+        scores = {h: score([r for r in results if r["half"] == h]) for h in ("tuning", "reporting")}
+        for h, s in scores.items():
+            print_scores(h, s)
+        Path(args.out).write_text(json.dumps({"scores": scores, "cases": results}, indent=1, default=str))
+        return scores
     halves = ("tuning", "reporting") if args.half == "both" else (args.half,)
     chosen = []
     for half in halves:

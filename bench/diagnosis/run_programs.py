@@ -147,6 +147,21 @@ def babysit_scores(outcomes: list[dict[str, Any]], kept: set[str]) -> dict[str, 
     }
 
 
+def reused(path: str, ids: list[str], wanted: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """The runs of the tools not in `wanted` from an earlier results file, in the order of `ids` (every id must be there)."""
+    old = json.loads(Path(path).read_text())["outcomes"]
+    out = {}
+    for tool, rows in old.items():
+        if tool in wanted:
+            continue
+        by_id = {r["id"]: r for r in rows}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise SystemExit(f"{path} has no {tool} run of {len(missing)} of the cases (first {missing[0]}); run that tool again")
+        out[tool] = [by_id[i] for i in ids]
+    return out
+
+
 def compact(outcomes: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     """What the results file keeps of each run: no per-epoch history, but the plain run's validation curve (the verification's)."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -216,9 +231,10 @@ def print_table(peer_table: dict[str, Any], babysit: dict[str, Any] | None) -> N
         print(f"{t}: false alarms on {len(alarms)} of {peer_table[t]['healthy']} healthy twins {ids}; "
               f"CPU s per case {peer_table[t]['seconds_per_case']:.2f}"
               + (f" ({extra:+.2f} over plain, loop and Lightning cases)" if extra is not None else ""))  # fmt: skip
-    if babysit:
-        print(f"babysit: top-1 {babysit['top1']:.1%}, recall {babysit['recall']:.1%} of {babysit['cases']}; "
-              f"error on {len(babysit['error_on_healthy'])} healthy, learning-rate advice on {len(babysit['lr_advice_on_healthy'])}")  # fmt: skip
+    for name, b in [("", babysit)] + [(f" ({h} half)", babysit.get(h)) for h in ("tuning", "reporting")] if babysit else []:
+        if b:
+            print(f"babysit{name}: top-1 {b['top1']:.1%}, recall {b['recall']:.1%} of {b['cases']}; "
+                  f"error on {len(b['error_on_healthy'])} healthy, learning-rate advice on {len(b['lr_advice_on_healthy'])}")  # fmt: skip
 
 
 def select(half: str, smoke: bool, only: str | None) -> list[Any]:
@@ -241,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--smoke", action="store_true", help="the few cases `make test` runs (`programs.smoke_cases`)")
     p.add_argument("--only", default=None, help="comma-separated bug kinds (plus the healthy twins)")
     p.add_argument("--babysit-check", action="store_true", help="babysit also runs bs.check before training (attach_check)")
+    p.add_argument("--reuse", default=None, metavar="FILE",
+                   help="take the runs of the tools not asked for (plain included) from an earlier results file of the same cases")
     p.add_argument("--out", default=str(HERE / "programs_results.json"))
     p.add_argument("--verification-out", default=str(HERE / "programs_verification.json"))
     args = p.parse_args(argv)
@@ -248,11 +266,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = set(args.tool.split(",")) - set(TOOL_ORDER) - {"all"}
     if unknown:
         p.error(f"unknown tool(s) {sorted(unknown)}; choose from {', '.join(TOOL_ORDER)} or all")
-    tools = ("plain", *[t for t in wanted if t != "plain"])  # the verification always runs
     cases = select(args.half, args.smoke, args.only)
+    outcomes: dict[str, list[dict[str, Any]]] = reused(args.reuse, [c.id for c in cases], wanted) if args.reuse else {}
+    tools = tuple(dict.fromkeys(t for t in ("plain", *wanted) if t not in outcomes))  # the verification always has plain
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     start = time.perf_counter()
-    outcomes: dict[str, list[dict[str, Any]]] = {}
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_warm) as ex:
         for tool in tools:
             outcomes[tool] = list(ex.map(run_one, [(c, tool, args.babysit_check) for c in cases]))
@@ -264,8 +282,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_verification(ver)
     peer_table = peers.table(outcomes, kept, ACCEPTED)
     babysit = babysit_scores(outcomes["babysit"], kept) if "babysit" in outcomes else None
+    if babysit is not None and args.half == "both" and not args.smoke:  # each half's scores as well (report the reporting half)
+        for half in ("tuning", "reporting"):
+            babysit[half] = babysit_scores([o for o in outcomes["babysit"] if o["half"] == half], kept)
     print_table(peer_table, babysit)
-    cpu = sum(o["seconds"] for rows in outcomes.values() for o in rows)
+    cpu = sum(o["seconds"] for t in tools for o in outcomes[t])
     print(f"\nwall {time.perf_counter() - start:.0f} s, CPU {cpu / 60:.1f} min for {len(cases)} cases x {len(tools)} tools")
     Path(args.verification_out).write_text(json.dumps(ver, indent=1))
     result = {"verification": ver, "peers": peer_table, "babysit": babysit, "outcomes": outcomes}
