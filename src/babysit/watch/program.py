@@ -432,6 +432,7 @@ class ProgramWatch:
         if module is not self._in_forward:
             return
         self._in_forward = None
+        output = getattr(output, "logits", output)  # a Hugging Face model returns its scores as `.logits` of a ModelOutput
         if not self._training_pass or module is not self._outer or not isinstance(output, Tensor) or output.ndim != 2 or not output.is_floating_point():
             return
         self._scores, self._scores_step = output.detach(), self.step + 1
