@@ -235,6 +235,12 @@ class OwnLoopRun:
         """The run's diagnosis merged with the attached preflight checks, ranked (`bs.merge_findings`)."""
         return merge_findings(self.record(), self.check)
 
+    def _repr_html_(self) -> str:
+        """In a Jupyter notebook: the record so far, its findings and learning curves (plots inline)."""
+        from babysit.report.run_report import run_html  # the report (matplotlib) loads only when a notebook asks
+
+        return run_html(self.path)
+
     def __repr__(self) -> str:
         return f"OwnLoopRun({str(self.path)!r}, status={self.status!r}, epochs={self.epoch}, steps={self.step})"
 
