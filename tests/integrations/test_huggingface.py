@@ -54,6 +54,7 @@ def test_example_writes_a_run_record_that_report_and_runs_read(example, tmp_path
     assert all(v["grad_norm"] > 0 for v in record.probes[0]["params"].values())
     # The program observer read the loss against the model's logits: the Trainer computes cross-entropy.
     assert record.program["loss"]["matches"]["cross_entropy"] == record.program["loss"]["labels"] > 5
+    assert record.program["where"] == "hugging face trainer" and record.events[0]["detail"] == "hugging face trainer"
     assert not [f for f in bs.diagnose(record) if f.severity == "error"]
     assert _cli("report", path, "--no-per-class").strip().splitlines()[-1] == str(Path(path) / "report.html")
     assert "good" in _cli("runs", "--runs-dir", str(tmp_path))

@@ -71,7 +71,8 @@ class _TrainingForwards:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.step_loss, self.micro = 0.0, 0  # this optimiser step's micro-batches
+        self.step_loss: torch.Tensor | float = 0.0  # summed on the device: read once per optimiser step
+        self.micro = 0  # this optimiser step's micro-batches
         self.labels: torch.Tensor | None = None  # the labels of the step's last micro-batch
         self.losses: list[float] = []  # each optimiser step's loss since the last metrics line
         self.correct = self.counted = 0
@@ -83,12 +84,13 @@ class _TrainingForwards:
             return  # an evaluation pass
         loss = output.get("loss") if isinstance(output, Mapping) else None
         if isinstance(loss, torch.Tensor):
-            self.step_loss += float(loss.detach())
+            self.step_loss = self.step_loss + loss.detach().float()
             self.micro += 1
             self.scaled = kwargs.get("num_items_in_batch") is not None
         logits, labels = output.get("logits") if isinstance(output, Mapping) else None, kwargs.get("labels")
         self.labels = labels if isinstance(labels, torch.Tensor) else None
-        if isinstance(logits, torch.Tensor) and isinstance(labels, torch.Tensor) and logits.ndim == 2 and labels.shape == logits.shape[:1]:
+        classes = isinstance(labels, torch.Tensor) and not labels.is_floating_point()  # not a regression head's targets
+        if isinstance(logits, torch.Tensor) and classes and logits.ndim == 2 and labels.shape == logits.shape[:1]:
             self.correct += int((logits.detach().argmax(1) == labels).sum())
             self.counted += len(labels)
 
@@ -96,11 +98,12 @@ class _TrainingForwards:
         """The loss of the optimiser step just taken (None when the model returned none), and its labels.
 
         The labels come only with a step of one micro-batch: then the loss is the cross-entropy of that
-        batch's scores, which the program observer checks it against; a step of several is their mean.
+        batch's scores, which the program observer checks it against; a step of several mixes batches.
+        Reading the loss syncs the device once per optimiser step, as the divergence guard must.
         """
         if not self.micro:
             return None, None
-        loss = self.step_loss if self.scaled else self.step_loss / self.micro
+        loss = float(self.step_loss) if self.scaled else float(self.step_loss) / self.micro
         labels = self.labels if self.micro == 1 else None
         self.step_loss, self.micro, self.labels = 0.0, 0, None
         self.losses.append(loss)
@@ -185,7 +188,8 @@ class Babysit(TrainerCallback):
                 sections.setdefault(key, {}).update(value)
             else:
                 sections["train"][key] = value
-        self.run = record(model, optimizer, name=self.name, runs_dir=self.runs_dir, config=sections, probes=self.probes, divergence_factor=self.divergence_factor)
+        self.run = record(model, optimizer, name=self.name, runs_dir=self.runs_dir, config=sections, probes=self.probes, divergence_factor=self.divergence_factor,
+                          where="hugging face trainer")
         self._forwards = _TrainingForwards(model)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:

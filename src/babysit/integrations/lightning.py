@@ -117,6 +117,7 @@ class Babysit(pl.Callback):
             config=config,
             probes=self.probes,
             divergence_factor=self.divergence_factor,
+            where="lightning",
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:

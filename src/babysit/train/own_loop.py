@@ -76,7 +76,7 @@ class OwnLoopRun:
         self._guard = DivergenceGuard(divergence_factor)
         self._watch = watch(model, optimizer, preset=probes, sink=self._recorder.probe)  # checks the preset first
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self._recorder.start(device, "own loop")
+        self._recorder.start(device, where)
         # Count optimiser steps through torch's own hook, so the loop needs no extra call per step.
         self._counter = optimizer.register_step_post_hook(self._count)
         self._watch.attach(model, optimizer)
@@ -255,6 +255,7 @@ def record(
     probes: str = "light",
     divergence_factor: float = 3.0,
     program: bool = True,
+    where: str = "own loop",
 ) -> OwnLoopRun:
     """Start a run record for your own training loop: probes on `model`/`optimizer`, metrics by `log_epoch`.
 
@@ -270,6 +271,8 @@ def record(
         program: watch the program itself (`watch.program`): the bugs of a hand-written loop
             (zero_grad, optimiser coverage, detached layers, eval mode, the schedule, the loss,
             examples mixed across the batch) are named by the diagnosis.
+        where: who runs the loop, as the record and the report say it ("own loop"; the framework
+            callbacks say "lightning" or "hugging face trainer").
 
     Example:
         >>> with bs.record(model, optimizer, name="mine") as run:   # doctest: +SKIP
@@ -297,7 +300,7 @@ def record(
             sections["train"][key] = value
     path = create_run_dir(runs_dir, name, stem=f"own-{type(model).__name__.lower()}")
     try:
-        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program)
+        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program, where=where)
     except BaseException:
         release_run(path)
         if not any(path.iterdir()):

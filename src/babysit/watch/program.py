@@ -218,7 +218,7 @@ class ProgramWatch:
     Args:
         schedule: which steps are observed closely (`make_schedule` presets; 'light' by default).
         sink: called with `facts()` at each epoch end and at `close` (the run recorder writes program.json).
-        where: "own loop", "fit" or "lightning": what the record says about who ran the loop.
+        where: "own loop", "fit", "check", "lightning" or "hugging face trainer": what the record says about who ran the loop.
         loss_known: the loop computes cross-entropy on the model's scores itself (`fit`), so the loss checks do not apply.
     """
 
