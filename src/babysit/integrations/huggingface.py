@@ -27,6 +27,9 @@ What it does, by Trainer event:
 - `on_train_end`: closes the record, runs the diagnosis, prints the findings and writes the
   HTML report (what `babysit report runs/<name>` writes), and prints its path.
 Under several processes only the main one (`state.is_world_process_zero`) records.
+The Trainer has no event for an exception inside `trainer.train()` (the Lightning callback's
+`on_exception`): after one, or a Ctrl-C in a notebook, the record says "running" until you
+close it, `callback.run.close("interrupted")` (or "failed"), or the process ends.
 """
 
 from __future__ import annotations

@@ -305,22 +305,10 @@ class RunReport:
         sec.figure(plots.confusion(c.matrix, c.class_names), caption="confusion matrix, each row normalised by its class's samples")
 
     def _checks(self, sec: Section) -> None:
-        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
-
         if self.check is None:
             sec.text(f"No {CHECK_FILE} here: run `babysit check --out {self.record.path}` (or `babysit doctor`) to add the checks.", "note")
             return
-        checks = self.check["checks"]
-        statuses = [str(c.get("status", "")) for c in checks]
-        sec.table(
-            ["check", "status", "result", "seconds"],
-            [[c.get("name", ""), s, c.get("summary", ""), c.get("seconds", "")] for c, s in zip(checks, statuses)],
-            cell_classes=[["", f"sev-{s}", "", ""] for s in statuses],
-        )
-        sweep = next((c["evidence"] for c in checks if c.get("name") == "lr_range" and (c.get("evidence") or {}).get("lrs")), None)
-        if sweep is not None:
-            evidence = {**sweep, **{k: plots.finite(sweep.get(k, [])) for k in ("lrs", "losses", "smoothed")}}
-            sec.figure(plot_lr_range(evidence), caption="learning-rate range test: loss while the rate grows exponentially; the proposal and the search range")
+        check_table(sec, self.check)
 
     def _config(self, sec: Section) -> None:
         defaults = RunConfig().to_dict()
@@ -380,6 +368,34 @@ def findings_page(findings: list[Finding], title: str = "babysit diagnosis") -> 
 def run_html(path: str | Path) -> str:
     """A run record's summary page as a notebook fragment (facts, findings, learning curves)."""
     return run_report(path, per_class=False).summary_page().fragment()
+
+
+def check_table(sec: Section, check: dict[str, Any]) -> None:
+    """A saved preflight report (`CheckReport.to_dict()`): the checks with their status, and the learning-rate range test's plot."""
+    from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
+    checks = check["checks"]
+    statuses = [str(c.get("status", "")) for c in checks]
+    sec.table(
+        ["check", "status", "result", "seconds"],
+        [[c.get("name", ""), s, c.get("summary", ""), c.get("seconds", "")] for c, s in zip(checks, statuses)],
+        cell_classes=[["", f"sev-{s}", "", ""] for s in statuses],
+    )
+    sweep = next((c["evidence"] for c in checks if c.get("name") == "lr_range" and (c.get("evidence") or {}).get("lrs")), None)
+    if sweep is not None:
+        evidence = {**sweep, **{k: plots.finite(sweep.get(k, [])) for k in ("lrs", "losses", "smoothed")}}
+        sec.figure(plot_lr_range(evidence), caption="learning-rate range test: loss while the rate grows exponentially; the proposal and the search range")
+
+
+def check_html(check: dict[str, Any], findings: list[Finding]) -> str:
+    """A preflight report as a notebook fragment: its findings as cards, then the checks and the range test."""
+    page = Page(f"babysit check: {check.get('status', '?')}")
+    sec = page.section(f"Findings ({len(findings)}, most important first)")
+    if not findings:
+        sec.text("No problems found: every preflight check passed.", "sev-pass")
+    finding_cards(sec, findings)
+    check_table(page.section("Preflight checks"), check)
+    return page.fragment()
 
 
 def fit_html(result: FitResult) -> str:

@@ -64,23 +64,27 @@ class NotebookBar:
 
     rich draws its live bar in a notebook only through ipywidgets (and warns without it); a
     display id needs nothing beyond IPython, and the last state stays in the saved notebook.
+
+    Args:
+        total: how many units the work has.
+        unit: what one is ("steps", "checks").
     """
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, unit: str) -> None:
         from IPython.display import display
 
-        self.total, self.completed, self.epoch, self.loss = total, 0, 1, "-"
+        self.total, self.unit, self.completed, self.note = total, unit, 0, ""
         self._started = time.perf_counter()
         self._handle = display(self, display_id=True)
 
-    def update(self, completed: int, epoch: int, loss: str) -> None:
-        """Show `completed` of the total steps, in `epoch`, at batch loss `loss`."""
-        self.completed, self.epoch, self.loss = completed, epoch, loss
+    def update(self, completed: int, note: str) -> None:
+        """Show `completed` of the total units, with `note` before the count (what is being done)."""
+        self.completed, self.note = completed, note
         self._handle.update(self)
 
     def __repr__(self) -> str:
         share = self.completed / self.total if self.total else 1.0
-        return f"epoch {self.epoch}  {self.completed}/{self.total} steps ({share:.0%})  loss {self.loss}  {time.perf_counter() - self._started:.1f}s"
+        return f"{self.note}  {self.completed}/{self.total} {self.unit} ({share:.0%})  {time.perf_counter() - self._started:.1f}s"
 
     def _repr_html_(self) -> str:
         return f'<progress value="{self.completed}" max="{max(self.total, 1)}" style="width:40%"></progress> <code>{html.escape(repr(self))}</code>'
@@ -98,7 +102,8 @@ class ProgressBar:
 
     def on_fit_start(self, state) -> None:
         if self.console.is_jupyter:
-            self._progress = NotebookBar(state.total_steps)
+            self._progress = NotebookBar(state.total_steps, "steps")
+            self._progress.update(state.step, "epoch 1  loss -")
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -119,7 +124,7 @@ class ProgressBar:
         # Reading the loss forces a device sync; do it only every few steps.
         if state.step % 10 == 0 or state.step == state.total_steps:
             if isinstance(self._progress, NotebookBar):
-                self._progress.update(state.step, state.epoch + 1, f"{float(state.loss):.4f}")
+                self._progress.update(state.step, f"epoch {state.epoch + 1}  loss {float(state.loss):.4f}")
             else:
                 self._progress.update(self._task, completed=state.step, epoch=state.epoch + 1, loss=f"{float(state.loss):.4f}")
 
@@ -132,7 +137,7 @@ class ProgressBar:
 
     def on_fit_end(self, state) -> None:
         if isinstance(self._progress, NotebookBar):  # the notebook's line stays, at the step the run ended on
-            self._progress.update(state.step, self._progress.epoch, self._progress.loss)
+            self._progress.update(state.step, self._progress.note)
         elif self._progress is not None:
             self._progress.stop()
 
