@@ -49,6 +49,14 @@ def test_every_public_name_imports_by_itself_and_is_what_it_names():
     assert kinds == [expected, expected]
 
 
+def test_no_optional_framework_loads_unless_its_integration_is_imported():
+    # Every module of the package (the integrations' package itself too): transformers, accelerate and
+    # Lightning are optional extras, and the probes recognise Hugging Face's activations by module name alone.
+    loaded = fresh(IMPORT_ALL + "import babysit.integrations, sys, json\nprint(json.dumps(sorted(sys.modules)))")
+    assert not [m for m in loaded if m.split(".")[0] in ("transformers", "accelerate", "lightning")]
+    assert "babysit.integrations" in loaded and "babysit.watch.stats" in loaded
+
+
 def test_dir_lists_every_public_name_loaded_or_not():
     listed = fresh("import json, babysit; print(json.dumps(dir(babysit)))")
     assert set(bs.__all__) <= set(listed)

@@ -66,6 +66,7 @@ SHRINK = [
     ("sweep_steps=200)", "sweep_steps=50)"),
     ('bs.Recipe(optimizer="adam", lr=1e-3, epochs=10)', 'bs.Recipe(optimizer="adam", lr=1e-3, epochs=2)'),
     ("pl.Trainer(max_epochs=10, ", "pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, "),
+    ('eval_strategy="epoch", num_train_epochs=3,', 'eval_strategy="epoch", max_steps=4, disable_tqdm=True,'),
 ]
 
 # What README fragments use without defining: the reader's own objects.
@@ -99,6 +100,17 @@ _mnist1d = bs.prepare(bs.load_dataset("mnist1d"))
 module = _example.MLP(0.1)
 train_loader = DataLoader(TensorDataset(_mnist1d.train.x, _mnist1d.train.y), batch_size=100, shuffle=True)
 val_loader = DataLoader(TensorDataset(_mnist1d.val.x, _mnist1d.val.y), batch_size=400)
+'''
+
+# What the Hugging Face fragment uses: the reader's model, data sets and compute_metrics, those of
+# examples/hf_trainer.py (loaded only for a block that imports transformers).
+HF_PRELUDE = '''
+import runpy
+
+_example = runpy.run_path(str(EXAMPLES / "hf_trainer.py"))
+model = _example["tiny_bert"]()
+train, val = _example["digit_sentences"]()
+accuracy = _example["accuracy"]
 '''
 
 # Files a README command names as the reader's own.
@@ -339,5 +351,9 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
             pytest.importorskip("lightning", reason="the Lightning block needs the lightning extra")
             scope["EXAMPLES"] = ROOT / "examples"
             exec(compile(LIGHTNING_PRELUDE, "LIGHTNING_PRELUDE", "exec"), scope)
+        if "from transformers" in body:
+            pytest.importorskip("transformers", reason="the Hugging Face block needs the hf extra")
+            scope["EXAMPLES"] = ROOT / "examples"
+            exec(compile(HF_PRELUDE, "HF_PRELUDE", "exec"), scope)
         exec(compile(body, f"README python block {k + 1}", "exec"), scope)
     assert (tmp_path / "runs" / "my-loop" / "metrics.jsonl").is_file() and (tmp_path / "best.toml").is_file()

@@ -175,6 +175,12 @@ class Run:
     result: FitResult
     record: Path | None = None
 
+    def _repr_html_(self) -> str:
+        """In a Jupyter notebook: the run record's summary when recorded, else the fit result's."""
+        from babysit.report.run_report import fit_html, run_html  # the report (matplotlib) loads only when a notebook asks
+
+        return run_html(self.record) if self.record is not None else fit_html(self.result)
+
 
 def run(
     cfg: RunConfig,

@@ -36,6 +36,7 @@ from babysit.data.datasets import Dataset
 from babysit.diagnose.findings import Finding, findings_table, rank
 from babysit.errors import ConfigError, DataError
 from babysit.io import atomic_write, atomic_write_json
+from babysit.train.callbacks import NotebookBar
 from babysit.train.state import Recipe, resolve_device
 from babysit.train.trainer import seed_everything
 
@@ -119,6 +120,12 @@ class CheckReport:
             table.add_row(r.name, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", escape(r.summary), escape(fix))
         return table
 
+    def _repr_html_(self) -> str:
+        """In a Jupyter notebook: the findings as cards, the checks table and the learning-rate range plot."""
+        from babysit.report.run_report import check_html  # the report (matplotlib) loads only when a notebook asks
+
+        return check_html(self.to_dict(), self.findings)
+
     def print(self, console: Console | None = None) -> None:
         """Print the checks table, then the ranked findings (if any)."""
         console = console or Console()
@@ -199,16 +206,29 @@ def check(
         names = [n for n in PIPELINE if n in wanted]
     ctx = CheckContext(model, data, recipe, settings, device, eval_fn, optimizer=optimizer, loss_fn=loss_fn)
     results = []
+    console = Console(stderr=True)
+    if progress and console.is_jupyter:  # rich's live bar needs ipywidgets there: one line updated in place instead
+        line = NotebookBar(len(names), "checks")
+        for i, name in enumerate(names):
+            line.update(i, f"check {name}")
+            results.append(_run_check(name, ctx, recipe))
+        line.update(len(names), "checks done")
+        return CheckReport(results, suggested_lr=ctx.lr)
     bar = Progress(TextColumn("[bold]check[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=True, disable=not progress)
+                   console=console, transient=True, disable=not progress)
     with bar:
         task = bar.add_task("", total=len(names))
         for name in names:
             bar.update(task, description=name)
-            seed_everything(recipe.seed)
-            start = time.perf_counter()
-            result = CHECKS.get(name)(ctx)
-            result.seconds = time.perf_counter() - start
-            results.append(result)
+            results.append(_run_check(name, ctx, recipe))
             bar.advance(task)
     return CheckReport(results, suggested_lr=ctx.lr)
+
+
+def _run_check(name: str, ctx: CheckContext, recipe: Recipe) -> CheckResult:
+    """One check of the pipeline, from the recipe's seed, timed."""
+    seed_everything(recipe.seed)
+    start = time.perf_counter()
+    result = CHECKS.get(name)(ctx)
+    result.seconds = time.perf_counter() - start
+    return result

@@ -134,7 +134,16 @@ def _root_key(f: Finding, index: int) -> tuple[Any, ...]:
     return (f.confirmed is not True, f.severity == "info", PHASES.index(f.phase), not is_cause(f.rule), SEVERITIES.index(f.severity), first, index)
 
 
-def rank(findings: Iterable[Finding]) -> list[Finding]:
+class Findings(list):
+    """Ranked findings: a plain list, which a Jupyter notebook shows as the report's finding cards."""
+
+    def _repr_html_(self) -> str:
+        from babysit.report.run_report import findings_page  # the report's HTML loads only when a notebook asks
+
+        return findings_page(self).fragment()
+
+
+def rank(findings: Iterable[Finding]) -> Findings:
     """Root causes first, each followed by the symptoms it explains (with `explained_by` set).
 
     A finding is a symptom when another present finding explains it
@@ -162,7 +171,7 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
     for f in ordered:
         if not causes[id(f)]:
             visit(f)
-    return out
+    return Findings(out)
 
 
 def _symptom_fix(f: Finding, cause: Finding | None) -> str:

@@ -32,10 +32,11 @@ from typing import Any
 
 import torch
 
-from babysit.errors import ConfigError, did_you_mean
+from babysit.errors import ConfigError
+from babysit.integrations._common import metric_keys, report_run
 from babysit.status import DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED
 from babysit.train.callbacks import DivergenceGuard
-from babysit.train.own_loop import METRICS, REQUIRED, OwnLoopRun, record
+from babysit.train.own_loop import REQUIRED, OwnLoopRun, record
 
 try:
     import lightning.pytorch as pl
@@ -87,12 +88,9 @@ class Babysit(pl.Callback):
         config: dict[str, Any] | None = None,
         report: bool = True,
     ) -> None:
-        for key in metrics or {}:
-            if key not in METRICS:
-                raise ConfigError(f"Babysit(metrics=...) got {key!r}{did_you_mean(key, METRICS)}; babysit's metric names are {', '.join(METRICS)}")
+        self.keys = metric_keys(metrics, "Babysit(metrics=...)")
         if divergence_factor <= 1.0:
             raise ConfigError(f"Babysit(divergence_factor=...) must be > 1 (3 is the lectures' rule), got {divergence_factor}")
-        self.keys = {m: (metrics or {}).get(m, m) for m in METRICS}
         self.name, self.runs_dir, self.probes = name, runs_dir, probes
         self.divergence_factor, self.config, self.report = divergence_factor, config, report
         self.run: OwnLoopRun | None = None
@@ -119,6 +117,7 @@ class Babysit(pl.Callback):
             config=config,
             probes=self.probes,
             divergence_factor=self.divergence_factor,
+            where="lightning",
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -159,12 +158,7 @@ class Babysit(pl.Callback):
         else:
             self.run.close()
         if self.report:
-            from babysit.report.run_report import run_report  # the report's plotting stack loads only when used
-
-            built = run_report(self.run.path, per_class=False)
-            built.print()
-            self.report_path = built.write()
-            print(f"report: {self.report_path}")
+            self.report_path = report_run(self.run)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self.run is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,29 @@ class Page:
             f"<style>{_CSS}</style></head><body><h1>{title}</h1>{body}</body></html>\n"
         )
 
+    def fragment(self) -> str:
+        """The page as one <div> for a Jupyter cell (`_repr_html_`): the same sections and inline images, its
+        styles scoped to that <div>, so the notebook's own look is left alone."""
+        body = "".join(s.render() for s in self.sections)
+        return f'<div class="{FRAGMENT}"><style>{scoped_css(_CSS, FRAGMENT)}</style><h1>{html.escape(self.title)}</h1>{body}</div>'
+
     def write(self, path: str | Path) -> Path:
         """Write the page atomically; returns the path."""
         return atomic_write_text(path, self.render())
+
+
+FRAGMENT = "babysit-report"  # the CSS class of a page shown inside a notebook
+
+
+def scoped_css(css: str, root: str) -> str:
+    """`css` with every rule limited to elements inside `.root` (`body` becomes `.root` itself).
+
+    >>> scoped_css("body{margin:0}h1,td{color:red}", "x")
+    '.x{margin:0}.x h1,.x td{color:red}'
+    """
+
+    def scope(selector: str) -> str:
+        return f".{root}" if selector == "body" else f".{root} {selector}"
+
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", css)
+    return "".join(",".join(scope(sel.strip()) for sel in selectors.split(",")) + "{" + body + "}" for selectors, body in rules)

@@ -47,6 +47,7 @@ from babysit.errors import BabysitError, DataError
 from babysit.report.classes import ClassAccuracy, class_accuracy
 from babysit.report.html import Page, Section
 from babysit.train.record import RunRecord
+from babysit.train.state import FitResult
 
 REPORT_FILE = "report.html"
 # Evidence lists and dicts longer than this are shown as their first and last items.
@@ -212,6 +213,18 @@ class RunReport:
         self._environment(page.section("Run"))
         return page
 
+    def summary_page(self) -> Page:
+        """The short page a notebook shows for a run: its facts, findings and learning curves."""
+        page = Page(f"babysit run: {self.record.name}")
+        self._findings(page.section("Findings"))
+        self._curves(page.section("Learning curves"))
+        page.section("Report").text(f"The whole report, with the layers' plots: bs.run_report({str(self.record.path)!r}) or `babysit report {self.record.path}`.")
+        return page
+
+    def _repr_html_(self) -> str:
+        """The whole report inline in a Jupyter notebook (plots as embedded images)."""
+        return self.page().fragment()
+
     def write(self, path: str | Path | None = None) -> Path:
         """Write the page atomically to `path` (default: report.html in the run folder); returns the path."""
         return self.page().write(path if path is not None else self.record.path / REPORT_FILE)
@@ -246,21 +259,10 @@ class RunReport:
             sec.text("No problems found: every preflight check passed and no diagnosis rule fired.", "sev-pass")
         if self.check is None:
             sec.text(f"No preflight report ({CHECK_FILE}) in this run folder: `babysit check --out {self.record.path}` adds one.", "note")
-        for f in self.findings:
-            fields = [(k.replace("_", " "), fmt(v)) for k, v in f.evidence.items()]
-            fields += [("lecture rule", f.lecture_rule), ("fix", f.fix), ("rule", f.rule), ("phase", f.phase)]
-            fields += [("first seen", fmt(f.first_seen))] if f.first_seen is not None else []
-            fields += [("explained by", f.explained_by)] if f.explained_by else []
-            sec.card(f.title, fields, tag=f.severity)
+        finding_cards(sec, self.findings)
 
     def _curves(self, sec: Section) -> None:
-        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
-
-        fig = plots.learning_curves(self.record.metrics, self.facts.get("best epoch"))
-        if fig is None:
-            sec.text("No epoch finished: nothing to plot.", "note")
-            return
-        sec.figure(fig, caption="train (o) and validation (s) per epoch; docs/lectures.md §7 reads these shapes")
+        curves(sec, self.record.metrics, self.facts.get("best epoch"))
 
     def _probes(self, page: Page) -> None:
         from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
@@ -303,22 +305,10 @@ class RunReport:
         sec.figure(plots.confusion(c.matrix, c.class_names), caption="confusion matrix, each row normalised by its class's samples")
 
     def _checks(self, sec: Section) -> None:
-        from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
-
         if self.check is None:
             sec.text(f"No {CHECK_FILE} here: run `babysit check --out {self.record.path}` (or `babysit doctor`) to add the checks.", "note")
             return
-        checks = self.check["checks"]
-        statuses = [str(c.get("status", "")) for c in checks]
-        sec.table(
-            ["check", "status", "result", "seconds"],
-            [[c.get("name", ""), s, c.get("summary", ""), c.get("seconds", "")] for c, s in zip(checks, statuses)],
-            cell_classes=[["", f"sev-{s}", "", ""] for s in statuses],
-        )
-        sweep = next((c["evidence"] for c in checks if c.get("name") == "lr_range" and (c.get("evidence") or {}).get("lrs")), None)
-        if sweep is not None:
-            evidence = {**sweep, **{k: plots.finite(sweep.get(k, [])) for k in ("lrs", "losses", "smoothed")}}
-            sec.figure(plot_lr_range(evidence), caption="learning-rate range test: loss while the rate grows exponentially; the proposal and the search range")
+        check_table(sec, self.check)
 
     def _config(self, sec: Section) -> None:
         defaults = RunConfig().to_dict()
@@ -342,6 +332,86 @@ class RunReport:
 
     def __repr__(self) -> str:
         return f"RunReport({self.record.name!r}, {self.status}, findings={[f.rule for f in self.findings]})"
+
+
+def finding_cards(sec: Section, findings: list[Finding]) -> None:
+    """One card per finding, in their order: the evidence, the lecture rule, the fix, and what explains it."""
+    for f in findings:
+        fields = [(k.replace("_", " "), fmt(v)) for k, v in f.evidence.items()]
+        fields += [("lecture rule", f.lecture_rule), ("fix", f.fix), ("rule", f.rule), ("phase", f.phase)]
+        fields += [("first seen", fmt(f.first_seen))] if f.first_seen is not None else []
+        fields += [("explained by", f.explained_by)] if f.explained_by else []
+        sec.card(f.title, fields, tag=f.severity)
+
+
+def curves(sec: Section, metrics: list[dict[str, Any]], best_epoch: int | None) -> None:
+    """The learning curves of per-epoch metrics, or a note that no epoch finished."""
+    from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
+    fig = plots.learning_curves(metrics, best_epoch)
+    if fig is None:
+        sec.text("No epoch finished: nothing to plot.", "note")
+        return
+    sec.figure(fig, caption="train (o) and validation (s) per epoch; docs/lectures.md §7 reads these shapes")
+
+
+def findings_page(findings: list[Finding], title: str = "babysit diagnosis") -> Page:
+    """A page of finding cards (what a notebook shows for `bs.diagnose(...)`)."""
+    page = Page(title)
+    sec = page.section(f"Findings ({len(findings)}, most important first)")
+    if not findings:
+        sec.text("No problems found: no diagnosis rule fired.", "sev-pass")
+    finding_cards(sec, findings)
+    return page
+
+
+def run_html(path: str | Path) -> str:
+    """A run record's summary page as a notebook fragment (facts, findings, learning curves)."""
+    return run_report(path, per_class=False).summary_page().fragment()
+
+
+def check_table(sec: Section, check: dict[str, Any]) -> None:
+    """A saved preflight report (`CheckReport.to_dict()`): the checks with their status, and the learning-rate range test's plot."""
+    from babysit.report import plots  # imports matplotlib: only when a page is drawn, not to read or print a report
+
+    checks = check["checks"]
+    statuses = [str(c.get("status", "")) for c in checks]
+    sec.table(
+        ["check", "status", "result", "seconds"],
+        [[c.get("name", ""), s, c.get("summary", ""), c.get("seconds", "")] for c, s in zip(checks, statuses)],
+        cell_classes=[["", f"sev-{s}", "", ""] for s in statuses],
+    )
+    sweep = next((c["evidence"] for c in checks if c.get("name") == "lr_range" and (c.get("evidence") or {}).get("lrs")), None)
+    if sweep is not None:
+        evidence = {**sweep, **{k: plots.finite(sweep.get(k, [])) for k in ("lrs", "losses", "smoothed")}}
+        sec.figure(plot_lr_range(evidence), caption="learning-rate range test: loss while the rate grows exponentially; the proposal and the search range")
+
+
+def check_html(check: dict[str, Any], findings: list[Finding]) -> str:
+    """A preflight report as a notebook fragment: its findings as cards, then the checks and the range test."""
+    page = Page(f"babysit check: {check.get('status', '?')}")
+    sec = page.section(f"Findings ({len(findings)}, most important first)")
+    if not findings:
+        sec.text("No problems found: every preflight check passed.", "sev-pass")
+    finding_cards(sec, findings)
+    check_table(page.section("Preflight checks"), check)
+    return page.fragment()
+
+
+def fit_html(result: FitResult) -> str:
+    """A `bs.fit` result as a notebook fragment: its summary, the diagnosis of its history, its learning curves."""
+    from babysit.diagnose.rules import diagnose
+
+    summary = result.summary()
+    page = Page(f"babysit fit: {result.status}")
+    sec = page.section("Findings")
+    sec.text(" · ".join(f"{k.replace('_', ' ')}: {fmt(v)}" for k, v in summary.items() if v not in (None, "")))
+    findings = diagnose(result)
+    if not findings:
+        sec.text("No problems found: no diagnosis rule fired.", "sev-pass")
+    finding_cards(sec, findings)
+    curves(page.section("Learning curves"), result.history.records, summary["best_epoch"])
+    return page.fragment()
 
 
 def _facts(record: RunRecord) -> dict[str, Any]:

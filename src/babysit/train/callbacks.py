@@ -18,7 +18,9 @@ after `on_fit_start`.
 
 from __future__ import annotations
 
+import html
 import math
+import time
 from typing import TYPE_CHECKING, Protocol
 
 from babysit.errors import ConfigError, did_you_mean
@@ -57,17 +59,52 @@ def emit(callbacks, event: str, state) -> None:
             method(state)
 
 
+class NotebookBar:
+    """A progress line in a Jupyter cell: one output updated in place through IPython's display ids.
+
+    rich draws its live bar in a notebook only through ipywidgets (and warns without it); a
+    display id needs nothing beyond IPython, and the last state stays in the saved notebook.
+
+    Args:
+        total: how many units the work has.
+        unit: what one is ("steps", "checks").
+    """
+
+    def __init__(self, total: int, unit: str) -> None:
+        from IPython.display import display
+
+        self.total, self.unit, self.completed, self.note = total, unit, 0, ""
+        self._started = time.perf_counter()
+        self._handle = display(self, display_id=True)
+
+    def update(self, completed: int, note: str) -> None:
+        """Show `completed` of the total units, with `note` before the count (what is being done)."""
+        self.completed, self.note = completed, note
+        self._handle.update(self)
+
+    def __repr__(self) -> str:
+        share = self.completed / self.total if self.total else 1.0
+        return f"{self.note}  {self.completed}/{self.total} {self.unit} ({share:.0%})  {time.perf_counter() - self._started:.1f}s"
+
+    def _repr_html_(self) -> str:
+        return f'<progress value="{self.completed}" max="{max(self.total, 1)}" style="width:40%"></progress> <code>{html.escape(repr(self))}</code>'
+
+
 class ProgressBar:
-    """A rich progress bar over all steps, with one line of metrics per epoch (on stderr)."""
+    """A rich progress bar over all steps, with one line of metrics per epoch (on stderr); in Jupyter, a `NotebookBar`."""
 
     def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
-        self._progress: Progress | None = None
+        self._progress: Progress | NotebookBar | None = None
         self._task = None
 
     def on_fit_start(self, state) -> None:
+        if self.console.is_jupyter:
+            self._progress = NotebookBar(state.total_steps, "steps")
+            self._progress.update(state.step, "epoch 1  loss -")
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self._progress = Progress(
@@ -91,17 +128,22 @@ class ProgressBar:
     def on_batch_end(self, state) -> None:
         # Reading the loss forces a device sync; do it only every few steps.
         if state.step % 10 == 0 or state.step == state.total_steps:
-            self._progress.update(self._task, completed=state.step, epoch=state.epoch + 1, loss=f"{float(state.loss):.4f}")
+            if isinstance(self._progress, NotebookBar):
+                self._progress.update(state.step, f"epoch {state.epoch + 1}  loss {float(state.loss):.4f}")
+            else:
+                self._progress.update(self._task, completed=state.step, epoch=state.epoch + 1, loss=f"{float(state.loss):.4f}")
 
     def on_epoch_end(self, state) -> None:
         r = state.history.records[-1]
-        self._progress.console.print(
+        self.console.print(
             f"epoch {r['epoch']:>3}  train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.3f}  "
             f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.3f}  ({r['seconds']:.1f}s)"
         )
 
     def on_fit_end(self, state) -> None:
-        if self._progress is not None:
+        if isinstance(self._progress, NotebookBar):  # the notebook's line stays, at the step the run ended on
+            self._progress.update(state.step, self._progress.note)
+        elif self._progress is not None:
             self._progress.stop()
 
 

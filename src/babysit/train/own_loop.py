@@ -76,7 +76,7 @@ class OwnLoopRun:
         self._guard = DivergenceGuard(divergence_factor)
         self._watch = watch(model, optimizer, preset=probes, sink=self._recorder.probe)  # checks the preset first
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self._recorder.start(device, "own loop")
+        self._recorder.start(device, where)
         # Count optimiser steps through torch's own hook, so the loop needs no extra call per step.
         self._counter = optimizer.register_step_post_hook(self._count)
         self._watch.attach(model, optimizer)
@@ -235,6 +235,12 @@ class OwnLoopRun:
         """The run's diagnosis merged with the attached preflight checks, ranked (`bs.merge_findings`)."""
         return merge_findings(self.record(), self.check)
 
+    def _repr_html_(self) -> str:
+        """In a Jupyter notebook: the record so far, its findings and learning curves (plots inline)."""
+        from babysit.report.run_report import run_html  # the report (matplotlib) loads only when a notebook asks
+
+        return run_html(self.path)
+
     def __repr__(self) -> str:
         return f"OwnLoopRun({str(self.path)!r}, status={self.status!r}, epochs={self.epoch}, steps={self.step})"
 
@@ -249,6 +255,7 @@ def record(
     probes: str = "light",
     divergence_factor: float = 3.0,
     program: bool = True,
+    where: str = "own loop",
 ) -> OwnLoopRun:
     """Start a run record for your own training loop: probes on `model`/`optimizer`, metrics by `log_epoch`.
 
@@ -264,6 +271,8 @@ def record(
         program: watch the program itself (`watch.program`): the bugs of a hand-written loop
             (zero_grad, optimiser coverage, detached layers, eval mode, the schedule, the loss,
             examples mixed across the batch) are named by the diagnosis.
+        where: who runs the loop, as the record and the report say it ("own loop"; the framework
+            callbacks say "lightning" or "hugging face trainer").
 
     Example:
         >>> with bs.record(model, optimizer, name="mine") as run:   # doctest: +SKIP
@@ -291,7 +300,7 @@ def record(
             sections["train"][key] = value
     path = create_run_dir(runs_dir, name, stem=f"own-{type(model).__name__.lower()}")
     try:
-        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program)
+        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program, where=where)
     except BaseException:
         release_run(path)
         if not any(path.iterdir()):

@@ -326,6 +326,12 @@ class RunRecord:
         """The epoch record with the best finite `key`, or None."""
         return History(self.metrics).best(key, mode)
 
+    def _repr_html_(self) -> str:
+        """In a Jupyter notebook: the run's facts, findings and learning curves (plots inline)."""
+        from babysit.report.run_report import run_html  # the report (matplotlib) loads only when a notebook asks
+
+        return run_html(self.path)
+
     def __repr__(self) -> str:
         return f"RunRecord({self.name!r}, status={self.status!r}, epochs={len(self.metrics)}, probes={len(self.probes)})"
 

@@ -197,6 +197,12 @@ class FitResult:
             "stop_reason": self.stop_reason,
         }
 
+    def _repr_html_(self) -> str:
+        """In a Jupyter notebook: the summary, the diagnosis of the history and the learning curves (plots inline)."""
+        from babysit.report.run_report import fit_html  # the report (matplotlib) loads only when a notebook asks
+
+        return fit_html(self)
+
 
 @dataclass
 class TrainState:

@@ -218,7 +218,7 @@ class ProgramWatch:
     Args:
         schedule: which steps are observed closely (`make_schedule` presets; 'light' by default).
         sink: called with `facts()` at each epoch end and at `close` (the run recorder writes program.json).
-        where: "own loop", "fit" or "lightning": what the record says about who ran the loop.
+        where: "own loop", "fit", "check", "lightning" or "hugging face trainer": what the record says about who ran the loop.
         loss_known: the loop computes cross-entropy on the model's scores itself (`fit`), so the loss checks do not apply.
     """
 
@@ -432,6 +432,7 @@ class ProgramWatch:
         if module is not self._in_forward:
             return
         self._in_forward = None
+        output = getattr(output, "logits", output)  # a Hugging Face model returns its scores as `.logits` of a ModelOutput
         if not self._training_pass or module is not self._outer or not isinstance(output, Tensor) or output.ndim != 2 or not output.is_floating_point():
             return
         self._scores, self._scores_step = output.detach(), self.step + 1

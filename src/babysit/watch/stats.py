@@ -57,8 +57,9 @@ AFFINE_AND_NORM = (
     nn.GroupNorm,
 )
 # Activation modules are recognised by where they are defined, so every torch activation
-# (and babysit's own, e.g. Maxout) is probed without listing each one.
-ACTIVATION_MODULES = ("torch.nn.modules.activation", "babysit.nn.activations")
+# (and babysit's own, e.g. Maxout, and Hugging Face's GELU/SiLU modules inside transformer
+# blocks) is probed without listing each one, and without importing transformers.
+ACTIVATION_MODULES = ("torch.nn.modules.activation", "babysit.nn.activations", "transformers.activations")
 NOT_PROBED = (nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d)
 # Kinds whose units can be dead: 'relu' measures a ReLU's output, 'pre_relu' the input of a ReLU
 # applied as a function (F.relu in a transformer's feed-forward), which is dead where it is <= 0.

@@ -1,0 +1,37 @@
+"""What every framework callback shares: the metric names it may rename, and the report at the end of training.
+
+Each callback records through `babysit.record` (the one recorder, probes and program
+observer of a hand-written loop); this module holds only the few steps around it that
+are the same for every framework, so they are written once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from babysit.errors import ConfigError, did_you_mean
+from babysit.train.own_loop import METRICS, OwnLoopRun
+
+
+def metric_keys(metrics: dict[str, str] | None, where: str) -> dict[str, str]:
+    """babysit's metric name -> the key the framework logs it under, with the user's renames applied.
+
+    Args:
+        metrics: renames, babysit's name -> the user's key (e.g. {"val_accuracy": "val_acc"}).
+        where: the callback's name for the error message, e.g. "Babysit(metrics=...)".
+    """
+    for key in metrics or {}:
+        if key not in METRICS:
+            raise ConfigError(f"{where} got {key!r}{did_you_mean(key, METRICS)}; babysit's metric names are {', '.join(METRICS)}")
+    return {m: (metrics or {}).get(m, m) for m in METRICS}
+
+
+def report_run(run: OwnLoopRun) -> Path:
+    """Diagnose a closed run, print its findings and write report.html (what `babysit report runs/<name>` writes); returns its path."""
+    from babysit.report.run_report import run_report  # the report's plotting stack loads only when used
+
+    built = run_report(run.path, per_class=False)  # the framework owns the model: no checkpoint to rebuild per class
+    built.print()
+    path = built.write()
+    print(f"report: {path}")
+    return path
