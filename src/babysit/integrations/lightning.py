@@ -72,6 +72,8 @@ class Babysit(pl.Callback):
         divergence_factor: stop at a batch loss over this multiple of the first one.
         config: your settings, saved in config.json (as `babysit.record` takes them).
         report: at the end of fit, print the findings and write the HTML report.
+        tensorboard: True (or a folder) also writes TensorBoard events while fit runs, in
+            runs/<name>/tensorboard (or that folder): metrics, probes, findings as they fire.
 
     Attributes: `run` (the `OwnLoopRun`, on rank 0 once fit started), `report_path`.
     """
@@ -86,6 +88,7 @@ class Babysit(pl.Callback):
         divergence_factor: float = 3.0,
         config: dict[str, Any] | None = None,
         report: bool = True,
+        tensorboard: bool | str | Path = False,
     ) -> None:
         for key in metrics or {}:
             if key not in METRICS:
@@ -95,6 +98,7 @@ class Babysit(pl.Callback):
         self.keys = {m: (metrics or {}).get(m, m) for m in METRICS}
         self.name, self.runs_dir, self.probes = name, runs_dir, probes
         self.divergence_factor, self.config, self.report = divergence_factor, config, report
+        self.tensorboard = tensorboard
         self.run: OwnLoopRun | None = None
         self.report_path: Path | None = None
         self._rank_guard: _RankGuard | None = None
@@ -119,6 +123,7 @@ class Babysit(pl.Callback):
             config=config,
             probes=self.probes,
             divergence_factor=self.divergence_factor,
+            tensorboard=self.tensorboard,
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -35,7 +35,7 @@ from babysit.diagnose.merge import merge_findings
 from babysit.errors import ConfigError, did_you_mean
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
-from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run, release_run
+from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run, release_run, tee
 from babysit.watch.probes import watch
 from babysit.watch.program import ProgramWatch
 
@@ -63,6 +63,7 @@ class OwnLoopRun:
         divergence_factor: float,
         program: bool = True,
         where: str = "own loop",
+        tensorboard: Path | None = None,
     ) -> None:
         self.path = path
         self.model, self.optimizer = model, optimizer
@@ -74,15 +75,24 @@ class OwnLoopRun:
         self.loss: Any = None  # the last loss given to log_step (what the guard reads)
         self._recorder = RunRecorder(path, config)
         self._guard = DivergenceGuard(divergence_factor)
-        self._watch = watch(model, optimizer, preset=probes, sink=self._recorder.probe)  # checks the preset first
+        self._live = None
+        self._watch = watch(model, optimizer, preset=probes, sink=self._probe)  # checks the preset first
+        self._live = _live_tensorboard(tensorboard, path)
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._recorder.start(device, "own loop")
         # Count optimiser steps through torch's own hook, so the loop needs no extra call per step.
         self._counter = optimizer.register_step_post_hook(self._count)
         self._watch.attach(model, optimizer)
         self._watch.epoch = 1
-        self._program = ProgramWatch(sink=self._recorder.program, where=where).attach(model, optimizer) if program else None
+        program_sink = tee(self._recorder.program, self._live.program if self._live is not None else None)
+        self._program = ProgramWatch(sink=program_sink, where=where).attach(model, optimizer) if program else None
         self._started = self._epoch_started = time.perf_counter()
+
+    def _probe(self, record: dict[str, Any]) -> None:
+        """The watch's sink: probes.jsonl, and the live TensorBoard events when on."""
+        self._recorder.probe(record)
+        if self._live is not None:
+            self._live.probe(record)
 
     def _count(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.step += 1
@@ -113,6 +123,8 @@ class OwnLoopRun:
         """Record that the run stops (what the divergence guard calls)."""
         self.status, self.stop_reason = status, reason
         self._recorder.event(self.step, status, reason)
+        if self._live is not None:
+            self._live.event(self.step, status, reason)
 
     def log_epoch(self, **metrics: float | torch.Tensor) -> dict[str, Any]:
         """Append one epoch's metrics to metrics.jsonl; returns the record written.
@@ -146,6 +158,8 @@ class OwnLoopRun:
         self._watch.epoch = self.epoch + 1
         if self._program is not None:
             self._program.epoch_end()
+        if self._live is not None:
+            self._live.epoch(record)
         return record
 
     def attach_check(self, report: Any) -> list[Path]:
@@ -176,22 +190,26 @@ class OwnLoopRun:
         self.status = status or statuses.COMPLETED
         self.stop_reason = stop_reason
         if self.status in (statuses.FAILED, statuses.INTERRUPTED):  # as a failed `babysit train` run records it
-            self._recorder.finish({"status": self.status, "stop_reason": stop_reason, "steps": self.step})
-            return
+            summary: dict[str, Any] = {"status": self.status, "stop_reason": stop_reason, "steps": self.step}
+        else:
+            summary = self._summary(test_loss, test_accuracy)
+        self._recorder.finish(summary)
+        if self._live is not None:
+            self._live.finish(self.status, self.step, summary, self.findings if self._live.diagnose_live else None)
+
+    def _summary(self, test_loss: float | None, test_accuracy: float | None) -> dict[str, Any]:
         best = self.history.best("val_accuracy")
-        self._recorder.finish(
-            {
-                "status": self.status,
-                "epochs": self.epoch,
-                "test_loss": None if test_loss is None else float(test_loss),
-                "test_accuracy": None if test_accuracy is None else float(test_accuracy),
-                "best_val_accuracy": best["val_accuracy"] if best else None,
-                "seconds": round(time.perf_counter() - self._started, 3),
-                "stop_reason": stop_reason,
-                "best_epoch": best["epoch"] if best else None,
-                "steps": self.step,
-            }
-        )
+        return {
+            "status": self.status,
+            "epochs": self.epoch,
+            "test_loss": None if test_loss is None else float(test_loss),
+            "test_accuracy": None if test_accuracy is None else float(test_accuracy),
+            "best_val_accuracy": best["val_accuracy"] if best else None,
+            "seconds": round(time.perf_counter() - self._started, 3),
+            "stop_reason": self.stop_reason,
+            "best_epoch": best["epoch"] if best else None,
+            "steps": self.step,
+        }
 
     def __enter__(self) -> OwnLoopRun:
         return self
@@ -239,6 +257,15 @@ class OwnLoopRun:
         return f"OwnLoopRun({str(self.path)!r}, status={self.status!r}, epochs={self.epoch}, steps={self.step})"
 
 
+def _live_tensorboard(log_dir: Path | None, run_dir: Path) -> Any:
+    """The live TensorBoard writer beside a recorded loop, or None."""
+    if log_dir is None:
+        return None
+    from babysit.report.tensorboard import LiveTensorBoard  # tensorboard and the diagnosis load only when asked for
+
+    return LiveTensorBoard(log_dir, run_dir=run_dir)
+
+
 def record(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -249,6 +276,7 @@ def record(
     probes: str = "light",
     divergence_factor: float = 3.0,
     program: bool = True,
+    tensorboard: bool | str | Path = False,
 ) -> OwnLoopRun:
     """Start a run record for your own training loop: probes on `model`/`optimizer`, metrics by `log_epoch`.
 
@@ -264,6 +292,9 @@ def record(
         program: watch the program itself (`watch.program`): the bugs of a hand-written loop
             (zero_grad, optimiser coverage, detached layers, eval mode, the schedule, the loss,
             examples mixed across the batch) are named by the diagnosis.
+        tensorboard: True (or a folder) also writes TensorBoard events as the loop runs, in
+            runs/<name>/tensorboard (or that folder): metrics per `log_epoch`, the probes, and
+            each finding as it fires (`report.tensorboard.LiveTensorBoard`; needs the tensorboard extra).
 
     Example:
         >>> with bs.record(model, optimizer, name="mine") as run:   # doctest: +SKIP
@@ -291,7 +322,9 @@ def record(
             sections["train"][key] = value
     path = create_run_dir(runs_dir, name, stem=f"own-{type(model).__name__.lower()}")
     try:
-        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program)
+        board = (path / "tensorboard" if tensorboard is True else Path(tensorboard)) if tensorboard is not False else None
+        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program,
+                          tensorboard=board)  # fmt: skip
     except BaseException:
         release_run(path)
         if not any(path.iterdir()):
