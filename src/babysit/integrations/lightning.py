@@ -124,6 +124,8 @@ class Babysit(pl.Callback):
             probes=self.probes,
             divergence_factor=self.divergence_factor,
             tensorboard=self.tensorboard,
+            # 16-mixed precision: the plugin's GradScaler tells which steps it skipped.
+            scaler=getattr(trainer.precision_plugin, "scaler", None),
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:

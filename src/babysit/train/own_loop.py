@@ -35,7 +35,8 @@ from babysit.diagnose.merge import merge_findings
 from babysit.errors import ConfigError, did_you_mean
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
-from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run, release_run, tee
+from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run, release_run
+from babysit.watch.precision import ScalerWatch
 from babysit.watch.probes import watch
 from babysit.watch.program import ProgramWatch
 
@@ -64,6 +65,7 @@ class OwnLoopRun:
         program: bool = True,
         where: str = "own loop",
         tensorboard: Path | None = None,
+        scaler: Any = None,
     ) -> None:
         self.path = path
         self.model, self.optimizer = model, optimizer
@@ -76,6 +78,7 @@ class OwnLoopRun:
         self._recorder = RunRecorder(path, config)
         self._guard = DivergenceGuard(divergence_factor)
         self._live = None
+        self._scaler = ScalerWatch(scaler) if scaler is not None else None
         self._watch = watch(model, optimizer, preset=probes, sink=self._probe)  # checks the preset first
         self._live = _live_tensorboard(tensorboard, path)
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -84,8 +87,7 @@ class OwnLoopRun:
         self._counter = optimizer.register_step_post_hook(self._count)
         self._watch.attach(model, optimizer)
         self._watch.epoch = 1
-        program_sink = tee(self._recorder.program, self._live.program if self._live is not None else None)
-        self._program = ProgramWatch(sink=program_sink, where=where).attach(model, optimizer) if program else None
+        self._program = ProgramWatch(sink=self._program_sink, where=where).attach(model, optimizer) if program else None
         self._started = self._epoch_started = time.perf_counter()
 
     def _probe(self, record: dict[str, Any]) -> None:
@@ -93,6 +95,17 @@ class OwnLoopRun:
         self._recorder.probe(record)
         if self._live is not None:
             self._live.probe(record)
+
+    def _with_precision(self, facts: dict[str, Any]) -> dict[str, Any]:
+        """The program's facts, with the gradient scaler's ("precision") when one is watched."""
+        return {**facts, "precision": self._scaler.facts()} if self._scaler is not None else facts
+
+    def _program_sink(self, facts: dict[str, Any]) -> None:
+        """The program observer's sink: program.json, and the live TensorBoard's diagnosis when on."""
+        facts = self._with_precision(facts)
+        self._recorder.program(facts)
+        if self._live is not None:
+            self._live.program(facts)
 
     def _count(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.step += 1
@@ -110,7 +123,11 @@ class OwnLoopRun:
 
         Returns True once the run diverged (the event is recorded; break out of
         the loop). Reading the loss syncs the device, so call it when you can afford that.
+        With a gradient scaler (`record(..., scaler=...)`), call it once per iteration,
+        after `scaler.update()`: its scale tells whether the step was skipped.
         """
+        if self._scaler is not None and self._scaler.read():
+            self._watch.skip_step()  # no optimiser hook ran: the probes of this iteration are written here
         if self._program is not None:
             self._program.observe_loss(loss, labels)
         if self.status == statuses.DIVERGED:
@@ -246,7 +263,7 @@ class OwnLoopRun:
     @property
     def program(self) -> dict[str, Any] | None:
         """The program observer's facts so far (program.json once written), or None when it is off."""
-        return self._program.facts() if self._program is not None else self.record().program
+        return self._with_precision(self._program.facts()) if self._program is not None else self.record().program
 
     @property
     def findings(self) -> list[Finding]:
@@ -277,6 +294,7 @@ def record(
     divergence_factor: float = 3.0,
     program: bool = True,
     tensorboard: bool | str | Path = False,
+    scaler: Any = None,
 ) -> OwnLoopRun:
     """Start a run record for your own training loop: probes on `model`/`optimizer`, metrics by `log_epoch`.
 
@@ -295,6 +313,9 @@ def record(
         tensorboard: True (or a folder) also writes TensorBoard events as the loop runs, in
             runs/<name>/tensorboard (or that folder): metrics per `log_epoch`, the probes, and
             each finding as it fires (`report.tensorboard.LiveTensorBoard`; needs the tensorboard extra).
+        scaler: the `torch.amp.GradScaler` of a float16 loop: `log_step` reads its scale each
+            iteration, so the steps it skips are counted (program.json's "precision") and the
+            probes of a skipped step are kept; the diagnosis names a scaler that keeps skipping.
 
     Example:
         >>> with bs.record(model, optimizer, name="mine") as run:   # doctest: +SKIP
@@ -324,7 +345,7 @@ def record(
     try:
         board = (path / "tensorboard" if tensorboard is True else Path(tensorboard)) if tensorboard is not False else None
         return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program,
-                          tensorboard=board)  # fmt: skip
+                          tensorboard=board, scaler=scaler)  # fmt: skip
     except BaseException:
         release_run(path)
         if not any(path.iterdir()):
