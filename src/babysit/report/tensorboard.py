@@ -87,45 +87,42 @@ def write_metrics(writer: Any, metrics: list[dict[str, Any]], summary: dict[str,
     return n
 
 
-def write_histogram(writer: Any, tag: str, stats: dict[str, Any], step: int) -> bool:
-    """One probe histogram (`hist_edges`, `hist_counts`) as a raw TensorBoard histogram; False if empty."""
+def histogram_value(tag: str, stats: dict[str, Any]) -> Any:
+    """One probe histogram (`hist_edges`, `hist_counts`) as a raw TensorBoard histogram value; None if empty."""
+    from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+
     edges, counts = stats.get("hist_edges"), stats.get("hist_counts")
     num = sum(counts) if counts else 0
     if not num or not all(_finite(e) for e in edges):
-        return False  # a non-finite output range: the probe counted nothing
+        return None  # a non-finite output range: the probe counted nothing
     mean = stats.get("act_mean", 0.0)
     std = stats.get("act_std", 0.0)
     mean, std = (mean, std) if _finite(mean) and _finite(std) else (0.0, 0.0)
-    writer.add_histogram_raw(
-        tag,
-        min=edges[0],
-        max=edges[-1],
-        num=num,
-        sum=mean * num,
-        sum_squares=(std**2 + mean**2) * num,
-        bucket_limits=list(edges[1:]),
-        bucket_counts=list(counts),
-        global_step=step,
-    )
-    return True
+    histogram = HistogramProto(min=edges[0], max=edges[-1], num=num, sum=mean * num, sum_squares=(std**2 + mean**2) * num,
+                               bucket_limit=edges[1:], bucket=counts)  # fmt: skip
+    return Summary.Value(tag=tag, histo=histogram)
 
 
 def write_probes(writer: Any, probes: list[dict[str, Any]]) -> tuple[int, int]:
-    """Per-layer histograms and scalars, per-parameter norms and ratios; returns (histograms, scalars)."""
+    """Per-layer histograms and scalars, per-parameter norms and ratios; returns (histograms, scalars).
+
+    Each probed step goes in as one summary holding all its values (one event, not one per
+    value): a fifth of the cost of `add_scalar` per value, which matters when every step is probed.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
     hists = scalars = 0
     for probe in probes:
-        step = probe["step"]
+        histograms, values = [], []
         for name, stats in probe.get("layers", {}).items():
-            hists += write_histogram(writer, f"activations/{name}", stats, step)
-            for key in LAYER_SCALARS:
-                if _finite(stats.get(key)):
-                    writer.add_scalar(f"{key}/{name}", stats[key], step)
-                    scalars += 1
+            hist = histogram_value(f"activations/{name}", stats)
+            histograms += [hist] if hist is not None else []
+            values += [Summary.Value(tag=f"{key}/{name}", simple_value=stats[key]) for key in LAYER_SCALARS if _finite(stats.get(key))]
         for name, stats in probe.get("params", {}).items():
-            for key in PARAM_SCALARS:
-                if _finite(stats.get(key)):
-                    writer.add_scalar(f"{key}/{name}", stats[key], step)
-                    scalars += 1
+            values += [Summary.Value(tag=f"{key}/{name}", simple_value=stats[key]) for key in PARAM_SCALARS if _finite(stats.get(key))]
+        hists, scalars = hists + len(histograms), scalars + len(values)
+        if histograms or values:
+            writer.file_writer.add_summary(Summary(value=histograms + values), probe["step"])
     return hists, scalars
 
 
