@@ -166,3 +166,21 @@ def test_fit_trains_in_bf16_on_the_cpu_and_its_probes_say_so(digits):
     linear = next(name for name, s in w.records[0]["layers"].items() if s["type"] == "Linear")
     assert all(r["layers"][linear]["dtype"] == "bfloat16" and r["layers"][linear]["nonfinite_fraction"] == 0 for r in w.records)
     assert next(model.parameters()).dtype == torch.float32  # the master weights stay float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the device path of the probes needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_on_cuda_half_precision_outputs_are_measured_on_the_device_and_overflow_counted(digits, dtype):
+    model = mlp(first_scale=1e5).cuda()
+    x, y = digits.train.x[:64].cuda(), digits.train.y[:64].cuda()
+    expected = outputs_of(copy.deepcopy(model), x, dtype)
+    with bs.watch(model, preset="full") as w, torch.autocast("cuda", dtype=dtype):
+        F.cross_entropy(model(x), y).backward()
+    layers = w.records[0]["layers"]
+    for name, out in expected.items():
+        share = float((~torch.isfinite(out)).float().mean())
+        assert layers[name]["nonfinite_fraction"] == pytest.approx(share, abs=1e-9)
+        if share == 0:
+            assert layers[name]["act_std"] == pytest.approx(float(out.double().std(unbiased=False)), rel=1e-4)
+    named = [f.rule for f in bs.diagnose(RunView(probes=w.records))]
+    assert ("fp16_overflow" in named) == (dtype == torch.float16)

@@ -18,6 +18,11 @@ has config.json, env.json, metrics.jsonl, probes.jsonl, events.jsonl,
 program.json and summary.json, so `bs.diagnose(run)`,
 `babysit report runs/<name>` and `babysit runs` read it like any other run. It has
 no checkpoints (the loop owns its model), so the report leaves out the per-class table.
+
+`record(..., tensorboard=True)` also writes TensorBoard events as the loop runs
+(`report.tensorboard.LiveTensorBoard`); `record(..., scaler=scaler)` watches a float16
+loop's `torch.amp.GradScaler` (`watch.precision.ScalerWatch`): `log_step` reads its
+scale, counts the steps it skipped and keeps the probes of a skipped step.
 """
 
 from __future__ import annotations
