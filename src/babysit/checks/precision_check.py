@@ -7,6 +7,8 @@ It runs when the training will use half precision: `CheckSettings(precision="fp1
 
 from __future__ import annotations
 
+import torch.nn.functional as F
+
 from babysit.checks.base import CHECKS, CheckContext, CheckResult
 from babysit.diagnose.findings import Finding
 from babysit.watch.precision import gradient_underflow
@@ -24,9 +26,7 @@ def precision(ctx: CheckContext) -> CheckResult:
         return CheckResult("precision", "training in float32 (set the check's precision='fp16' or train.precision='bf16' to check half precision)",
                            skipped=True)  # fmt: skip
     x, y = ctx.batch("train")
-    loss_fn = ctx.loss_fn or None
-    found = gradient_underflow(ctx.copy_model(), x, y, precision=wanted, loss_scale=ctx.settings.loss_scale,
-                               **({"loss_fn": loss_fn} if loss_fn else {}))  # fmt: skip
+    found = gradient_underflow(ctx.copy_model(), x, y, precision=wanted, loss_scale=ctx.settings.loss_scale, loss_fn=ctx.loss_fn or F.cross_entropy)
     worst = found["worst"]
     if worst is None:
         return CheckResult("precision", "no weight tensor received a gradient", found, skipped=True)

@@ -107,7 +107,8 @@ def write_probes(writer: Any, probes: list[dict[str, Any]]) -> tuple[int, int]:
     """Per-layer histograms and scalars, per-parameter norms and ratios; returns (histograms, scalars).
 
     Each probed step goes in as one summary holding all its values (one event, not one per
-    value): a fifth of the cost of `add_scalar` per value, which matters when every step is probed.
+    value): about half the cost of `add_scalar` per value (0.3 ms instead of 0.6 per probed step
+    of bench_probes' convnet), which matters when every step is probed.
     """
     from tensorboard.compat.proto.summary_pb2 import Summary
 
@@ -190,6 +191,8 @@ class LiveTensorBoard:
 
     def probe(self, record: dict[str, Any]) -> None:
         """One probed step (a `babysit.watch` record): histograms and scalars at its step."""
+        if self._closed:
+            return
         write_probes(self.writer, [record])
         if self._first is None:
             self._first = record
@@ -202,11 +205,15 @@ class LiveTensorBoard:
 
     def event(self, step: int, event: str, detail: str = "") -> None:
         """An event of the run as it happens (a divergence the guard saw), as text, written out at once."""
+        if self._closed:
+            return
         self.writer.add_text("events", f"**{event}** at step {step}" + (f": {detail}" if detail else ""), step)
         self.writer.flush()
 
     def epoch(self, record: dict[str, Any]) -> list[Finding]:
         """One epoch's metrics (a metrics.jsonl line); then the findings that fired since the last epoch, written and returned."""
+        if self._closed:
+            return []
         write_metrics(self.writer, [record], None)
         self.metrics.append(record)
         fired = self._new_findings(record["step"]) if self.diagnose_live else []

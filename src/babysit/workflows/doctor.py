@@ -95,8 +95,8 @@ def _train_own_model(cfg: RunConfig, model: nn.Module, data: Dataset, runs_dir: 
     live = None
     try:
         live = live_tensorboard(path, None) if cfg.watch.tensorboard else None
-        program = ProgramWatch(sink=tee(recorder.program, live and live.program), where="fit", loss_known=True)
-        with watch(preset=cfg.watch.probes, sink=tee(recorder.probe, live and live.probe)) as probes:
+        program = ProgramWatch(sink=tee(recorder.program, live.program if live else None), where="fit", loss_known=True)
+        with watch(preset=cfg.watch.probes, sink=tee(recorder.probe, live.probe if live else None)) as probes:
             fit(copy.deepcopy(model), data, cfg.train, callbacks=[DivergenceGuard(cfg.watch.divergence_factor), probes, program, recorder,
                                                                   *([live] if live else [])], progress=progress)  # fmt: skip
     except BaseException as error:

@@ -137,8 +137,8 @@ def _train(
         guard = DivergenceGuard(cfg.watch.divergence_factor)
         checkpointer = Checkpointer(path / "checkpoints", config=cfg.to_dict())
         live = live_tensorboard(path, checkpoint) if cfg.watch.tensorboard and distributed.is_main() else None
-        program = ProgramWatch(sink=tee(recorder.program, live and live.program), where="fit", loss_known=True)
-        with watch(preset=cfg.watch.probes, sink=tee(recorder.probe, live and live.probe)) as probes:
+        program = ProgramWatch(sink=tee(recorder.program, live.program if live else None), where="fit", loss_known=True)
+        with watch(preset=cfg.watch.probes, sink=tee(recorder.probe, live.probe if live else None)) as probes:
             done = run(
                 cfg,
                 # The recorder before the checkpointer: config.json is on disk before any checkpoint, so a disk
