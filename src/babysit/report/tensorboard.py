@@ -93,8 +93,8 @@ def histogram_value(tag: str, stats: dict[str, Any]) -> Any:
 
     edges, counts = stats.get("hist_edges"), stats.get("hist_counts")
     num = sum(counts) if counts else 0
-    if not num or not all(_finite(e) for e in edges):
-        return None  # a non-finite output range: the probe counted nothing
+    if not num or not (_finite(edges[0]) and _finite(edges[-1])):
+        return None  # a non-finite output range (the edges are evenly spaced between these two): the probe counted nothing
     mean = stats.get("act_mean", 0.0)
     std = stats.get("act_std", 0.0)
     mean, std = (mean, std) if _finite(mean) and _finite(std) else (0.0, 0.0)
