@@ -136,10 +136,13 @@ class WatchConfig:
         probes: probe preset, 'off', 'light' or 'full' (`PROBE_PRESETS`).
         divergence_factor: stop as "diverged" once the loss exceeds this multiple of
             the initial loss, or is NaN/inf (the lectures' rule is 3x).
+        tensorboard: also write TensorBoard event files to RUN_DIR/tensorboard while the run
+            trains: metrics, probes, and each finding as it fires (needs the tensorboard extra).
     """
 
     probes: str = "light"
     divergence_factor: float = 3.0
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         PROBE_PRESETS.get(self.probes)

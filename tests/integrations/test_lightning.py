@@ -84,15 +84,15 @@ class _Tiny(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
-def _fit(callback, tmp_path):
+def _fit(callback, tmp_path, *more, plugins=()):
     torch.manual_seed(0)
     x = torch.randn(64, 4)
     y = (x[:, 0] > 0).long()
     loader = DataLoader(TensorDataset(x, y), batch_size=16)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     trainer = pl.Trainer(
-        max_epochs=2, accelerator="cpu", callbacks=[callback], logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=2, accelerator="cpu", callbacks=[callback, *more], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, plugins=list(plugins),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -106,6 +106,44 @@ def test_logged_keys_can_be_named(tmp_path):
     assert len(metrics) == 2 and set(metrics[0]) == {"epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr", "seconds"}
     assert metrics[0]["step"] == 4 and metrics[0]["lr"] == 0.01
     assert callback.report_path is None and bs.load_run(tmp_path / "tiny").status == "completed"
+
+
+class _ReadEvents(pl.Callback):
+    """Reads the live TensorBoard events at each epoch end, after Babysit's own hook, while fit still runs."""
+
+    def __init__(self, folder):
+        self.folder, self.seen = folder, []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(self.folder), size_guidance={"scalars": 0, "histograms": 0})
+        acc.Reload()
+        self.seen.append([(e.step, e.value) for e in acc.Scalars("loss/val")])
+
+
+def test_tensorboard_events_are_written_while_lightning_trains(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    names = {"train_loss": "loss", "val_loss": "vl", "val_accuracy": "va"}
+    reader = _ReadEvents(tmp_path / "tiny" / "tensorboard")
+    _fit(Babysit(name="tiny", runs_dir=tmp_path, metrics=names, report=False, tensorboard=True), tmp_path, reader)
+    metrics = bs.load_run(tmp_path / "tiny").metrics
+    # After epoch 1 the reader saw epoch 1's validation loss, at its step; after epoch 2 both.
+    assert [[step for step, _ in seen] for seen in reader.seen] == [[4], [4, 8]]
+    assert [v for _, v in reader.seen[-1]] == pytest.approx([m["val_loss"] for m in metrics], rel=1e-6)
+
+
+def test_16_mixed_precision_hands_its_gradient_scaler_to_the_record(tmp_path):
+    # Lightning builds a GradScaler for 16-mixed on CUDA only; on the CPU the plugin takes one.
+    from lightning.pytorch.plugins import MixedPrecision
+
+    names = {"train_loss": "loss", "val_loss": "vl", "val_accuracy": "va"}
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    _fit(Babysit(name="amp", runs_dir=tmp_path, metrics=names, report=False), tmp_path, plugins=[plugin])
+    record = bs.load_run(tmp_path / "amp")
+    facts = record.program["precision"]
+    assert facts["iterations"] == 8 == record.summary["steps"] + facts["skipped"]  # 2 epochs of 4 batches, each read once
+    assert facts["scale_first"] == 65536.0 and record.probes[0]["layers"]["net"]["dtype"] == "float16"
 
 
 def test_a_missing_metric_is_named_with_the_keys_that_were_logged(tmp_path):

@@ -96,8 +96,8 @@ def test_resume_refuses_finished_runs(digits, tmp_path):
 
 
 def test_a_run_failing_before_it_starts_leaves_no_empty_folder(tmp_path):
-    cfg = digits_cfg(precision="bf16")
-    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+    cfg = bs.build_config({"data": {"name": "arrays", "path": str(tmp_path / "missing.npz")}, "train": {"epochs": 1, "device": "cpu"}})
+    with pytest.raises(DataError, match="missing.npz' does not exist"):
         bs.workflows.start_run(cfg, runs_dir=tmp_path, name="never", progress=False)
     assert not (tmp_path / "never").exists()
 

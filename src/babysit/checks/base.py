@@ -47,6 +47,10 @@ class CheckSettings:
         baseline_steps: mini-batch steps of each input-independent-baseline run.
         reg_strength: the "turned up" regularization of the loss sanity check (the lectures' 1e3).
         gradcheck: also run the numerical gradient check of user-defined modules (opt-in: slow).
+        precision: the half precision your loop trains in under autocast, "fp16" or "bf16": the
+            precision check compares one batch's gradients with float32's (None: the recipe's
+            `train.precision`, and no check in float32).
+        loss_scale: the gradient scaler's scale the loop uses (a GradScaler starts at 65536); 1 without one.
     """
 
     batch: int = 256
@@ -58,11 +62,17 @@ class CheckSettings:
     baseline_steps: int = 150
     reg_strength: float = 1e3
     gradcheck: bool = False
+    precision: str | None = None
+    loss_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("batch", "overfit_samples", "overfit_steps", "sweep_steps", "baseline_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"check setting {name} must be at least 1, got {getattr(self, name)}")
+        if self.precision not in (None, "fp16", "bf16"):
+            raise ConfigError(f"check setting precision must be 'fp16', 'bf16' or None (the recipe's), got {self.precision!r}")
+        if not self.loss_scale > 0:
+            raise ConfigError(f"check setting loss_scale must be > 0 (1 without a gradient scaler), got {self.loss_scale}")
         if not 0 < self.sweep_start < self.sweep_end:
             raise ConfigError(f"the range test needs 0 < sweep_start < sweep_end, got {self.sweep_start} and {self.sweep_end}")
 

@@ -29,7 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 from torch import Tensor, nn
 
-from babysit.checks import data_checks, gradcheck, init_health, loss_checks, lr_range, program_check, training_checks  # noqa: F401  (register)
+from babysit.checks import data_checks, gradcheck, init_health, loss_checks, lr_range, precision_check, program_check, training_checks  # noqa: F401  (register)
 from babysit.checks.base import CHECKS, STATUS_STYLE, CheckContext, CheckResult, CheckSettings, EvalFn
 from babysit.checks.lr_range import plot_lr_range
 from babysit.data.datasets import Dataset
@@ -55,6 +55,7 @@ PIPELINE = (
     "regularization",
     "eval_mode",
     "gradcheck",
+    "precision",
     "lr_range",
     "overfit_tiny",
     "input_baseline",

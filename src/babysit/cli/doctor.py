@@ -11,7 +11,7 @@ from rich.table import Table
 
 from babysit.checks.base import CheckSettings
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
-from babysit.cli.train import RUNS_DIR, ConfigFile, DataName, OptimizerName, Seed, config_from_cli, shortcuts
+from babysit.cli.train import RUNS_DIR, ConfigFile, DataName, OptimizerName, Seed, TensorBoard, config_from_cli, shortcuts
 from babysit.workflows.doctor import doctor as run_doctor
 from babysit.errors import ConfigError
 from babysit.io import atomic_write_json
@@ -88,6 +88,7 @@ def doctor(
     runs_dir: Path = RUNS_DIR,
     gradcheck: bool = typer.Option(False, "--gradcheck", help="Also run the numerical gradient check of user-defined modules."),
     fix: bool = typer.Option(False, "--fix", help="Apply the top root cause's fix, look again and compare (up to 3 rounds)."),
+    tensorboard: TensorBoard = False,
 ) -> None:
     """Check a model, train it briefly with probes, diagnose it and write the report; prints the report's path.
 
@@ -104,7 +105,7 @@ def doctor(
     if script is not None and model is not None:
         raise ConfigError(f"give a MODEL_SCRIPT or --model, not both (got '{script}' and --model {model})")
     model_flags = {"name": "script", "script": str(Path(script).resolve())} if script is not None else {"name": model}
-    cfg = config_from_cli(config, shortcuts(data, model_flags, optimizer, lr, epochs, seed), extra)
+    cfg = config_from_cli(config, shortcuts(data, model_flags, optimizer, lr, epochs, seed, tensorboard), extra)
     done = run_doctor(cfg, runs_dir=runs_dir, name=name, settings=CheckSettings(gradcheck=gradcheck), fix=fix)
     done.report.print(out)
     if done.experiments:

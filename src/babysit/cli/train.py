@@ -30,14 +30,20 @@ ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help=r"TOM
 DataName = Annotated[Optional[str], typer.Option("--data", help="Data set name (see `babysit datasets`).")]
 OptimizerName = Annotated[Optional[str], typer.Option("--optimizer", help="Optimiser name: sgd, momentum, adam, ...")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed (same seed, same numbers on the CPU).")]
+TensorBoard = Annotated[
+    bool, typer.Option("--tensorboard", help="Also write TensorBoard events to RUN_DIR/tensorboard as the run trains (watch.tensorboard).")
+]
 
 
-def shortcuts(data: str | None, model: str | dict | None, optimizer: str | None, lr: float | None, epochs: int | None, seed: int | None) -> dict[str, dict[str, Any]]:
+def shortcuts(
+    data: str | None, model: str | dict | None, optimizer: str | None, lr: float | None, epochs: int | None, seed: int | None, tensorboard: bool = False
+) -> dict[str, dict[str, Any]]:
     """The shortcut flags as config sections (None: not given); `model` is a name or a whole [model] table."""
     return {
         "data": {"name": data},
         "model": model if isinstance(model, dict) else {"name": model},
         "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed},
+        "watch": {"tensorboard": True if tensorboard else None},
     }
 
 
@@ -77,13 +83,14 @@ def train(
     runs_dir: Path = RUNS_DIR,
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the killed run in this folder from its last checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on the last line."),
+    tensorboard: TensorBoard = False,
 ) -> None:
     """Train a model, recording the run in RUNS_DIR/NAME (config, metrics, probes, checkpoints).
 
     Any config key can be overridden as --section.key=value (e.g. --train.lr=3e-4).
     A run whose loss explodes stops as "diverged"; --resume RUN_DIR continues a killed run.
     """
-    flags = shortcuts(data, model, optimizer, lr, epochs, seed)
+    flags = shortcuts(data, model, optimizer, lr, epochs, seed, tensorboard)
     if resume is not None:
         given = [f"--{k}" for s in flags.values() for k, v in s.items() if v is not None] + (["--config"] if config else []) + ctx.args
         given += ["--name"] if name is not None else []  # only what was typed: `--name=` too, never a name nobody gave

@@ -85,7 +85,7 @@ def declare(id: str, phase: str, means: str, fix: str, explains: frozenset[str] 
 # The symptoms of a learning rate that is too high / too low, shared by the kinds that name it.
 _LR_HIGH_SYMPTOMS = frozenset({
     "loss_explodes", "relu_died_in_training", "saturated_in_training", "update_ratio_high", "plateau",
-    "gradients_exploded_in_training", "activations_exploded_in_training",
+    "gradients_exploded_in_training", "activations_exploded_in_training", "scaler_skips_steps",
 })  # fmt: skip
 _LR_LOW_SYMPTOMS = frozenset({"loss_flat", "update_ratio_low", "underfitting", "overfit_failed"})
 # A network whose signal dies or blows up at initialisation: what it makes happen downstream.
@@ -176,6 +176,21 @@ declare("loss_not_finite", "program", "a NaN/inf loss from finite scores before 
 declare("batch_mixing", "program", "outputs of one example that depend on other examples of the batch (view for permute, batch_first confusion)",
         "keep the batch axis apart: permute/transpose where view/reshape mixes axes, and build recurrent layers with batch_first=True for (N, T, F) inputs",
         {"input_independent", "underfitting", "overfitting", "loss_flat", "plateau", "eval_mode", "overfit_failed", "lr_no_descent"})
+# -- program: mixed precision (torch.autocast, GradScaler; watch.precision) ------------------------------------------
+# float16 holds values up to 65504 (float32 and bfloat16 up to 3.4e38) and down to 6e-8.
+declare("fp16_overflow", "program", "a float16 layer output (autocast) that overflowed to inf past 65504, where float32 and bf16 hold it",
+        "run that layer in float32 (wrap it in torch.autocast(device_type, enabled=False) and give it x.float()), or train in bf16, "
+        "which has float32's range; normalise its input (layer or batch norm) so its values stay far below 65504",
+        {"loss_explodes", "scaler_skips_steps", "scores_not_finite", "activations_explode", "activations_exploded_in_training",
+         "gradients_explode", "gradients_exploded_in_training"})
+declare("grad_underflow", "program", "gradients that float16 rounds to zero where float32 keeps them (underflow below 6e-8)",
+        "scale the loss with a gradient scaler (torch.amp.GradScaler: scaler.scale(loss).backward(), scaler.step(optimizer), "
+        "scaler.update()), or train in bf16, which has float32's range",
+        {"loss_flat", "update_ratio_low", "underfitting", "gradients_vanish", "gradients_vanished_in_training", "overfit_failed"})
+declare("scaler_skips_steps", "training", "a gradient scaler that keeps skipping optimizer steps (inf/NaN gradients), its scale falling",
+        "find the layer whose float16 output overflows (its nonfinite_fraction in the probes) and run it in float32, or train in bf16; "
+        "a scale below 1 means the gradients are not finite even unscaled: look for the first non-finite layer",
+        {"loss_flat", "update_ratio_low", "underfitting", "plateau"})
 
 # -- init ---------------------------------------------------------------------------------------------------------
 declare("init_symmetry", "init", "zero or constant weights: symmetry never broken", _REINIT, {

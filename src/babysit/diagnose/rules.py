@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from babysit.diagnose import layer_rules, program_rules
+from babysit.diagnose import layer_rules, precision_rules, program_rules
 from babysit.diagnose.findings import SEVERITIES, Finding, rank
 from babysit.diagnose.kinds import KINDS, training_twin
 from babysit.diagnose.record import RunView, run_view
@@ -130,6 +130,10 @@ def program(run: RunView) -> list[Finding]:
     """The training program's own faults (gradients, optimiser, modes, schedule, loss, batch), from its facts (program.json)."""
     # A damaged or foreign program.json says nothing (the report notes it as skipped).
     return program_rules.program_findings(run.program, run.metrics) if program_rules.readable(run.program) else []
+
+
+RULES.register("fp16_overflow")(precision_rules.fp16_overflow)
+RULES.register("scaler_skips_steps")(precision_rules.scaler_skips_steps)
 
 
 @RULES.register("loss_explodes")

@@ -73,6 +73,8 @@ class Babysit(pl.Callback):
         divergence_factor: stop at a batch loss over this multiple of the first one.
         config: your settings, saved in config.json (as `babysit.record` takes them).
         report: at the end of fit, print the findings and write the HTML report.
+        tensorboard: True (or a folder) also writes TensorBoard events while fit runs, in
+            runs/<name>/tensorboard (or that folder): metrics, probes, findings as they fire.
 
     Attributes: `run` (the `OwnLoopRun`, on rank 0 once fit started), `report_path`.
     """
@@ -87,12 +89,14 @@ class Babysit(pl.Callback):
         divergence_factor: float = 3.0,
         config: dict[str, Any] | None = None,
         report: bool = True,
+        tensorboard: bool | str | Path = False,
     ) -> None:
         self.keys = metric_keys(metrics, "Babysit(metrics=...)")
         if divergence_factor <= 1.0:
             raise ConfigError(f"Babysit(divergence_factor=...) must be > 1 (3 is the lectures' rule), got {divergence_factor}")
         self.name, self.runs_dir, self.probes = name, runs_dir, probes
         self.divergence_factor, self.config, self.report = divergence_factor, config, report
+        self.tensorboard = tensorboard
         self.run: OwnLoopRun | None = None
         self.report_path: Path | None = None
         self._rank_guard: _RankGuard | None = None
@@ -118,6 +122,9 @@ class Babysit(pl.Callback):
             probes=self.probes,
             divergence_factor=self.divergence_factor,
             where="lightning",
+            tensorboard=self.tensorboard,
+            # 16-mixed precision: the plugin's GradScaler tells which steps it skipped.
+            scaler=getattr(trainer.precision_plugin, "scaler", None),
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:

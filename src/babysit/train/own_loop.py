@@ -18,6 +18,11 @@ has config.json, env.json, metrics.jsonl, probes.jsonl, events.jsonl,
 program.json and summary.json, so `bs.diagnose(run)`,
 `babysit report runs/<name>` and `babysit runs` read it like any other run. It has
 no checkpoints (the loop owns its model), so the report leaves out the per-class table.
+
+`record(..., tensorboard=True)` also writes TensorBoard events as the loop runs
+(`report.tensorboard.LiveTensorBoard`); `record(..., scaler=scaler)` watches a float16
+loop's `torch.amp.GradScaler` (`watch.precision.ScalerWatch`): `log_step` reads its
+scale, counts the steps it skipped and keeps the probes of a skipped step.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from babysit.errors import ConfigError, did_you_mean
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.history import History
 from babysit.train.record import RunRecord, RunRecorder, append_jsonl, create_run_dir, load_run, release_run
+from babysit.watch.precision import ScalerWatch
 from babysit.watch.probes import watch
 from babysit.watch.program import ProgramWatch
 
@@ -63,6 +69,8 @@ class OwnLoopRun:
         divergence_factor: float,
         program: bool = True,
         where: str = "own loop",
+        tensorboard: Path | None = None,
+        scaler: Any = None,
     ) -> None:
         self.path = path
         self.model, self.optimizer = model, optimizer
@@ -74,15 +82,35 @@ class OwnLoopRun:
         self.loss: Any = None  # the last loss given to log_step (what the guard reads)
         self._recorder = RunRecorder(path, config)
         self._guard = DivergenceGuard(divergence_factor)
-        self._watch = watch(model, optimizer, preset=probes, sink=self._recorder.probe)  # checks the preset first
+        self._live = None
+        self._scaler = ScalerWatch(scaler) if scaler is not None else None
+        self._watch = watch(model, optimizer, preset=probes, sink=self._probe)  # checks the preset first
+        self._live = _live_tensorboard(tensorboard, path)
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._recorder.start(device, where)
         # Count optimiser steps through torch's own hook, so the loop needs no extra call per step.
         self._counter = optimizer.register_step_post_hook(self._count)
         self._watch.attach(model, optimizer)
         self._watch.epoch = 1
-        self._program = ProgramWatch(sink=self._recorder.program, where=where).attach(model, optimizer) if program else None
+        self._program = ProgramWatch(sink=self._program_sink, where=where).attach(model, optimizer) if program else None
         self._started = self._epoch_started = time.perf_counter()
+
+    def _probe(self, record: dict[str, Any]) -> None:
+        """The watch's sink: probes.jsonl, and the live TensorBoard events when on."""
+        self._recorder.probe(record)
+        if self._live is not None:
+            self._live.probe(record)
+
+    def _with_precision(self, facts: dict[str, Any]) -> dict[str, Any]:
+        """The program's facts, with the gradient scaler's ("precision") when one is watched."""
+        return {**facts, "precision": self._scaler.facts()} if self._scaler is not None else facts
+
+    def _program_sink(self, facts: dict[str, Any]) -> None:
+        """The program observer's sink: program.json, and the live TensorBoard's diagnosis when on."""
+        facts = self._with_precision(facts)
+        self._recorder.program(facts)
+        if self._live is not None:
+            self._live.program(facts)
 
     def _count(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.step += 1
@@ -100,7 +128,11 @@ class OwnLoopRun:
 
         Returns True once the run diverged (the event is recorded; break out of
         the loop). Reading the loss syncs the device, so call it when you can afford that.
+        With a gradient scaler (`record(..., scaler=...)`), call it once per iteration,
+        after `scaler.update()`: its scale tells whether the step was skipped.
         """
+        if self._scaler is not None and self._scaler.read():
+            self._watch.skip_step()  # no optimiser hook ran: the probes of this iteration are written here
         if self._program is not None:
             self._program.observe_loss(loss, labels)
         if self.status == statuses.DIVERGED:
@@ -113,6 +145,8 @@ class OwnLoopRun:
         """Record that the run stops (what the divergence guard calls)."""
         self.status, self.stop_reason = status, reason
         self._recorder.event(self.step, status, reason)
+        if self._live is not None:
+            self._live.event(self.step, status, reason)
 
     def log_epoch(self, **metrics: float | torch.Tensor) -> dict[str, Any]:
         """Append one epoch's metrics to metrics.jsonl; returns the record written.
@@ -146,6 +180,8 @@ class OwnLoopRun:
         self._watch.epoch = self.epoch + 1
         if self._program is not None:
             self._program.epoch_end()
+        if self._live is not None:
+            self._live.epoch(record)
         return record
 
     def attach_check(self, report: Any) -> list[Path]:
@@ -176,22 +212,26 @@ class OwnLoopRun:
         self.status = status or statuses.COMPLETED
         self.stop_reason = stop_reason
         if self.status in (statuses.FAILED, statuses.INTERRUPTED):  # as a failed `babysit train` run records it
-            self._recorder.finish({"status": self.status, "stop_reason": stop_reason, "steps": self.step})
-            return
+            summary: dict[str, Any] = {"status": self.status, "stop_reason": stop_reason, "steps": self.step}
+        else:
+            summary = self._summary(test_loss, test_accuracy)
+        self._recorder.finish(summary)
+        if self._live is not None:
+            self._live.finish(self.status, self.step, summary, self.findings if self._live.diagnose_live else None)
+
+    def _summary(self, test_loss: float | None, test_accuracy: float | None) -> dict[str, Any]:
         best = self.history.best("val_accuracy")
-        self._recorder.finish(
-            {
-                "status": self.status,
-                "epochs": self.epoch,
-                "test_loss": None if test_loss is None else float(test_loss),
-                "test_accuracy": None if test_accuracy is None else float(test_accuracy),
-                "best_val_accuracy": best["val_accuracy"] if best else None,
-                "seconds": round(time.perf_counter() - self._started, 3),
-                "stop_reason": stop_reason,
-                "best_epoch": best["epoch"] if best else None,
-                "steps": self.step,
-            }
-        )
+        return {
+            "status": self.status,
+            "epochs": self.epoch,
+            "test_loss": None if test_loss is None else float(test_loss),
+            "test_accuracy": None if test_accuracy is None else float(test_accuracy),
+            "best_val_accuracy": best["val_accuracy"] if best else None,
+            "seconds": round(time.perf_counter() - self._started, 3),
+            "stop_reason": self.stop_reason,
+            "best_epoch": best["epoch"] if best else None,
+            "steps": self.step,
+        }
 
     def __enter__(self) -> OwnLoopRun:
         return self
@@ -228,7 +268,7 @@ class OwnLoopRun:
     @property
     def program(self) -> dict[str, Any] | None:
         """The program observer's facts so far (program.json once written), or None when it is off."""
-        return self._program.facts() if self._program is not None else self.record().program
+        return self._with_precision(self._program.facts()) if self._program is not None else self.record().program
 
     @property
     def findings(self) -> list[Finding]:
@@ -245,6 +285,15 @@ class OwnLoopRun:
         return f"OwnLoopRun({str(self.path)!r}, status={self.status!r}, epochs={self.epoch}, steps={self.step})"
 
 
+def _live_tensorboard(log_dir: Path | None, run_dir: Path) -> Any:
+    """The live TensorBoard writer beside a recorded loop, or None."""
+    if log_dir is None:
+        return None
+    from babysit.report.tensorboard import LiveTensorBoard  # tensorboard and the diagnosis load only when asked for
+
+    return LiveTensorBoard(log_dir, run_dir=run_dir)
+
+
 def record(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -256,6 +305,8 @@ def record(
     divergence_factor: float = 3.0,
     program: bool = True,
     where: str = "own loop",
+    tensorboard: bool | str | Path = False,
+    scaler: Any = None,
 ) -> OwnLoopRun:
     """Start a run record for your own training loop: probes on `model`/`optimizer`, metrics by `log_epoch`.
 
@@ -273,6 +324,12 @@ def record(
             examples mixed across the batch) are named by the diagnosis.
         where: who runs the loop, as the record and the report say it ("own loop"; the framework
             callbacks say "lightning" or "hugging face trainer").
+        tensorboard: True (or a folder) also writes TensorBoard events as the loop runs, in
+            runs/<name>/tensorboard (or that folder): metrics per `log_epoch`, the probes, and
+            each finding as it fires (`report.tensorboard.LiveTensorBoard`; needs the tensorboard extra).
+        scaler: the `torch.amp.GradScaler` of a float16 loop: `log_step` reads its scale each
+            iteration, so the steps it skips are counted (program.json's "precision") and the
+            probes of a skipped step are kept; the diagnosis names a scaler that keeps skipping.
 
     Example:
         >>> with bs.record(model, optimizer, name="mine") as run:   # doctest: +SKIP
@@ -300,7 +357,9 @@ def record(
             sections["train"][key] = value
     path = create_run_dir(runs_dir, name, stem=f"own-{type(model).__name__.lower()}")
     try:
-        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program, where=where)
+        board = (path / "tensorboard" if tensorboard is True else Path(tensorboard)) if tensorboard is not False else None
+        return OwnLoopRun(model, optimizer, path=path, config=sections, probes=probes, divergence_factor=divergence_factor, program=program,
+                          where=where, tensorboard=board, scaler=scaler)  # fmt: skip
     except BaseException:
         release_run(path)
         if not any(path.iterdir()):

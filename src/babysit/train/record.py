@@ -31,6 +31,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,19 @@ def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
     """Append one JSON line and flush it to the OS at once (a SIGKILL cannot lose it)."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(obj) + "\n")
+
+
+def tee(*sinks: Callable[[Any], None] | None) -> Callable[[Any], None]:
+    """One sink that hands each record to every given sink, in order (None: left out); e.g. the recorder's and the live TensorBoard's."""
+    given = [s for s in sinks if s is not None]
+    if len(given) == 1:
+        return given[0]
+
+    def each(record: Any) -> None:
+        for sink in given:
+            sink(record)
+
+    return each
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -60,7 +60,7 @@ class Recipe:
         monitor: what early stopping watches, "val_loss" (lower is better) or "val_accuracy".
         body_lr_factor: lr of every layer but the head, as a fraction of lr (transfer
             learning: 0.1 fine-tunes the body gently, 0 freezes it).
-        precision: "fp32", or "bf16" for bf16 autocast of the forward pass on CUDA
+        precision: "fp32", or "bf16" for bf16 autocast of the forward pass (CPU or CUDA)
             (refused on the CPU, where it would be slow and is not what it is for).
     """
 

@@ -44,14 +44,18 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(recipe: Recipe, device: torch.device) -> torch.autocast:
-    """The forward pass's autocast context: bf16 on CUDA for precision="bf16", disabled for "fp32".
+    """The forward pass's autocast context: bf16 for precision="bf16" (on the CPU or a CUDA GPU), disabled for "fp32".
 
+    bf16 keeps float32's exponent range, so it needs no gradient scaler: nothing that
+    fits in float32 overflows, and gradients do not underflow sooner than in float32.
+    On the CPU torch runs bf16 matmuls natively where the processor has bf16
+    instructions (AVX512-BF16, AMX) and emulated elsewhere (correct, not faster).
     Losses stay float32 (autocast runs cross-entropy in float32), and evaluation
     runs outside it in full precision.
     """
     bf16 = recipe.precision == "bf16"
-    if bf16 and device.type != "cuda":
-        raise ConfigError(f"train.precision='bf16' needs a CUDA GPU, but this run is on {device.type}; use train.precision='fp32'")
+    if bf16 and device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.precision='bf16' runs on the CPU or a CUDA GPU, but this run is on {device.type}; use train.precision='fp32'")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 

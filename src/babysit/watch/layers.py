@@ -28,6 +28,7 @@ Inside fused modules:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,7 @@ class Measured:
     numel: int
     pieces: tuple[Piece, ...]
     extra: dict[str, Any] | None = None  # a recurrent layer's: which values follow the pieces (see describe_layer)
+    half: str | None = None  # "float16" or "bfloat16" for a half-precision output (autocast): its non-finite count follows the pieces
 
     @property
     def size(self) -> int:
@@ -126,14 +128,41 @@ def measure_layer(layer: ProbedLayer, args: tuple, kwargs: dict, output: Any, bi
         return None
     if layer.units_last and y.ndim > 2:
         y = y.reshape(-1, y.shape[-1])
-    return Measured(type(layer.module).__name__, layer.kind, y.numel(), measure(y, layer.kind, bins))
+    pieces = measure(y, layer.kind, bins)
+    half = HALF.get(y.dtype)
+    if half is None:
+        return Measured(type(layer.module).__name__, layer.kind, y.numel(), pieces)
+    return Measured(type(layer.module).__name__, layer.kind, y.numel(), (*pieces, nonfinite_count(y, pieces)), half=half)
+
+
+# Half-precision outputs (what autocast makes of Linear, Conv, matmul): float16 overflows past 65504, where float32
+# and bfloat16 go to 3.4e38, so its non-finite values are counted (`diagnose.precision_rules` names the layer).
+HALF = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+def nonfinite_count(y: Tensor, pieces: tuple[Piece, ...]) -> Piece:
+    """How many values of a layer output are inf or NaN, as a `read_back` piece of one value.
+
+    On the CPU the moments `measure` already took say whether there is any (a finite sum
+    and sum of squares hold none), so the count costs a pass only when there is; on an
+    accelerator it is one more reduction on the device, read back with the others.
+    """
+    if y.device.type != "cpu":
+        return (~torch.isfinite(y.detach().reshape(-1))).sum(0, keepdim=True).float()
+    moments = pieces[0]
+    if math.isfinite(moments[0]) and math.isfinite(moments[1]):
+        return [0.0]
+    return [float((~torch.isfinite(y.detach())).sum())]
 
 
 def describe_layer(measured: Measured, values: list[float], bins: int) -> dict[str, Any]:
     """The layer's JSON-ready statistics (docs/run-record.md) from `read_back` of its pieces."""
     extra = measured.extra
-    size = len(values) - (len(extra["names"]) if extra else 0)
+    size = len(values) - (len(extra["names"]) if extra else 0) - (1 if measured.half else 0)
     out = {"type": measured.type_name, **describe(values[:size], measured.kind, measured.numel, bins)}
+    if measured.half:
+        out["dtype"] = measured.half
+        out["nonfinite_fraction"] = values[size] / max(measured.numel, 1)
     if extra:
         found = dict(zip(extra["names"], values[size:]))
         if "saturated" in found:  # a one-layer GRU's or LSTM's gates replace its state's |h| > 0.99

@@ -82,6 +82,7 @@ class Watch:
         self._snapshot: _Snapshot | _HostSnapshot | None = None
         self._copies: dict[int, np.ndarray] = {}  # the host snapshot's weight copies, reused every probed step
         self._armed = False
+        self._skipped = 0  # the step whose skipped iteration was recorded (once per step)
 
     # -- attaching and detaching ------------------------------------------------------
 
@@ -148,6 +149,19 @@ class Watch:
         self.step += 1
         self._arm()
 
+    def skip_step(self) -> None:
+        """Record the current step as skipped: a gradient scaler found inf/NaN gradients and did not call `optimizer.step()`.
+
+        The step's forward passes are written once per step (`"skipped": true`: the layer
+        that overflowed shows there) and the step count stays, since the next iteration
+        is the same optimiser step again. `bs.record(..., scaler=...)` calls it.
+        """
+        if self._armed and self._pending and self._skipped != self.step + 1:
+            self._skipped = self.step + 1
+            self._snapshot = None
+            self._finish(skipped=True)
+        self._arm()
+
     def _arm(self) -> None:
         """Decide whether the next step is probed; forward hooks exist exactly while it is."""
         self._pending.clear()
@@ -200,7 +214,7 @@ class Watch:
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.end_step()
 
-    def _finish(self) -> None:
+    def _finish(self, skipped: bool = False) -> None:
         """Assemble the step's record from the device statistics, with one transfer to the CPU."""
         snapshot = self._snapshot
         if snapshot is None:  # no optimiser step: gradient and weight norms, no update
@@ -211,6 +225,8 @@ class Watch:
         values = read_back([piece for entry in self._pending.values() for piece in entry.pieces] + norms)
 
         record: Record = {"step": self.step + 1, "epoch": self.epoch, "layers": {}, "params": {}}
+        if skipped:
+            record["skipped"] = True
         i = 0
         for name, e in self._pending.items():
             size = e.size

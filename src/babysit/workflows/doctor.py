@@ -49,11 +49,11 @@ from babysit.diagnose.findings import Finding, root_causes
 from babysit.errors import ConfigError, DataError
 from babysit.report.run_report import RunReport, run_report
 from babysit.train.callbacks import DivergenceGuard
-from babysit.train.record import RunRecorder, create_run_dir, release_run
+from babysit.train.record import RunRecorder, create_run_dir, release_run, tee
 from babysit.train.trainer import fit
 from babysit.watch.probes import watch
 from babysit.watch.program import ProgramWatch
-from babysit.workflows.recorded import start_run
+from babysit.workflows.recorded import live_failed, live_tensorboard, start_run
 from babysit.workflows.repair import Plan, RepairRound, best_val_accuracy, look_summary, plan_repair, repair_helped
 
 
@@ -92,12 +92,16 @@ def _train_own_model(cfg: RunConfig, model: nn.Module, data: Dataset, runs_dir: 
     config["model"] = {"name": "object", "class": type(model).__name__}  # an object, not a config: nothing to rebuild from
     config["data"] = {**config["data"], "name": data.name}
     recorder = RunRecorder(path, config)
+    live = None
     try:
-        program = ProgramWatch(sink=recorder.program, where="fit", loss_known=True)
-        with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
-            fit(copy.deepcopy(model), data, cfg.train, callbacks=[DivergenceGuard(cfg.watch.divergence_factor), probes, program, recorder],
-                progress=progress)
+        live = live_tensorboard(path, None) if cfg.watch.tensorboard else None
+        program = ProgramWatch(sink=tee(recorder.program, live.program if live else None), where="fit", loss_known=True)
+        with watch(preset=cfg.watch.probes, sink=tee(recorder.probe, live.probe if live else None)) as probes:
+            fit(copy.deepcopy(model), data, cfg.train, callbacks=[DivergenceGuard(cfg.watch.divergence_factor), probes, program, recorder,
+                                                                  *([live] if live else [])], progress=progress)  # fmt: skip
     except BaseException as error:
+        if live is not None:
+            live_failed(live, recorder, error)
         if recorder.started:
             recorder.fail(error)
         raise

@@ -6,7 +6,9 @@
 A recorded run trains with four callbacks around `fit`: the divergence guard
 (stop at NaN/inf or `watch.divergence_factor` x the initial loss), the probes
 (`watch.probes` preset, streamed to probes.jsonl), the checkpointer (best.pt by
-validation accuracy, last.pt every epoch) and the run recorder (docs/run-record.md).
+validation accuracy, last.pt every epoch) and the run recorder (docs/run-record.md);
+with `watch.tensorboard`, a fifth writes TensorBoard events as the run goes
+(`report.tensorboard.LiveTensorBoard`, in RUN_DIR/tensorboard).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from babysit.config import RunConfig, build_config
 from babysit.data.datasets import Dataset
 from babysit.errors import ConfigError, DataError
 from babysit.build import Run, load_data, run
-from babysit.status import COMPLETED, DIVERGED
+from babysit.status import COMPLETED, DIVERGED, FAILED, INTERRUPTED
 from babysit.train import distributed
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.checkpoint import Checkpointer, load_checkpoint
-from babysit.train.record import RunRecorder, create_run_dir, hold_run, load_run, release_run
+from babysit.train.record import RunRecorder, create_run_dir, hold_run, load_run, release_run, tee
 from babysit.watch.probes import watch
 from babysit.watch.program import ProgramWatch
 
@@ -86,6 +88,23 @@ def resume_run(path: str | Path, *, progress: bool = True, callbacks: Sequence[o
     return _train(cfg, path, data=data, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
 
 
+def live_tensorboard(path: Path, checkpoint: dict[str, Any] | None) -> Any:
+    """The live TensorBoard writer of a recorded run, in RUN_DIR/tensorboard.
+
+    A resumed run purges the events written after its checkpoint's step (TensorBoard's
+    `purge_step`): the resumed run writes them again.
+    """
+    from babysit.report.tensorboard import LiveTensorBoard  # tensorboard loads only when asked for
+
+    return LiveTensorBoard(path / "tensorboard", run_dir=path, purge_step=checkpoint["step"] + 1 if checkpoint is not None else None)
+
+
+def live_failed(live: Any, recorder: RunRecorder, error: BaseException) -> None:
+    """End the live events of a run that raised: its status ("interrupted" for Ctrl-C and SIGTERM, else "failed") and the error."""
+    status = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
+    live.finish(status, recorder.state.step if recorder.state is not None else 0, {"stop_reason": f"{type(error).__name__}: {error}"})
+
+
 def _check_same_data(checkpoint: dict[str, Any], data: Dataset) -> None:
     """Refuse to resume on data whose fitted preprocessing differs from the checkpoint's."""
     saved = checkpoint.get("preprocessor")
@@ -110,25 +129,30 @@ def _train(
     callbacks: Sequence[object],
 ) -> Run:
     recorder = RunRecorder(path, cfg.to_dict(), resumed=checkpoint is not None)
+    live = None
     try:
         data = data if data is not None else load_data(cfg.data)
         if checkpoint is not None:
             _check_same_data(checkpoint, data)
         guard = DivergenceGuard(cfg.watch.divergence_factor)
         checkpointer = Checkpointer(path / "checkpoints", config=cfg.to_dict())
-        program = ProgramWatch(sink=recorder.program, where="fit", loss_known=True)
-        with watch(preset=cfg.watch.probes, sink=recorder.probe) as probes:
+        live = live_tensorboard(path, checkpoint) if cfg.watch.tensorboard and distributed.is_main() else None
+        program = ProgramWatch(sink=tee(recorder.program, live.program if live else None), where="fit", loss_known=True)
+        with watch(preset=cfg.watch.probes, sink=tee(recorder.probe, live.probe if live else None)) as probes:
             done = run(
                 cfg,
                 # The recorder before the checkpointer: config.json is on disk before any checkpoint, so a disk
                 # that fills at the first checkpoint still leaves a folder that can be reported and resumed.
-                callbacks=[guard, probes, program, recorder, checkpointer, *callbacks],
+                # The live events after the recorder: the diagnosis at the end reads the finished record.
+                callbacks=[guard, probes, program, recorder, checkpointer, *([live] if live else []), *callbacks],
                 progress=progress,
                 data=data,
                 resume_from=checkpoint,
             )
         return replace(done, record=path)
     except BaseException as error:
+        if live is not None:
+            live_failed(live, recorder, error)
         if recorder.started:
             recorder.fail(error)
             if isinstance(error, KeyboardInterrupt) and (path / "checkpoints" / "last.pt").is_file():
