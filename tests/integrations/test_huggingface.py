@@ -1,5 +1,6 @@
 """The Hugging Face Trainer callback: the example's run record renders, a rate far too high is named, the Trainer's own knobs are honoured."""
 
+import importlib.util
 import runpy
 import tempfile
 from pathlib import Path
@@ -84,7 +85,7 @@ def _trainer(example, callback, scratch, **overrides) -> Trainer:
 
 def test_gradient_accumulation_eval_steps_and_logging_steps(example, tmp_path):
     # 2 micro-batches per optimiser step, an evaluation every 2 steps, the Trainer's own loss logged every step.
-    callback = Babysit(name="accumulated", runs_dir=tmp_path, report=False)
+    callback = Babysit(name="accumulated", runs_dir=tmp_path, report=False, tensorboard=True)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = _trainer(example, callback, scratch, gradient_accumulation_steps=2, max_steps=6,
                            eval_strategy="steps", eval_steps=2, logging_steps=1)  # fmt: skip
@@ -99,6 +100,13 @@ def test_gradient_accumulation_eval_steps_and_logging_steps(example, tmp_path):
     for m in record.metrics:
         assert m["train_loss"] == pytest.approx((logged[m["step"] - 1] + logged[m["step"]]) / 2, rel=1e-3)
         assert m["val_loss"] == pytest.approx(next(h["eval_loss"] for h in trainer.state.log_history if h.get("step") == m["step"] and "eval_loss" in h))
+    # tensorboard=True writes the same metrics as TensorBoard events (as bs.record's option does)
+    if importlib.util.find_spec("tensorboard") is not None:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "accumulated" / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+        losses = [e.value for e in events.Scalars("loss/val")]
+        assert losses == pytest.approx([m["val_loss"] for m in record.metrics], rel=1e-5)
 
 
 def test_no_evaluation_is_refused_with_the_setting_to_change(example, tmp_path):

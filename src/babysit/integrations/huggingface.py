@@ -138,6 +138,8 @@ class Babysit(TrainerCallback):
         divergence_factor: stop at a step loss over this multiple of the first one.
         config: your settings, saved in config.json (as `babysit.record` takes them).
         report: at the end of training, print the findings and write the HTML report.
+        tensorboard: True (or a folder) also writes TensorBoard events while training runs
+            (runs/<name>/tensorboard; as `babysit.record` does).
 
     Attributes: `run` (the `OwnLoopRun`, on the main process once training started), `report_path`.
     """
@@ -152,12 +154,14 @@ class Babysit(TrainerCallback):
         divergence_factor: float = 3.0,
         config: dict[str, Any] | None = None,
         report: bool = True,
+        tensorboard: bool | str | Path = False,
     ) -> None:
         self.keys = {**metric_keys(metrics, "Babysit(metrics=...)"), **EVAL_KEYS, **(metrics or {})}  # the user's names win
         if divergence_factor <= 1.0:
             raise ConfigError(f"Babysit(divergence_factor=...) must be > 1 (3 is the lectures' rule), got {divergence_factor}")
         self.name, self.runs_dir, self.probes = name, runs_dir, probes
         self.divergence_factor, self.config, self.report = divergence_factor, config, report
+        self.tensorboard = tensorboard
         self.run: OwnLoopRun | None = None
         self.report_path: Path | None = None
         self._forwards: _TrainingForwards | None = None
@@ -192,7 +196,7 @@ class Babysit(TrainerCallback):
             else:
                 sections["train"][key] = value
         self.run = record(model, optimizer, name=self.name, runs_dir=self.runs_dir, config=sections, probes=self.probes, divergence_factor=self.divergence_factor,
-                          where="hugging face trainer")
+                          where="hugging face trainer", tensorboard=self.tensorboard)
         self._forwards = _TrainingForwards(model)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
