@@ -77,3 +77,23 @@ def test_budgets_parse_as_durations(text, seconds):
 def test_a_bad_budget_names_the_form():
     with pytest.raises(ConfigError, match="like 10m"):
         parse_budget("ten minutes")
+
+
+def _first_forward(run_dir: Path) -> list[float]:
+    """The final run's first probed forward pass (activation std per layer): set by its init and first batch only."""
+    first = json.loads((run_dir / "probes.jsonl").read_text().splitlines()[0])
+    return [layer["act_std"] for _, layer in sorted(first["layers"].items())]
+
+
+def test_one_seed_seeds_the_whole_procedure_the_final_run_included(tmp_path):
+    from babysit import auto, build_config
+
+    cfg = build_config({"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [16]}})
+    # A budget the checks alone spend: no search, so the final run's config is the base's with the range
+    # test's rate, and its randomness (init, shuffling) is all that can differ between seeds.
+    done = {name: auto(cfg, budget_s=0.001, out_dir=tmp_path / name, seed=seed, progress=False) for name, seed in (("a", 1), ("b", 1), ("c", 2))}
+    assert [done[n].config.train.seed for n in "abc"] == [1, 1, 2]
+    assert load_toml(tmp_path / "c" / "best.toml")["train"]["seed"] == 2
+    a, b, c = (_first_forward(tmp_path / n / "final") for n in "abc")
+    assert a == b  # the same seed reproduces the final run's randomness
+    assert all(x != pytest.approx(y, rel=1e-3) for x, y in zip(a, c))  # another seed draws another init and batch

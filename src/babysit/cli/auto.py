@@ -46,7 +46,7 @@ def auto(
     out_dir: Path = typer.Option(Path("runs/auto"), "--out", help="Output folder: report.html, best.toml, auto.json, the search store."),
     top: int = typer.Option(2, "--top", help="Best configurations re-evaluated at the final horizon."),
     seeds: int = typer.Option(2, "--seeds", help="Seeds each re-evaluated configuration trains on."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the search's proposals."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seeds the whole procedure: checks, search, re-evaluation and the final run (default: train.seed, 0)."),
     as_json: bool = typer.Option(False, "--json", help="No live line; end with one JSON object on the last line."),
 ) -> None:
     """The whole procedure, unattended: preflight, LR range test, coarse-to-fine search, re-evaluation, final run, report."""

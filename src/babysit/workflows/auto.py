@@ -228,7 +228,7 @@ def auto(
     fix: bool = False,
     top: int = 2,
     seeds: int = 2,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = True,
 ) -> AutoResult:
     """Check, range-test, search, re-evaluate and train the best of `cfg`'s model family within `budget_s` CPU seconds.
@@ -240,12 +240,16 @@ def auto(
         out_dir: where the search store, the final run, report.html, best.toml and auto.json go.
         fix: go on past error-level preflight findings, with the range test's learning rate.
         top, seeds: re-evaluate the `top` best configurations on `seeds` seeds each.
-        seed: seeds the search's proposals (the final run uses cfg.train.seed).
+        seed: seeds the whole procedure: the checks' model, the search's proposals and trials, the
+            re-evaluation (seeds seed+1 .. seed+seeds) and the final run; default cfg.train.seed.
+            The data split keeps data.seed: every seed sees the same data.
         progress: the live status line on stderr.
     """
     budget = float(budget_s if budget_s is not None else default_budget_s())
     if top < 1 or seeds < 1:
         raise ConfigError(f"auto needs top >= 1 and seeds >= 1, got top={top}, seeds={seeds}")
+    seed = cfg.train.seed if seed is None else seed
+    cfg = replace(cfg, train=replace(cfg.train, seed=seed))  # one seed, one procedure: the final run included
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = cpu_seconds()
