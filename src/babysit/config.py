@@ -60,6 +60,11 @@ class DataConfig:
     affine_stretch: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.name not in DATASETS and (Path(self.name).suffix or "/" in self.name):
+            raise ConfigError(
+                f"data set '{self.name}' is not a built-in name but looks like a file; your own data is read by the arrays data set: "
+                f"--data FILE.npz / FILE.csv, or --data arrays --data.path={self.name} (data.name = 'arrays' and data.path in a config)"
+            )
         DATASETS.get(self.name)
         PREPROCESSORS.get(self.preprocess)
         for name in self.augment:

@@ -97,3 +97,48 @@ def test_one_seed_seeds_the_whole_procedure_the_final_run_included(tmp_path):
     a, b, c = (_first_forward(tmp_path / n / "final") for n in "abc")
     assert a == b  # the same seed reproduces the final run's randomness
     assert all(x != pytest.approx(y, rel=1e-3) for x, y in zip(a, c))  # another seed draws another init and batch
+
+
+def _save_table(path: Path, loader) -> Path:
+    """A scikit-learn bundled table saved as a user would bring it: .npz arrays x, y or a .csv with a label column."""
+    import numpy as np
+
+    table = loader()
+    if path.suffix == ".npz":
+        np.savez(path, x=table.data.astype("float32"), y=table.target)
+    else:
+        names = [f"f{i}" for i in range(table.data.shape[1])]
+        rows = [",".join([*names, "label"])] + [",".join([*(f"{v:.6g}" for v in row), str(t)]) for row, t in zip(table.data, table.target)]
+        path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_file_after_data_is_read_as_it_is_with_a_logistic_baseline_beside_the_answer(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    file = _save_table(tmp_path / "mine.npz", load_breast_cancer)
+    out = tmp_path / "auto"
+    result = CliRunner().invoke(app, ["auto", "--data", str(file), "--budget", "5s", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert load_toml(out / "best.toml")["data"] == {**load_toml(out / "best.toml")["data"], "name": "arrays", "path": str(file)}
+    # The baseline a user would try first, fitted on the same training split: breast cancer is nearly linear.
+    (baseline,) = summary["baselines"]
+    assert baseline["name"] == "logistic regression (standardised)" and baseline["test_accuracy"] > 0.95 and baseline["cpu_s"] < 5
+    assert "logistic regression (standardised)" in (out / "report.html").read_text()
+    assert "baselines" in summary["stage_cpu_minutes"]
+
+
+def test_train_reads_a_csv_given_as_data_and_help_names_the_file_form(tmp_path):
+    from sklearn.datasets import load_wine
+
+    file = _save_table(tmp_path / "wine.csv", load_wine)
+    result = CliRunner().invoke(app, ["train", "--data", str(file), "--epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["test_accuracy"] > 1 / 3  # three classes: above chance after 2 epochs
+    assert ".npz" in CliRunner().invoke(app, ["auto", "--help"]).stdout
+
+
+def test_a_data_name_that_looks_like_another_file_points_to_the_arrays_data_set(tmp_path):
+    result = CliRunner().invoke(app, ["auto", "--data", "mine.txt", "--budget", "1s", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--data arrays --data.path=mine.txt" in result.output and "Traceback" not in result.output

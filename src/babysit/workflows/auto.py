@@ -64,6 +64,7 @@ from babysit.tune.report import write_report
 from babysit.tune.results import TuneResult, collect
 from babysit.tune.runner import Execution, Search, execute, trial_config
 from babysit.tune.search import TuneSettings
+from babysit.workflows.baselines import Baseline, baselines
 from babysit.workflows.recorded import start_run
 
 SEARCH_SHARE = 0.35  # of the budget left after preflight and calibration
@@ -157,6 +158,7 @@ class AutoResult:
     plan: dict[str, Any]  # the budget split as planned
     reevaluated: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    baselines: list[Baseline] = field(default_factory=list)  # what a user would try first, on the same splits
 
     @property
     def cpu_minutes(self) -> float:
@@ -175,6 +177,7 @@ class AutoResult:
             "report": str(self.report_path),
             "reevaluated": self.reevaluated,
             "warnings": self.warnings,
+            "baselines": [b.to_dict() for b in self.baselines],
         }
 
     def __repr__(self) -> str:
@@ -208,6 +211,10 @@ def _stage_sizes(per_epoch: float, left: float, top: int, seeds: int) -> dict[st
     # Two stages, the second training twice as long: trials * (coarse + 2 coarse) / 2 epochs in all.
     trials = max(4, int(2 * search_epochs / (3 * coarse)))
     return {"search_s": search_s, "horizon_epochs": horizon, "coarse_epochs": coarse, "trials": trials}
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
 
 def _top_configs(result: TuneResult, k: int) -> list[dict[str, Any]]:
@@ -259,6 +266,10 @@ def auto(
     with _Progress(budget, start, progress) as view:
         view.refresh("preflight")
         checks, base = _preflight(cfg, data, fix, clock)
+        t0 = cpu_seconds()
+        reference = baselines(data)
+        if reference:
+            clock["baselines"] = cpu_seconds() - t0
         notes: list[str] = []
         if base.train.schedule == "none" and base.train.optimizer not in FULL_BATCH:
             # auto picks every run's length from the budget, so the rate must follow the length: one cosine
@@ -367,12 +378,16 @@ def auto(
         sec.table(["planned", "value"], [[k, str(v)] for k, v in plan.items()])
         sec.table(["re-evaluated configuration", f"val accuracy per seed ({horizon} epochs)", "mean"],
                   [[json.dumps(json_safe(r["values"])), ", ".join(f"{x:.4f}" for x in r["val_accuracy"]), "" if r["mean"] is None else f"{r['mean']:.4f}"] for r in rows])  # fmt: skip
+        if reference:
+            final_val = done.result.history.records[-1].get("val_accuracy") if done.result.history.records else None
+            shown = [["babysit auto (this run)", _pct(final_val), _pct(done.result.test_accuracy), f"{clock['final']:.1f}"]]
+            sec.table(["model", "val accuracy", "test accuracy", "CPU seconds"], shown + [[b.name, _pct(b.val_accuracy), _pct(b.test_accuracy), f"{b.cpu_s:.2f}"] for b in reference])
         for w in result.warnings:
             sec.text(f"edge: {w}", "sev-warning")
         page.sections.insert(0, page.sections.pop())
         report_path = page.write(out / "report.html")
         clock["report"] = cpu_seconds() - t0
     final = AutoResult(done.result.status, done.result.test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
-                       [str(w) for w in result.warnings] + notes)  # fmt: skip
+                       [str(w) for w in result.warnings] + notes, reference)  # fmt: skip
     atomic_write_text(out / "auto.json", json.dumps(json_safe(final.summary()), indent=2) + "\n")
     return final
