@@ -383,6 +383,15 @@ PROFILES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "train": {"epochs": 100, "optimizer": "adamw", "schedule": "onecycle", "label_smoothing": 0.1, "averaging": "ema", "lr": 3e-3, "weight_decay": 0.05},
     },
 }
+# A user's own arrays with an MLP (a table of flat features, as a rule): the tabular recipe: standardised
+# inputs (data.preprocess's default), a BN MLP with dropout 0.2, AdamW with decoupled weight decay 0.05
+# and one cosine decay over 100 epochs. Measured on scikit-learn's breast-cancer table (seeds 0-2): 0.974
+# test accuracy against 0.950 for the plain Adam MLP's 10 epochs (a standardised logistic regression:
+# 0.991). `babysit auto` sets the length from a look at the validation curve (early stopping's evidence).
+PROFILES[("arrays", "mlp")] = {
+    "model": {"batchnorm": True, "dropout": 0.2},
+    "train": {"epochs": 100, "optimizer": "adamw", "schedule": "cosine", "lr": 3e-3, "weight_decay": 0.05},
+}
 OPTIMIZER_KEYS = ("lr", "weight_decay")  # a profile's keys that belong to its optimiser
 
 
