@@ -33,6 +33,7 @@ KILLS = 3
 SMALLER = {
     ("mnist1d", "convnet"): {"model": {"channels": [4, 4, 4]}, "train": {"epochs": 2, "batch_size": 400}},
     ("digits", "convnet"): {"model": {"channels": [4, 4, 4]}, "train": {"epochs": 2, "batch_size": 200}},
+    ("mnist1d", "mlp"): {"model": {"hidden": [8, 8]}, "train": {"epochs": 2, "batch_size": 400}},
     ("arrays", "mlp"): {"model": {"hidden": [8, 8]}, "train": {"epochs": 3, "batch_size": 32}},  # a table the test writes (`_config`)
 }
 PROFILE_CASES = {
