@@ -5,9 +5,9 @@ family and its fixed blocks), `--seeds` seeds each (default 3):
 
     mnist1d-convnet   `babysit auto --data mnist1d --model convnet`: the data's profile (config.PROFILES)
     mnist1d-mlp       a BN MLP 512-512 with the convnet profile's fixed blocks (±3 shift, AdamW,
-                      one-cycle, label smoothing 0.1, EMA) and dropout 0.2: `--model mlp`
-                      alone has no profile, so the family names its blocks; auto searches
-                      the rates (and dropout when the budget buys enough trials)
+                      one-cycle, label smoothing 0.1, EMA) and dropout 0.2: what `--model mlp`
+                      now gets from its profile (config.PROFILES), named here in full; auto
+                      searches the rates (and dropout when the budget buys enough trials)
     digits            `babysit auto --data digits`: the family follows the data (a convnet, with its profile)
 
 For each: `auto(cfg, budget_s=B)`; then two baselines with the same B CPU-seconds

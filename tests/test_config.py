@@ -83,7 +83,9 @@ def test_the_mnist1d_convnet_profile_fills_only_unset_keys():
     mine = build_config({"data": {"name": "mnist1d"}, "train": {"epochs": 3, "optimizer": "sgd"}, "model": {"channels": [8]}})
     # sgd keeps its own default lr and no decay: AdamW's decoupled lambda would be a huge L2 for it.
     assert (mine.train.epochs, mine.train.lr, mine.train.weight_decay, mine.model.channels) == (3, 0.1, 0.0, (8,))
-    assert build_config({"data": {"name": "mnist1d"}, "model": {"name": "mlp"}}).train.schedule == "none"
+    mlp = build_config({"data": {"name": "mnist1d"}, "model": {"name": "mlp"}})  # the MLP's own profile: the same recipe on a BN MLP
+    assert (mlp.train.schedule, mlp.model.hidden, mlp.model.batchnorm, mlp.data.augment) == ("onecycle", (512, 512), True, ("crop",))
+    assert build_config({"data": {"name": "spiral"}, "model": {"name": "mlp"}}).train.schedule == "none"
 
 
 def test_the_digits_convnet_gets_the_same_recipe_with_a_one_pixel_shift():

@@ -197,3 +197,19 @@ def test_misspelled_metric_names_are_rejected_with_a_suggestion(key, suggestion)
 
 def test_a_users_own_extra_metric_is_ignored():
     assert bs.diagnose({"metrics": [{"epoch": 1, "train_loss": 1.0, "gpu_memory_mb": 812.0}]}) == []
+
+
+def _dead_probes(fraction):
+    """Two probes of a ReLU layer with `fraction` of its units never active on the batch."""
+    return [{"step": s, "layers": {"2": {"type": "ReLU", "dead_fraction": fraction, "act_std": 0.5}}} for s in (1, 40)]
+
+
+def test_dead_relus_are_an_error_while_the_net_cannot_fit_and_information_once_it_does():
+    curves = ([2.3, 2.0, 1.9, 1.85], [0.2, 0.3, 0.35, 0.36])
+    (stuck,) = diagnose(record(*curves, probes=_dead_probes(0.85)), rules=["dead_relu"])
+    assert (stuck.rule, stuck.severity) == ("dead_relu_at_init", "error")
+    # The same dead fraction in a net that fits its training split (auto's tabular models): the units cost
+    # it nothing it needed, so the finding stays, as information, with the training accuracy beside it.
+    fits = diagnose(record([0.6, 0.2, 0.1, 0.06], [0.8, 0.93, 0.97, 0.99], probes=_dead_probes(0.85)), rules=["dead_relu"])
+    (fine,) = fits
+    assert fine.severity == "info" and fine.evidence["train_accuracy"] == 0.99 and "still fits its training split" in fine.title

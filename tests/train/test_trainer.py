@@ -123,3 +123,19 @@ def test_divergence_guard_leaves_a_healthy_run_alone(digits):
     guard = bs.train.DivergenceGuard()
     result = bs.fit(small_mlp(digits), digits, bs.Recipe(lr=1e-2, epochs=2, device="cpu"), callbacks=[guard], progress=False)
     assert result.status == "completed" and guard.diverged_at is None
+
+
+def test_a_last_batch_of_one_sample_is_skipped_so_a_batchnorm_net_trains():
+    # 201 training rows at batch 100: the third batch would hold one sample, which BatchNorm cannot normalise.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(260, 5, generator=g)
+    data = bs.Dataset.from_arrays(x[:201], (x[:201, 0] > 0).long(), x_val=x[201:241], y_val=(x[201:241, 0] > 0).long(), x_test=x[241:], y_test=(x[241:, 0] > 0).long())
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    steps = []
+
+    class Count:
+        def on_batch_end(self, state):
+            steps.append(state.step)
+
+    result = bs.fit(model, data, bs.Recipe(epochs=3, batch_size=100, device="cpu"), callbacks=[Count()], progress=False)
+    assert result.status == "completed" and steps == list(range(1, 7))  # two full batches per epoch, none of one sample

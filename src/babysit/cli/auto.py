@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from babysit.cli.app import OVERRIDES, app, out, user_errors
-from babysit.cli.train import config_from_cli
+from babysit.cli.train import DataName, config_from_cli, data_flag
 from babysit.errors import ConfigError
 from babysit.io import json_line
 from babysit.workflows.auto import AutoResult, auto as run_auto, parse_budget
@@ -18,6 +18,8 @@ from babysit.workflows.auto import AutoResult, auto as run_auto, parse_budget
 
 def print_auto(result: AutoResult) -> None:
     """The budget as spent, stage by stage, and where the results are."""
+    for d in result.deviations:  # what did not go as planned, before anything else
+        out.print(f"[bold red]deviation: {d}[/]", highlight=False)
     table = Table(title=f"babysit auto: {result.status}, test accuracy {result.test_accuracy:.4f}")
     table.add_column("stage")
     table.add_column("CPU minutes", justify="right")
@@ -27,8 +29,11 @@ def print_auto(result: AutoResult) -> None:
     out.print(table)
     p = result.plan
     out.print(f"split: search {p['search_share']:.0%} of what preflight left ({p['trials']} trials, {p['coarse_epochs']} then "
-              f"{2 * p['coarse_epochs']} epochs), the rest over {p['top']}x{p['seeds']} re-evaluations of {p['horizon_epochs']} epochs "
-              f"and the final run ({p.get('final_epochs', '-')} epochs)", highlight=False)  # fmt: skip
+              f"{2 * p['coarse_epochs']} epochs), the rest over {p['top']}x{p.get('reevaluation_seeds', p['seeds'])} re-evaluations of {p['horizon_epochs']} epochs "
+              f"and the final run ({p.get('final_epochs', '-')} epochs"
+              f"{', capped by the curve: ' + str(p['useful_epochs']) + ' useful epochs' if p.get('capped_by_curve') else ''})", highlight=False)  # fmt: skip
+    for b in result.baselines:
+        out.print(f"baseline: {b.name}, test accuracy {b.test_accuracy:.4f} ({b.cpu_s:.2f} CPU-s) beside auto's {result.test_accuracy:.4f}", highlight=False)
     for w in result.warnings:
         out.print(f"[yellow]{w}[/]", highlight=False)
     out.print(f"report: {result.report_path}\nconfig: {result.config_path} (run it with: babysit train --config {result.config_path})")
@@ -39,18 +44,23 @@ def print_auto(result: AutoResult) -> None:
 def auto(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base run config (TOML); lr and weight decay are searched."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set name."),
+    data: DataName = None,
     model: Optional[str] = typer.Option(None, "--model", help="Model family: mlp or convnet (or script with --model.script=FILE)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="CPU time of this process for everything: 10m, 90s, 1h (default: 2 min per core, at most 10, or 10 on a GPU)."),
     fix: bool = typer.Option(False, "--fix", help="Go on past error-level preflight findings, with the range test's learning rate."),
     out_dir: Path = typer.Option(Path("runs/auto"), "--out", help="Output folder: report.html, best.toml, auto.json, the search store."),
     top: int = typer.Option(2, "--top", help="Best configurations re-evaluated at the final horizon."),
     seeds: int = typer.Option(2, "--seeds", help="Seeds each re-evaluated configuration trains on."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the search's proposals."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seeds the whole procedure: checks, search, re-evaluation and the final run (default: train.seed, 0)."),
     as_json: bool = typer.Option(False, "--json", help="No live line; end with one JSON object on the last line."),
 ) -> None:
-    """The whole procedure, unattended: preflight, LR range test, coarse-to-fine search, re-evaluation, final run, report."""
-    base = config_from_cli(config, {"data": {"name": data}, "model": {"name": model}}, ctx.args)
+    """The whole procedure, unattended: preflight, LR range test, coarse-to-fine search, re-evaluation, final run, report.
+
+    --data takes a built-in name or your own file: --data mine.npz (arrays x, y) or --data mine.csv
+    (a header and a label column), the same as --data arrays --data.path=FILE. On flat features a
+    standardised logistic regression is fitted beside the network, in the report and the --json line.
+    """
+    base = config_from_cli(config, {"data": data_flag(data), "model": {"name": model}}, ctx.args)
     result = run_auto(base, budget_s=_budget(budget) if budget else None, out_dir=out_dir, fix=fix, top=top, seeds=seeds, seed=seed, progress=not as_json)
     if as_json:
         print(json_line(result.summary()))

@@ -27,7 +27,15 @@ RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", envvar="BABYSIT_RUNS_DIR", h
 
 # The config shortcuts every run-building command (train, check, doctor) takes.
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help=r"TOML config with \[data], \[model], \[train] sections.")]
-DataName = Annotated[Optional[str], typer.Option("--data", help="Data set name (see `babysit datasets`).")]
+DataName = Annotated[Optional[str], typer.Option("--data", help="Data set name (see `babysit datasets`), or your own .npz / .csv file.")]
+DATA_FILES = (".npz", ".csv")  # what the `arrays` data set reads
+
+
+def data_flag(data: str | None) -> dict[str, Any]:
+    """The --data flag as a [data] section: a built-in name, or a .npz / .csv file read by the `arrays` data set."""
+    if data is not None and data not in DATASETS and Path(data).suffix.lower() in DATA_FILES:
+        return {"name": "arrays", "path": data}
+    return {"name": data}
 OptimizerName = Annotated[Optional[str], typer.Option("--optimizer", help="Optimiser name: sgd, momentum, adam, ...")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed (same seed, same numbers on the CPU).")]
 TensorBoard = Annotated[
@@ -40,7 +48,7 @@ def shortcuts(
 ) -> dict[str, dict[str, Any]]:
     """The shortcut flags as config sections (None: not given); `model` is a name or a whole [model] table."""
     return {
-        "data": {"name": data},
+        "data": data_flag(data),
         "model": model if isinstance(model, dict) else {"name": model},
         "train": {"optimizer": optimizer, "lr": lr, "epochs": epochs, "seed": seed},
         "watch": {"tensorboard": True if tensorboard else None},

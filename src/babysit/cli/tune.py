@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from babysit.cli.app import OVERRIDES, app, err, out, user_errors
-from babysit.cli.train import config_from_cli
+from babysit.cli.train import DataName, config_from_cli, data_flag
 from babysit.config import build_section, load_toml, merge
 from babysit.errors import ConfigError
 from babysit.io import json_line
@@ -77,7 +77,7 @@ def tune(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base run config (TOML, as for `babysit train`)."),
     search_file: Optional[Path] = typer.Option(None, "--search", "-s", help=r"Search file: \[tune]-style settings at top level and a \[space] table."),
     param: list[str] = typer.Option([], "--param", "-p", help="A range, KEY=SPEC, e.g. 'train.lr=log_uniform(1e-4, 1)' (repeatable)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set name."),
+    data: DataName = None,
     model: Optional[str] = typer.Option(None, "--model", help="Model name: mlp or convnet."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="Optimiser name."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="random (default), grid, tpe or coarse_to_fine."),
@@ -109,7 +109,7 @@ def tune(
         raise ConfigError(f"unknown execution mode '{mode}'; choose one of: panda, caviar")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    base = config_from_cli(config, {"data": {"name": data}, "model": {"name": model}, "train": {"optimizer": optimizer}}, ctx.args)
+    base = config_from_cli(config, {"data": data_flag(data), "model": {"name": model}, "train": {"optimizer": optimizer}}, ctx.args)
     flags = {
         "strategy": strategy, "trials": trials, "epochs": epochs, "stages": stages, "epoch_growth": epoch_growth,
         "top_k": top_k, "carry": carry, "widen": widen, "prune": prune, "divergence_factor": divergence_factor, "seed": seed,

@@ -174,8 +174,18 @@ def symmetry(run: RunView) -> list[Finding]:
 
 @RULES.register("dead_relu")
 def dead_relu(run: RunView) -> list[Finding]:
-    """ReLU-family layers with many units that never fire: dead at initialisation, or died during training."""
-    return _by_phase(run, "layers", layer_rules.dead_units)
+    """ReLU-family layers with many units that never fire: dead at initialisation, or died during training.
+
+    Dead units matter because they take capacity and gradient away (docs/lectures.md §1). A run that
+    fits its training split anyway (final training accuracy at least `CONVERGED`) shows that they cost
+    it nothing it needed: the finding stays, as information, with that evidence beside it.
+    """
+    found = _by_phase(run, "layers", layer_rules.dead_units)
+    train = run.series("train_accuracy")
+    if not (found and train and math.isfinite(train[-1]) and train[-1] >= CONVERGED):
+        return found
+    note = f"; the network still fits its training split (train accuracy {train[-1]:.2f}), so they cost it no accuracy it needed"
+    return [replace(f, severity="info", title=f.title + note, evidence={**f.evidence, "train_accuracy": train[-1]}) for f in found]
 
 
 @RULES.register("saturation")

@@ -107,7 +107,10 @@ def fit(
     shuffle_gen = torch.Generator().manual_seed(recipe.seed)
     full_batch = recipe.optimizer in FULL_BATCH  # L-BFGS: one deterministic step per epoch
     batch_size = len(y_train) if full_batch else recipe.batch_size
-    steps_per_epoch = num_batches(len(y_train), batch_size)
+    # A last batch of one sample gives BatchNorm no batch statistics (torch refuses it in training) and any net a
+    # step on one sample's noise: skip it. The shuffle differs each epoch, so every sample is still trained on.
+    lone = len(y_train) % batch_size == 1 and len(y_train) > 1
+    steps_per_epoch = num_batches(len(y_train), batch_size, drop_last=lone)
     # The program observer (watch.program) runs in every fit: the caller's, when it passed one (a recorded run's, with a sink).
     program = next((cb for cb in callbacks if isinstance(cb, ProgramWatch)), None) or ProgramWatch(where="fit", loss_known=True)
     extra = [] if program in callbacks else [program]
@@ -133,7 +136,7 @@ def fit(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen = 0
-        for xb, yb in batches(x_train, y_train, batch_size, generator=shuffle_gen, transform=data.augment):
+        for xb, yb in batches(x_train, y_train, batch_size, generator=shuffle_gen, drop_last=lone, transform=data.augment):
             n = len(yb)  # the global batch; under DDP this rank trains on its shard
             if sharded:
                 xb, yb = distributed.shard(xb, yb)
