@@ -52,16 +52,13 @@ def test_a_final_run_that_diverges_is_retrained_at_a_lower_rate(tmp_path, monkey
     real, rates = auto_module.start_run, []
 
     def first_one_blows_up(cfg, **kwargs):
-        if not kwargs["name"].startswith("final"):
-            return real(cfg, **kwargs)  # the calibration's look at the curve
         rates.append(cfg.train.lr)
         if len(rates) == 1:  # the first final run gets a rate no network survives
             cfg = replace(cfg, train=replace(cfg.train, lr=1e4))
         return real(cfg, **kwargs)
 
     monkeypatch.setattr(auto_module, "start_run", first_one_blows_up)
-    # 20 s: the checks' share stays small on a busy machine, so the final run has budget left to rerun in.
-    result = CliRunner().invoke(app, ["auto", "--data", "digits", "--model", "mlp", "--model.hidden=[16]", "--budget", "20s", "--out", str(tmp_path), "--json"])
+    result = CliRunner().invoke(app, ["auto", "--data", "digits", "--model", "mlp", "--model.hidden=[16]", "--budget", "10s", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(rates) == 2 and rates[1] == pytest.approx(rates[0] * 10**-0.5)
@@ -145,54 +142,3 @@ def test_train_reads_a_csv_given_as_data_and_help_names_the_file_form(tmp_path):
 def test_a_data_name_that_looks_like_another_file_points_to_the_arrays_data_set(tmp_path):
     result = CliRunner().invoke(app, ["auto", "--data", "mine.txt", "--budget", "1s", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "--data arrays --data.path=mine.txt" in result.output and "Traceback" not in result.output
-
-
-def test_a_final_run_cut_short_is_a_deviation_listed_first(tmp_path, monkeypatch):
-    from babysit.workflows import auto as auto_module
-
-    real = auto_module.start_run
-
-    class Slow:
-        """Each batch of the final run costs 50 ms more CPU than the calibration measured: its plan cannot finish."""
-
-        def on_batch_end(self, state):
-            t = auto_module.cpu_seconds()
-            while auto_module.cpu_seconds() < t + 0.05:
-                pass
-
-    def slow_final(cfg, **kwargs):
-        extra = [Slow()] if kwargs["name"].startswith("final") else []
-        return real(cfg, **{**kwargs, "callbacks": [*kwargs["callbacks"], *extra]})
-
-    monkeypatch.setattr(auto_module, "start_run", slow_final)
-    result = CliRunner().invoke(app, ["auto", "--data", "digits", "--model", "mlp", "--model.hidden=[16]", "--budget", "30s", "--out", str(tmp_path), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert next(iter(summary)) == "deviations"
-    (deviation,) = summary["deviations"]
-    if summary["status"] == "stopped":
-        assert f"of {summary['plan']['final_epochs']} by the budget" in deviation and "schedule did not finish" in deviation
-    else:  # a machine so busy that the checks spent the budget: the one epoch trained past it is the deviation
-        assert "trained 1 epoch past the budget" in deviation
-    page = (tmp_path / "report.html").read_text()
-    assert "deviations from the plan" in page and page.index("deviations from the plan") < page.index("budget and search")
-
-
-def test_the_plan_never_trains_longer_than_the_curve_pays():
-    from babysit.workflows.budget import FINAL_FACTOR, Calibration, EpochClock, plan_rest
-
-    # A look at 400 rows: 4 ms per recorded epoch, the validation loss lowest at epoch 30, then 10 epochs without a new low.
-    clock = EpochClock()
-    clock.marks = [0.0, 0.2, *(0.2 + 0.004 * k for k in range(1, 40))]
-    history = [{"epoch": e, "val_loss": abs(e - 30) / 100 + 0.1} for e in range(1, 41)]
-    cal = Calibration.measure(0.5, clock, history, plateaued=True)
-    assert cal.per_epoch_s == pytest.approx(0.004) and cal.fixed_s == pytest.approx(0.5 - 40 * 0.004) and cal.useful_epochs == 30
-    # A minute of budget left after the search: by cost alone, runs of thousands of epochs.
-    free = plan_rest(60.0, 0.003, replace(cal, useful_epochs=None), top=2, seeds=2)
-    assert free.horizon > 1000 and not free.capped
-    capped = plan_rest(60.0, 0.003, cal, top=2, seeds=2)
-    assert (capped.horizon, capped.final_epochs, capped.capped) == (30, FINAL_FACTOR * 30, True)
-    # What the cap frees buys more re-evaluation seeds, not idle CPU.
-    assert capped.seeds > 2 and cal.run_cost(capped.final_epochs) + 2 * capped.seeds * 30 * 0.003 == pytest.approx(60.0, rel=0.01)
-    # A look that never stopped improving caps nothing.
-    assert Calibration.measure(0.5, clock, history, plateaued=False).useful_epochs is None

@@ -18,8 +18,6 @@ from babysit.workflows.auto import AutoResult, auto as run_auto, parse_budget
 
 def print_auto(result: AutoResult) -> None:
     """The budget as spent, stage by stage, and where the results are."""
-    for d in result.deviations:  # what did not go as planned, before anything else
-        out.print(f"[bold red]deviation: {d}[/]", highlight=False)
     table = Table(title=f"babysit auto: {result.status}, test accuracy {result.test_accuracy:.4f}")
     table.add_column("stage")
     table.add_column("CPU minutes", justify="right")
@@ -29,9 +27,8 @@ def print_auto(result: AutoResult) -> None:
     out.print(table)
     p = result.plan
     out.print(f"split: search {p['search_share']:.0%} of what preflight left ({p['trials']} trials, {p['coarse_epochs']} then "
-              f"{2 * p['coarse_epochs']} epochs), the rest over {p['top']}x{p.get('reevaluation_seeds', p['seeds'])} re-evaluations of {p['horizon_epochs']} epochs "
-              f"and the final run ({p.get('final_epochs', '-')} epochs"
-              f"{', capped by the curve: ' + str(p['useful_epochs']) + ' useful epochs' if p.get('capped_by_curve') else ''})", highlight=False)  # fmt: skip
+              f"{2 * p['coarse_epochs']} epochs), the rest over {p['top']}x{p['seeds']} re-evaluations of {p['horizon_epochs']} epochs "
+              f"and the final run ({p.get('final_epochs', '-')} epochs)", highlight=False)  # fmt: skip
     for b in result.baselines:
         out.print(f"baseline: {b.name}, test accuracy {b.test_accuracy:.4f} ({b.cpu_s:.2f} CPU-s) beside auto's {result.test_accuracy:.4f}", highlight=False)
     for w in result.warnings:

@@ -7,10 +7,7 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
 1. preflight: the checks (`check`) on the configured model; error-level findings
    stop here unless `fix` (then the range test's learning rate replaces the configured one);
 2. lr range: the learning-rate range test proposes a rate; the search centres on it;
-3. calibrate: a look at the curve: the base config, recorded as the final run will be
-   (probes, checkpoints, same batch size and augmentation), at a constant rate until
-   its validation loss stops improving or its share is spent: it measures what a
-   recorded epoch costs and how long training pays (`workflows.budget`);
+3. calibrate: one epoch of the base config measures what an epoch costs;
 4. search: coarse random search on log scales over lr and weight decay (and
    dropout when the budget buys 16+ trials), then one narrowing stage around the
    best (coarse_to_fine, with its edge warnings), with divergence pruning and
@@ -28,15 +25,10 @@ The budget is CPU seconds of this process (`time.process_time`: every thread of
 it; panda mode trains every trial here, so there are no child processes to add).
 After preflight and calibration the rest is split: `SEARCH_SHARE` to the search,
 `REPORT_SHARE` of the whole kept for the reports, the remainder over the
-re-evaluation runs (h epochs each, at the search's measured cost of a bare epoch) and
-the final run (at least `FINAL_FACTOR` x h epochs, at the calibration's cost of a
-recorded one): the final run is the model the user gets, so it gets the largest single
-share. When the curve stopped improving within the look, no run is planned longer than
-it pays (h at most its useful epochs, the final run `FINAL_FACTOR` x h) and the
-search gets what that frees. A stage that runs past its share is stopped at the next
-batch by a budget guard; the final run's guard is the budget's end, and a final run
-stopped before its schedule ends, or trained past the budget, is a deviation, listed
-first in the report and in the JSON. Since the budget sets every run's
+re-evaluation runs (h epochs each) and the final run (`FINAL_FACTOR` x h epochs),
+sized by the search's measured cost per epoch: the final run is the model the user
+gets, so it gets the largest single share. A stage that runs past its share is
+stopped at the next batch by a budget guard. Since the budget sets every run's
 length, a base without a learning-rate schedule gets one cosine decay over each run. If the budget buys no complete search
 trial, the final run trains the base config (with the range test's rate) and says so. A final
 run that diverges is retrained with the rest of the budget at half a decade lower rate.
@@ -46,12 +38,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 import tomli_w
+import torch
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -70,17 +65,53 @@ from babysit.tune.results import TuneResult, collect
 from babysit.tune.runner import Execution, Search, execute, trial_config
 from babysit.tune.search import TuneSettings
 from babysit.workflows.baselines import Baseline, baselines
-from babysit.workflows.budget import FINAL_FACTOR, BudgetGuard, Calibration, EpochClock, Rest, cpu_seconds, default_budget_s, parse_budget, plan_rest
 from babysit.workflows.recorded import start_run
 
-SEARCH_SHARE = 0.35  # of the budget left after preflight and calibration (more when the curve caps the runs' length)
-REPORT_SHARE = 0.05  # kept back for writing the reports; the final run's slack when its cost was misjudged
-CALIBRATE_SHARE = 0.1  # the look at the curve stops at this share of the budget left, if the curve has not stopped first
-CALIBRATE_PATIENCE = 10  # epochs without a new lowest validation loss that end the look (unless the recipe sets train.patience)
-LOOK_EPOCHS = 10_000  # the look's nominal length: its share of the budget or its patience ends it first
+SEARCH_SHARE = 0.35  # of the budget left after preflight and calibration
+FINAL_FACTOR = 2  # the final run trains this many times the re-evaluation's horizon
+REPORT_SHARE = 0.05  # kept back for writing the reports
+RECORDED_COST = 1.2  # a recorded run (probes, checkpoints) costs about this many times a bare epoch
 COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropout
 FINAL_ATTEMPTS = 3  # a final run that diverges is retrained at a lower rate at most twice
 FINAL_LR_CUT = 10**-0.5  # half a decade on the log scale the search used
+
+
+def cpu_seconds() -> float:
+    """CPU seconds this process has used (all its threads): the clock the budget is measured on."""
+    return time.process_time()
+
+
+def default_budget_s() -> float:
+    """10 minutes on a GPU; on a CPU 2 CPU-minutes per core, at most 10 (a 2-core laptop: 4 minutes)."""
+    if torch.cuda.is_available():
+        return 600.0
+    return min(600.0, 120.0 * (os.cpu_count() or 1))
+
+
+def parse_budget(text: str) -> float:
+    """'10m', '90s', '1h' or plain seconds -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    try:
+        seconds = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise ConfigError(f"--budget {text!r} must be a duration like 10m, 90s or 1h") from None
+    if seconds <= 0:
+        raise ConfigError(f"--budget must be positive, got {text!r}")
+    return seconds
+
+
+class BudgetGuard:
+    """Stops training at the next batch once the CPU clock passes `deadline` (seconds of `cpu_seconds`)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+
+    def on_batch_end(self, state: Any) -> None:
+        if cpu_seconds() >= self.deadline:
+            self.fired = True
+            state.request_stop(STOPPED, "the auto budget of this stage is spent")
 
 
 class _Progress:
@@ -128,7 +159,6 @@ class AutoResult:
     reevaluated: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     baselines: list[Baseline] = field(default_factory=list)  # what a user would try first, on the same splits
-    deviations: list[str] = field(default_factory=list)  # where the procedure did not go as planned (a run cut short, the budget overrun)
 
     @property
     def cpu_minutes(self) -> float:
@@ -137,11 +167,9 @@ class AutoResult:
     def summary(self) -> dict[str, Any]:
         """JSON-ready (what `babysit auto --json` prints and auto.json holds)."""
         return {
-            "deviations": self.deviations,  # first: what did not go as planned
             "status": self.status,
             "test_accuracy": self.test_accuracy,
             "cpu_minutes": round(self.cpu_minutes, 3),
-            "budget_spent": round(sum(self.stages.values()) / self.plan["budget_s"], 3),
             "stage_cpu_minutes": {k: round(v / 60.0, 3) for k, v in self.stages.items()},
             "plan": self.plan,
             "config": self.config_text,
@@ -174,77 +202,15 @@ def _preflight(cfg: RunConfig, data: Any, fix: bool, clock: dict[str, float]) ->
     return report, cfg
 
 
-def _stage_sizes(cal: Calibration, left: float, top: int, seeds: int) -> dict[str, Any]:
-    """The search's share and shape from the calibration (see the module docstring and `workflows.budget`).
-
-    A bare search epoch costs at most a recorded one, so planning with the recorded cost
-    errs towards a search that ends under its share; the rest is re-planned from what it measured.
-    """
-    per_epoch = cal.per_epoch_s
-    if cal.useful_epochs is None:
-        search_s = SEARCH_SHARE * left
-        horizon = max(1, cal.epochs_for((left - search_s) / (top * seeds + FINAL_FACTOR)) if left > search_s else 1)
-    else:  # the curve caps every run's length: whatever the capped runs leave buys more search trials
-        horizon = cal.useful_epochs
-        search_s = max(SEARCH_SHARE * left, left - cal.run_cost((top * seeds + FINAL_FACTOR) * horizon))
+def _stage_sizes(per_epoch: float, left: float, top: int, seeds: int) -> dict[str, Any]:
+    """The budget split into epochs: horizon, coarse epochs and trials per stage (see the module docstring)."""
+    search_s = SEARCH_SHARE * left
+    horizon = max(1, int((left - search_s) / (top * seeds + FINAL_FACTOR * RECORDED_COST) / per_epoch))
     search_epochs = search_s / per_epoch
     coarse = max(1, min(max(1, horizon // 2), round(search_epochs / 24)))
     # Two stages, the second training twice as long: trials * (coarse + 2 coarse) / 2 epochs in all.
     trials = max(4, int(2 * search_epochs / (3 * coarse)))
     return {"search_s": search_s, "horizon_epochs": horizon, "coarse_epochs": coarse, "trials": trials}
-
-
-def _calibrate(base: RunConfig, data: Any, out: Path, deadline: float, view: _Progress) -> Calibration:
-    """The look at the curve: `base` as the final run pays it (recorded, probes on) at a constant rate, until
-    the validation loss stops improving or the CPU clock passes `deadline` (docs/lectures.md: first train
-    without decay, look at the curve, then decide where to decay)."""
-    patience = base.train.patience or CALIBRATE_PATIENCE
-    look = trial_config(base, {"train.schedule": "none", "train.patience": patience, "train.monitor": "val_loss"}, LOOK_EPOCHS)
-    clock, guard = EpochClock(), BudgetGuard(deadline)
-    t0 = cpu_seconds()
-    done = start_run(look, runs_dir=out, name="calibrate", progress=False, data=data, callbacks=[guard, clock, view])
-    plateaued = done.result.status == STOPPED and not guard.fired
-    return Calibration.measure(cpu_seconds() - t0, clock, done.result.history.records, plateaued)
-
-
-def _final(base: RunConfig, values: dict[str, Any], data: Any, out: Path, cal: Calibration, sized: Rest, aim: float, end: float,
-           view: _Progress, notes: list[str], deviations: list[str]) -> tuple[Any, RunConfig]:  # fmt: skip
-    """The final run, sized to finish by `aim` (CPU clock) with the calibration's recorded cost; `end` is the budget's end.
-
-    When the curve capped the plan, the final run trains `sized.final_epochs` at most; otherwise all the
-    budget buys. Its guard stops it at `end` only: the report's share is its slack. Anything that keeps it
-    from finishing its schedule inside the budget is added to `deviations`.
-    """
-    buyable = cal.epochs_for(aim - cpu_seconds())
-    epochs = min(sized.final_epochs, buyable) if sized.capped else buyable
-    if epochs < 1:
-        # The budget is spent: a model still has to come out, so one epoch trains past it, and says so.
-        epochs, end = 1, math.inf
-        deviations.append(f"the budget was spent before the final run (it would buy {buyable} epochs); the final run trained 1 epoch past the budget: give a larger --budget")
-    final_cfg = trial_config(base, values, epochs)
-    guard = BudgetGuard(end)
-    done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[guard, view])
-    attempt = 1
-    while done.result.status == DIVERGED:
-        # The final run is longer than any run that ranked its rate, so a rate that was stable for the
-        # horizon can still blow up; the lectures' remedy for an exploding loss is a lower rate.
-        again = cal.epochs_for(aim - cpu_seconds())
-        again = min(again, sized.final_epochs) if sized.capped else again
-        why = f"the final run diverged at epoch {done.result.epochs} ({done.result.stop_reason})"
-        if attempt == FINAL_ATTEMPTS or again < max(1, sized.horizon):
-            reason = f"{attempt} attempts" if attempt == FINAL_ATTEMPTS else "the budget left buys no rerun"
-            notes.append(f"{why}, {reason}; lower train.lr in best.toml (now {final_cfg.train.lr:.3g}) and train it")
-            break
-        attempt += 1
-        lr = final_cfg.train.lr * FINAL_LR_CUT
-        notes.append(f"{why}; retrained at train.lr {lr:.3g} ({FINAL_LR_CUT:.3g} x {final_cfg.train.lr:.3g}) for {again} epochs")
-        final_cfg = trial_config(base, {**values, "train.lr": lr}, again)
-        done = start_run(final_cfg, runs_dir=out, name=f"final-{attempt}", progress=False, data=data, callbacks=[guard, view])
-    if done.result.status == STOPPED:
-        by = "the budget" if guard.fired else done.result.stop_reason
-        deviations.append(f"the final run was stopped at epoch {done.result.epochs} of {final_cfg.train.epochs} by {by}: its schedule did not finish "
-                          f"(the rate had not decayed); train best.toml to finish it")  # fmt: skip
-    return done, final_cfg
 
 
 def _pct(x: float | None) -> str:
@@ -313,12 +279,12 @@ def auto(
 
         view.refresh("calibrate")
         t0 = cpu_seconds()
-        cal = _calibrate(base, data, out, t0 + CALIBRATE_SHARE * max(budget - (t0 - start), 0.0), view)
+        run(trial_config(base, {}, 1), callbacks=[BudgetGuard(start + budget)], progress=False, data=data)
         clock["calibrate"] = cpu_seconds() - t0
-        left = budget * (1 - REPORT_SHARE) - (cpu_seconds() - start)
-        plan = {"budget_s": budget, "clock": "time.process_time of this process", "per_epoch_s": round(cal.per_epoch_s, 4),
-                "fixed_s": round(cal.fixed_s, 3), "useful_epochs": cal.useful_epochs, "search_share": SEARCH_SHARE, "top": top, "seeds": seeds,
-                **_stage_sizes(cal, max(left, 0.0), top, seeds)}  # fmt: skip
+        per_epoch = max(clock["calibrate"], 1e-3)
+        left = budget - (cpu_seconds() - start)
+        plan = {"budget_s": budget, "clock": "time.process_time of this process", "per_epoch_s": round(per_epoch, 3),
+                "search_share": SEARCH_SHARE, "top": top, "seeds": seeds, **_stage_sizes(per_epoch, max(left, per_epoch), top, seeds)}  # fmt: skip
         if left <= 0:
             # The checks and calibration spent the budget: a search would only overrun it.
             plan["search_s"] = 0.0
@@ -345,41 +311,64 @@ def auto(
 
         view.refresh("re-evaluate")
         t0 = cpu_seconds()
-        # The search measured what a bare epoch costs (with evaluation, over many configs); the calibration what a
-        # recorded one costs: the re-evaluation runs bare, the final run recorded.
+        # The search measured what an epoch really costs (with evaluation, over many configs), better than
+        # calibration's one epoch with its start-up costs: size the rest by it (and the final by the re-evaluation's).
         trained = sum(len(t.history) for t in result.trials)
-        bare = clock["search"] / trained if trained else cal.per_epoch_s
+        per_epoch = clock["search"] / trained if trained else per_epoch
         rest = budget * (1 - REPORT_SHARE) - (t0 - start)
-        sized = plan_rest(rest, bare, cal, top, seeds)
-        horizon = sized.horizon
-        plan.update(bare_epoch_s=round(bare, 4), horizon_epochs=horizon, reevaluation_seeds=sized.seeds, capped_by_curve=sized.capped)
-        deadline = t0 + max(0.0, rest - cal.run_cost(sized.final_epochs))  # everything but the final run's cost
-        rows = []
+        final_share = FINAL_FACTOR * RECORDED_COST
+        horizon = max(1, int(rest / (top * seeds + final_share) / per_epoch))
+        plan.update(horizon_epochs=horizon, per_epoch_s=round(per_epoch, 4))
+        deadline = t0 + rest * (top * seeds) / (top * seeds + final_share)
+        rows, reevaluated_epochs = [], 0
         for values in _top_configs(result, top) if result.best is not None else []:
             scores = []
-            for s in range(1, sized.seeds + 1):
+            for s in range(1, seeds + 1):
                 c = trial_config(base, values, horizon)
                 c = replace(c, train=replace(c.train, seed=base.train.seed + s))
                 r = run(c, callbacks=[BudgetGuard(deadline), view], progress=False, data=data).result
+                reevaluated_epochs += len(r.history)
                 scores.append(r.history.records[-1]["val_accuracy"] if r.history.records else float("nan"))
             finite = [x for x in scores if math.isfinite(x)]
             rows.append({"values": values, "val_accuracy": scores, "mean": sum(finite) / len(finite) if finite else None})
             view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
         clock["reevaluate"] = cpu_seconds() - t0
+        if reevaluated_epochs:
+            per_epoch = clock["reevaluate"] / reevaluated_epochs
         fallback = {"values": result.best.values if result.best is not None else {}}
         chosen = max((r for r in rows if r["mean"] is not None), key=lambda r: r["mean"], default=fallback)
 
         view.refresh("final")
         t0 = cpu_seconds()
-        deviations: list[str] = []
-        done, final_cfg = _final(base, chosen["values"], data, out, cal, sized, start + budget * (1 - REPORT_SHARE), start + budget, view, notes, deviations)
+        left = budget * (1 - REPORT_SHARE) - (t0 - start)
+        epochs = max(FINAL_FACTOR * horizon if rows else 1, int(left / (per_epoch * RECORDED_COST)))
+        plan["final_epochs"] = epochs
+        final_cfg = trial_config(base, chosen["values"], epochs)
+        final_guard = BudgetGuard(start + budget * (1 - REPORT_SHARE))
+        done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[final_guard, view])
+        attempt = 1
+        while done.result.status == DIVERGED:
+            # The final run is several times longer than any run that ranked its rate, so a rate that was stable
+            # for the horizon can still blow up; the lectures' remedy for an exploding loss is a lower rate.
+            left = budget * (1 - REPORT_SHARE) - (cpu_seconds() - start)
+            again = int(left / (per_epoch * RECORDED_COST))
+            why = f"the final run diverged at epoch {done.result.epochs} ({done.result.stop_reason})"
+            if attempt == FINAL_ATTEMPTS or again < FINAL_FACTOR * horizon:
+                reason = f"{attempt} attempts" if attempt == FINAL_ATTEMPTS else "the budget left buys no rerun"
+                notes.append(f"{why}, {reason}; lower train.lr in best.toml (now {final_cfg.train.lr:.3g}) and train it")
+                break
+            attempt += 1
+            lr = final_cfg.train.lr * FINAL_LR_CUT
+            notes.append(f"{why}; retrained at train.lr {lr:.3g} ({FINAL_LR_CUT:.3g} x {final_cfg.train.lr:.3g}) for {again} epochs")
+            final_cfg = trial_config(base, {**chosen["values"], "train.lr": lr}, again)
+            done = start_run(final_cfg, runs_dir=out, name=f"final-{attempt}", progress=False, data=data, callbacks=[final_guard, view])
         plan["final_epochs"] = final_cfg.train.epochs
         clock["final"] = cpu_seconds() - t0
 
         view.refresh("report")
         t0 = cpu_seconds()
         checks.save(done.record)
-        config_text = f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {final_cfg.train.epochs} epochs\n" + tomli_w.dumps(final_cfg.to_dict())
+        config_text = f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {epochs} epochs\n" + tomli_w.dumps(final_cfg.to_dict())
         config_path = atomic_write_text(out / "best.toml", config_text)
         report = run_report(done.record, data=data)
         page = report.page()
@@ -396,14 +385,9 @@ def auto(
         for w in result.warnings:
             sec.text(f"edge: {w}", "sev-warning")
         page.sections.insert(0, page.sections.pop())
-        if deviations:  # what did not go as planned comes before everything else
-            dev = page.section("babysit auto: deviations from the plan")
-            for d in deviations:
-                dev.text(d, "sev-error")
-            page.sections.insert(0, page.sections.pop())
         report_path = page.write(out / "report.html")
         clock["report"] = cpu_seconds() - t0
     final = AutoResult(done.result.status, done.result.test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
-                       [str(w) for w in result.warnings] + notes, reference, deviations)  # fmt: skip
+                       [str(w) for w in result.warnings] + notes, reference)  # fmt: skip
     atomic_write_text(out / "auto.json", json.dumps(json_safe(final.summary()), indent=2) + "\n")
     return final
