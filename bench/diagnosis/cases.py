@@ -329,7 +329,7 @@ def build(case: Case) -> tuple[bs.RunConfig, nn.Module | None, Dataset]:
         train = {"optimizer": case.optimizer, "lr": HEALTHY_LR[case.optimizer], "epochs": EPOCHS, "batch_size": BATCH,
                  "seed": case.seed, "device": "cpu", **overrides}  # fmt: skip
         cfg = bs.build_config({"data": {"name": "arrays" if case.data == "tabular" else case.data}, "model": model_cfg, "train": train})
-        return cfg, own, data
+        return _pinned(cfg), own, data
     lr = HEALTHY_LR[case.optimizer]
     train = {"optimizer": case.optimizer, "lr": lr, "epochs": EPOCHS, "batch_size": BATCH, "seed": case.seed, "device": "cpu"}
     if case.fault == "lr_high":
@@ -360,7 +360,19 @@ def build(case: Case) -> tuple[bs.RunConfig, nn.Module | None, Dataset]:
     else:
         model = _inject_model(case, _own_model(case, data))
     cfg = bs.build_config({"data": {"name": "arrays" if case.data == "tabular" else case.data}, "model": model_cfg, "train": train})
-    return cfg, model, data
+    return _pinned(cfg), model, data
+
+
+# Profiles babysit gained after the benchmark's set-ups were fixed: each would change what a case trains (the
+# MNIST-1D MLP's batch norm masks an init fault), so the cases keep the section defaults for their keys.
+_LATER_PROFILES = (("mnist1d", "mlp"), ("arrays", "mlp"))
+
+
+def _pinned(cfg: bs.RunConfig) -> bs.RunConfig:
+    """`cfg` without the recipe of a profile added after the benchmark was defined (`_LATER_PROFILES`)."""
+    from babysit.config import without_profile
+
+    return without_profile(cfg)[0] if (cfg.data.name, cfg.model.name) in _LATER_PROFILES else cfg
 
 
 def repairable(case: Case) -> bool:

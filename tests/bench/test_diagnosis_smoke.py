@@ -28,7 +28,7 @@ def test_the_benchmark_has_the_cases_the_issue_asks_for():
         halves.setdefault((c.arch, c.seed), set()).add(c.half)
     assert all(len(h) == 1 for h in halves.values())
     for half in ("tuning", "reporting"):
-        assert {c.fault for c in every if c.half == half} == set(cases.FAULTS) | {"healthy"}
+        assert {c.fault for c in every if c.half == half} == set(cases.FAULTS) | set(cases.COVERAGE) | set(cases.HEALTHY_EXTRA) | {"healthy"}
 
 
 def test_smoke_subset_runs_and_names_most_faults_first(tmp_path):
