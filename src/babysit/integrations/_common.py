@@ -26,6 +26,12 @@ def metric_keys(metrics: dict[str, str] | None, where: str) -> dict[str, str]:
     return {m: (metrics or {}).get(m, m) for m in METRICS}
 
 
+def check_divergence_factor(factor: float) -> None:
+    """Refuse a divergence factor that would stop a healthy run at once (the guard stops at factor x the first loss)."""
+    if factor <= 1.0:
+        raise ConfigError(f"Babysit(divergence_factor=...) must be > 1 (3 is the lectures' rule), got {factor}")
+
+
 def report_run(run: OwnLoopRun) -> Path:
     """Diagnose a closed run, print its findings and write report.html (what `babysit report runs/<name>` writes); returns its path."""
     from babysit.report.run_report import run_report  # the report's plotting stack loads only when used

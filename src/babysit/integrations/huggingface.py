@@ -42,9 +42,9 @@ import torch
 from torch import nn
 
 from babysit.errors import ConfigError
-from babysit.integrations._common import metric_keys, report_run
+from babysit.integrations._common import check_divergence_factor, metric_keys, report_run
 from babysit.status import DIVERGED, FAILED, RUNNING, STOPPED
-from babysit.train.own_loop import OwnLoopRun, record
+from babysit.train.own_loop import OwnLoopRun, merge_config, record
 
 try:
     import transformers
@@ -157,8 +157,7 @@ class Babysit(TrainerCallback):
         tensorboard: bool | str | Path = False,
     ) -> None:
         self.keys = {**metric_keys(metrics, "Babysit(metrics=...)"), **EVAL_KEYS, **(metrics or {})}  # the user's names win
-        if divergence_factor <= 1.0:
-            raise ConfigError(f"Babysit(divergence_factor=...) must be > 1 (3 is the lectures' rule), got {divergence_factor}")
+        check_divergence_factor(divergence_factor)
         self.name, self.runs_dir, self.probes = name, runs_dir, probes
         self.divergence_factor, self.config, self.report = divergence_factor, config, report
         self.tensorboard = tensorboard
@@ -190,11 +189,7 @@ class Babysit(TrainerCallback):
             },
             "transformers": {"version": transformers.__version__, "eval_strategy": str(getattr(args.eval_strategy, "value", args.eval_strategy))},
         }
-        for key, value in (self.config or {}).items():
-            if isinstance(value, dict):
-                sections.setdefault(key, {}).update(value)
-            else:
-                sections["train"][key] = value
+        merge_config(sections, self.config)
         self.run = record(model, optimizer, name=self.name, runs_dir=self.runs_dir, config=sections, probes=self.probes, divergence_factor=self.divergence_factor,
                           where="hugging face trainer", tensorboard=self.tensorboard)
         self._forwards = _TrainingForwards(model)

@@ -33,10 +33,10 @@ from typing import Any
 import torch
 
 from babysit.errors import ConfigError
-from babysit.integrations._common import metric_keys, report_run
+from babysit.integrations._common import check_divergence_factor, metric_keys, report_run
 from babysit.status import DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED
 from babysit.train.callbacks import DivergenceGuard
-from babysit.train.own_loop import REQUIRED, OwnLoopRun, record
+from babysit.train.own_loop import REQUIRED, OwnLoopRun, merge_config, record
 
 try:
     import lightning.pytorch as pl
@@ -92,8 +92,7 @@ class Babysit(pl.Callback):
         tensorboard: bool | str | Path = False,
     ) -> None:
         self.keys = metric_keys(metrics, "Babysit(metrics=...)")
-        if divergence_factor <= 1.0:
-            raise ConfigError(f"Babysit(divergence_factor=...) must be > 1 (3 is the lectures' rule), got {divergence_factor}")
+        check_divergence_factor(divergence_factor)
         self.name, self.runs_dir, self.probes = name, runs_dir, probes
         self.divergence_factor, self.config, self.report = divergence_factor, config, report
         self.tensorboard = tensorboard
@@ -108,11 +107,7 @@ class Babysit(pl.Callback):
             self._rank_guard = _RankGuard(self.divergence_factor)
             return
         config: dict[str, Any] = {"train": {"epochs": trainer.max_epochs}, "lightning": {"version": pl.__version__}}
-        for key, value in (self.config or {}).items():
-            if isinstance(value, dict):
-                config.setdefault(key, {}).update(value)
-            else:
-                config["train"][key] = value
+        merge_config(config, self.config)
         self.run = record(
             pl_module,
             trainer.optimizers[0],

@@ -294,6 +294,16 @@ def _live_tensorboard(log_dir: Path | None, run_dir: Path) -> Any:
     return LiveTensorBoard(log_dir, run_dir=run_dir)
 
 
+def merge_config(sections: dict[str, Any], config: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge a user's `config` into `sections` (in place, and returned): a dict value is a section, a plain value a train setting."""
+    for key, value in (config or {}).items():
+        if isinstance(value, dict):
+            sections.setdefault(key, {}).update(value)
+        else:
+            sections.setdefault("train", {})[key] = value
+    return sections
+
+
 def record(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -350,11 +360,7 @@ def record(
         },
         "watch": {"probes": probes, "divergence_factor": divergence_factor},
     }
-    for key, value in (config or {}).items():
-        if isinstance(value, dict):
-            sections.setdefault(key, {}).update(value)
-        else:
-            sections["train"][key] = value
+    merge_config(sections, config)
     path = create_run_dir(runs_dir, name, stem=f"own-{type(model).__name__.lower()}")
     try:
         board = (path / "tensorboard" if tensorboard is True else Path(tensorboard)) if tensorboard is not False else None
