@@ -14,6 +14,7 @@ import babysit as bs
 from babysit.diagnose.findings import rank, root_causes
 from babysit.diagnose.program_rules import program_findings
 from babysit.watch.program import ProgramWatch, at_default_init, batch_dependence, matching_losses, static_facts
+from babysit.watch.schedule import Periodic
 
 # A learnable 4-class problem: labels from a fixed linear teacher.
 G = torch.Generator().manual_seed(0)
@@ -381,6 +382,52 @@ def test_the_observer_removes_its_hooks_and_leaves_training_unchanged(tmp_path):
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(run_loop(True), run_loop(False))  # the batch test restores modes and the RNG
+
+
+def test_between_observed_steps_the_observer_leaves_only_what_it_needs_on_the_model():
+    """Unobserved steps pay for no hook that serves nothing: the children's forward hooks go once the loop is seen
+    calling the model itself, removed gradient hooks leave no empty dict for autograd to call, and a user's own hook stays;
+    a loop that calls a child directly (Lightning's `self.net(x)`) keeps the child's hooks, and both still count the validation size."""
+    model = mlp(0.3, bn=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    seen = []
+    model[0].bias.register_hook(lambda g: seen.append(1))
+    watch = ProgramWatch(schedule=Periodic(period=0, warmup=2)).attach(model, opt)
+    for xb, yb in zip(X.split(64)[:3], Y.split(64)[:3]):  # steps 1, 2 observed, 3 not
+        opt.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.children())
+    assert model._forward_hooks and model._forward_pre_hooks
+    assert model[0].bias._backward_hooks and all(p._backward_hooks is None for n, p in model.named_parameters() if n != "0.bias")
+    assert len(seen) == 3
+    with torch.no_grad():
+        model(X[:100])
+    watch.epoch_end()
+    assert watch.facts()["val_samples"] == [100]
+    watch.close()
+
+    outer = nn.Module()
+    outer.net = mlp()
+    opt = torch.optim.SGD(outer.parameters(), lr=0.05)
+    watch = ProgramWatch(schedule=Periodic(period=0, warmup=2)).attach(outer, opt)
+    for xb, yb in zip(X.split(64)[:3], Y.split(64)[:3]):
+        opt.zero_grad()
+        F.cross_entropy(outer.net(xb), yb).backward()
+        opt.step()
+    assert outer.net._forward_hooks and watch.facts()["forwards"] == 2  # steps 1 and 2 observed through the child
+    with torch.no_grad():
+        outer.net(X[:50])
+    watch.epoch_end()
+    assert watch.facts()["val_samples"] == [50]
+    watch.close()
+    assert not outer.net._forward_hooks and not outer._forward_hooks
+
+
+def test_an_empty_batch_is_scores_not_a_crash():
+    from babysit.watch.program import score_kind
+
+    assert score_kind(torch.zeros(0, 4)) == "scores"
 
 
 def test_the_report_says_which_program_checks_could_not_run_and_reads_a_damaged_program_file(tmp_path):

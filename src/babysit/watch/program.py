@@ -182,7 +182,7 @@ def score_kind(scores: Tensor) -> str:
     s = scores.detach().float()
     if not bool(torch.isfinite(s).all()):
         return "non_finite"
-    if s.shape[1] < 2:
+    if s.shape[1] < 2 or not len(s):  # one column, or an empty batch: nothing to tell apart
         return "scores"
     if float(s.min()) >= 0 and float(s.max()) <= 1 and bool(torch.allclose(s.sum(1), torch.ones(len(s)), atol=1e-3)):
         return "probabilities"
@@ -235,6 +235,7 @@ class ProgramWatch:
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._handles: list[Any] = []
+        self._forward_handles: dict[nn.Module, tuple[Any, Any]] = {}
         self._armed_handles: list[Any] = []
         self._reset()
 
@@ -265,6 +266,7 @@ class ProgramWatch:
         self._out_grad: dict[str, bool] = {}
         self._watch_modules: dict[str, nn.Module] = {}
         self._picked = False
+        self._pinned = False  # the forward hooks kept to the module the loop calls (`_keep_outer_hooks`)
         self._stale_step = 0
         self._tick = 0  # orders the step's events: the last training forward, the last gradient
         self._last_forward = self._last_grad = 0
@@ -295,21 +297,35 @@ class ProgramWatch:
         self._sentinels = order[:SENTINELS]
         self._mode_mods = _mode_modules(model)
         self._handles = [optimizer.register_step_pre_hook(self._pre_step), optimizer.register_step_post_hook(self._post_step)]
-        # The model and its direct children, always: the outermost call is the training batch (on observed
-        # steps) or, without gradients, an evaluation pass whose samples are counted (the validation size).
-        for m in [model, *model.children()]:
-            self._handles.append(m.register_forward_pre_hook(self._on_forward_pre))
-            self._handles.append(m.register_forward_hook(self._on_forward))
+        # The model and its direct children, until the first observed training pass shows which one the loop
+        # calls: the outermost call is the training batch (on observed steps) or, without gradients, an
+        # evaluation pass whose samples are counted (the validation size).
+        self._forward_handles = {m: (m.register_forward_pre_hook(self._on_forward_pre), m.register_forward_hook(self._on_forward))
+                                 for m in [model, *model.children()]}  # fmt: skip
         self._arm()
         return self
+
+    def _keep_outer_hooks(self) -> None:
+        """Once the loop is seen calling the model itself, drop its children's forward hooks.
+
+        A module with hooks takes PyTorch's slow call path (about 3 µs a call on a CPU, a per cent of a
+        small convnet's step for eight children); the children's hooks only serve loops that call a child
+        directly (Lightning's `training_step` calling `self.net(x)`), which keep them.
+        """
+        self._pinned = True
+        if self._outer is not self.model:
+            return
+        for m in [m for m in self._forward_handles if m is not self.model]:
+            for h in self._forward_handles.pop(m):
+                h.remove()
 
     def close(self, flush: bool = True) -> None:
         """Remove every hook (safe to call twice) and hand the facts to the sink."""
         self._disarm()
-        for h in self._handles:
+        for h in [*self._handles, *(h for pair in self._forward_handles.values() for h in pair)]:
             h.remove()
         was_attached = bool(self._handles)
-        self._handles = []
+        self._handles, self._forward_handles = [], {}
         if flush and was_attached and self.sink is not None:
             self.sink(self.facts())
 
@@ -368,6 +384,9 @@ class ProgramWatch:
     def _arm(self) -> None:
         """Install the per-parameter and forward hooks exactly while the next step is observed; reset the step's state."""
         want = bool(self.schedule(self.step + 1))
+        if not want and not self._armed:  # most steps: nothing was armed, so nothing to reset
+            self._outer = self._in_forward = None
+            return
         if want and not self._armed:
             self._armed_handles = [p.register_hook(functools.partial(self._on_grad, i)) for i, (_, p) in enumerate(self._params)]
             for name, m in self._watch_modules.items():
@@ -386,6 +405,12 @@ class ProgramWatch:
     def _disarm(self) -> None:
         for h in self._armed_handles:
             h.remove()
+        if self._armed:
+            for _, p in self._params:
+                # A removed gradient hook leaves an empty hook dict behind, and autograd still calls into Python
+                # for it on every backward pass (about 1.5 µs a parameter); with no hook left, drop the dict.
+                if getattr(p, "_backward_hooks", None) is not None and not p._backward_hooks:
+                    p._backward_hooks = None
         self._armed_handles = []
         self._armed = False
 
@@ -518,12 +543,15 @@ class ProgramWatch:
             self._grad[fact].append(step)
 
     def _lr_step(self, optimizer: torch.optim.Optimizer) -> None:
-        lrs = [g.get("lr") for g in optimizer.param_groups]
-        lr = max((float(v) for v in lrs if isinstance(v, (int, float))), default=None)
-        if lr is None:
+        groups = optimizer.param_groups
+        # A tensor rate (a capturable optimiser's) is not read: on a GPU each read would wait for the device.
+        lr = groups[0].get("lr") if len(groups) == 1 else max((g.get("lr") for g in groups if isinstance(g.get("lr"), (int, float))), default=None)
+        if not isinstance(lr, (int, float)):
             return
         f = self._lr
         f["steps"] += 1
+        if lr == f["last"] and lr >= COLLAPSED * f["peak"] and lr != 0:  # most steps: the rate of the step before
+            return
         if f["initial"] is None:
             f["initial"] = lr
         elif lr != f["last"]:
@@ -545,6 +573,8 @@ class ProgramWatch:
         self.step += 1
         if observed and self._backward_steps and not self._picked:
             self._after_first_backward()
+        if observed and self._outer is not None and not self._pinned:
+            self._keep_outer_hooks()
         if observed and self._batch is not None:
             self._testing = True
             try:
