@@ -112,9 +112,12 @@ declare("data_not_centred", "data", "inputs not zero-centred",
         # an offset adds (offset x the sum of each unit's weights) to every pre-activation: scores too large and units
         # pushed to one side of their ReLU for every input, as a scale far from 1 does
         {"saturation_at_init", "flat_then_drop", "underfitting", "initial_loss_high", "dead_relu_at_init"}, repair="standardize")
+# Statistics fitted on other splits put the training inputs off unit scale and off centre by however much the
+# splits differ (a feature constant in val+test divides the training values by ~0), and the leak's fix, fitting
+# them on the training split, standardises the training inputs: it removes the scale findings too.
 declare("data_leak", "data", "preprocessing fitted on validation, test or all data",
         "fit the preprocessing on the training split only (babysit.prepare does) and apply it unchanged to val and test",
-        repair="standardize")
+        {"data_scales", "data_not_centred"}, repair="standardize")
 declare("class_imbalance", "data", "classes with very different sample counts",
         "resample or weight the loss by inverse class frequency, and report per-class accuracy", {"initial_loss_low"})
 declare("class_missing", "data", "a class with no training sample",

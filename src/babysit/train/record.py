@@ -9,7 +9,7 @@ is documented in docs/run-record.md:
     probes.jsonl    one line per probed step (babysit.watch records)
     events.jsonl    {"step", "event", "detail"}: started, resumed, diverged, completed, ...
     summary.json    FitResult.summary() plus best_epoch and steps, written at the end
-    program.json    the training program's facts (watch.program), rewritten at each epoch end
+    program.json    the training program's facts (watch.program), rewritten at epoch ends (at most 1% of the time) and at the end
     checkpoints/    best.pt and last.pt (babysit.train.checkpoint)
 
 JSON lines are appended and flushed line by line, so a run killed at any moment
@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from babysit.train.state import TrainState
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+# program.json's rewrites take at most this share of a run's time (`RunRecorder.program`).
+PROGRAM_SHARE = 0.01
 
 
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
@@ -240,6 +244,9 @@ class RunRecorder:
         self.config = config
         self.resumed = resumed
         self.state: TrainState | None = None  # set once the run has started
+        self._program_facts: dict[str, Any] | None = None  # program facts not yet on disk (`program`)
+        self._program_due: float | None = None  # when program.json may be rewritten next (perf_counter)
+        self._finished = False
 
     def event(self, step: int, event: str, detail: Any = "") -> None:
         """Append one line to events.jsonl (its detail with secrets masked)."""
@@ -250,8 +257,21 @@ class RunRecorder:
         append_jsonl(self.path / "probes.jsonl", record)
 
     def program(self, facts: dict[str, Any]) -> None:
-        """Rewrite program.json with the program observer's facts so far (its sink), atomically."""
+        """Rewrite program.json with the program observer's facts so far (its sink), atomically, at most `PROGRAM_SHARE` of the time.
+
+        An atomic rewrite costs a few milliseconds (the fsync), a few per cent of a small
+        model's epoch: between rewrites at least 1/`PROGRAM_SHARE` times the last one's
+        cost passes, the facts held meanwhile are written by `finish` (or by the next
+        call that may write), so the record's last facts are never lost.
+        """
+        self._program_facts = facts
+        now = time.perf_counter()
+        if self._program_due is not None and now < self._program_due:
+            return
         atomic_write_json(self.path / "program.json", facts)
+        self._program_facts = None
+        done = time.perf_counter()
+        self._program_due = None if self._finished else done + (done - now) / PROGRAM_SHARE
 
     @property
     def started(self) -> bool:
@@ -290,6 +310,9 @@ class RunRecorder:
         """Write the ending event (`summary["status"]`, one of `status.RUN`, and its stop reason) and summary.json."""
         check(summary["status"], RUN, "a run record's")
         summary = mask_obj(summary)  # an error's text (the stop reason) may quote a URL with its password
+        self._finished, self._program_due = True, None  # from here on, every program call writes at once
+        if self._program_facts is not None:
+            self.program(self._program_facts)
         self.event(summary["steps"], summary["status"], summary.get("stop_reason", ""))
         atomic_write_json(self.path / "summary.json", summary)
         release_run(self.path)  # the record is complete: the folder is free for --resume or a report

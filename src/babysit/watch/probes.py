@@ -164,8 +164,10 @@ class Watch:
 
     def _arm(self) -> None:
         """Decide whether the next step is probed; forward hooks exist exactly while it is."""
-        self._pending.clear()
         self._armed = bool(self.schedule(self.step + 1))
+        if not self._armed and not self._forward_handles and not self._pending:  # most steps: nothing to undo
+            return
+        self._pending.clear()
         if self._armed and not self._forward_handles:
             self._forward_handles = [hook(layer, self._on_forward) for layer in self._layers]
         elif not self._armed:
