@@ -26,7 +26,9 @@ the diagnosis runs over what is recorded so far at each epoch end: a finding is
 written as text (`findings/<id>`, TensorBoard's Text tab) at the step where it first
 fires, and again if it grows worse; at the end, the run's status and its whole
 ranked diagnosis (`diagnosis`). The file is flushed at each epoch end, so
-TensorBoard shows an epoch as soon as it ends.
+TensorBoard shows an epoch as soon as it ends. The events are built, diagnosed and
+written by a thread of their own (`LiveTensorBoard`): the training thread only hands
+over the numbers the probes already made.
 
 Needs the `tensorboard` package (`pip install babysit[tensorboard]`).
 """
@@ -180,15 +182,16 @@ class LiveTensorBoard:
     to the watch: `bs.watch(sink=live.probe)`.
 
     The training thread only hands each probe record and epoch line (plain numbers and
-    lists, as the probes made them) to a queue; one writer thread (woken once per 16 probes, and at once
-    at an epoch end) builds the events,
-    runs the live diagnosis and writes, in the order they were handed over. At each epoch
-    end and each run event the training thread waits until the writer has written and
+    lists, as the probes made them) to a queue; one writer thread, woken once per 16
+    probes and at once at an epoch end, builds the events, runs the live diagnosis and
+    writes (`report.event_file`), in the order they were handed over. At each epoch end
+    and each run event the training thread waits until the writer has written and
     flushed everything so far, so TensorBoard shows an epoch as soon as it ends. If the
-    writer falls behind by `queue_size` probed steps, the next ones are left out of the live
-    events and counted (`dropped`; the status text at the end says how many; probes.jsonl
-    holds them all). If writing fails (`error`), or the writer does not answer within 60 s,
-    the live events stop there with a warning naming the cause; training goes on.
+    writer falls behind by `queue_size` probed steps, the next ones are left out of the
+    live events and counted (`dropped`; the status text at the end says how many;
+    probes.jsonl holds them all). If writing fails (`error`), or the writer does not
+    answer within 60 s, the live events stop there with a warning naming the cause;
+    training goes on.
 
     Args:
         log_dir: the folder for the event files (a run's is RUN_DIR/tensorboard).
