@@ -46,12 +46,15 @@ def test_preflight_and_watch_share_one_statistics_implementation():
     x = torch.randn(64, 8)
     pre = layer_stats(net, x)
     from babysit.watch import stats as shared
+    from babysit.watch.layers import is_activation
 
     for name, module in net.named_children():
         kind = shared.layer_kind(module)
         h = net[: int(name) + 1](x)
         values = shared.read_back(shared.measure(h, kind, 20))
-        assert pre[name] == {"type": type(module).__name__, **shared.describe(values, kind, h.numel(), 20)}
+        marked = {"activation": True} if is_activation(module) else {}  # the ReLU and the Tanh
+        assert pre[name] == {"type": type(module).__name__, **marked, **shared.describe(values, kind, h.numel(), 20)}
+    assert [name for name, stats in pre.items() if stats.get("activation")] == ["1", "3"]
 
 
 def test_hooks_are_removed_even_when_the_forward_pass_fails():

@@ -1,7 +1,10 @@
 """The Hugging Face Trainer callback: the example's run record renders, a rate far too high is named, the Trainer's own knobs are honoured."""
 
+import atexit
 import importlib.util
 import runpy
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -124,6 +127,65 @@ def test_a_missing_metric_is_named_with_the_keys_the_evaluation_has(example, tmp
         with pytest.raises(ConfigError, match=r"'eval_xent', which has epoch, eval_accuracy, eval_loss, "):
             trainer.train()
     assert bs.load_run(tmp_path / "renamed").status == "failed"  # the record says so too
+
+
+def _fail_at_training_forward(model, n):
+    """A forward pre-hook on the encoder that raises at the model's n-th training forward (a bad batch mid-training)."""
+    calls = []
+
+    def hook(module, args):
+        calls.append(module.training)
+        if sum(calls) == n and module.training:
+            raise RuntimeError(f"bad batch at training forward {n}")
+
+    model.bert.encoder.register_forward_pre_hook(hook)
+
+
+def test_an_exception_inside_training_closes_the_record_as_failed_when_the_notebook_cell_ends(example, tmp_path, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    callback = Babysit(name="crashed", runs_dir=tmp_path, report=False)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            shell.user_ns["trainer"] = trainer = _trainer(example, callback, scratch, max_steps=6, eval_strategy="steps", eval_steps=2)
+            _fail_at_training_forward(trainer.model, 3)
+            result = shell.run_cell("trainer.train()", store_history=False)
+    finally:
+        atexit.unregister(shell.atexit_operations)
+        InteractiveShell.clear_instance()
+    assert isinstance(result.error_in_exec, RuntimeError)  # the notebook shows the exception, as it would without babysit
+    record = bs.load_run(tmp_path / "crashed")
+    assert record.status == "failed" and record.summary["stop_reason"] == "RuntimeError: bad batch at training forward 3"
+    assert record.summary["steps"] == 2 and [m["step"] for m in record.metrics] == [2]  # what came before the crash is kept
+    assert "failed" in _cli("runs", "--runs-dir", str(tmp_path))
+
+
+def test_an_uncaught_exception_inside_training_closes_the_record_as_failed_when_the_script_ends(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(f"""
+import runpy, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_huggingface import _fail_at_training_forward
+from transformers import Trainer, TrainingArguments
+from babysit.integrations.huggingface import Babysit
+example = runpy.run_path({str(EXAMPLE)!r})
+train, val = example["digit_sentences"]()
+args = TrainingArguments(output_dir={str(tmp_path / "scratch")!r}, max_steps=6, eval_strategy="steps", eval_steps=2, per_device_train_batch_size=16,
+                         save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True)
+trainer = Trainer(example["tiny_bert"](), args, train_dataset=train[:192], eval_dataset=val[:64],
+                  callbacks=[Babysit(name="crashed", runs_dir={str(tmp_path)!r}, report=False)])
+_fail_at_training_forward(trainer.model, 4)
+trainer.train()
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.strip().endswith("RuntimeError: bad batch at training forward 4"), done.stderr[-2000:]
+    record = bs.load_run(tmp_path / "crashed")
+    assert record.status == "failed" and record.summary["stop_reason"] == "RuntimeError: bad batch at training forward 4"
+    assert record.summary["steps"] == 3 and [m["step"] for m in record.metrics] == [2]
 
 
 def test_unknown_metric_names_are_refused_with_a_suggestion():

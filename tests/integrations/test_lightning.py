@@ -84,6 +84,18 @@ class _Tiny(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
+class _CrashesAtBatch(pl.Callback):
+    """Raises inside the training loop at the n-th batch (a bad batch mid-training), before its step."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen += 1
+        if self.seen == self.n:
+            raise RuntimeError(f"bad batch {self.n}")
+
+
 def _fit(callback, tmp_path, *more, plugins=()):
     torch.manual_seed(0)
     x = torch.randn(64, 4)
@@ -150,6 +162,16 @@ def test_a_missing_metric_is_named_with_the_keys_that_were_logged(tmp_path):
     with pytest.raises(ConfigError, match=r"reads 'train_loss' and 'val_loss' from trainer.callback_metrics, which has loss, loss_epoch, loss_step, va, vl"):
         _fit(Babysit(name="unnamed", runs_dir=tmp_path, report=False), tmp_path)
     assert bs.load_run(tmp_path / "unnamed").status == "failed"  # the record says so too
+
+
+def test_an_exception_inside_fit_closes_the_record_as_failed_with_the_exception(tmp_path):
+    names = {"train_loss": "loss", "val_loss": "vl", "val_accuracy": "va"}
+    with pytest.raises(RuntimeError, match="bad batch 6"):
+        _fit(Babysit(name="crashed", runs_dir=tmp_path, metrics=names, report=False), tmp_path, _CrashesAtBatch(6))
+    record = bs.load_run(tmp_path / "crashed")
+    assert record.status == "failed" and record.summary["stop_reason"] == "RuntimeError: bad batch 6"
+    assert record.summary["steps"] == 5 and [m["step"] for m in record.metrics] == [4]  # epoch 1 and one step of epoch 2 are kept
+    assert "failed" in CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path)]).output
 
 
 def test_unknown_metric_names_are_refused_with_a_suggestion():

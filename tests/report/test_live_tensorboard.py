@@ -1,5 +1,8 @@
 """Live TensorBoard: events a recorded run writes while it trains, read by TensorBoard's own reader during the run."""
 
+import threading
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +15,8 @@ from babysit.cli import app
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install 'babysit[tensorboard]')")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.util import tensor_util  # noqa: E402
+
+from babysit.report.tensorboard import LiveTensorBoard  # noqa: E402
 
 
 def read_events(folder):
@@ -112,3 +117,64 @@ def test_your_own_loop_writes_live_events_and_a_divergence_as_soon_as_it_happens
     assert texts(done, "diagnosis")[0][1].startswith("1. **error** `loss_explodes` (training): the loss exploded")
     assert texts(done, "status")[0][1].startswith("**diverged**")
     assert done.Histograms(f"activations/{next(iter(bs.load_run(run.path).probes[0]['layers']))}")
+
+
+def _probe(step, buckets=4):
+    """A probe record as `bs.watch` makes it: one layer's histogram and scalars, one parameter's norms."""
+    return {"step": step, "epoch": 1, "params": {"0.weight": {"grad_norm": 0.5, "weight_norm": 2.0, "update_ratio": 1e-3}},
+            "layers": {"0": {"type": "ReLU", "act_mean": 0.5, "act_std": 1.0, "dead_fraction": 0.1, "saturated_fraction": 0.0,
+                             "hist_edges": [float(i) for i in range(buckets + 1)], "hist_counts": [1] * buckets}}}  # fmt: skip
+
+
+def _writer_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("babysit-tensorboard")]
+
+
+def test_the_writer_thread_builds_the_events_in_order_and_the_end_joins_it(tmp_path):
+    live = LiveTensorBoard(tmp_path / "tb", findings=False)
+    assert len(_writer_threads()) == 1
+    for step in range(1, 41):
+        live.probe(_probe(step))
+    live.epoch({"epoch": 1, "step": 40, "train_loss": 2.0, "val_loss": 2.1})
+    acc = read_events(tmp_path / "tb")  # the epoch end waited for the writer: everything handed over is in the file
+    assert [h.step for h in acc.Histograms("activations/0")] == list(range(1, 41))
+    assert [e.step for e in acc.Scalars("loss/val")] == [40]
+    live.finish("completed", 40)
+    assert _writer_threads() == [] and live.dropped == 0 and live.error is None
+    assert texts(read_events(tmp_path / "tb"), "status") == [(40, "**completed** at step 40")]
+
+
+def test_a_writer_that_falls_behind_leaves_probes_out_and_says_how_many(tmp_path):
+    # The first probe's 3,000 layers keep the writer busy while 30 more arrive: with room for one
+    # waiting probe, the others are left out rather than slowing training, and counted.
+    live = LiveTensorBoard(tmp_path / "tb", findings=False, queue_size=1)
+    big = _probe(1)
+    big["layers"] |= {f"wide.{i}": big["layers"]["0"] for i in range(3000)}
+    live.probe(big)
+    for step in range(2, 32):
+        live.probe(_probe(step))
+    live.epoch({"epoch": 1, "step": 31, "train_loss": 2.0, "val_loss": 2.1})
+    with pytest.warns(RuntimeWarning, match=rf"{live.dropped} probed steps were left out, the writer fell 1 behind .*probes.jsonl holds them all"):
+        live.finish("completed", 31)
+    acc = read_events(tmp_path / "tb")
+    written = [h.step for h in acc.Histograms("activations/0")]
+    assert live.dropped >= 1 and len(written) + live.dropped == 31 and written == sorted(written) and written[0] == 1
+    assert texts(acc, "status") == [(31, f"**completed** at step 31 ({live.dropped} probed steps left out of these events: "
+                                         "the writer fell behind; the run record's probes.jsonl holds them)")]  # fmt: skip
+
+
+def test_a_writer_error_stops_the_live_events_with_a_warning_and_training_goes_on(tmp_path):
+    live = LiveTensorBoard(tmp_path / "tb", findings=False, run_dir=tmp_path / "run")
+    live.probe(_probe(1))
+    broken = _probe(2)
+    broken["layers"]["0"]["hist_counts"] = ["not", "a", "count", "!"]  # the writer cannot build this histogram
+    live.probe(broken)
+    with pytest.warns(RuntimeWarning, match=r"stopped near step 2: writing failed: TypeError: .*babysit export tensorboard .*run --out DIR"):
+        assert live.epoch({"epoch": 1, "step": 2, "train_loss": 2.0, "val_loss": 2.1}) == []
+    assert isinstance(live.error, TypeError)
+    live.probe(_probe(3))  # nothing more is handed over, nothing raises
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # told once, not again at the end
+        live.finish("completed", 3)
+    assert _writer_threads() == []
+    assert [h.step for h in read_events(tmp_path / "tb").Histograms("activations/0")] == [1]  # what came before the error stays readable

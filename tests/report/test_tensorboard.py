@@ -77,3 +77,13 @@ def test_export_defaults_to_the_run_folder_and_refuses_a_non_run(recorded, tmp_p
     assert out == recorded.path / "tensorboard" and read_events(out).Scalars("loss/val")
     result = CliRunner().invoke(app, ["export", "tensorboard", str(tmp_path)])
     assert result.exit_code == 2 and "not a run record" in result.output
+
+
+def test_event_checksums_are_tensorboards_masked_crc32c():
+    # The live writer's own event files (report.event_file) frame each event as TensorBoard's reader checks it.
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
+
+    from babysit.report.event_file import masked_crc32c
+
+    for data in (b"", b"\x00" * 8, bytes(range(256)) * 13, "live events, écrits".encode()):
+        assert masked_crc32c(data) == reference(data)

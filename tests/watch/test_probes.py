@@ -334,3 +334,41 @@ def test_an_in_place_activation_after_a_layer_leaves_the_layer_its_own_statistic
         assert linear["hist_edges"][0] == pytest.approx(before.min().item())
         assert linear["hist_edges"][0] < 0  # the negatives that ReLU then zeroed
         assert sum(linear["hist_counts"]) == before.numel()
+
+
+class _Swish(nn.Module):
+    """An activation module of some other library: recognised by where its class lives, not by its name."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+_Swish.__module__ = "somelib.layers.activations"
+
+
+def test_activation_modules_of_any_library_are_probed_and_marked_as_activations():
+    transformers = pytest.importorskip("transformers", reason="transformers is an optional extra: pip install 'babysit[hf]'")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=16, num_labels=3, hidden_act="gelu")  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config)  # built from the config: no download
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with bs.watch(model, opt, preset="full") as w:
+        model(input_ids=torch.randint(0, 50, (4, 8)), labels=torch.randint(0, 3, (4,))).loss.backward()
+        opt.step()
+    layers = w.records[0]["layers"]
+    marked = {name: s["type"] for name, s in layers.items() if s.get("activation")}
+    # Hugging Face's GELU of each block's feed-forward (a transformers class, not torch's nn.GELU) and the pooler's Tanh.
+    assert marked == {"bert.encoder.layer.0.intermediate.intermediate_act_fn": "GELUActivation",
+                      "bert.encoder.layer.1.intermediate.intermediate_act_fn": "GELUActivation", "bert.pooler.activation": "Tanh"}  # fmt: skip
+    gelu = layers["bert.encoder.layer.0.intermediate.intermediate_act_fn"]
+    assert gelu["act_std"] > 0 and sum(gelu["hist_counts"]) > 0
+    # GELU keeps the positive inputs and squashes the negative ones towards 0: its output's mean is above its input's.
+    assert gelu["act_mean"] > layers["bert.encoder.layer.0.intermediate.dense"]["act_mean"]
+    assert not any(layers[n].get("activation") for n in layers if n.endswith(("dense", "query", "LayerNorm")))
+
+    net = nn.Sequential(nn.Linear(4, 8), _Swish(), nn.Linear(8, 3), nn.Softmax(dim=1))
+    with bs.watch(net, preset="full") as w:
+        net(torch.randn(5, 4))
+    assert {n: (s["type"], s.get("activation", False)) for n, s in w.records[0]["layers"].items()} == {
+        "0": ("Linear", False), "1": ("_Swish", True), "2": ("Linear", False)}  # softmax normalises the scores: not an activation

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from babysit.errors import ConfigError, did_you_mean
+from babysit.status import FAILED, INTERRUPTED
 from babysit.train.own_loop import METRICS, OwnLoopRun
 
 
@@ -30,6 +31,15 @@ def check_divergence_factor(factor: float) -> None:
     """Refuse a divergence factor that would stop a healthy run at once (the guard stops at factor x the first loss)."""
     if factor <= 1.0:
         raise ConfigError(f"Babysit(divergence_factor=...) must be > 1 (3 is the lectures' rule), got {factor}")
+
+
+def close_failed(run: OwnLoopRun, error: BaseException | None, unknown: str) -> None:
+    """Close a run that training left by an exception: "interrupted" for Ctrl-C, else "failed"; the exception (or `unknown`) is the stop reason.
+
+    A run that had diverged stays "diverged" (`OwnLoopRun.close`): the divergence is why it ended.
+    """
+    status = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
+    run.close(status, stop_reason=f"{type(error).__name__}: {error}" if error is not None else unknown)
 
 
 def report_run(run: OwnLoopRun) -> Path:

@@ -27,13 +27,22 @@ What it does, by Trainer event:
 - `on_train_end`: closes the record, runs the diagnosis, prints the findings and writes the
   HTML report (what `babysit report runs/<name>` writes), and prints its path.
 Under several processes only the main one (`state.is_world_process_zero`) records.
-The Trainer has no event for an exception inside `trainer.train()` (the Lightning callback's
-`on_exception`): after one, or a Ctrl-C in a notebook, the record says "running" until you
-close it, `callback.run.close("interrupted")` (or "failed"), or the process ends.
+
+The Trainer has no event for an exception inside `trainer.train()` (Lightning's
+`on_exception`), so a run that started and never reached `on_train_end` is closed where the
+code that called `trainer.train()` ends: in a notebook, when its cell ends (IPython's
+`post_run_cell`), with the cell's exception; in a script, when the process ends (`atexit`),
+with the uncaught exception that ended it. The record then says "failed" ("interrupted" for
+Ctrl-C) and the exception is its stop reason. An exception caught around `trainer.train()`
+in a process that goes on leaves the run "running" until the process ends, or until you
+close it: `callback.run.close("failed", stop_reason=...)`.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +51,7 @@ import torch
 from torch import nn
 
 from babysit.errors import ConfigError
-from babysit.integrations._common import check_divergence_factor, metric_keys, report_run
+from babysit.integrations._common import check_divergence_factor, close_failed, metric_keys, report_run
 from babysit.status import DIVERGED, FAILED, RUNNING, STOPPED
 from babysit.train.own_loop import OwnLoopRun, merge_config, record
 
@@ -164,6 +173,7 @@ class Babysit(TrainerCallback):
         self.run: OwnLoopRun | None = None
         self.report_path: Path | None = None
         self._forwards: _TrainingForwards | None = None
+        self._shell: Any = None  # the IPython shell whose cell runs trainer.train(), if any
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
@@ -193,6 +203,7 @@ class Babysit(TrainerCallback):
         self.run = record(model, optimizer, name=self.name, runs_dir=self.runs_dir, config=sections, probes=self.probes, divergence_factor=self.divergence_factor,
                           where="hugging face trainer", tensorboard=self.tensorboard)
         self._forwards = _TrainingForwards(model)
+        self._watch_for_an_unended_run()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.run is None or self.run.status != RUNNING:
@@ -218,7 +229,7 @@ class Babysit(TrainerCallback):
                 f"Babysit reads the validation loss from the evaluation metrics' {self.keys['val_loss']!r}, which has "
                 f"{', '.join(sorted(metrics)) or 'nothing'}; pass labels in eval_dataset, or name the key with Babysit(metrics={{'val_loss': ...}})"
             )
-            self._forwards.remove()
+            self._end()
             self.run.close(FAILED, stop_reason=str(error))  # the Trainer has no exception hook: the record says so here
             raise error
         self.run.log_epoch(**values)
@@ -226,7 +237,7 @@ class Babysit(TrainerCallback):
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.run is None:
             return
-        self._forwards.remove()
+        self._end()
         if self.run.status == RUNNING and control.should_training_stop and state.global_step < state.max_steps:
             self.run.close(STOPPED, stop_reason="control.should_training_stop was set (e.g. by EarlyStoppingCallback)")
         else:
@@ -234,6 +245,46 @@ class Babysit(TrainerCallback):
         if self.report:
             self.report_path = report_run(self.run)
 
+    # -- a trainer.train() that raised: no on_train_end comes ----------------------------------
+
+    def _watch_for_an_unended_run(self) -> None:
+        """Close the run where the code that called trainer.train() ends, if on_train_end has not: the notebook cell, or the process."""
+        atexit.register(self._at_exit)
+        ipython = sys.modules.get("IPython")  # only a notebook or IPython session has it loaded
+        self._shell = ipython.get_ipython() if ipython is not None else None
+        if self._shell is not None:
+            self._shell.events.register("post_run_cell", self._after_cell)
+
+    def _end(self) -> None:
+        """Training ended (on_train_end, or the run is being closed by one of the hooks below): take off the forward hook and the end watchers."""
+        self._forwards.remove()
+        atexit.unregister(self._at_exit)
+        if self._shell is not None:
+            with contextlib.suppress(ValueError):  # already unregistered
+                self._shell.events.unregister("post_run_cell", self._after_cell)
+            self._shell = None
+
+    def _after_cell(self, result: Any) -> None:
+        """IPython's post_run_cell: the cell that ran trainer.train() ended without on_train_end; its exception is why."""
+        self._end()
+        close_failed(self.run, getattr(result, "error_in_exec", None), "the notebook cell running trainer.train() ended before on_train_end")
+
+    def _at_exit(self) -> None:
+        """The process ends without on_train_end: the uncaught exception that ends it, when it came through the Trainer, is why."""
+        self._end()
+        close_failed(self.run, _raised_in_transformers(getattr(sys, "last_value", None)),
+                     "the process ended inside trainer.train() (an exception caught outside it, or sys.exit)")  # fmt: skip
+
     def __repr__(self) -> str:
         renamed = {k: v for k, v in self.keys.items() if k != v and EVAL_KEYS.get(k) != v}
         return f"Babysit(name={self.name!r}, runs_dir={str(self.runs_dir)!r}, probes={self.probes!r}, metrics={renamed})"
+
+
+def _raised_in_transformers(error: BaseException | None) -> BaseException | None:
+    """`error` when its traceback passes through transformers (the Trainer), else None: an older, unrelated exception is not blamed."""
+    tb = error.__traceback__ if error is not None else None
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith("transformers."):
+            return error
+        tb = tb.tb_next
+    return None

@@ -21,6 +21,8 @@ What it does, by Lightning hook:
   val_loss are required; lr defaults to the optimiser's first group's rate.
 - `on_fit_end`: closes the record, runs the diagnosis, prints the findings, writes the
   HTML report (what `babysit report runs/<name>` writes) and prints its path.
+- `on_exception` (an exception inside `trainer.fit`, or Ctrl-C): closes the record as
+  "failed" ("interrupted"), with the exception as its stop reason, so `babysit runs` says so.
 Under DDP only global rank 0 records and reports; the other ranks run the guard on
 their own losses and take part in the stop decision.
 """
@@ -33,8 +35,8 @@ from typing import Any
 import torch
 
 from babysit.errors import ConfigError
-from babysit.integrations._common import check_divergence_factor, metric_keys, report_run
-from babysit.status import DIVERGED, FAILED, INTERRUPTED, RUNNING, STOPPED
+from babysit.integrations._common import check_divergence_factor, close_failed, metric_keys, report_run
+from babysit.status import DIVERGED, RUNNING, STOPPED
 from babysit.train.callbacks import DivergenceGuard
 from babysit.train.own_loop import REQUIRED, OwnLoopRun, merge_config, record
 
@@ -164,8 +166,7 @@ class Babysit(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self.run is not None:
-            status = INTERRUPTED if isinstance(exception, KeyboardInterrupt) else FAILED
-            self.run.close(status, stop_reason=f"{type(exception).__name__}: {exception}")
+            close_failed(self.run, exception, "")
 
     def __repr__(self) -> str:
         renamed = {k: v for k, v in self.keys.items() if k != v}

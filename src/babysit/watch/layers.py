@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from babysit.watch import recurrent
-from babysit.watch.stats import Piece, describe, layer_kind, measure, piece_size
+from babysit.watch.stats import NOT_PROBED, Piece, describe, layer_kind, measure, piece_size
 
 TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 _FUNCTIONAL_RELU = (F.relu, torch.relu)
@@ -54,12 +54,14 @@ class ProbedLayer:
         module: the module.
         kind: how its output is measured (`stats.layer_kind`, or 'pre_relu').
         units_last: its units are the output's last dimension (a transformer's feed-forward), not dim 1.
+        activation: it is a nonlinearity (`is_activation`): its output is one of the activations the lectures plot.
     """
 
     name: str
     module: nn.Module
     kind: str
     units_last: bool = False
+    activation: bool = False
 
     @property
     def recurrent(self) -> bool:
@@ -78,10 +80,26 @@ def probed_layers(model: nn.Module) -> list[ProbedLayer]:
                 relu_inputs.add(id(m.linear1))
     found = []
     for name, m in model.named_modules():
-        kind = "pre_relu" if id(m) in relu_inputs else layer_kind(m)
+        activation = is_activation(m)
+        kind = "pre_relu" if id(m) in relu_inputs else (layer_kind(m) or ("plain" if activation else None))
         if kind is not None:
-            found.append(ProbedLayer(name or type(m).__name__, m, kind, id(m) in units_last))
+            found.append(ProbedLayer(name or type(m).__name__, m, kind, id(m) in units_last, activation))
     return found
+
+
+# The last part of the module path a library defines its activation classes in.
+ACTIVATION_HOMES = ("activation", "activations")
+
+
+def is_activation(module: nn.Module) -> bool:
+    """Whether `module` is a nonlinearity, read from where its class is defined rather than from a list of names.
+
+    torch.nn.modules.activation, transformers.activations (GELUActivation, NewGELUActivation,
+    SiLUActivation, ...), babysit.nn.activations, timm.layers.activations: every library
+    keeps its activation modules in a module so named. Softmax and its kin live there too
+    but normalise scores into probabilities; they are not probed (`stats.NOT_PROBED`).
+    """
+    return type(module).__module__.rsplit(".", 1)[-1] in ACTIVATION_HOMES and not isinstance(module, NOT_PROBED)
 
 
 def hook(layer: ProbedLayer, fn: Callable[[ProbedLayer, tuple, dict, Any], None]) -> RemovableHandle:
@@ -112,6 +130,7 @@ class Measured:
     pieces: tuple[Piece, ...]
     extra: dict[str, Any] | None = None  # a recurrent layer's: which values follow the pieces (see describe_layer)
     half: str | None = None  # "float16" or "bfloat16" for a half-precision output (autocast): its non-finite count follows the pieces
+    activation: bool = False  # the layer is a nonlinearity (`is_activation`)
 
     @property
     def size(self) -> int:
@@ -131,8 +150,8 @@ def measure_layer(layer: ProbedLayer, args: tuple, kwargs: dict, output: Any, bi
     pieces = measure(y, layer.kind, bins)
     half = HALF.get(y.dtype)
     if half is None:
-        return Measured(type(layer.module).__name__, layer.kind, y.numel(), pieces)
-    return Measured(type(layer.module).__name__, layer.kind, y.numel(), (*pieces, nonfinite_count(y, pieces)), half=half)
+        return Measured(type(layer.module).__name__, layer.kind, y.numel(), pieces, activation=layer.activation)
+    return Measured(type(layer.module).__name__, layer.kind, y.numel(), (*pieces, nonfinite_count(y, pieces)), half=half, activation=layer.activation)
 
 
 # Half-precision outputs (what autocast makes of Linear, Conv, matmul): float16 overflows past 65504, where float32
@@ -160,6 +179,8 @@ def describe_layer(measured: Measured, values: list[float], bins: int) -> dict[s
     extra = measured.extra
     size = len(values) - (len(extra["names"]) if extra else 0) - (1 if measured.half else 0)
     out = {"type": measured.type_name, **describe(values[:size], measured.kind, measured.numel, bins)}
+    if measured.activation:
+        out["activation"] = True  # what the diagnosis and the report's activation plots pick, whatever the class is called
     if measured.half:
         out["dtype"] = measured.half
         out["nonfinite_fraction"] = values[size] / max(measured.numel, 1)
