@@ -46,7 +46,7 @@ def test_preflight_and_watch_share_one_statistics_implementation():
     x = torch.randn(64, 8)
     pre = layer_stats(net, x)
     from babysit.watch import stats as shared
-    from babysit.watch.layers import is_activation
+    from babysit.watch.stats import is_activation
 
     for name, module in net.named_children():
         kind = shared.layer_kind(module)

@@ -129,3 +129,11 @@ def test_layer_rules_tolerate_any_numbers(values):
     for f in [*layer_rules.activation_scale(layers), *layer_rules.dead_units(layers), *layer_rules.saturated_units(layers),
               *layer_rules.gradient_flow(ps), *layer_rules.update_ratios({n: p["update_ratio"] for n, p in ps.items()})]:
         assert f.severity in ("error", "warning")
+
+
+def test_the_activations_plotted_include_another_librarys_nonlinearity_marked_in_the_record():
+    """A transformer's GELUActivation (transformers.activations) is marked by the probes; its plots and rules read the mark,
+    and a record from before the mark is still read by type name."""
+    layers = {"ff.dense": {"type": "Linear"}, "ff.act": {"type": "GELUActivation", "activation": True}, "act": {"type": "ReLU"},
+              "norm": {"type": "LayerNorm"}}  # fmt: skip
+    assert sorted(layer_rules.activation_layers(layers)) == ["act", "ff.act"]

@@ -75,7 +75,9 @@ def _severity(value: float, warn: float, error: float) -> str | None:
 
 def activation_layers(layers: LayerStats) -> LayerStats:
     """The nonlinearity outputs (what the lectures plot; a recurrent layer's states are one); all layers when the net has none."""
-    acts = {n: s for n, s in layers.items() if s.get("type") in ACTIVATION_TYPES or s.get("type") in RECURRENT_TYPES}
+    # A record marks its nonlinearities ("activation": another library's, e.g. transformers' GELUActivation);
+    # older records are read by type name.
+    acts = {n: s for n, s in layers.items() if s.get("activation") or s.get("type") in ACTIVATION_TYPES or s.get("type") in RECURRENT_TYPES}
     return acts or dict(layers)
 
 

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from babysit.watch import recurrent
-from babysit.watch.stats import NOT_PROBED, Piece, describe, layer_kind, measure, piece_size
+from babysit.watch.stats import Piece, describe, is_activation, layer_kind, measure, piece_size
 
 TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 _FUNCTIONAL_RELU = (F.relu, torch.relu)
@@ -85,21 +85,6 @@ def probed_layers(model: nn.Module) -> list[ProbedLayer]:
         if kind is not None:
             found.append(ProbedLayer(name or type(m).__name__, m, kind, id(m) in units_last, activation))
     return found
-
-
-# The last part of the module path a library defines its activation classes in.
-ACTIVATION_HOMES = ("activation", "activations")
-
-
-def is_activation(module: nn.Module) -> bool:
-    """Whether `module` is a nonlinearity, read from where its class is defined rather than from a list of names.
-
-    torch.nn.modules.activation, transformers.activations (GELUActivation, NewGELUActivation,
-    SiLUActivation, ...), babysit.nn.activations, timm.layers.activations: every library
-    keeps its activation modules in a module so named. Softmax and its kin live there too
-    but normalise scores into probabilities; they are not probed (`stats.NOT_PROBED`).
-    """
-    return type(module).__module__.rsplit(".", 1)[-1] in ACTIVATION_HOMES and not isinstance(module, NOT_PROBED)
 
 
 def hook(layer: ProbedLayer, fn: Callable[[ProbedLayer, tuple, dict, Any], None]) -> RemovableHandle:

@@ -56,11 +56,18 @@ AFFINE_AND_NORM = (
     nn.LayerNorm,
     nn.GroupNorm,
 )
-# Activation modules are recognised by where they are defined, so every torch activation
-# (and babysit's own, e.g. Maxout, and Hugging Face's GELU/SiLU modules inside transformer
-# blocks) is probed without listing each one, and without importing transformers.
-ACTIVATION_MODULES = ("torch.nn.modules.activation", "babysit.nn.activations", "transformers.activations")
+# Activation modules are recognised by where they are defined: every library keeps them in a module named
+# activation(s) (torch.nn.modules.activation, transformers.activations' GELUActivation and kin,
+# babysit.nn.activations, timm.layers.activations), so each is probed without a list of class names and
+# without importing those libraries (`is_activation`).
+ACTIVATION_HOMES = ("activation", "activations")
 NOT_PROBED = (nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d)
+
+
+def is_activation(module: nn.Module) -> bool:
+    """Whether `module` is a nonlinearity, read from where its class is defined; Softmax and kin (which turn
+    scores into probabilities) live there too but are not probed (`NOT_PROBED`)."""
+    return type(module).__module__.rsplit(".", 1)[-1] in ACTIVATION_HOMES and not isinstance(module, NOT_PROBED)
 # Kinds whose units can be dead: 'relu' measures a ReLU's output, 'pre_relu' the input of a ReLU
 # applied as a function (F.relu in a transformer's feed-forward), which is dead where it is <= 0.
 DYING = ("relu", "pre_relu")
@@ -88,7 +95,7 @@ def layer_kind(module: nn.Module) -> str | None:
         return "tanh"
     if isinstance(module, nn.Sigmoid):
         return "sigmoid"
-    if isinstance(module, AFFINE_AND_NORM) or type(module).__module__ in ACTIVATION_MODULES:
+    if isinstance(module, AFFINE_AND_NORM) or is_activation(module):
         return "plain"
     return None
 
