@@ -35,7 +35,8 @@ def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tm
     # 2 seeds each, or not re-evaluated when the top configurations are within the split's noise of each other.
     method = summary["plan"]["ranking"]["method"]
     runs = {"kfold": 5, "split": 2, "none": 0}[method]
-    assert len(summary["reevaluated"]) == (0 if method == "none" else 2) and all(len(r["val_accuracy"]) == runs for r in summary["reevaluated"])
+    assert len(summary["reevaluated"]) == (0 if method == "none" else 2) and all(len(r["val_accuracy"]) == runs for r in summary["reevaluated"]) or any(
+        "re-evaluation's share" in w and "ended it early" in w for w in summary["warnings"])  # the machine's load can slow a run past its share
     assert summary["plan"]["ranking"]["n"] == 143 and any("standard error" in w for w in summary["warnings"])
     assert json.loads((out / "auto.json").read_text())["test_accuracy"] == summary["test_accuracy"]
     assert "babysit auto: budget and search" in (out / "report.html").read_text()
@@ -44,12 +45,16 @@ def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tm
     assert load_toml(out / "best.toml")["train"]["epochs"] == plan["final_epochs"] == plan["final_epochs_trained"] >= 2 * plan["horizon_epochs"]
     assert (plan["horizon_epochs"] > 0) == (method != "none")
     assert not any("cut at epoch" in d for d in summary["deviations"])
-    # The budget is spent: at least 95% of it, and the runs end inside it (the report, written last, may pass it by
-    # its own cost, and then says so first).
+    # The budget is spent: at least 95% of it. The runs end where the plan leaves the report its share, or the final
+    # run says it overran (an epoch's CPU time drifts with the machine's load), and the last-resort guard bounds that;
+    # the report, written last, may pass the budget by its own cost, and then says so.
+    from babysit.workflows.auto import FINAL_OVERRUN_LIMIT
+
     assert summary["budget_spent"] >= 0.95
     runs_spent = summary["budget_spent"] - summary["stage_cpu_minutes"]["report"] * 60 / plan["budget_s"]
-    assert runs_spent <= 1 - plan["report_share"] + 0.05
-    assert summary["budget_spent"] <= 1.0 or summary["deviations"][-1].startswith(f"auto spent")
+    assert runs_spent <= 1 - plan["report_share"] + FINAL_OVERRUN_LIMIT + 0.01
+    assert runs_spent <= 1 - plan["report_share"] + 0.01 or any(d.startswith("the final stage spent") for d in summary["deviations"])
+    assert summary["budget_spent"] <= 1.0 or summary["deviations"][-1].startswith("auto spent")
 
 
 def test_a_stage_that_overruns_its_share_is_a_deviation_and_the_final_run_is_replanned_not_cut(tmp_path, monkeypatch):
@@ -124,6 +129,22 @@ def test_a_final_run_that_diverges_is_retrained_at_a_lower_rate(tmp_path, monkey
     # The exported config is the one that trained, not the one that blew up.
     assert load_toml(tmp_path / "best.toml")["train"]["lr"] == pytest.approx(rates[1])
     assert (tmp_path / "final").is_dir() and (tmp_path / "final-2").is_dir()
+
+
+def test_a_final_run_that_diverges_past_retraining_is_a_deviation(tmp_path, monkeypatch):
+    from babysit.workflows import auto as auto_module
+
+    real = auto_module.start_run
+
+    def every_final_blows_up(cfg, **kwargs):
+        if kwargs["name"].startswith("final"):
+            cfg = replace(cfg, train=replace(cfg.train, lr=1e4))
+        return real(cfg, **kwargs)
+
+    monkeypatch.setattr(auto_module, "start_run", every_final_blows_up)
+    summary = _auto_json(tmp_path, "--model.hidden=[16]", "--budget", "10s")
+    assert summary["status"] == "diverged"
+    assert any("final run diverged" in d and "its schedule did not finish" in d for d in summary["deviations"]), summary["deviations"]
 
 
 @pytest.mark.parametrize("text,seconds", [("10m", 600.0), ("90s", 90.0), ("1h", 3600.0), ("45", 45.0)])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from babysit.workflows.budget import FINAL_FACTOR, MIN_TRIALS, STAGE_WORK, Cost, EpochMeter, plan_budget, split_rest
+from babysit.workflows.budget import FINAL_FACTOR, MIN_TRIALS, STAGE_WORK, Cost, EpochMeter, history_growth, plan_budget, split_rest
 
 
 def _meter(*runs: list[float]) -> EpochMeter:
@@ -48,3 +48,14 @@ def test_a_budget_that_buys_no_search_gives_the_final_run_everything():
     plan = plan_budget(10.0, bare, recorded, runs=4)  # the search's 3.5 s buy one trial, fewer than MIN_TRIALS
     assert (plan.trials, plan.horizon, plan.search_s, plan.reevaluate_s) == (0, 0, 0.0, 0.0)
     assert plan.final_epochs == recorded.epochs_for(10.0) == 7 and plan.final_s <= 10.0
+
+
+def test_a_recorded_run_whose_checkpoint_carries_its_history_costs_more_each_epoch():
+    # last.pt holds the whole history, so epoch i pickles i records: at 2,000 epochs of a small table that is
+    # three times what a flat per-epoch cost predicts (the final runs cut short at 21-53% of their plan).
+    cost = Cost(per_epoch_s=0.01, fixed_s=0.1, growth_s=3e-5)
+    assert cost.of(2000) == pytest.approx(0.1 + 2000 * 0.01 + 3e-5 * 2000 * 1999 / 2) == pytest.approx(80.07)
+    epochs = cost.epochs_for(30.0)
+    assert cost.of(epochs) <= 30.0 < cost.of(epochs + 1) and epochs < Cost(0.01, 0.1).epochs_for(30.0) / 2
+    records = [{"epoch": i + 1, "train_loss": 0.5, "val_loss": 0.6, "val_accuracy": 0.9, "lr": 0.01, "seconds": 0.02} for i in range(30)]
+    assert 0 < history_growth(records) < 1e-3 and history_growth([]) == 0.0

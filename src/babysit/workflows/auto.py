@@ -86,6 +86,7 @@ from babysit.workflows.budget import (
     EpochMeter,
     cpu_seconds,
     default_budget_s,
+    history_growth,
     parse_budget,  # re-exported: the CLI, the demo and bench/bench_auto.py read --budget through auto
     plan_budget,
     split_rest,
@@ -99,9 +100,10 @@ CALIBRATE_MAX_EPOCHS = 1000  # the calibration runs' nominal length: their share
 COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropout
 FINAL_ATTEMPTS = 3  # a final run that diverges is retrained at a lower rate at most twice
 FINAL_LR_CUT = 10**-0.5  # half a decade on the log scale the search used
-# The final run's last-resort guard: the budget's end, or this much past the run's planned cost if later. CPU
-# time per epoch drifts by tens of percent with the machine's load, so a run is cut only when its plan was badly wrong.
-FINAL_OVERRUN_LIMIT = 0.5
+# The final run's last-resort guard: this share of the budget past the point its plan ends at. CPU time per
+# epoch drifts by tens of percent with the machine's load, so a run is cut only when its plan was badly wrong,
+# and the budget is overrun by at most this much (and the report's cost past its share).
+FINAL_OVERRUN_LIMIT = 0.1
 
 
 class _Progress:
@@ -204,7 +206,8 @@ def _preflight(cfg: RunConfig, data: Any, fix: bool, clock: dict[str, float]) ->
 def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, view: _Progress) -> tuple[Cost, Cost]:
     """What a bare run (a search trial) and a recorded run (the final run: probes, checkpoints) cost.
 
-    Two runs of `base`, each for `share` CPU seconds and at least `CALIBRATE_EPOCHS` epochs (and never past `end`).
+    Two runs of `base`, each for `share` CPU seconds and at least `CALIBRATE_EPOCHS` epochs (and never past
+    `end`); the recorded run's cost also grows with its history (`history_growth`).
     """
     costs = []
     for recorded in (False, True):
@@ -212,12 +215,12 @@ def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, 
         callbacks = [BudgetGuard(end), Enough(CALIBRATE_EPOCHS, t0 + share), meter, view]
         cfg = trial_config(base, {}, CALIBRATE_MAX_EPOCHS)
         if recorded:
-            start_run(cfg, runs_dir=out, name="calibrate", progress=False, data=data, callbacks=callbacks)
+            done = start_run(cfg, runs_dir=out, name="calibrate", progress=False, data=data, callbacks=callbacks)
         else:
-            run(cfg, callbacks=callbacks, progress=False, data=data)
+            done = run(cfg, callbacks=callbacks, progress=False, data=data)
         cost = meter.cost(cpu_seconds() - t0)
         assert cost is not None  # fit ends every epoch it starts, a stopped one included
-        costs.append(cost)
+        costs.append(replace(cost, growth_s=history_growth(done.result.history.records)) if recorded else cost)
     return costs[0], costs[1]
 
 
@@ -228,10 +231,11 @@ def _overran(stage: str, used: float, share: float, epoch_s: float, deviations: 
 
 
 def _final(base: RunConfig, values: dict[str, Any], data: Any, out: Path, epochs: int, cost: Cost, aim: float, end: float, view: _Progress,
-           notes: list[str]) -> tuple[Any, RunConfig, BudgetGuard]:  # fmt: skip
+           notes: list[str], deviations: list[str]) -> tuple[Any, RunConfig, BudgetGuard]:  # fmt: skip
     """The final run of `epochs` epochs; its guard stops it at `end` only as a last resort.
 
-    If it diverges it is retrained at a lower rate for what `cost` says fits before `aim` (CPU clock).
+    If it diverges it is retrained at a lower rate for what `cost` says fits before `aim` (CPU clock);
+    a divergence it cannot retrain is a deviation (its schedule did not finish).
     """
     final_cfg = trial_config(base, values, epochs)
     guard = BudgetGuard(end)
@@ -244,7 +248,8 @@ def _final(base: RunConfig, values: dict[str, Any], data: Any, out: Path, epochs
         why = f"the final run diverged at epoch {done.result.epochs} ({done.result.stop_reason})"
         if attempt == FINAL_ATTEMPTS or again < 1:
             reason = f"{attempt} attempts" if attempt == FINAL_ATTEMPTS else "the budget left buys no rerun"
-            notes.append(f"{why}, {reason}; lower train.lr in best.toml (now {final_cfg.train.lr:.3g}) and train it")
+            deviations.append(f"{why} of {final_cfg.train.epochs}, {reason}: its schedule did not finish; lower train.lr in best.toml "
+                              f"(now {final_cfg.train.lr:.3g}) and train it")  # fmt: skip
             break
         attempt += 1
         lr = final_cfg.train.lr * FINAL_LR_CUT
@@ -396,7 +401,7 @@ def auto(
                               final_s=recorded.of(final))  # fmt: skip
             plan["planned"] = planned.to_dict()
         runs = len(configs) * len(trainings)
-        horizon, _ = split_rest(max(left(), 0.0), bare, Cost(bare.per_epoch_s * ratio, recorded.fixed_s), runs) if configs else (0, 0)
+        horizon, _ = split_rest(max(left(), 0.0), bare, Cost(bare.per_epoch_s * ratio, recorded.fixed_s, recorded.growth_s), runs) if configs else (0, 0)
         reevaluate_s = bare.of(horizon, runs) if horizon else 0.0
         deadline, meter, rows = t0 + reevaluate_s, EpochMeter(), []
         if configs and not horizon:
@@ -408,15 +413,25 @@ def auto(
                     break
                 c = trial_config(base, values, horizon)
                 c = replace(c, train=replace(c.train, seed=base.train.seed + s))
-                r = run(c, callbacks=[BudgetGuard(deadline), meter, view], progress=False, data=on).result
+                cut = BudgetGuard(deadline)
+                r = run(c, callbacks=[cut, meter, view], progress=False, data=on).result
+                if cut.fired:  # a run stopped short is not scored beside complete ones
+                    break
                 scores.append(r.history.records[-1]["val_accuracy"] if r.history.records else float("nan"))
-            finite = [x for x in scores if math.isfinite(x)]
             if scores:
-                rows.append({"values": values, "val_accuracy": scores, "mean": sum(finite) / len(finite) if finite else None})
-            view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
+                rows.append({"values": values, "val_accuracy": scores})
+        # Every configuration is ranked on the same seeds or folds: those all of them completed.
+        common = min((len(r["val_accuracy"]) for r in rows), default=0)
+        if rows and (common < len(trainings) or len(rows) < len(configs)):
+            notes.append(f"the re-evaluation's share ({reevaluate_s:.1f} CPU-s) ended it early: {len(rows)} configurations ranked on the "
+                         f"{common} {'folds' if rank is not None and rank.method == 'kfold' else 'seeds'} each of them completed, of {len(trainings)} planned")  # fmt: skip
+        for row in rows:
+            finite = [x for x in row["val_accuracy"][:common] if math.isfinite(x)]
+            row["mean"] = sum(finite) / len(finite) if finite else None
+        view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
         clock["reevaluate"] = cpu_seconds() - t0
         bare = meter.cost(clock["reevaluate"]) or bare  # the latest measure of an epoch, on the configurations the final run picks from
-        final_cost = Cost(bare.per_epoch_s * ratio, recorded.fixed_s)
+        final_cost = Cost(bare.per_epoch_s * ratio, recorded.fixed_s, recorded.growth_s)
         _overran("re-evaluation", clock["reevaluate"], reevaluate_s, final_cost.per_epoch_s, deviations)
         plan.update(horizon_epochs=horizon, reevaluate_s=round(reevaluate_s, 3))
         fallback = {"values": top_trials[0][0] if top_trials else {}}  # the search's best of its longest stage
@@ -427,7 +442,7 @@ def auto(
         # The final run's length comes from what is left and a recorded epoch's cost measured now, so its
         # schedule decays to its end inside the budget; its guard is a last resort (FINAL_OVERRUN_LIMIT).
         epochs = final_cost.epochs_for(left())
-        final_end = max(start + budget, t0 + (1 + FINAL_OVERRUN_LIMIT) * final_cost.of(max(epochs, 1)))
+        final_end = end + FINAL_OVERRUN_LIMIT * budget
         if epochs < planned.final_epochs:
             deviations.append(f"the final run was re-planned from {planned.final_epochs} to {epochs} epochs before it started "
                               f"(a recorded epoch now costs {final_cost.per_epoch_s:.3f} CPU-s, calibration measured {recorded.per_epoch_s:.3f}; "
@@ -437,12 +452,12 @@ def auto(
             epochs, final_end = 1, math.inf
             deviations.append("the budget was spent before the final run; it trained 1 epoch past the budget: give a larger --budget")
         plan.update(final_epochs_planned=planned.final_epochs, final_epochs=epochs, final_epoch_s=round(final_cost.per_epoch_s, 4))
-        done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, end, final_end, view, notes)
+        done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, end, final_end, view, notes, deviations)
         plan.update(final_epochs=final_cfg.train.epochs, final_epochs_trained=done.result.epochs)
         clock["final"] = cpu_seconds() - t0
         if final_guard.fired:
             deviations.append(f"the final run was cut at epoch {done.result.epochs} of {final_cfg.train.epochs} by the last-resort guard "
-                              f"(the budget's end, or {1 + FINAL_OVERRUN_LIMIT:g}x its planned {final_cost.of(epochs):.1f} CPU-s): its schedule did not finish "
+                              f"({FINAL_OVERRUN_LIMIT:.0%} of the budget past its planned end): its schedule did not finish "
                               f"(an epoch cost more than the {final_cost.per_epoch_s:.3f} CPU-s planned); train best.toml to finish it")  # fmt: skip
         elif final_end != math.inf:
             _overran("final", clock["final"], final_cost.of(epochs), final_cost.per_epoch_s, deviations)

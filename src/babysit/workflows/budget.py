@@ -7,7 +7,9 @@ A run's CPU cost is `fixed + epochs x per_epoch`, both measured, never assumed:
   consecutive epoch ends);
 - `fixed` is what a run costs besides its epochs (building the model, the first batch's
   warm-up, the test evaluation, and in a search Optuna's bookkeeping): a stage's CPU seconds
-  minus its epochs x per_epoch, over its runs.
+  minus its epochs x per_epoch, over its runs;
+- `growth`, for a recorded run only: its checkpoint carries the history so far, so each epoch
+  costs a little more than the one before (`history_growth`).
 
 Calibration measures both for a bare run (how search trials and re-evaluation runs train) and
 for a recorded one (how the final run trains); the recorded/bare ratio of their epochs carries
@@ -27,8 +29,10 @@ the final run gets everything.
 
 from __future__ import annotations
 
+import io
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,6 +47,7 @@ REPORT_SHARE = 0.05  # of the budget, kept for writing the run report after the 
 FINAL_FACTOR = 2  # the final run trains this many times the re-evaluation's horizon
 MIN_TRIALS = 4  # a coarse-to-fine search of fewer trials (two stages) ranks nothing worth its cost
 COARSE_EPOCHS_PER = 24  # stage 1's epochs are about the search's epochs / this (16 trials over two stages)
+GROWTH_SAMPLE = 1000  # history records saved to measure what one more costs in a checkpoint
 STAGE_WORK = 1.5  # two stages, the second twice as long: a trial trains 1.5 x the coarse epochs on average, unpruned
 
 
@@ -89,25 +94,52 @@ class BudgetGuard:
 
 @dataclass(frozen=True)
 class Cost:
-    """What one run costs on the CPU clock: `fixed_s + epochs x per_epoch_s`."""
+    """What one run costs on the CPU clock: `fixed_s + epochs x per_epoch_s`, plus `growth_s` more for each epoch
+    than the one before (a recorded run: its checkpoint carries the history so far, see `history_growth`)."""
 
     per_epoch_s: float
     fixed_s: float
+    growth_s: float = 0.0
 
     def of(self, epochs: int, runs: int = 1) -> float:
         """CPU seconds of `runs` runs of `epochs` epochs each."""
-        return runs * (self.fixed_s + epochs * self.per_epoch_s)
+        return runs * (self.fixed_s + epochs * self.per_epoch_s + self.growth_s * epochs * (epochs - 1) / 2)
 
     def epochs_for(self, seconds: float) -> int:
         """The most epochs one run can train in `seconds` (0 when they do not pay its fixed cost and one epoch)."""
-        return max(0, int((seconds - self.fixed_s) // self.per_epoch_s))
-
-    def scaled(self, factor: float) -> Cost:
-        """The same fixed cost with each epoch `factor` times as dear (a bare epoch measured later -> a recorded one)."""
-        return Cost(self.per_epoch_s * factor, self.fixed_s)
+        return _most(lambda e: self.of(e) <= seconds)
 
     def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
+        return {k: float(f"{v:.4g}") for k, v in asdict(self).items()}
+
+
+def _most(fits: Callable[[int], bool]) -> int:
+    """The largest n >= 1 with fits(n) (fits is monotone: true up to some n), 0 when fits(1) is false."""
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while fits(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
+
+
+def history_growth(records: list[dict[str, Any]]) -> float:
+    """CPU seconds one more history record adds to each later epoch of a recorded run.
+
+    A recorded run saves last.pt every epoch with the whole history in it, so its epoch i
+    pays for pickling i records: a few microseconds each, negligible for 50 epochs, more
+    than the training itself by epoch 1,500 of a small table. Measured by saving
+    `GROWTH_SAMPLE` copies of the run's own records the way the checkpoint does (torch.save).
+    """
+    if not records:
+        return 0.0
+    sample = [dict(records[i % len(records)]) for i in range(GROWTH_SAMPLE)]
+    t0 = cpu_seconds()
+    torch.save({"history": sample}, io.BytesIO())
+    return (cpu_seconds() - t0) / GROWTH_SAMPLE
 
 
 class EpochMeter:
@@ -179,10 +211,10 @@ class Plan:
 def split_rest(rest: float, bare: Cost, recorded: Cost, runs: int) -> tuple[int, int]:
     """The re-evaluation's horizon h and the final run's epochs that `rest` CPU seconds buy.
 
-    Solves rest = runs x bare.of(h) + recorded.of(FINAL_FACTOR x h) for h; when that buys no
-    epoch of re-evaluation (h < 1), h is 0 and the final run gets all of `rest`.
+    The largest h with runs x bare.of(h) + recorded.of(FINAL_FACTOR x h) <= rest; when that
+    buys no epoch of re-evaluation (h < 1), h is 0 and the final run gets all of `rest`.
     """
-    h = int((rest - runs * bare.fixed_s - recorded.fixed_s) // (runs * bare.per_epoch_s + FINAL_FACTOR * recorded.per_epoch_s)) if runs else 0
+    h = _most(lambda h: bare.of(h, runs) + recorded.of(FINAL_FACTOR * h) <= rest) if runs else 0
     if h < 1:
         return 0, recorded.epochs_for(rest)
     return h, FINAL_FACTOR * h
