@@ -61,6 +61,7 @@ class Ranking:
     accuracy: float  # the accuracy the standard error is taken at (the search's best)
     se: float  # the split's standard error at that accuracy
     spread: float  # the best minus the last of the top configurations' search scores
+    configs: int  # how many configurations the search left to rank
     folds: int = 0
     pooled: int = 0  # samples k-fold ranks on (train + val)
 
@@ -74,6 +75,8 @@ class Ranking:
         if self.method == "kfold":
             return (why + f"more than the {RESOLUTION:.0%} re-evaluation must resolve ({samples_needed(self.accuracy)} samples needed): "
                     f"the top configurations are ranked by {self.folds}-fold stratified cross-validation over train+val ({self.pooled} samples)")  # fmt: skip
+        if self.method == "none" and self.configs < 2:
+            return why + "and the search completed one distinct configuration: nothing to rank, so re-evaluation is skipped and the final run gets its CPU"
         if self.method == "none":
             return (why + f"and the top configurations' search scores differ by {self.spread:.1%}, within the {math.sqrt(2) * self.se:.1%} "
                     "standard error of a difference (sqrt(2) x SE): re-evaluation on this split cannot separate them, so it is skipped "
@@ -95,10 +98,10 @@ def ranking(scores: list[float], data: Dataset) -> Ranking:
     smallest = int(torch.unique(pooled, return_counts=True)[1].min()) if len(pooled) else 0
     k = min(FOLDS, smallest)  # stratified folds need each class in every fold
     if se > RESOLUTION and k >= 2 and len(scores) > 1:
-        return Ranking("kfold", n, best, se, spread, k, len(pooled))
+        return Ranking("kfold", n, best, se, spread, len(scores), k, len(pooled))
     if len(scores) < 2 or spread <= math.sqrt(2) * se:
-        return Ranking("none", n, best, se, spread)
-    return Ranking("split", n, best, se, spread)
+        return Ranking("none", n, best, se, spread, len(scores))
+    return Ranking("split", n, best, se, spread, len(scores))
 
 
 def folds(data: Dataset, k: int, seed: int) -> list[Dataset]:
