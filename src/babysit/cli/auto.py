@@ -13,22 +13,21 @@ from babysit.cli.app import OVERRIDES, app, out, user_errors
 from babysit.cli.train import DataName, config_from_cli, data_flag
 from babysit.errors import ConfigError
 from babysit.io import json_line
-from babysit.workflows.auto import AutoResult, auto as run_auto, parse_budget
+from babysit.workflows.auto import AutoResult, auto as run_auto, parse_budget, split_text
 
 
 def print_auto(result: AutoResult) -> None:
-    """The budget as spent, stage by stage, and where the results are."""
+    """What did not go as planned first, then the budget as spent, stage by stage, and where the results are."""
+    for d in result.deviations:
+        out.print(f"[bold red]deviation from the plan:[/] {d}", highlight=False)
     table = Table(title=f"babysit auto: {result.status}, test accuracy {result.test_accuracy:.4f}")
     table.add_column("stage")
     table.add_column("CPU minutes", justify="right")
     for stage, seconds in result.stages.items():
         table.add_row(stage, f"{seconds / 60:.2f}")
-    table.add_row("[bold]total[/]", f"[bold]{result.cpu_minutes:.2f}[/]")
+    table.add_row("[bold]total[/]", f"[bold]{result.cpu_minutes:.2f}[/] ({result.budget_spent:.0%} of the budget)")
     out.print(table)
-    p = result.plan
-    out.print(f"split: search {p['search_share']:.0%} of what preflight left ({p['trials']} trials, {p['coarse_epochs']} then "
-              f"{2 * p['coarse_epochs']} epochs), the rest over {p['top']}x{p['seeds']} re-evaluations of {p['horizon_epochs']} epochs "
-              f"and the final run ({p.get('final_epochs', '-')} epochs)", highlight=False)  # fmt: skip
+    out.print(split_text(result.plan), highlight=False)
     for b in result.baselines:
         out.print(f"baseline: {b.name}, test accuracy {b.test_accuracy:.4f} ({b.cpu_s:.2f} CPU-s) beside auto's {result.test_accuracy:.4f}", highlight=False)
     for w in result.warnings:

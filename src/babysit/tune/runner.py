@@ -225,16 +225,19 @@ def work(
     device: str | None = None,
     on_change: Callable[[], None] | None = None,
     callbacks: Sequence[object] = (),
+    stop_when: Callable[[], bool] | None = None,
 ) -> int:
     """The worker loop (module docstring) until the search is done; returns how many trials it trained.
 
     `on_change` is called after each trial and while waiting; `callbacks` join every trial's training.
+    `stop_when` is asked before each claim: True ends the loop with the search unfinished (a budget
+    that is spent claims no more trials, whose fixed costs alone would overrun it).
     """
     handle = search.open(worker)
     planner = Planner(search)
     trained = 0
     notify = on_change or (lambda: None)
-    while True:
+    while stop_when is None or not stop_when():
         reap(handle)
         trial = claim(handle)
         if trial is not None:
@@ -253,6 +256,7 @@ def work(
         if state == "waiting":
             notify()
             time.sleep(POLL_S)
+    return trained
 
 
 MODES: Registry = Registry("execution mode")

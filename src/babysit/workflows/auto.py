@@ -7,46 +7,56 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
 1. preflight: the checks (`check`) on the configured model; error-level findings
    stop here unless `fix` (then the range test's learning rate replaces the configured one);
 2. lr range: the learning-rate range test proposes a rate; the search centres on it;
-3. calibrate: one epoch of the base config measures what an epoch costs;
+3. calibrate: two short runs of the base config measure what a run costs
+   (`workflows.budget`): one bare, as a search trial trains, one recorded, as the
+   final run trains (probes, checkpoints, the same batch size and augmentation);
 4. search: coarse random search on log scales over lr and weight decay (and
-   dropout when the budget buys 16+ trials), then one narrowing stage around the
+   dropout when the budget buys 32+ trials), then one narrowing stage around the
    best (coarse_to_fine, with its edge warnings), with divergence pruning and
    successive halving;
 5. re-evaluate: the top few of the last stage retrained on more than one seed at
    half the final run's length (one successive-halving rung below it), because a
    short trial's ranking does not predict a long run (it picks too little
    regularization) and one seed's is noise;
-6. final: the best mean configuration trained with the rest of the budget
-   (`FINAL_FACTOR` times the horizon it was ranked at), recorded with probes;
+6. final: the best mean configuration trained, recorded with probes, for as many
+   epochs as the budget left buys, so that its schedule decays to its end inside the budget;
 7. report: the run report with the checks, a budget table and the re-evaluation,
    the search report beside it, and the exported TOML config.
 
 The budget is CPU seconds of this process (`time.process_time`: every thread of
 it; panda mode trains every trial here, so there are no child processes to add).
-After preflight and calibration the rest is split: `SEARCH_SHARE` to the search,
-`REPORT_SHARE` of the whole kept for the reports, the remainder over the
-re-evaluation runs (h epochs each) and the final run (`FINAL_FACTOR` x h epochs),
-sized by the search's measured cost per epoch: the final run is the model the user
-gets, so it gets the largest single share. A stage that runs past its share is
-stopped at the next batch by a budget guard. Since the budget sets every run's
-length, a base without a learning-rate schedule gets one cosine decay over each run. If the budget buys no complete search
-trial, the final run trains the base config (with the range test's rate) and says so. A final
-run that diverges is retrained with the rest of the budget at half a decade lower rate.
+Every run's cost is `fixed + epochs x per_epoch`, both measured (`workflows.budget`):
+calibration measures them for a bare and a recorded run, the search re-measures a
+bare run over all its trials, the re-evaluation once more just before the final run.
+After preflight and calibration, `REPORT_SHARE` of the budget is kept for the report,
+`SEARCH_SHARE` of the rest goes to the search (its trial count from one trial's whole
+cost, fixed cost included) and the remainder to the re-evaluation (h epochs a run) and
+the final run (`FINAL_FACTOR` x h epochs): the final run is the model the user gets,
+so it gets the largest single share. The search stops claiming trials once its share
+is spent. Before each later stage the plan is re-made from what is left and the
+latest costs; the final run's length is set, before it starts, by what is left and a
+recorded epoch's cost (the bare epoch just measured x the recorded/bare ratio of
+calibration), so a stage that overran shortens the final run instead of cutting it.
+The guard at the budget's end stops the final run only as a last resort. Every
+deviation from the plan (a stage past its share by at least one final epoch, the
+final run re-planned shorter, the final run cut, the budget overrun) is listed first
+in the report, the printed summary and the JSON. Since the budget sets every run's
+length, a base without a learning-rate schedule gets one cosine decay over each run.
+If the budget buys no search of `MIN_TRIALS` trials, the final run trains the base
+config (with the range test's rate) with all of it and says so. A final run that
+diverges is retrained with the rest of the budget at half a decade lower rate.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 import tomli_w
-import torch
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -58,60 +68,42 @@ from babysit.errors import BabysitError, ConfigError
 from babysit.io import atomic_write_text, json_safe
 from babysit.optim.optimizers import FULL_BATCH
 from babysit.report.run_report import run_report
-from babysit.status import DIVERGED, STOPPED
+from babysit.status import DIVERGED
 from babysit.tune.defaults import default_space
 from babysit.tune.report import write_report
 from babysit.tune.results import TuneResult, collect
-from babysit.tune.runner import Execution, Search, execute, trial_config
+from babysit.tune.runner import Search, trial_config, work
 from babysit.tune.search import TuneSettings
 from babysit.workflows.baselines import Baseline, baselines
+from babysit.workflows.budget import (
+    FINAL_FACTOR,
+    MIN_TRIALS,
+    REPORT_SHARE,
+    SEARCH_SHARE,
+    BudgetGuard,
+    Cost,
+    Enough,
+    EpochMeter,
+    cpu_seconds,
+    default_budget_s,
+    history_growth,
+    parse_budget,  # re-exported: the CLI, the demo and bench/bench_auto.py read --budget through auto
+    plan_budget,
+    split_rest,
+)
+from babysit.workflows.ranking import folds, ranking
 from babysit.workflows.recorded import start_run
 
-SEARCH_SHARE = 0.35  # of the budget left after preflight and calibration
-FINAL_FACTOR = 2  # the final run trains this many times the re-evaluation's horizon
-REPORT_SHARE = 0.05  # kept back for writing the reports
-RECORDED_COST = 1.2  # a recorded run (probes, checkpoints) costs about this many times a bare epoch
+CALIBRATE_SHARE = 0.02  # of the budget, for each of the two calibration runs (at least CALIBRATE_EPOCHS epochs each)
+CALIBRATE_EPOCHS = 3  # two epoch-to-epoch intervals after the first epoch's warm-up
+CALIBRATE_MAX_EPOCHS = 1000  # the calibration runs' nominal length: their share ends them first
 COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropout
 FINAL_ATTEMPTS = 3  # a final run that diverges is retrained at a lower rate at most twice
 FINAL_LR_CUT = 10**-0.5  # half a decade on the log scale the search used
-
-
-def cpu_seconds() -> float:
-    """CPU seconds this process has used (all its threads): the clock the budget is measured on."""
-    return time.process_time()
-
-
-def default_budget_s() -> float:
-    """10 minutes on a GPU; on a CPU 2 CPU-minutes per core, at most 10 (a 2-core laptop: 4 minutes)."""
-    if torch.cuda.is_available():
-        return 600.0
-    return min(600.0, 120.0 * (os.cpu_count() or 1))
-
-
-def parse_budget(text: str) -> float:
-    """'10m', '90s', '1h' or plain seconds -> seconds."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    t = text.strip().lower()
-    try:
-        seconds = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
-    except ValueError:
-        raise ConfigError(f"--budget {text!r} must be a duration like 10m, 90s or 1h") from None
-    if seconds <= 0:
-        raise ConfigError(f"--budget must be positive, got {text!r}")
-    return seconds
-
-
-class BudgetGuard:
-    """Stops training at the next batch once the CPU clock passes `deadline` (seconds of `cpu_seconds`)."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.fired = False
-
-    def on_batch_end(self, state: Any) -> None:
-        if cpu_seconds() >= self.deadline:
-            self.fired = True
-            state.request_stop(STOPPED, "the auto budget of this stage is spent")
+# The final run's last-resort guard: this share of the budget past the point its plan ends at. CPU time per
+# epoch drifts by tens of percent with the machine's load, so a run is cut only when its plan was badly wrong,
+# and the budget is overrun by at most this much (and the report's cost past its share).
+FINAL_OVERRUN_LIMIT = 0.1
 
 
 class _Progress:
@@ -155,21 +147,30 @@ class AutoResult:
     report_path: Path
     out_dir: Path
     stages: dict[str, float]  # stage -> CPU seconds used
-    plan: dict[str, Any]  # the budget split as planned
+    plan: dict[str, Any]  # the budget split as planned, the costs it was planned from, and the final run's length
     reevaluated: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     baselines: list[Baseline] = field(default_factory=list)  # what a user would try first, on the same splits
+    deviations: list[str] = field(default_factory=list)  # where the procedure did not go as planned, first in every output
+    spent_s: float = 0.0  # CPU seconds from auto's start to its end (the stages and loading the data)
 
     @property
     def cpu_minutes(self) -> float:
         return sum(self.stages.values()) / 60.0
 
+    @property
+    def budget_spent(self) -> float:
+        """The share of the budget spent on the budget's clock (1.0: exactly the budget)."""
+        return self.spent_s / self.plan["budget_s"]
+
     def summary(self) -> dict[str, Any]:
-        """JSON-ready (what `babysit auto --json` prints and auto.json holds)."""
+        """JSON-ready (what `babysit auto --json` prints and auto.json holds); the deviations come first."""
         return {
+            "deviations": self.deviations,
             "status": self.status,
             "test_accuracy": self.test_accuracy,
             "cpu_minutes": round(self.cpu_minutes, 3),
+            "budget_spent": round(self.budget_spent, 3),
             "stage_cpu_minutes": {k: round(v / 60.0, 3) for k, v in self.stages.items()},
             "plan": self.plan,
             "config": self.config_text,
@@ -202,28 +203,73 @@ def _preflight(cfg: RunConfig, data: Any, fix: bool, clock: dict[str, float]) ->
     return report, cfg
 
 
-def _stage_sizes(per_epoch: float, left: float, top: int, seeds: int) -> dict[str, Any]:
-    """The budget split into epochs: horizon, coarse epochs and trials per stage (see the module docstring)."""
-    search_s = SEARCH_SHARE * left
-    horizon = max(1, int((left - search_s) / (top * seeds + FINAL_FACTOR * RECORDED_COST) / per_epoch))
-    search_epochs = search_s / per_epoch
-    coarse = max(1, min(max(1, horizon // 2), round(search_epochs / 24)))
-    # Two stages, the second training twice as long: trials * (coarse + 2 coarse) / 2 epochs in all.
-    trials = max(4, int(2 * search_epochs / (3 * coarse)))
-    return {"search_s": search_s, "horizon_epochs": horizon, "coarse_epochs": coarse, "trials": trials}
+def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, view: _Progress) -> tuple[Cost, Cost]:
+    """What a bare run (a search trial) and a recorded run (the final run: probes, checkpoints) cost.
+
+    Two runs of `base`, each for `share` CPU seconds and at least `CALIBRATE_EPOCHS` epochs (and never past
+    `end`); the recorded run's cost also grows with its history (`history_growth`).
+    """
+    costs = []
+    for recorded in (False, True):
+        meter, t0 = EpochMeter(), cpu_seconds()
+        callbacks = [BudgetGuard(end), Enough(CALIBRATE_EPOCHS, t0 + share), meter, view]
+        cfg = trial_config(base, {}, CALIBRATE_MAX_EPOCHS)
+        if recorded:
+            done = start_run(cfg, runs_dir=out, name="calibrate", progress=False, data=data, callbacks=callbacks)
+        else:
+            done = run(cfg, callbacks=callbacks, progress=False, data=data)
+        cost = meter.cost(cpu_seconds() - t0)
+        assert cost is not None  # fit ends every epoch it starts, a stopped one included
+        costs.append(replace(cost, growth_s=history_growth(done.result.history.records)) if recorded else cost)
+    return costs[0], costs[1]
+
+
+def _overran(stage: str, used: float, share: float, epoch_s: float, deviations: list[str]) -> None:
+    """Record `stage` as a deviation when it spent more than its share by at least one final-run epoch (what it cost the final run)."""
+    if used - share >= epoch_s:
+        deviations.append(f"the {stage} stage spent {used:.1f} CPU-s of its {share:.1f} s share; the final run lost about {int((used - share) // epoch_s)} epochs to it")
+
+
+def _final(base: RunConfig, values: dict[str, Any], data: Any, out: Path, epochs: int, cost: Cost, aim: float, end: float, view: _Progress,
+           notes: list[str], deviations: list[str]) -> tuple[Any, RunConfig, BudgetGuard]:  # fmt: skip
+    """The final run of `epochs` epochs; its guard stops it at `end` only as a last resort.
+
+    If it diverges it is retrained at a lower rate for what `cost` says fits before `aim` (CPU clock);
+    a divergence it cannot retrain is a deviation (its schedule did not finish).
+    """
+    final_cfg = trial_config(base, values, epochs)
+    guard = BudgetGuard(end)
+    done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[guard, view])
+    attempt = 1
+    while done.result.status == DIVERGED:
+        # The final run is longer than any run that ranked its rate, so a rate that was stable for the
+        # horizon can still blow up; the lectures' remedy for an exploding loss is a lower rate.
+        again = cost.epochs_for(aim - cpu_seconds())
+        why = f"the final run diverged at epoch {done.result.epochs} ({done.result.stop_reason})"
+        if attempt == FINAL_ATTEMPTS or again < 1:
+            reason = f"{attempt} attempts" if attempt == FINAL_ATTEMPTS else "the budget left buys no rerun"
+            deviations.append(f"{why} of {final_cfg.train.epochs}, {reason}: its schedule did not finish; lower train.lr in best.toml "
+                              f"(now {final_cfg.train.lr:.3g}) and train it")  # fmt: skip
+            break
+        attempt += 1
+        lr = final_cfg.train.lr * FINAL_LR_CUT
+        notes.append(f"{why}; retrained at train.lr {lr:.3g} ({FINAL_LR_CUT:.3g} x {final_cfg.train.lr:.3g}) for {again} epochs")
+        final_cfg = trial_config(base, {**values, "train.lr": lr}, again)
+        done = start_run(final_cfg, runs_dir=out, name=f"final-{attempt}", progress=False, data=data, callbacks=[guard, view])
+    return done, final_cfg, guard
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
 
-def _top_configs(result: TuneResult, k: int) -> list[dict[str, Any]]:
-    """The values of the k best complete trials, later (longer) stages first, distinct values."""
+def _top_configs(result: TuneResult, k: int) -> list[tuple[dict[str, Any], float]]:
+    """The values and scores of the k best complete trials, later (longer) stages first, distinct values."""
     done = sorted((t for t in result.trials if t.score is not None), key=lambda t: (-t.stage, -t.score, t.number))
-    picked: list[dict[str, Any]] = []
+    picked: list[tuple[dict[str, Any], float]] = []
     for t in done:
-        if t.values not in picked:
-            picked.append(t.values)
+        if t.values not in [values for values, _ in picked]:
+            picked.append((t.values, t.score))
     return picked[:k]
 
 
@@ -261,8 +307,16 @@ def auto(
     out.mkdir(parents=True, exist_ok=True)
     start = cpu_seconds()
     clock: dict[str, float] = {}
+    notes: list[str] = []
+    deviations: list[str] = []
     data = load_data(cfg.data)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    report_s = REPORT_SHARE * budget
+    end = start + budget - report_s  # every run ends by here; the reports take the rest
+
+    def left() -> float:
+        return end - cpu_seconds()
+
     with _Progress(budget, start, progress) as view:
         view.refresh("preflight")
         checks, base = _preflight(cfg, data, fix, clock)
@@ -270,7 +324,6 @@ def auto(
         reference = baselines(data)
         if reference:
             clock["baselines"] = cpu_seconds() - t0
-        notes: list[str] = []
         if base.train.schedule == "none" and base.train.optimizer not in FULL_BATCH:
             # auto picks every run's length from the budget, so the rate must follow the length: one cosine
             # decay to 0 over each run (docs/lectures.md: anneal the learning rate) instead of a constant rate.
@@ -279,115 +332,180 @@ def auto(
 
         view.refresh("calibrate")
         t0 = cpu_seconds()
-        run(trial_config(base, {}, 1), callbacks=[BudgetGuard(start + budget)], progress=False, data=data)
+        bare, recorded = _calibrate(base, data, out, CALIBRATE_SHARE * budget, start + budget, view)
+        bare_cal = bare
         clock["calibrate"] = cpu_seconds() - t0
-        per_epoch = max(clock["calibrate"], 1e-3)
-        left = budget - (cpu_seconds() - start)
-        plan = {"budget_s": budget, "clock": "time.process_time of this process", "per_epoch_s": round(per_epoch, 3),
-                "search_share": SEARCH_SHARE, "top": top, "seeds": seeds, **_stage_sizes(per_epoch, max(left, per_epoch), top, seeds)}  # fmt: skip
-        if left <= 0:
-            # The checks and calibration spent the budget: a search would only overrun it.
-            plan["search_s"] = 0.0
+        ratio = recorded.per_epoch_s / bare.per_epoch_s  # what probes and records add to an epoch, measured
+        runs, before_search = top * seeds, max(left(), 0.0)
+        planned = plan_budget(before_search, bare, recorded, runs)
+        plan: dict[str, Any] = {
+            "budget_s": budget, "clock": "time.process_time of this process", "report_share": REPORT_SHARE, "search_share": SEARCH_SHARE,
+            "calibrated": {"bare": bare.to_dict(), "recorded": recorded.to_dict(), "recorded_over_bare": round(ratio, 3)},
+            "planned": planned.to_dict(), "top": top, "seeds": seeds, "trials": planned.trials, "coarse_epochs": planned.coarse_epochs,
+        }  # fmt: skip
 
         view.refresh("search")
-        found = default_space(base, proposal=checks.suggested_lr, dropout=plan["trials"] >= 2 * COARSE_TRIALS and base.model.script is None)
-        settings = TuneSettings(strategy="coarse_to_fine", trials=plan["trials"], epochs=plan["coarse_epochs"], stages=2,
-                                epoch_growth=2.0, prune="halving", seed=seed)  # fmt: skip
-        job = Search(base, found.space, settings, None, "", out / "tune")
         t0 = cpu_seconds()
-        guard = BudgetGuard(t0 + plan["search_s"])
-        handle = execute(job, Execution("panda", 1), data, on_change=lambda: view.refresh(), callbacks=[guard, view])
-        result = collect(handle, job)
+        result, searched = None, None
+        if planned.trials:
+            found = default_space(base, proposal=checks.suggested_lr, dropout=planned.trials >= 2 * COARSE_TRIALS and base.model.script is None)
+            settings = TuneSettings(strategy="coarse_to_fine", trials=planned.trials, epochs=planned.coarse_epochs, stages=2,
+                                    epoch_growth=2.0, prune="halving", seed=seed)  # fmt: skip
+            job = Search(base, found.space, settings, None, "", out / "tune")
+            guard, meter = BudgetGuard(t0 + planned.search_s), EpochMeter()
+            # Once its share is spent the search claims no more trials: their fixed costs alone would overrun it.
+            work(job, data, on_change=lambda: view.refresh(), callbacks=[guard, meter, view], stop_when=lambda: cpu_seconds() >= guard.deadline)
+            searched = meter.cost(cpu_seconds() - t0)
+            result = collect(job.open(), job)
+            notes += found.notes
+            if guard.fired:
+                notes.append(f"the search's share ({planned.search_s:.1f} CPU-s) ended it before all {planned.trials} planned trials finished")
+            if result.best is None and not guard.fired:
+                raise BabysitError("no search trial completed (all diverged or failed); see the search report in " + str(out / "tune"))
+            if result.best is not None:
+                view.refresh(best=result.best.score)
+        searched_s = cpu_seconds() - t0  # the trials and their results: what the search's share pays for
+        _overran("search", searched_s, planned.search_s, recorded.per_epoch_s, deviations)
+        if result is None or result.best is None:
+            why = (f"the checks and calibration spent the budget ({budget - left() - report_s:.1f} of {budget:g} CPU-s)" if left() <= 0
+                   else f"the search's share ({SEARCH_SHARE:.0%} of what was left: {SEARCH_SHARE * max(left(), 0.0):.1f} CPU-s, one trial "
+                        f"{bare.of(1):.2f} s)" if not planned.trials else f"the search's share ({planned.search_s:.1f} CPU-s)")  # fmt: skip
+            notes.append(f"{why} bought no complete search trial; the final run trains the base config (with the range test's rate) "
+                         "for all the budget left; give a larger --budget for a search")  # fmt: skip
+        if result is not None:
+            write_report(result, out / "search.html")  # before the final run is planned, so its cost is planned around
         clock["search"] = cpu_seconds() - t0
-        notes += found.notes
-        if result.best is None and not guard.fired:
-            raise BabysitError("no search trial completed (all diverged or failed); see the search report in " + str(out / "tune"))
-        if result.best is None:
-            spent = f"the checks and calibration spent the budget ({budget - left:.1f} of {budget:g} CPU-s)" if left <= 0 else f"the search share ({plan['search_s']:.0f} CPU-s)"
-            notes.append(f"{spent} bought no complete trial; the final run trains the base config; give a larger --budget")
-        else:
-            view.refresh(best=result.best.score)
-        write_report(result, out / "search.html")
 
         view.refresh("re-evaluate")
         t0 = cpu_seconds()
-        # The search measured what an epoch really costs (with evaluation, over many configs), better than
-        # calibration's one epoch with its start-up costs: size the rest by it (and the final by the re-evaluation's).
-        trained = sum(len(t.history) for t in result.trials)
-        per_epoch = clock["search"] / trained if trained else per_epoch
-        rest = budget * (1 - REPORT_SHARE) - (t0 - start)
-        final_share = FINAL_FACTOR * RECORDED_COST
-        horizon = max(1, int(rest / (top * seeds + final_share) / per_epoch))
-        plan.update(horizon_epochs=horizon, per_epoch_s=round(per_epoch, 4))
-        deadline = t0 + rest * (top * seeds) / (top * seeds + final_share)
-        rows, reevaluated_epochs = [], 0
-        for values in _top_configs(result, top) if result.best is not None else []:
+        # The search measured a bare run's cost over many runs, under the load of the moment: re-plan the rest from it.
+        bare = searched or bare
+        top_trials = _top_configs(result, top) if result is not None and result.best is not None else []
+        configs = [values for values, _ in top_trials]
+        # A validation split too small to resolve a percentage point ranks by k-fold cross-validation instead; top
+        # configurations within its noise of each other are not re-evaluated at all (workflows.ranking).
+        rank = ranking([score for _, score in top_trials], data) if configs else None
+        trainings = [(s, data) for s in range(1, seeds + 1)]  # (seed offset, data) of each configuration's runs
+        if rank is not None:
+            notes.append(rank.describe())
+            plan["ranking"] = rank.to_dict()
+            if rank.method == "kfold":
+                trainings = list(enumerate(folds(data, rank.folds, seed), start=1))
+            if rank.method == "none":
+                configs = []
+        if configs and len(configs) * len(trainings) != runs and planned.horizon:
+            # k-fold ranks with another number of runs than the plan's seeds: the plan, made again with them (from the
+            # same costs and budget), is what the final run is held to.
+            h, final = split_rest(before_search - planned.search_s, bare_cal, recorded, len(configs) * len(trainings))
+            planned = replace(planned, horizon=h, reevaluate_s=bare_cal.of(h, len(configs) * len(trainings)) if h else 0.0, final_epochs=final,
+                              final_s=recorded.of(final))  # fmt: skip
+            plan["planned"] = planned.to_dict()
+        runs = len(configs) * len(trainings)
+        horizon, _ = split_rest(max(left(), 0.0), bare, Cost(bare.per_epoch_s * ratio, recorded.fixed_s, recorded.growth_s), runs) if configs else (0, 0)
+        reevaluate_s = bare.of(horizon, runs) if horizon else 0.0
+        deadline, meter, rows = t0 + reevaluate_s, EpochMeter(), []
+        if configs and not horizon:
+            notes.append("the budget left after the search buys no re-evaluation run; the final run trains the search's best")
+        for values in configs if horizon else []:
             scores = []
-            for s in range(1, seeds + 1):
+            for s, on in trainings:
+                if cpu_seconds() >= deadline:
+                    break
                 c = trial_config(base, values, horizon)
                 c = replace(c, train=replace(c.train, seed=base.train.seed + s))
-                r = run(c, callbacks=[BudgetGuard(deadline), view], progress=False, data=data).result
-                reevaluated_epochs += len(r.history)
+                cut = BudgetGuard(deadline)
+                r = run(c, callbacks=[cut, meter, view], progress=False, data=on).result
+                if cut.fired:  # a run stopped short is not scored beside complete ones
+                    break
                 scores.append(r.history.records[-1]["val_accuracy"] if r.history.records else float("nan"))
-            finite = [x for x in scores if math.isfinite(x)]
-            rows.append({"values": values, "val_accuracy": scores, "mean": sum(finite) / len(finite) if finite else None})
-            view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
+            if scores:
+                rows.append({"values": values, "val_accuracy": scores})
+        # Every configuration is ranked on the same seeds or folds: those all of them completed.
+        common = min((len(r["val_accuracy"]) for r in rows), default=0)
+        if rows and (common < len(trainings) or len(rows) < len(configs)):
+            notes.append(f"the re-evaluation's share ({reevaluate_s:.1f} CPU-s) ended it early: {len(rows)} configurations ranked on the "
+                         f"{common} {'folds' if rank is not None and rank.method == 'kfold' else 'seeds'} each of them completed, of {len(trainings)} planned")  # fmt: skip
+        for row in rows:
+            finite = [x for x in row["val_accuracy"][:common] if math.isfinite(x)]
+            row["mean"] = sum(finite) / len(finite) if finite else None
+        view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
         clock["reevaluate"] = cpu_seconds() - t0
-        if reevaluated_epochs:
-            per_epoch = clock["reevaluate"] / reevaluated_epochs
-        fallback = {"values": result.best.values if result.best is not None else {}}
+        bare = meter.cost(clock["reevaluate"]) or bare  # the latest measure of an epoch, on the configurations the final run picks from
+        final_cost = Cost(bare.per_epoch_s * ratio, recorded.fixed_s, recorded.growth_s)
+        _overran("re-evaluation", clock["reevaluate"], reevaluate_s, final_cost.per_epoch_s, deviations)
+        plan.update(horizon_epochs=horizon, reevaluate_s=round(reevaluate_s, 3))
+        fallback = {"values": top_trials[0][0] if top_trials else {}}  # the search's best of its longest stage
         chosen = max((r for r in rows if r["mean"] is not None), key=lambda r: r["mean"], default=fallback)
 
         view.refresh("final")
         t0 = cpu_seconds()
-        left = budget * (1 - REPORT_SHARE) - (t0 - start)
-        epochs = max(FINAL_FACTOR * horizon if rows else 1, int(left / (per_epoch * RECORDED_COST)))
-        plan["final_epochs"] = epochs
-        final_cfg = trial_config(base, chosen["values"], epochs)
-        final_guard = BudgetGuard(start + budget * (1 - REPORT_SHARE))
-        done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[final_guard, view])
-        attempt = 1
-        while done.result.status == DIVERGED:
-            # The final run is several times longer than any run that ranked its rate, so a rate that was stable
-            # for the horizon can still blow up; the lectures' remedy for an exploding loss is a lower rate.
-            left = budget * (1 - REPORT_SHARE) - (cpu_seconds() - start)
-            again = int(left / (per_epoch * RECORDED_COST))
-            why = f"the final run diverged at epoch {done.result.epochs} ({done.result.stop_reason})"
-            if attempt == FINAL_ATTEMPTS or again < FINAL_FACTOR * horizon:
-                reason = f"{attempt} attempts" if attempt == FINAL_ATTEMPTS else "the budget left buys no rerun"
-                notes.append(f"{why}, {reason}; lower train.lr in best.toml (now {final_cfg.train.lr:.3g}) and train it")
-                break
-            attempt += 1
-            lr = final_cfg.train.lr * FINAL_LR_CUT
-            notes.append(f"{why}; retrained at train.lr {lr:.3g} ({FINAL_LR_CUT:.3g} x {final_cfg.train.lr:.3g}) for {again} epochs")
-            final_cfg = trial_config(base, {**chosen["values"], "train.lr": lr}, again)
-            done = start_run(final_cfg, runs_dir=out, name=f"final-{attempt}", progress=False, data=data, callbacks=[final_guard, view])
-        plan["final_epochs"] = final_cfg.train.epochs
+        # The final run's length comes from what is left and a recorded epoch's cost measured now, so its
+        # schedule decays to its end inside the budget; its guard is a last resort (FINAL_OVERRUN_LIMIT).
+        epochs = final_cost.epochs_for(left())
+        final_end = end + FINAL_OVERRUN_LIMIT * budget
+        if epochs < planned.final_epochs:
+            deviations.append(f"the final run was re-planned from {planned.final_epochs} to {epochs} epochs before it started "
+                              f"(a recorded epoch now costs {final_cost.per_epoch_s:.3f} CPU-s, calibration measured {recorded.per_epoch_s:.3f}; "
+                              f"{max(left(), 0.0):.1f} s were left for it, {planned.final_s:.1f} s planned)")  # fmt: skip
+        if epochs < 1:
+            # The budget is spent: a model still has to come out, so one epoch trains past the budget, and says so.
+            epochs, final_end = 1, math.inf
+            deviations.append("the budget was spent before the final run; it trained 1 epoch past the budget: give a larger --budget")
+        plan.update(final_epochs_planned=planned.final_epochs, final_epochs=epochs, final_epoch_s=round(final_cost.per_epoch_s, 4))
+        done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, end, final_end, view, notes, deviations)
+        plan.update(final_epochs=final_cfg.train.epochs, final_epochs_trained=done.result.epochs)
         clock["final"] = cpu_seconds() - t0
+        if final_guard.fired:
+            deviations.append(f"the final run was cut at epoch {done.result.epochs} of {final_cfg.train.epochs} by the last-resort guard "
+                              f"({FINAL_OVERRUN_LIMIT:.0%} of the budget past its planned end): its schedule did not finish "
+                              f"(an epoch cost more than the {final_cost.per_epoch_s:.3f} CPU-s planned); train best.toml to finish it")  # fmt: skip
+        elif final_end != math.inf:
+            _overran("final", clock["final"], final_cost.of(epochs), final_cost.per_epoch_s, deviations)
 
         view.refresh("report")
         t0 = cpu_seconds()
         checks.save(done.record)
-        config_text = f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {epochs} epochs\n" + tomli_w.dumps(final_cfg.to_dict())
+        config_text = f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {final_cfg.train.epochs} epochs\n" + tomli_w.dumps(final_cfg.to_dict())
         config_path = atomic_write_text(out / "best.toml", config_text)
         report = run_report(done.record, data=data)
         page = report.page()
         sec = page.section("babysit auto: budget and search")
+        for d in deviations:  # what did not go as planned comes before everything else
+            sec.text(f"deviation from the plan: {d}", "sev-error")
         sec.text(f"budget {budget:.0f} CPU-seconds ({plan['clock']}); search report: search.html; config: best.toml")
+        sec.text(split_text(plan))
         sec.table(["stage", "CPU seconds"], [[k, f"{v:.1f}"] for k, v in clock.items()])
-        sec.table(["planned", "value"], [[k, str(v)] for k, v in plan.items()])
-        sec.table(["re-evaluated configuration", f"val accuracy per seed ({horizon} epochs)", "mean"],
+        sec.table(["planned", "value"], [[k, json.dumps(json_safe(v)) if isinstance(v, dict) else str(v)] for k, v in plan.items()])
+        if rank is not None:
+            sec.text(f"ranking: {rank.describe()}")
+        per = "fold" if rank is not None and rank.method == "kfold" else "seed"
+        sec.table(["re-evaluated configuration", f"val accuracy per {per} ({horizon} epochs)", "mean"],
                   [[json.dumps(json_safe(r["values"])), ", ".join(f"{x:.4f}" for x in r["val_accuracy"]), "" if r["mean"] is None else f"{r['mean']:.4f}"] for r in rows])  # fmt: skip
         if reference:
             final_val = done.result.history.records[-1].get("val_accuracy") if done.result.history.records else None
             shown = [["babysit auto (this run)", _pct(final_val), _pct(done.result.test_accuracy), f"{clock['final']:.1f}"]]
             sec.table(["model", "val accuracy", "test accuracy", "CPU seconds"], shown + [[b.name, _pct(b.val_accuracy), _pct(b.test_accuracy), f"{b.cpu_s:.2f}"] for b in reference])
-        for w in result.warnings:
+        for w in result.warnings if result is not None else []:
             sec.text(f"edge: {w}", "sev-warning")
         page.sections.insert(0, page.sections.pop())
         report_path = page.write(out / "report.html")
         clock["report"] = cpu_seconds() - t0
+    spent = cpu_seconds() - start
+    if spent > budget:
+        # Known only once the report is written, so the JSON line and the printed summary say it, not report.html.
+        deviations.append(f"auto spent {spent:.1f} CPU-s, {spent / budget:.0%} of the {budget:g} s budget (the report took {clock['report']:.1f} s of its {report_s:.1f} s share)")
     final = AutoResult(done.result.status, done.result.test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
-                       [str(w) for w in result.warnings] + notes, reference)  # fmt: skip
+                       [str(w) for w in (result.warnings if result is not None else [])] + notes, reference, deviations, spent)  # fmt: skip
     atomic_write_text(out / "auto.json", json.dumps(json_safe(final.summary()), indent=2) + "\n")
     return final
+
+
+def split_text(plan: dict[str, Any]) -> str:
+    """How the budget was split, in one sentence (the report's and the CLI's)."""
+    p = plan["planned"]
+    if not plan["trials"]:
+        return f"split: no search (its share bought fewer than {MIN_TRIALS} one-epoch trials); the final run trained {plan['final_epochs']} epochs ({p['final_epochs']} planned)"
+    return (f"split: search {plan['search_share']:.0%} of what the checks and calibration left ({plan['trials']} trials, {plan['coarse_epochs']} then "
+            f"{2 * plan['coarse_epochs']} epochs, {p['search_s']:.1f} CPU-s), then {plan['top']}x{plan['seeds']} re-evaluations of {plan['horizon_epochs']} "
+            f"epochs and the final run, {FINAL_FACTOR}x as long ({plan['final_epochs']} epochs trained, {p['final_epochs']} planned), sized by measured "
+            f"epoch and run costs; {plan['report_share']:.0%} of the budget kept for the reports")  # fmt: skip

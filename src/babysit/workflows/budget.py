@@ -1,0 +1,242 @@
+"""`auto`'s budget: the CPU clock, the guard, what a run costs (measured), and the plan made from it.
+
+A run's CPU cost is `fixed + epochs x per_epoch`, both measured, never assumed:
+
+- `per_epoch` is the mean CPU cost of an epoch after a run's first: training, validation
+  and, in a recorded run, that epoch's probes, checkpoints and records (`EpochMeter`, between
+  consecutive epoch ends);
+- `fixed` is what a run costs besides its epochs (building the model, the first batch's
+  warm-up, the test evaluation, and in a search Optuna's bookkeeping): a stage's CPU seconds
+  minus its epochs x per_epoch, over its runs;
+- `growth`, for a recorded run only: its checkpoint carries the history so far, so each epoch
+  costs a little more than the one before (`history_growth`).
+
+Calibration measures both for a bare run (how search trials and re-evaluation runs train) and
+for a recorded one (how the final run trains); the recorded/bare ratio of their epochs carries
+the later, larger measurements of bare epochs (the search's, the re-evaluation's, under the
+load of the moment) over to the final run.
+
+The plan (`plan_budget`): of the CPU left after the checks and calibration, `REPORT_SHARE` of
+the budget is kept for the reports and `SEARCH_SHARE` goes to the search; the rest is split
+between `top x seeds` re-evaluation runs of h epochs (bare) and the final run of
+`FINAL_FACTOR x h` epochs (recorded), solving
+`rest = top*seeds*(bare.fixed + h*bare.epoch) + recorded.fixed + FINAL_FACTOR*h*recorded.epoch`
+for h. The search's trial count comes from the cost of one trial, fixed cost included, so a
+cheap epoch never buys hundreds of trials whose fixed costs eat the budget. When the search
+share buys fewer than `MIN_TRIALS` one-epoch trials there is no search and no re-evaluation:
+the final run gets everything.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from babysit.errors import ConfigError
+from babysit.status import STOPPED
+from babysit.tune.search import MAX_TRIALS
+
+SEARCH_SHARE = 0.35  # of the CPU left after the checks and calibration (and the reports' share)
+REPORT_SHARE = 0.05  # of the budget, kept for writing the run report after the final run
+FINAL_FACTOR = 2  # the final run trains this many times the re-evaluation's horizon
+MIN_TRIALS = 4  # a coarse-to-fine search of fewer trials (two stages) ranks nothing worth its cost
+COARSE_EPOCHS_PER = 24  # stage 1's epochs are about the search's epochs / this (16 trials over two stages)
+GROWTH_SAMPLE = 1000  # history records saved to measure what one more costs in a checkpoint
+STAGE_WORK = 1.5  # two stages, the second twice as long: a trial trains 1.5 x the coarse epochs on average, unpruned
+
+
+def cpu_seconds() -> float:
+    """CPU seconds this process has used (all its threads): the clock the budget is measured on."""
+    return time.process_time()
+
+
+def default_budget_s() -> float:
+    """10 minutes on a GPU; on a CPU 2 CPU-minutes per core, at most 10 (a 2-core laptop: 4 minutes)."""
+    if torch.cuda.is_available():
+        return 600.0
+    return min(600.0, 120.0 * (os.cpu_count() or 1))
+
+
+def parse_budget(text: str) -> float:
+    """'10m', '90s', '1h' or plain seconds -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    try:
+        seconds = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise ConfigError(f"--budget {text!r} must be a duration like 10m, 90s or 1h") from None
+    if seconds <= 0:
+        raise ConfigError(f"--budget must be positive, got {text!r}")
+    return seconds
+
+
+class BudgetGuard:
+    """Stops training at the next batch once the CPU clock passes `deadline` (seconds of `cpu_seconds`)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+
+    def on_batch_end(self, state: Any) -> None:
+        if cpu_seconds() >= self.deadline:
+            self.fired = True
+            state.request_stop(STOPPED, "the auto budget of this stage is spent")
+
+    def __repr__(self) -> str:
+        return f"BudgetGuard(deadline={self.deadline:.2f}, fired={self.fired})"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one run costs on the CPU clock: `fixed_s + epochs x per_epoch_s`, plus `growth_s` more for each epoch
+    than the one before (a recorded run: its checkpoint carries the history so far, see `history_growth`)."""
+
+    per_epoch_s: float
+    fixed_s: float
+    growth_s: float = 0.0
+
+    def of(self, epochs: int, runs: int = 1) -> float:
+        """CPU seconds of `runs` runs of `epochs` epochs each."""
+        return runs * (self.fixed_s + epochs * self.per_epoch_s + self.growth_s * epochs * (epochs - 1) / 2)
+
+    def epochs_for(self, seconds: float) -> int:
+        """The most epochs one run can train in `seconds` (0 when they do not pay its fixed cost and one epoch)."""
+        return _most(lambda e: self.of(e) <= seconds)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(f"{v:.4g}") for k, v in asdict(self).items()}
+
+
+def _most(fits: Callable[[int], bool]) -> int:
+    """The largest n >= 1 with fits(n) (fits is monotone: true up to some n), 0 when fits(1) is false."""
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while fits(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
+
+
+def history_growth(records: list[dict[str, Any]]) -> float:
+    """CPU seconds one more history record adds to each later epoch of a recorded run.
+
+    A recorded run saves last.pt every epoch with the whole history in it, so its epoch i
+    pays for pickling i records: a few microseconds each, negligible for 50 epochs, more
+    than the training itself by epoch 1,500 of a small table. Measured by saving
+    `GROWTH_SAMPLE` copies of the run's own records the way the checkpoint does (torch.save).
+    """
+    if not records:
+        return 0.0
+    sample = [dict(records[i % len(records)]) for i in range(GROWTH_SAMPLE)]
+    t0 = cpu_seconds()
+    torch.save({"history": sample}, io.BytesIO())
+    return (cpu_seconds() - t0) / GROWTH_SAMPLE
+
+
+class EpochMeter:
+    """A training callback: the CPU clock at each run's start and at each epoch's end, to split a stage's cost."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[float]] = []
+
+    def on_fit_start(self, state: Any) -> None:
+        self.runs.append([cpu_seconds()])
+
+    def on_epoch_end(self, state: Any) -> None:
+        self.runs[-1].append(cpu_seconds())
+
+    @property
+    def epochs(self) -> int:
+        return sum(len(r) - 1 for r in self.runs)
+
+    def cost(self, total_s: float) -> Cost | None:
+        """`total_s`, the CPU seconds of the stage these runs trained in, as fixed + epochs x per_epoch (None: no epoch).
+
+        An epoch's cost is the mean between consecutive epoch ends over the later half of each
+        run (a recorded run probes its first steps densely and saves a best checkpoint more often
+        early on: that extra lands in the fixed cost). Runs that all stopped after one epoch have
+        only first epochs, which carry the warm-up: the estimate errs high.
+        """
+        late = [d for r in self.runs for deltas in [[b - a for a, b in zip(r[1:], r[2:])]] for d in deltas[len(deltas) // 2 :]]
+        first = [r[1] - r[0] for r in self.runs if len(r) > 1]
+        if not first:
+            return None
+        per_epoch = max(sum(late) / len(late) if late else sum(first) / len(first), 1e-6)
+        return Cost(per_epoch, max(0.0, (total_s - self.epochs * per_epoch) / len(self.runs)))
+
+    def __repr__(self) -> str:
+        return f"EpochMeter({len(self.runs)} runs, {self.epochs} epochs)"
+
+
+class Enough:
+    """A training callback that ends a calibration run once it has `min_epochs` epochs and the CPU clock passed `until`."""
+
+    def __init__(self, min_epochs: int, until: float) -> None:
+        self.min_epochs, self.until = min_epochs, until
+
+    def on_epoch_end(self, state: Any) -> None:
+        if len(state.history) >= self.min_epochs and cpu_seconds() >= self.until:
+            state.request_stop(STOPPED, "calibrated: enough epochs measured")
+
+
+@dataclass
+class Plan:
+    """The budget split into CPU seconds per stage and run lengths (see the module docstring).
+
+    `trials` is 0 when the search share buys fewer than `MIN_TRIALS` one-epoch trials;
+    `horizon` is 0 when the rest buys no re-evaluation run (the final run then gets all of it).
+    """
+
+    search_s: float
+    trials: int
+    coarse_epochs: int
+    horizon: int
+    reevaluate_s: float
+    final_epochs: int
+    final_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def split_rest(rest: float, bare: Cost, recorded: Cost, runs: int) -> tuple[int, int]:
+    """The re-evaluation's horizon h and the final run's epochs that `rest` CPU seconds buy.
+
+    The largest h with runs x bare.of(h) + recorded.of(FINAL_FACTOR x h) <= rest; when that
+    buys no epoch of re-evaluation (h < 1), h is 0 and the final run gets all of `rest`.
+    """
+    h = _most(lambda h: bare.of(h, runs) + recorded.of(FINAL_FACTOR * h) <= rest) if runs else 0
+    if h < 1:
+        return 0, recorded.epochs_for(rest)
+    return h, FINAL_FACTOR * h
+
+
+def plan_budget(left: float, bare: Cost, recorded: Cost, runs: int) -> Plan:
+    """Split `left` CPU seconds (after the checks, calibration and the reports' share) over search, re-evaluation, final.
+
+    `runs` is the number of re-evaluation runs (top x seeds). The search gets `SEARCH_SHARE`,
+    shaped as stage-1 epochs `e` (about 1/`COARSE_EPOCHS_PER` of the epochs it buys, at most half
+    the horizon) and trials `search_s / (bare.fixed + STAGE_WORK x e x bare.epoch)`; fewer than
+    `MIN_TRIALS` one-epoch trials means no search, and everything goes to the final run.
+    """
+    search_s = SEARCH_SHARE * left
+    horizon, final = split_rest(left - search_s, bare, recorded, runs)
+    coarse = max(1, min(max(1, horizon // 2), round(search_s / bare.per_epoch_s / COARSE_EPOCHS_PER)))
+    trials = int(search_s // (bare.fixed_s + STAGE_WORK * coarse * bare.per_epoch_s))
+    if trials < MIN_TRIALS:
+        coarse = 1
+        trials = int(search_s // (bare.fixed_s + STAGE_WORK * bare.per_epoch_s))
+    trials = min(trials, MAX_TRIALS)
+    if trials < MIN_TRIALS:  # no search worth its cost: the final run trains the base config with everything
+        final = recorded.epochs_for(left)
+        return Plan(0.0, 0, 0, 0, 0.0, final, recorded.of(final))
+    return Plan(search_s, trials, coarse, horizon, bare.of(horizon, runs) if horizon else 0.0, final, recorded.of(final))

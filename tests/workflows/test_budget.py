@@ -1,0 +1,61 @@
+"""`auto`'s budget plan from measured costs: a run's fixed cost is planned, a cheap epoch buys no flood of trials."""
+
+import pytest
+
+from babysit.workflows.budget import FINAL_FACTOR, MIN_TRIALS, STAGE_WORK, Cost, EpochMeter, history_growth, plan_budget, split_rest
+
+
+def _meter(*runs: list[float]) -> EpochMeter:
+    meter = EpochMeter()
+    meter.runs = [list(r) for r in runs]
+    return meter
+
+
+def test_a_stage_splits_into_a_fixed_cost_per_run_and_an_epoch_cost_from_its_later_epochs():
+    # Two runs: start, then epoch ends. Run 1's first epochs are dear (probes at the first steps), its later ones 1 s.
+    meter = _meter([0.0, 3.0, 5.0, 6.0, 7.0], [10.0, 12.0, 13.0])
+    cost = meter.cost(total_s=14.0)
+    assert cost.per_epoch_s == pytest.approx(1.0)  # the later half of each run's epoch-to-epoch intervals
+    assert cost.fixed_s == pytest.approx((14.0 - 6 * 1.0) / 2)  # the stage's seconds minus its epochs, per run
+    assert 2 * cost.fixed_s + meter.epochs * cost.per_epoch_s == pytest.approx(14.0)  # the model reproduces what was measured
+    assert _meter().cost(1.0) is None
+
+
+def test_runs_of_one_epoch_only_plan_with_their_first_epoch():
+    cost = _meter([0.0, 2.0], [5.0, 7.0]).cost(total_s=5.0)
+    assert cost.per_epoch_s == pytest.approx(2.0) and cost.fixed_s == pytest.approx(0.5)
+
+
+def test_the_rest_is_split_so_reevaluation_and_the_final_run_fill_it():
+    bare, recorded = Cost(per_epoch_s=0.1, fixed_s=0.5), Cost(per_epoch_s=0.2, fixed_s=1.0)
+    h, final = split_rest(100.0, bare, recorded, runs=4)
+    assert final == FINAL_FACTOR * h and h > 0
+    assert bare.of(h, runs=4) + recorded.of(final) <= 100.0 < bare.of(h + 1, runs=4) + recorded.of(FINAL_FACTOR * (h + 1))
+    # When no re-evaluation epoch fits, the final run gets everything.
+    assert split_rest(3.5, bare, recorded, runs=4) == (0, recorded.epochs_for(3.5)) == (0, 12)
+
+
+def test_a_cheap_epoch_with_a_dear_fixed_cost_buys_few_trials_not_hundreds():
+    # The reverted plan: 335 one-epoch trials from a 0.3 s look, their fixed costs unplanned, 14.8 of 15 s spent searching.
+    bare, recorded = Cost(per_epoch_s=0.004, fixed_s=0.2), Cost(per_epoch_s=0.02, fixed_s=0.3)
+    plan = plan_budget(14.0, bare, recorded, runs=4)
+    assert MIN_TRIALS <= plan.trials and plan.trials * (bare.fixed_s + STAGE_WORK * plan.coarse_epochs * bare.per_epoch_s) <= plan.search_s
+    assert plan.search_s + plan.reevaluate_s + plan.final_s <= 14.0 and plan.final_epochs == FINAL_FACTOR * plan.horizon > 0
+
+
+def test_a_budget_that_buys_no_search_gives_the_final_run_everything():
+    bare, recorded = Cost(per_epoch_s=1.0, fixed_s=0.5), Cost(per_epoch_s=1.2, fixed_s=0.6)
+    plan = plan_budget(10.0, bare, recorded, runs=4)  # the search's 3.5 s buy one trial, fewer than MIN_TRIALS
+    assert (plan.trials, plan.horizon, plan.search_s, plan.reevaluate_s) == (0, 0, 0.0, 0.0)
+    assert plan.final_epochs == recorded.epochs_for(10.0) == 7 and plan.final_s <= 10.0
+
+
+def test_a_recorded_run_whose_checkpoint_carries_its_history_costs_more_each_epoch():
+    # last.pt holds the whole history, so epoch i pickles i records: at 2,000 epochs of a small table that is
+    # three times what a flat per-epoch cost predicts (the final runs cut short at 21-53% of their plan).
+    cost = Cost(per_epoch_s=0.01, fixed_s=0.1, growth_s=3e-5)
+    assert cost.of(2000) == pytest.approx(0.1 + 2000 * 0.01 + 3e-5 * 2000 * 1999 / 2) == pytest.approx(80.07)
+    epochs = cost.epochs_for(30.0)
+    assert cost.of(epochs) <= 30.0 < cost.of(epochs + 1) and epochs < Cost(0.01, 0.1).epochs_for(30.0) / 2
+    records = [{"epoch": i + 1, "train_loss": 0.5, "val_loss": 0.6, "val_accuracy": 0.9, "lr": 0.01, "seconds": 0.02} for i in range(30)]
+    assert 0 < history_growth(records) < 1e-3 and history_growth([]) == 0.0
