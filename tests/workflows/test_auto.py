@@ -15,10 +15,15 @@ from babysit.errors import ConfigError
 from babysit.workflows.auto import parse_budget
 
 
-def _auto_json(tmp_path: Path, *args: str) -> dict:
-    result = CliRunner().invoke(app, ["auto", "--data", "digits", "--model", "mlp", "--model.hidden=[32]", "--out", str(tmp_path), "--json", *args])
+def _run_auto(out: Path, *args: str) -> dict:
+    """`babysit auto ARGS --out OUT --json`, which must succeed; its JSON line."""
+    result = CliRunner().invoke(app, ["auto", *args, "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout.strip().splitlines()[-1])  # strict JSON: no NaN, one line
+
+
+def _auto_json(tmp_path: Path, *args: str) -> dict:
+    return _run_auto(tmp_path, "--data", "digits", "--model", "mlp", "--model.hidden=[32]", *args)
 
 
 def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tmp_path):
@@ -198,9 +203,7 @@ def test_a_file_after_data_is_read_as_it_is_with_a_logistic_baseline_beside_the_
 
     file = _save_table(tmp_path / "mine.npz", load_breast_cancer)
     out = tmp_path / "auto"
-    result = CliRunner().invoke(app, ["auto", "--data", str(file), "--budget", "5s", "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = _run_auto(out, "--data", str(file), "--budget", "5s")
     assert load_toml(out / "best.toml")["data"] == {**load_toml(out / "best.toml")["data"], "name": "arrays", "path": str(file)}
     # The baseline a user would try first, fitted on the same training split: breast cancer is nearly linear.
     (baseline,) = summary["baselines"]
@@ -229,9 +232,7 @@ def test_a_small_table_is_ranked_by_kfold_cross_validation_and_auto_says_so(tmp_
 
     file = _save_table(tmp_path / "cancer.npz", load_breast_cancer)
     out = tmp_path / "auto"
-    result = CliRunner().invoke(app, ["auto", "--data", str(file), "--budget", "20s", "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = _run_auto(out, "--data", str(file), "--budget", "20s")
     # 45 validation rows: an accuracy's standard error is several points, so one split cannot rank the top configurations.
     ranked = summary["plan"]["ranking"]
     assert (ranked["method"], ranked["n"], ranked["folds"], ranked["pooled"]) == ("kfold", 45, 5, 456) and ranked["se"] > 0.01
