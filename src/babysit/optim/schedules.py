@@ -136,6 +136,23 @@ class LRSchedule:
         self.scheduler: LRScheduler | None = None
 
     def on_fit_start(self, state) -> None:
+        self._build(state)
+
+    def on_replan(self, state) -> None:
+        """The run's length changed mid-run: a per-batch schedule is rebuilt for the new length and set to the current step.
+
+        Its rate then continues from the same point of the new schedule (a small step where the old
+        and new curves differ at this step; nothing for a schedule that does not follow the length).
+        """
+        if not self.per_batch or self.scheduler is None:
+            return
+        for group in state.optimizer.param_groups:  # the peak rate each group's schedule was built from
+            group["lr"] = group.get("max_lr", group.get("initial_lr", group["lr"]))
+        self._build(state)
+        self.scheduler.last_epoch = state.step - 1
+        self.scheduler.step()  # the rate (and one-cycle's momentum) at this step of the new schedule
+
+    def _build(self, state) -> None:
         options = dict(self.options)
         if self.per_batch:
             # Sized from the run itself, so a longer run (more epochs) stretches the schedule.
@@ -180,6 +197,9 @@ class MomentumAnnealing:
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"train.{name} must be in [0, 1), got {value}")
         self.start, self.final, self.epochs = start, final, epochs
+
+    def on_replan(self, state) -> None:
+        self.epochs = state.recipe.epochs
 
     def momentum_at(self, epoch: int) -> float:
         """mu during `epoch` (0-based)."""

@@ -8,6 +8,8 @@ Contract (call order within `fit`):
         for each batch: on_batch_end(state)     # state.loss is the batch loss (a tensor)
         on_epoch_end(state)                     # state.history has the epoch's record
     on_fit_end(state)                           # state.result is set
+    on_exception(state)                         # instead, when training raises (an error, Ctrl-C); then it is re-raised
+    on_replan(state)                            # when a callback changed the run's length (TrainState.replan)
 
 A callback implements any subset. `state.request_stop(status, reason)` ends
 training after the current batch.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import html
 import math
 import time
+import warnings
 from typing import TYPE_CHECKING, Protocol
 
 from babysit.errors import ConfigError, did_you_mean
@@ -30,7 +33,7 @@ if TYPE_CHECKING:  # rich loads when a bar is shown: `import babysit` and a reco
     from rich.console import Console
     from rich.progress import Progress
 
-EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "fit_end")
+EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "fit_end", "exception", "replan")
 
 
 class Callback(Protocol):
@@ -57,6 +60,17 @@ def emit(callbacks, event: str, state) -> None:
         method = getattr(cb, f"on_{event}", None)
         if method is not None:
             method(state)
+
+
+def emit_exception(callbacks, state) -> None:
+    """Call `on_exception(state)` on every callback that defines it, while training's own error is being raised (theirs are warned about)."""
+    for cb in callbacks:
+        method = getattr(cb, "on_exception", None)
+        if method is not None:
+            try:
+                method(state)
+            except Exception as e:  # the run's error is the one the user must see
+                warnings.warn(f"{type(cb).__name__}.on_exception failed ({type(e).__name__}: {e}) while training was failing", stacklevel=2)
 
 
 class NotebookBar:
@@ -132,6 +146,13 @@ class ProgressBar:
                 self._progress.update(state.step, f"epoch {state.epoch + 1}  loss {float(state.loss):.4f}")
             else:
                 self._progress.update(self._task, completed=state.step, epoch=state.epoch + 1, loss=f"{float(state.loss):.4f}")
+
+    def on_replan(self, state) -> None:
+        if isinstance(self._progress, NotebookBar):
+            self._progress.total = state.total_steps
+        elif self._progress is not None:
+            self._progress.update(self._task, total=state.total_steps)
+        self.console.print(f"re-planned to {state.recipe.epochs} epochs, {state.total_steps:,} steps")
 
     def on_epoch_end(self, state) -> None:
         r = state.history.records[-1]

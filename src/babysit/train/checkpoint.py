@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,10 +42,14 @@ if TYPE_CHECKING:
     from babysit.train.state import TrainState
 
 FORMAT = 1
+WRITE_SHARE = 0.01  # checkpoint writes take at most this share of a run's time (`Checkpointer`)
 
 
-def training_state(state: TrainState) -> dict[str, Any]:
-    """Everything `fit` needs to continue `state` exactly: weights, optimiser, counters, history, RNGs."""
+def training_state(state: TrainState, *, history: bool = True) -> dict[str, Any]:
+    """Everything `fit` needs to continue `state` exactly: weights, optimiser, counters, history, RNGs.
+
+    `history=False` leaves the history out (the caller adds the records up to "epoch" when it writes).
+    """
     cuda = torch.cuda.get_rng_state_all() if state.device.type == "cuda" else []
     pre = state.data.preprocessor
     return {
@@ -53,7 +58,7 @@ def training_state(state: TrainState) -> dict[str, Any]:
         "optimizer": state.optimizer.state_dict(),
         "epoch": len(state.history),
         "step": state.step,
-        "history": [dict(r) for r in state.history.records],
+        "history": [dict(r) for r in state.history.records] if history else [],
         "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state(), "cuda": cuda},
         "preprocessor": pre.state_dict() if pre is not None else None,
         "status": state.status,
@@ -129,15 +134,33 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-class Checkpointer:
-    """Write checkpoints/last.pt every epoch and checkpoints/best.pt when the metric improves.
+def _detached(obj: Any) -> Any:
+    """`obj` (a state dict: nested dicts, lists, tensors) with every tensor cloned, so training on does not change it."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _detached(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detached(v) for v in obj)
+    return obj
 
-    Each file is serialised once and written atomically (temporary file, fsync,
-    rename through `babysit.io`), so a kill mid-write leaves the previous one.
+
+class Checkpointer:
+    """Keep checkpoints/last.pt (every epoch) and checkpoints/best.pt (when the metric improves), written at most `WRITE_SHARE` of the time.
+
+    Each epoch's state is taken at its end (tensors copied in memory); the files are written
+    when at least 1/`WRITE_SHARE` times the last write's cost has passed since it, and always
+    after the first epoch, at the run's end (`on_fit_end`) and when training raises (an error,
+    Ctrl-C: `on_exception`). A write serialises the state with the
+    history up to its epoch, so a run of thousands of short epochs (a small table) no longer
+    pickles its whole history and fsyncs twice every epoch, a cost that grew with the run and
+    passed the training's own. Each file is written atomically (temporary file, fsync,
+    rename through `babysit.io`), so a kill mid-write leaves the previous one; a kill
+    (SIGKILL, power loss) between writes loses at most the epochs of one interval.
 
     At the start of a fresh run both files hold the initial weights, so even a
     run that diverges in its first steps keeps a loadable checkpoint. A diverged
-    epoch, or one whose metric is NaN/inf, writes nothing: a good checkpoint is
+    epoch, or one whose metric is NaN/inf, is not kept: a good checkpoint is
     never overwritten by a broken model (docs/lectures.md §6).
 
     Args:
@@ -160,6 +183,10 @@ class Checkpointer:
         self.directory = Path(directory)
         self.config, self.metric, self.mode = config, metric, mode
         self.best: float | None = None
+        self._records: list[dict[str, Any]] = []  # the run's history records (the list itself, appended to by fit)
+        self._pending: dict[Path, dict[str, Any]] = {}  # file -> the state to write there, history left out
+        self._due: float | None = None  # perf_counter time from which the next epoch may write; None: write now
+        self._failed = False  # the last write raised (a full disk): the run is failing because of it
 
     @property
     def last_path(self) -> Path:
@@ -169,31 +196,58 @@ class Checkpointer:
     def best_path(self) -> Path:
         return self.directory / "best.pt"
 
-    def _payload(self, state: TrainState, value: float | None) -> bytes:
-        checkpoint = training_state(state)
+    def _state(self, state: TrainState, value: float | None) -> dict[str, Any]:
+        checkpoint = _detached(training_state(state, history=False))
         checkpoint["config"] = self.config
         checkpoint["metric"] = {"name": self.metric, "value": value} if value is not None else None
-        return _serialize(checkpoint)
+        return checkpoint
+
+    def flush(self) -> None:
+        """Write every state taken and not yet written (the best and the last), each once, atomically."""
+        written: dict[int, bytes] = {}
+        for path, checkpoint in list(self._pending.items()):
+            key = id(checkpoint)
+            if key not in written:  # last and best are often the same epoch: serialise it once
+                written[key] = _serialize({**checkpoint, "history": [dict(r) for r in self._records[: checkpoint["epoch"]]]})
+            self._failed = True  # until the write returns: a failing run does not retry a write that just failed
+            atomic_write_bytes(path, written[key])
+            self._failed = False
+            del self._pending[path]
 
     def on_fit_start(self, state: TrainState) -> None:
+        self._records = state.history.records
         if state.history:  # resumed: the files already hold this run's checkpoints
             best = state.history.best(self.metric, self.mode)
             self.best = best[self.metric] if best else None
             return
-        payload = self._payload(state, None)
-        atomic_write_bytes(self.last_path, payload)
-        atomic_write_bytes(self.best_path, payload)
+        checkpoint = self._state(state, None)
+        self._pending = {self.last_path: checkpoint, self.best_path: checkpoint}
+        self.flush()
 
     def on_epoch_end(self, state: TrainState) -> None:
+        self._records = state.history.records
         value = state.history.records[-1].get(self.metric, math.nan)
         if state.status == DIVERGED or not math.isfinite(value):
             return
         improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
-        payload = self._payload(state, value)
-        atomic_write_bytes(self.last_path, payload)
+        checkpoint = self._state(state, value)
+        self._pending[self.last_path] = checkpoint
         if improved:
             self.best = value
-            atomic_write_bytes(self.best_path, payload)
+            self._pending[self.best_path] = checkpoint
+        now = time.perf_counter()
+        if self._due is not None and now < self._due:
+            return
+        self.flush()
+        done = time.perf_counter()
+        self._due = done + (done - now) / WRITE_SHARE
+
+    def on_fit_end(self, state: TrainState) -> None:
+        self.flush()
+
+    def on_exception(self, state: TrainState) -> None:
+        if not self._failed:  # the run failed for another reason: keep what it trained
+            self.flush()
 
     def __repr__(self) -> str:
         return f"Checkpointer({str(self.directory)!r}, metric={self.metric!r}, mode={self.mode!r}, best={self.best})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import inspect
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -226,6 +226,23 @@ class TrainState:
     eval_model: nn.Module | None = None
     generator: torch.Generator | None = None  # the shuffling RNG, saved in checkpoints
     callbacks: list[object] = field(default_factory=list)  # this fit's callbacks, whose state checkpoints save
+
+    def replan(self, epochs: int) -> None:
+        """Change the run's length to `epochs` (more than those done) while it trains: the loop runs to it and
+        every callback with `on_replan` (the per-batch schedules, the progress bar) stretches to it.
+
+        What a budget re-plans with once the run has measured its own epochs' cost, so its schedule
+        still ends at its last step instead of being cut (`babysit auto`'s final run).
+        """
+        if epochs <= len(self.history):
+            raise ValueError(f"a run re-planned to {epochs} epochs has already trained {len(self.history)}")
+        per_epoch = self.total_steps // max(1, self.recipe.epochs)
+        self.recipe = replace(self.recipe, epochs=epochs)
+        self.total_steps = per_epoch * epochs
+        for cb in self.callbacks:
+            method = getattr(cb, "on_replan", None)
+            if method is not None:
+                method(self)
 
     def request_stop(self, status: str, reason: str) -> None:
         """End training after the current batch, recording why (what a callback calls); `status` is one of `status.FIT`."""
