@@ -209,6 +209,7 @@ ROWS = [
     Row("tune-trials-word", "flags", "Invalid value for '--trials'", tune(extra=("--trials", "many"))),
     Row("tune-strategy-unknown", "flags", "unknown search strategy 'bayes'", tune(extra=("--strategy", "bayes"))),
     Row("tune-prune-unknown", "flags", "prune", tune(extra=("--prune", "always"))),
+    Row("tune-grace-zero", "flags", "tune.grace must be at least 1 epoch", tune(extra=("--prune", "halving", "--grace", "0"))),
     Row("tune-mode-unknown", "flags", "unknown execution mode 'koala'", tune(extra=("--mode", "koala"))),
     Row("tune-epoch-growth-zero", "flags", "epoch_growth", tune(extra=("--epoch-growth", "0"))),
     Row("tune-stages-zero", "flags", "tune.stages", tune(extra=("--stages", "0"))),

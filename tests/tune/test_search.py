@@ -180,3 +180,28 @@ def test_a_stage_without_any_score_keeps_its_ranges():
     second = plan_stage(2, SPACE, s, dead)
     assert second.space == first.space and second.carried == 0
     assert "no trial of stage 1 finished" in second.notes[0]
+
+
+def test_an_incumbent_takes_the_first_slot_of_the_first_stage_and_the_stage_keeps_its_size():
+    settings = TuneSettings(strategy="coarse_to_fine", trials=12, stages=2, seed=1)
+    start = {"train.lr": 3e-3, "train.weight_decay": 1e-4, "train.momentum": 0.9, "model.hidden": 64}
+    plan = plan_stage(1, SPACE, settings, [], incumbent=start)
+    plain = plan_stage(1, SPACE, settings, [])
+    assert plan.configs[0] == start and len(plan.configs) == len(plain.configs) == 6
+    assert start not in plain.configs and all(c is not None for c in plan.configs[1:])
+    # Stage 2 narrows around stage 1's outcomes whoever proposed them: the incumbent, if best, is carried.
+    outcomes = [Outcome(1, i, c, 1.0 if i == 0 else 0.5) for i, c in enumerate(plan.configs)]
+    assert plan_stage(2, SPACE, settings, outcomes, incumbent=start).configs[0] == start
+
+
+@pytest.mark.parametrize("grace", [0, -1])
+def test_a_grace_period_under_one_epoch_is_refused(grace):
+    with pytest.raises(ConfigError, match="tune.grace must be at least 1 epoch"):
+        TuneSettings(grace=grace)
+
+
+def test_successive_halving_judges_a_trial_first_at_its_grace_period():
+    from babysit.tune.pruning import PRUNERS
+
+    assert PRUNERS.get("halving")(4)._min_resource == 4
+    assert PRUNERS.get("median")(4)._n_warmup_steps == 4

@@ -35,30 +35,46 @@ def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tm
     assert tomllib.loads(summary["config"]) == load_toml(out / "best.toml") and summary["config_path"] == str(out / "best.toml")
     # The budget sets each run's length, so a base without a schedule gets one cosine decay per run.
     assert tomllib.loads(summary["config"])["train"]["schedule"] == "cosine" and any("no schedule" in w for w in summary["warnings"])
-    assert list(summary["stage_cpu_minutes"]) == ["preflight", "lr_range", "calibrate", "search", "reevaluate", "final", "report"]
-    # Ranked on 5 folds when the validation split is too small to resolve a point (digits: 143 samples), else on
-    # 2 seeds each, or not re-evaluated when the top configurations are within the split's noise of each other.
-    method = summary["plan"]["ranking"]["method"]
-    runs = {"kfold": 5, "split": 2, "none": 0}[method]
-    assert len(summary["reevaluated"]) == (0 if method == "none" else 2) and all(len(r["val_accuracy"]) == runs for r in summary["reevaluated"]) or any(
-        "re-evaluation's share" in w and "ended it early" in w for w in summary["warnings"])  # the machine's load can slow a run past its share
-    assert summary["plan"]["ranking"]["n"] == 143 and any("standard error" in w for w in summary["warnings"])
+    assert list(summary["stage_cpu_minutes"]) == ["lr_range", "preflight", "calibrate", "search", "reevaluate", "final", "report"]
+    # The search starts from the config's own values (Adam's default rate; no weight decay, the log range's low end).
+    start = summary["plan"].get("incumbent")
+    if start is None:  # under a heavy load the budget's share can buy no search: the base config trains with all of it
+        assert not summary["plan"]["trials"] and any("bought no complete search trial" in w for w in summary["warnings"])
+    elif start["holds"]:  # no first-stage trial beat it beyond chance: no second stage, no re-evaluation
+        assert not summary["reevaluated"] and "ranking" not in summary["plan"] and any("the search stops" in w for w in summary["warnings"])
+        assert tomllib.loads(summary["config"])["train"]["lr"] == 1e-3
+    if start is not None:
+        assert start["values"] == {"train.lr": 1e-3, "train.weight_decay": 1e-6} and start["n"] == 143
+    if start is not None and not start["holds"]:
+        # Ranked on 5 folds when the validation split is too small to resolve a point (digits: 143 samples), else on
+        # 2 seeds each, or not re-evaluated when the top configurations are within the split's noise of each other.
+        method = summary["plan"]["ranking"]["method"]
+        runs = {"kfold": 5, "split": 2, "none": 0}[method]
+        # The top 2, and the starting configuration beside them when it is not one of them.
+        expected = 0 if method == "none" else 2 + (start["values"] not in [r["values"] for r in summary["reevaluated"][:2]])
+        assert len(summary["reevaluated"]) == expected and all(len(r["val_accuracy"]) == runs for r in summary["reevaluated"]) or any(
+            "re-evaluation's share" in w and "ended it early" in w for w in summary["warnings"])  # the machine's load can slow a run past its share
+        assert summary["plan"]["ranking"]["n"] == 143 and any("standard error" in w for w in summary["warnings"])
     assert json.loads((out / "auto.json").read_text())["test_accuracy"] == summary["test_accuracy"]
     assert "babysit auto: budget and search" in (out / "report.html").read_text()
     plan = summary["plan"]
-    # The final run completes the schedule it was given (its cosine decays to its end), and it is the longest run.
-    assert load_toml(out / "best.toml")["train"]["epochs"] == plan["final_epochs"] == plan["final_epochs_trained"] >= 2 * plan["horizon_epochs"]
-    assert (plan["horizon_epochs"] > 0) == (method != "none")
+    # The final run completes its schedule (its cosine decays to its end), as long as it re-planned itself from the cost of its
+    # own epochs; it is the longest run unless that cost (the machine's load moves it) made it re-plan much shorter, which it says.
+    final = plan["final_epochs_replanned"]
+    assert load_toml(out / "best.toml")["train"]["epochs"] == final == plan["final_epochs_trained"]
+    assert final >= 2 * plan["horizon_epochs"] or any("re-planned itself" in d for d in summary["deviations"])
+    assert (plan["horizon_epochs"] > 0) == (start is not None and not start["holds"] and summary["plan"]["ranking"]["method"] != "none")
     assert not any("cut at epoch" in d for d in summary["deviations"])
-    # The budget is spent: at least 95% of it. The runs end where the plan leaves the report its share, or the final
-    # run says it overran (an epoch's CPU time drifts with the machine's load), and the last-resort guard bounds that;
+    # The runs end where the plan leaves the report its share, or the final run says it overran (an epoch's CPU time drifts with the machine's load), and the last-resort guard bounds that;
     # the report, written last, may pass the budget by its own cost, and then says so.
     from babysit.workflows.auto import FINAL_OVERRUN_LIMIT
 
-    assert summary["budget_spent"] >= 0.95
     runs_spent = summary["budget_spent"] - summary["stage_cpu_minutes"]["report"] * 60 / plan["budget_s"]
-    assert runs_spent <= 1 - plan["report_share"] + FINAL_OVERRUN_LIMIT + 0.01
-    assert runs_spent <= 1 - plan["report_share"] + 0.01 or any(d.startswith("the final stage spent") for d in summary["deviations"])
+    # The runs spend what the report's reserve leaves them (on a 30 s budget the 5 s reserve is a sixth of it, and the
+    # report may take less; from a minute up the whole budget is at least 95% spent: bench/bench_auto.py).
+    assert runs_spent >= 0.95 * (1 - plan["report_s"] / plan["budget_s"])
+    assert runs_spent <= 1 - plan["report_s"] / plan["budget_s"] + FINAL_OVERRUN_LIMIT + 0.01
+    assert runs_spent <= 1 - plan["report_s"] / plan["budget_s"] + 0.01 or any(d.startswith("the final stage spent") for d in summary["deviations"])
     assert summary["budget_spent"] <= 1.0 or summary["deviations"][-1].startswith("auto spent")
 
 
@@ -86,8 +102,8 @@ def test_a_stage_that_overruns_its_share_is_a_deviation_and_the_final_run_is_rep
     # re-evaluation gives back (or epochs that came cheaper than calibration's under a changing load) covered it.
     replanned = any(d.startswith(f"the final run was re-planned from {plan['planned']['final_epochs']} to {plan['final_epochs']} epochs") for d in deviations)
     assert replanned == (plan["final_epochs"] < plan["planned"]["final_epochs"]), (plan, deviations)
-    # Re-planned before it started, so the shorter run still finishes its schedule: not truncated.
-    assert plan["final_epochs_trained"] == plan["final_epochs"] and not any("cut at epoch" in d for d in deviations)
+    # Re-planned before it started (and by its own epochs' cost while it ran), so the shorter run still finishes its schedule.
+    assert plan["final_epochs_trained"] == plan["final_epochs_replanned"] and not any("cut at epoch" in d for d in deviations)
     assert summary["status"] == "completed" and summary["test_accuracy"] > 0.9
     # The deviations come first: in the JSON line, in report.html's auto section, and in the printed summary.
     assert list(summary)[0] == "deviations"
@@ -105,7 +121,7 @@ def test_the_printed_summary_starts_with_the_deviations(tmp_path, monkeypatch):
 
     printed = io.StringIO()
     monkeypatch.setattr(cli_auto, "out", Console(file=printed, width=200))
-    plan = {"budget_s": 10.0, "trials": 0, "planned": {"final_epochs": 3}, "final_epochs": 2}
+    plan = {"budget_s": 10.0, "trials": 0, "planned": {"final_epochs": 3}, "final_epochs": 2, "final_epochs_trained": 2}
     done = AutoResult("completed", 0.9, None, tmp_path / "best.toml", "", tmp_path / "report.html", tmp_path, {"final": 9.0}, plan,
                       deviations=["the final run was re-planned from 3 to 2 epochs"], spent_s=9.5)  # fmt: skip
     cli_auto.print_auto(done)
@@ -182,6 +198,10 @@ def test_one_seed_seeds_the_whole_procedure_the_final_run_included(tmp_path):
     a, b, c = (_first_forward(tmp_path / n / "final") for n in "abc")
     assert a == b  # the same seed reproduces the final run's randomness
     assert all(x != pytest.approx(y, rel=1e-3) for x, y in zip(a, c))  # another seed draws another init and batch
+    # The input-baseline check's two trainings do not fit 5% of such a budget: left out, and said.
+    said = next(w for w in done["a"].warnings if "input-baseline check was left out" in w)
+    checks = json.loads((tmp_path / "a" / "final" / "check.json").read_text())["checks"]
+    assert "5% of the budget" in said and "input_baseline" not in [c["name"] for c in checks] and "lr_range" in [c["name"] for c in checks]
 
 
 def _save_table(path: Path, loader) -> Path:
@@ -232,12 +252,16 @@ def test_a_small_table_is_ranked_by_kfold_cross_validation_and_auto_says_so(tmp_
 
     file = _save_table(tmp_path / "cancer.npz", load_breast_cancer)
     out = tmp_path / "auto"
-    summary = _run_auto(out, "--data", str(file), "--budget", "20s")
+    # A starting rate 100x too low: the first stage beats it beyond chance even on 45 rows, so the search goes on.
+    summary = _run_auto(out, "--data", str(file), "--budget", "20s", "--train.lr=3e-5")
+    start = summary["plan"]["incumbent"]
+    assert not start["holds"] and start["best"] - start["score"] > start["margin"] and any("the search goes on" in w for w in summary["warnings"])
     # 45 validation rows: an accuracy's standard error is several points, so one split cannot rank the top configurations.
     ranked = summary["plan"]["ranking"]
     assert (ranked["method"], ranked["n"], ranked["folds"], ranked["pooled"]) == ("kfold", 45, 5, 456) and ranked["se"] > 0.01
-    assert summary["reevaluated"] and all(len(r["val_accuracy"]) == 5 for r in summary["reevaluated"])
+    assert summary["reevaluated"] and all(len(r["val_accuracy"]) == 5 for r in summary["reevaluated"]) or any(
+        "re-evaluation's share" in w and "ended it early" in w for w in summary["warnings"])  # the machine's load can slow a run past its share
     said = next(w for w in summary["warnings"] if "cross-validation" in w)
     assert "45 samples" in said and "standard error" in said and "5-fold stratified" in said
     assert "5-fold stratified cross-validation over train+val (456 samples)" in (out / "report.html").read_text()
-    assert summary["plan"]["final_epochs_trained"] == summary["plan"]["final_epochs"] or summary["status"] == "diverged"
+    assert summary["plan"]["final_epochs_trained"] == summary["plan"]["final_epochs_replanned"] or summary["status"] == "diverged"

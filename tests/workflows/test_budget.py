@@ -2,7 +2,7 @@
 
 import pytest
 
-from babysit.workflows.budget import FINAL_FACTOR, MIN_TRIALS, STAGE_WORK, Cost, EpochMeter, history_growth, plan_budget, split_rest
+from babysit.workflows.budget import FINAL_FACTOR, MIN_TRIALS, STAGE_WORK, Cost, EpochMeter, plan_budget, split_rest
 
 
 def _meter(*runs: list[float]) -> EpochMeter:
@@ -50,12 +50,27 @@ def test_a_budget_that_buys_no_search_gives_the_final_run_everything():
     assert plan.final_epochs == recorded.epochs_for(10.0) == 7 and plan.final_s <= 10.0
 
 
-def test_a_recorded_run_whose_checkpoint_carries_its_history_costs_more_each_epoch():
-    # last.pt holds the whole history, so epoch i pickles i records: at 2,000 epochs of a small table that is
-    # three times what a flat per-epoch cost predicts (the final runs cut short at 21-53% of their plan).
-    cost = Cost(per_epoch_s=0.01, fixed_s=0.1, growth_s=3e-5)
-    assert cost.of(2000) == pytest.approx(0.1 + 2000 * 0.01 + 3e-5 * 2000 * 1999 / 2) == pytest.approx(80.07)
-    epochs = cost.epochs_for(30.0)
-    assert cost.of(epochs) <= 30.0 < cost.of(epochs + 1) and epochs < Cost(0.01, 0.1).epochs_for(30.0) / 2
-    records = [{"epoch": i + 1, "train_loss": 0.5, "val_loss": 0.6, "val_accuracy": 0.9, "lr": 0.01, "seconds": 0.02} for i in range(30)]
-    assert 0 < history_growth(records) < 1e-3 and history_growth([]) == 0.0
+
+
+@pytest.mark.parametrize("epoch_s, expected", [(1.0, 50), (0.25, 200)])
+def test_a_run_fitted_to_the_budget_re_plans_from_its_own_epochs_and_still_completes(monkeypatch, epoch_s, expected):
+    import torch
+
+    import babysit as bs
+    import babysit.workflows.budget as budget
+    from babysit.workflows.budget import FitToBudget
+
+    clock = [0.0]
+    monkeypatch.setattr(budget, "cpu_seconds", lambda: clock[0])
+
+    class Tick:  # every epoch costs epoch_s on the budget's clock
+        def on_epoch_end(self, state):
+            clock[0] += epoch_s
+
+    fitted = FitToBudget(end=50.0)
+    data = bs.Dataset.from_arrays(torch.randn(64, 3), torch.arange(64) % 2)
+    result = bs.fit(torch.nn.Linear(3, 2), data, bs.Recipe(epochs=100, schedule="cosine"), callbacks=[Tick(), fitted], progress=False)
+    # Planned at 100 epochs; its own epochs say `expected` end at the budget's end: it trains exactly those, to its schedule's end.
+    assert result.status == "completed" and result.epochs == expected and clock[0] <= 50.0
+    assert fitted.changes[0][:3] == (5, 100, expected) and fitted.changes[0][3] == pytest.approx(epoch_s)
+    assert result.history.records[-1]["lr"] < 1e-6

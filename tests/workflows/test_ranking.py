@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import torch
 
 from babysit.workflows.ranking import FOLDS, RESOLUTION, folds, ranking, samples_needed, standard_error
@@ -61,3 +63,62 @@ def test_mnist1d_sized_validation_ranks_on_the_split_or_skips_configurations_wit
     # One configuration: nothing to rank.
     alone = ranking([0.975], mnist1d)
     assert alone.method == "none" and "one distinct configuration: nothing to rank" in alone.describe()
+
+
+def test_the_chance_margin_is_the_expected_best_of_m_equal_configurations():
+    from babysit.workflows.ranking import chance_margin
+
+    se = standard_error(0.9, 1000)
+    # One other configuration: one standard error of a difference; m of them: sqrt(2 ln m) of them.
+    assert chance_margin(0.9, 1000, 1) == pytest.approx(math.sqrt(2) * se)
+    assert chance_margin(0.9, 1000, 8) == pytest.approx(math.sqrt(2 * math.log(8)) * math.sqrt(2) * se)
+    assert chance_margin(0.9, 1000, 16) > chance_margin(0.9, 1000, 8) > chance_margin(0.9, 4000, 8)
+
+
+def test_the_search_stops_only_when_no_trial_beat_its_start_beyond_chance():
+    from babysit.workflows.ranking import incumbent_test
+
+    # 1,000 validation samples, 7 others: a 1-point gap is chance (margin about 2.7 points), 6 points is not.
+    held = incumbent_test(0.90, [0.88, 0.91, 0.89, 0.85, 0.90, 0.87, 0.86], 1000)
+    assert held.holds and held.best == 0.91 and 0.02 < held.margin < 0.035
+    assert "within the" in held.describe() and "the search stops" in held.describe()
+    beaten = incumbent_test(0.84, [0.88, 0.90, 0.89, 0.85, 0.90, 0.87, 0.86], 1000)
+    assert not beaten.holds and "the search goes on" in beaten.describe()
+    # A start that did not complete decides nothing against it; no other trial: the start is kept.
+    assert not incumbent_test(None, [0.8], 1000).holds and incumbent_test(0.8, [], 1000).holds
+    # On 45 validation rows a 4-point gain over 2 others is within chance; 40 points is not.
+    assert incumbent_test(0.92, [0.93, 0.96], 45).holds and not incumbent_test(0.5, [0.93, 0.9], 45).holds
+
+
+@given(p=st.floats(0.05, 0.95), n=st.integers(400, 100_000), m=st.integers(1, 200))
+def test_the_chance_margin_shrinks_with_samples_and_grows_with_trials(p, n, m):
+    from babysit.workflows.ranking import chance_margin
+
+    assert chance_margin(p, 2 * n, m) < chance_margin(p, n, m) <= chance_margin(p, n, m + 1)
+
+
+def test_cross_validation_is_run_only_where_it_could_overturn_a_start_that_held_on_a_small_split():
+    from babysit.workflows.ranking import incumbent_test, worth_folds
+
+    # 143 validation samples (digits): a 4-point lead is within the split's chance margin for the best of 7 ...
+    held = incumbent_test(0.916, [0.958, 0.93, 0.9, 0.92, 0.91, 0.89, 0.94], 143)
+    assert held.holds and held.margin > 0.042
+    # ... but past what one comparison on the 1,437 pooled samples would explain: the folds can tell, so they run.
+    assert worth_folds(held, 1437)
+    assert not worth_folds(incumbent_test(0.916, [0.92, 0.90], 143), 1437)  # a lead the folds could not show either
+    assert not worth_folds(incumbent_test(0.5, [0.9, 0.8], 143), 1437)  # the split already said the search goes on
+    # A split that resolves a point decides by itself (MNIST-1D's 400 at 0.99).
+    assert not worth_folds(incumbent_test(0.99, [0.995, 0.99], 4000), 40000)
+
+
+def test_a_start_re_scored_by_folds_loses_to_a_clearly_better_rate(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    import babysit as bs
+    from babysit.workflows.auto import _folds_verdict
+
+    data = _table(tmp_path, load_breast_cancer)
+    base = bs.build_config({"data": {"name": "arrays", "path": str(tmp_path / "table.npz")}, "model": {"name": "mlp", "hidden": [16]}})
+    verdict = _folds_verdict(base, {"train.lr": 1e-6}, {"train.lr": 1e-2}, 5, data, 0, 7, [])
+    assert verdict.folds == 5 and verdict.n == len(data.train.y) + len(data.val.y) == 456
+    assert not verdict.holds and verdict.best - verdict.score > verdict.margin and "5-fold" in verdict.describe()

@@ -89,6 +89,7 @@ def tune(
     carry: Optional[int] = typer.Option(None, "--carry", help="Best configurations carried to the next stage."),
     widen: Optional[bool] = typer.Option(None, "--widen/--no-widen", help="Re-centre a range whose best is at its edge."),
     prune: Optional[str] = typer.Option(None, "--prune", help="none, median or halving."),
+    grace: Optional[int] = typer.Option(None, "--grace", help="Epochs a trial trains before the pruner may judge it (default 1)."),
     divergence_factor: Optional[float] = typer.Option(None, "--divergence-factor", help="Stop a trial whose loss exceeds this x its first loss."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seeds the proposals and samplers."),
     mode: str = typer.Option("panda", "--mode", help="panda: one trial at a time here; caviar: worker processes."),
@@ -112,7 +113,8 @@ def tune(
     base = config_from_cli(config, {"data": data_flag(data), "model": {"name": model}, "train": {"optimizer": optimizer}}, ctx.args)
     flags = {
         "strategy": strategy, "trials": trials, "epochs": epochs, "stages": stages, "epoch_growth": epoch_growth,
-        "top_k": top_k, "carry": carry, "widen": widen, "prune": prune, "divergence_factor": divergence_factor, "seed": seed,
+        "top_k": top_k, "carry": carry, "widen": widen, "prune": prune, "grace": grace, "divergence_factor": divergence_factor,
+        "seed": seed,
     }  # fmt: skip
     space, settings = search_from_cli(search_file, param, flags)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

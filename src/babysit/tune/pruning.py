@@ -20,7 +20,7 @@ PRUNERS: Registry = Registry("pruner")
 
 
 @PRUNERS.register("none")
-def no_pruning() -> optuna.pruners.BasePruner:
+def no_pruning(grace: int = 1) -> optuna.pruners.BasePruner:
     """No statistical pruning; diverging trials are still stopped."""
     import optuna
 
@@ -28,19 +28,19 @@ def no_pruning() -> optuna.pruners.BasePruner:
 
 
 @PRUNERS.register("median")
-def median_pruning() -> optuna.pruners.BasePruner:
-    """Stop a trial whose validation accuracy falls below the median of earlier trials at the same epoch."""
+def median_pruning(grace: int = 1) -> optuna.pruners.BasePruner:
+    """Stop a trial whose validation accuracy falls below the median of earlier trials at the same epoch (from epoch `grace` on)."""
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=grace)
 
 
 @PRUNERS.register("halving")
-def successive_halving() -> optuna.pruners.BasePruner:
-    """Successive halving (Jamieson & Talwalkar 2016): at epochs 1, 3, 9, ... keep the top third."""
+def successive_halving(grace: int = 1) -> optuna.pruners.BasePruner:
+    """Successive halving (Jamieson & Talwalkar 2016): at epochs g, 3g, 9g, ... (g: the grace period) keep the top third."""
     import optuna
 
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=3)
 
 
 class OptunaReporter:

@@ -63,6 +63,7 @@ class Search:
     storage: str | None = None
     study: str = ""
     root: Path = ROOT
+    incumbent: dict[str, Any] | None = None  # stage 1's first trial: the configuration to beat (search.plan_stage)
 
     def __post_init__(self) -> None:
         check_space(self.base, self.space)
@@ -73,13 +74,14 @@ class Search:
         """What identifies the search: resuming with anything else changed is refused (the device may differ)."""
         base = self.base.to_dict()
         base["train"].pop("device", None)
-        return {"settings": asdict(self.settings), "space": {k: str(p) for k, p in self.space.items()}, "base": base}
+        plan = {"settings": asdict(self.settings), "space": {k: str(p) for k, p in self.space.items()}, "base": base}
+        return plan if self.incumbent is None else {**plan, "incumbent": self.incumbent}
 
     def open(self, worker: int = 0) -> StudyHandle:
         """Open (or create) the study, with this worker's sampler seed."""
         strategy = STRATEGIES.get(self.settings.strategy)()
         sampler = strategy.sampler(self.settings.seed + worker)
-        return open_study(self.storage, self.study, self.plan(), sampler, PRUNERS.get(self.settings.prune)(), self.root)
+        return open_study(self.storage, self.study, self.plan(), sampler, PRUNERS.get(self.settings.prune)(self.settings.grace), self.root)
 
     def __repr__(self) -> str:
         return f"Search({self.study!r}, {self.settings.strategy}, {len(self.space)} params, {self.settings.trials} trials)"
@@ -147,7 +149,7 @@ class Planner:
         """The plan of `stage`; valid once every stage before it has finished."""
         if stage not in self._plans:
             done = [outcome(t) for t in slot_trials(list(trials)).values() if t.state.is_finished()]
-            self._plans[stage] = plan_stage(stage, self.search.space, self.search.settings, done)
+            self._plans[stage] = plan_stage(stage, self.search.space, self.search.settings, done, self.search.incumbent)
         return self._plans[stage]
 
     def next_step(self, handle: StudyHandle) -> tuple[str, StagePlan | None, list[int]]:
@@ -225,19 +227,20 @@ def work(
     device: str | None = None,
     on_change: Callable[[], None] | None = None,
     callbacks: Sequence[object] = (),
-    stop_when: Callable[[], bool] | None = None,
+    stop_when: Callable[[list[optuna.trial.FrozenTrial]], bool] | None = None,
 ) -> int:
     """The worker loop (module docstring) until the search is done; returns how many trials it trained.
 
     `on_change` is called after each trial and while waiting; `callbacks` join every trial's training.
-    `stop_when` is asked before each claim: True ends the loop with the search unfinished (a budget
-    that is spent claims no more trials, whose fixed costs alone would overrun it).
+    `stop_when` is asked with the study's trials before each claim: True ends the loop with the search
+    unfinished (a budget that is spent claims no more trials, whose fixed costs alone would overrun it;
+    a first stage whose incumbent no trial beat is not worth a second).
     """
     handle = search.open(worker)
     planner = Planner(search)
     trained = 0
     notify = on_change or (lambda: None)
-    while stop_when is None or not stop_when():
+    while stop_when is None or not stop_when(handle.trials()):
         reap(handle)
         trial = claim(handle)
         if trial is not None:

@@ -60,6 +60,8 @@ class TuneSettings:
         carry: best configurations of a stage re-run (longer) in the next.
         widen: re-centre a range whose best value sits at its edge instead of narrowing it.
         prune: a name from `PRUNERS` for early stopping by validation accuracy (none, median, halving).
+        grace: epochs every trial trains before a pruner may judge it (halving's first rung, median's
+            warm-up; ASHA's grace period): a trial near chance after one epoch is not yet behind.
         divergence_factor: a trial whose loss exceeds this multiple of its first loss is stopped (§6: 3x).
         seed: seeds the proposals and the samplers.
     """
@@ -73,6 +75,7 @@ class TuneSettings:
     carry: int = 1
     widen: bool = True
     prune: str = "none"
+    grace: int = 1
     divergence_factor: float = 3.0
     seed: int = 0
 
@@ -87,6 +90,7 @@ class TuneSettings:
                 "are planned and stored in the study); run at most that many, or split the search into studies (--study NAME)",
             ),
             (self.epochs >= 1, f"tune.epochs must be at least 1, got {self.epochs}"),
+            (self.grace >= 1, f"tune.grace must be at least 1 epoch, got {self.grace}"),
             (self.stages >= 1, f"tune.stages must be at least 1, got {self.stages}"),
             (self.epoch_growth >= 1, f"tune.epoch_growth must be >= 1 (later stages train longer), got {self.epoch_growth}"),
             (self.top_k >= 0 and self.carry >= 0, "tune.top_k and tune.carry must be >= 0"),
@@ -349,15 +353,20 @@ def narrow(space: Space, top: list[Outcome], carried: list[dict[str, Any]], wide
     return new, notes
 
 
-def plan_stage(stage: int, space: Space, settings: TuneSettings, outcomes: list[Outcome]) -> StagePlan:
-    """The plan of `stage` (1-based) given the finished outcomes of the stages before it."""
+def plan_stage(stage: int, space: Space, settings: TuneSettings, outcomes: list[Outcome], incumbent: dict[str, Any] | None = None) -> StagePlan:
+    """The plan of `stage` (1-based) given the finished outcomes of the stages before it.
+
+    `incumbent` (values for every key of `space`) takes stage 1's first slot: the configuration
+    the search has to beat (a profile's or the user's own), trained like every other trial.
+    """
     strategy = STRATEGIES.get(settings.strategy)()
     n = settings.stage_trials()[stage - 1]
     epochs = settings.stage_epochs(stage)
     if stage == 1:
-        configs = strategy.propose(space, n, settings.seed, stage, 0)
+        first = [dict(incumbent)] if incumbent is not None else []
+        configs = [*first, *strategy.propose(space, n - len(first), settings.seed, stage, len(first))]
         return StagePlan(1, epochs, dict(space), configs)
-    before = plan_stage(stage - 1, space, settings, outcomes)
+    before = plan_stage(stage - 1, space, settings, outcomes, incumbent)
     ranking = ranked([o for o in outcomes if o.stage == stage - 1])
     k = settings.top_k or max(2, round(len(ranking) / 4))
     carried = [o.values for o in ranking[: min(settings.carry, n)]]

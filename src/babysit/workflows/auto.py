@@ -4,17 +4,27 @@
     done.test_accuracy, done.report_path, done.config_path
 
 The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
-1. preflight: the checks (`check`) on the configured model; error-level findings
-   stop here unless `fix` (then the range test's learning rate replaces the configured one);
-2. lr range: the learning-rate range test proposes a rate; the search centres on it;
+1. lr range: the learning-rate range test proposes a rate; the search centres on it;
+2. preflight: the other checks (`check`) on the configured model; error-level findings
+   stop here unless `fix` (then the range test's learning rate replaces the configured
+   one). The input-baseline check's two short trainings run when they cost at most
+   `BASELINE_SHARE` of the budget (priced by the range test's steps), else a note says so;
 3. calibrate: two short runs of the base config measure what a run costs
    (`workflows.budget`): one bare, as a search trial trains, one recorded, as the
    final run trains (probes, checkpoints, the same batch size and augmentation);
 4. search: coarse random search on log scales over lr and weight decay (and
    dropout when the budget buys 32+ trials), then one narrowing stage around the
    best (coarse_to_fine, with its edge warnings), with divergence pruning and
-   successive halving;
-5. re-evaluate: the top few of the last stage retrained on more than one seed at
+   successive halving whose first rung is a third of a coarse trial (`grace_epochs`).
+   The configuration as given (the profile's or the user's values) is the first trial;
+   when no other first-stage trial beats it by more than chance explains (the best of
+   m equally good configurations on n validation samples: `ranking.incumbent_test`;
+   re-scored on k folds where the split is too small to tell and the folds could:
+   `ranking.worth_folds`), the search stops there, nothing is re-evaluated, and the final run trains it with
+   everything left: a search that cannot beat the recipe it started from does not
+   get to spend the recipe's training time;
+5. re-evaluate: the top few of the last stage (and the starting configuration, which
+   a short trial's ranking can wrongly put behind) retrained on more than one seed at
    half the final run's length (one successive-halving rung below it), because a
    short trial's ranking does not predict a long run (it picks too little
    regularization) and one seed's is noise;
@@ -28,7 +38,7 @@ it; panda mode trains every trial here, so there are no child processes to add).
 Every run's cost is `fixed + epochs x per_epoch`, both measured (`workflows.budget`):
 calibration measures them for a bare and a recorded run, the search re-measures a
 bare run over all its trials, the re-evaluation once more just before the final run.
-After preflight and calibration, `REPORT_SHARE` of the budget is kept for the report,
+After preflight and calibration, `REPORT_SHARE` of the budget (at least `REPORT_MIN_S`) is kept for the report,
 `SEARCH_SHARE` of the rest goes to the search (its trial count from one trial's whole
 cost, fixed cost included) and the remainder to the re-evaluation (h epochs a run) and
 the final run (`FINAL_FACTOR` x h epochs): the final run is the model the user gets,
@@ -57,16 +67,19 @@ from typing import Any
 
 import optuna
 import tomli_w
+import torch
+from optuna.trial import TrialState
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from babysit.build import load_data, model_from_config, run
+from babysit.checks.base import CheckSettings
 from babysit.checks.preflight import PIPELINE, CheckReport, check
 from babysit.config import RunConfig
 from babysit.errors import BabysitError, ConfigError
 from babysit.io import atomic_write_text, json_safe
-from babysit.optim.optimizers import FULL_BATCH
+from babysit.optim.optimizers import FULL_BATCH, default_lr
 from babysit.report.run_report import run_report
 from babysit.status import DIVERGED
 from babysit.tune.defaults import default_space
@@ -74,6 +87,8 @@ from babysit.tune.report import write_report
 from babysit.tune.results import TuneResult, collect
 from babysit.tune.runner import Search, trial_config, work
 from babysit.tune.search import TuneSettings
+from babysit.tune.space import Param
+from babysit.tune.store import slot_trials
 from babysit.workflows.baselines import Baseline, baselines
 from babysit.workflows.budget import (
     FINAL_FACTOR,
@@ -84,16 +99,17 @@ from babysit.workflows.budget import (
     Cost,
     Enough,
     EpochMeter,
+    FitToBudget,
     cpu_seconds,
     default_budget_s,
-    history_growth,
     parse_budget,  # re-exported: the CLI, the demo and bench/bench_auto.py read --budget through auto
     plan_budget,
     split_rest,
 )
-from babysit.workflows.ranking import folds, ranking
+from babysit.workflows.ranking import FOLDS, Incumbent, folds, incumbent_test, ranking, worth_folds
 from babysit.workflows.recorded import start_run
 
+BASELINE_SHARE = 0.05  # of the budget, at most, for the input-baseline check's two training runs (else it is left out)
 CALIBRATE_SHARE = 0.02  # of the budget, for each of the two calibration runs (at least CALIBRATE_EPOCHS epochs each)
 CALIBRATE_EPOCHS = 3  # two epoch-to-epoch intervals after the first epoch's warm-up
 CALIBRATE_MAX_EPOCHS = 1000  # the calibration runs' nominal length: their share ends them first
@@ -104,6 +120,9 @@ FINAL_LR_CUT = 10**-0.5  # half a decade on the log scale the search used
 # epoch drifts by tens of percent with the machine's load, so a run is cut only when its plan was badly wrong,
 # and the budget is overrun by at most this much (and the report's cost past its share).
 FINAL_OVERRUN_LIMIT = 0.1
+# The reports' least reserve: the run report's figures cost 2-6 CPU-seconds whatever the budget (measured on
+# MNIST-1D, digits and tables; matplotlib's first figure dominates), past REPORT_SHARE of a budget under 2 minutes.
+REPORT_MIN_S = 5.0
 
 
 class _Progress:
@@ -185,15 +204,26 @@ class AutoResult:
         return f"AutoResult({self.status}, test_accuracy={self.test_accuracy}, {self.cpu_minutes:.1f} CPU-min, report={str(self.report_path)!r})"
 
 
-def _preflight(cfg: RunConfig, data: Any, fix: bool, clock: dict[str, float]) -> tuple[CheckReport, RunConfig]:
-    """The checks, then the range test (timed apart); stop on errors unless `fix`."""
+def _preflight(cfg: RunConfig, data: Any, fix: bool, budget: float, clock: dict[str, float], notes: list[str]) -> tuple[CheckReport, RunConfig]:
+    """The range test, then the other checks (timed apart; the range test's steps price the input baseline's); stop on errors unless `fix`.
+
+    The input-baseline check trains the model twice (real and all-zero inputs, 150 steps each: 10
+    CPU-seconds of the MNIST-1D convnet, a sixth of a one-minute budget). When that would take more
+    than `BASELINE_SHARE` of the budget it is left out and a note says so: fewer steps would make a
+    weaker test that could fail a model that simply had not learnt yet.
+    """
     t0 = cpu_seconds()
     model = model_from_config(cfg.model, data, seed=cfg.train.seed)
-    first = check(model, data, cfg.train, only=[n for n in PIPELINE if n != "lr_range"], progress=False)
-    clock["preflight"] = cpu_seconds() - t0
-    t0 = cpu_seconds()
     lr = check(model, data, cfg.train, only=["lr_range"], progress=False)
     clock["lr_range"] = cpu_seconds() - t0
+    t0 = cpu_seconds()
+    baseline_s = 2 * CheckSettings.baseline_steps * clock["lr_range"] / CheckSettings.sweep_steps
+    skip = {"lr_range"} | ({"input_baseline"} if baseline_s > BASELINE_SHARE * budget else set())
+    if "input_baseline" in skip:
+        notes.append(f"the input-baseline check was left out: its two trainings (about {baseline_s:.1f} CPU-s, priced by the range test's steps) "
+                     f"would take more than {BASELINE_SHARE:.0%} of the budget; run `babysit check` for it")  # fmt: skip
+    first = check(model, data, cfg.train, only=[n for n in PIPELINE if n not in skip], progress=False)
+    clock["preflight"] = cpu_seconds() - t0
     report = CheckReport(first.results + lr.results, suggested_lr=lr.suggested_lr)
     errors = [f for f in report.findings if f.severity == "error"]
     if errors and not fix:
@@ -207,7 +237,7 @@ def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, 
     """What a bare run (a search trial) and a recorded run (the final run: probes, checkpoints) cost.
 
     Two runs of `base`, each for `share` CPU seconds and at least `CALIBRATE_EPOCHS` epochs (and never past
-    `end`); the recorded run's cost also grows with its history (`history_growth`).
+    `end`).
     """
     costs = []
     for recorded in (False, True):
@@ -215,12 +245,12 @@ def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, 
         callbacks = [BudgetGuard(end), Enough(CALIBRATE_EPOCHS, t0 + share), meter, view]
         cfg = trial_config(base, {}, CALIBRATE_MAX_EPOCHS)
         if recorded:
-            done = start_run(cfg, runs_dir=out, name="calibrate", progress=False, data=data, callbacks=callbacks)
+            start_run(cfg, runs_dir=out, name="calibrate", progress=False, data=data, callbacks=callbacks)
         else:
-            done = run(cfg, callbacks=callbacks, progress=False, data=data)
+            run(cfg, callbacks=callbacks, progress=False, data=data)
         cost = meter.cost(cpu_seconds() - t0)
         assert cost is not None  # fit ends every epoch it starts, a stopped one included
-        costs.append(replace(cost, growth_s=history_growth(done.result.history.records)) if recorded else cost)
+        costs.append(cost)
     return costs[0], costs[1]
 
 
@@ -238,8 +268,9 @@ def _final(base: RunConfig, values: dict[str, Any], data: Any, out: Path, epochs
     a divergence it cannot retrain is a deviation (its schedule did not finish).
     """
     final_cfg = trial_config(base, values, epochs)
-    guard = BudgetGuard(end)
-    done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[guard, view])
+    guard, fitted = BudgetGuard(end), FitToBudget(aim)
+    done = start_run(final_cfg, runs_dir=out, name="final", progress=False, data=data, callbacks=[fitted, guard, view])
+    _replanned(fitted, aim, notes, deviations)
     attempt = 1
     while done.result.status == DIVERGED:
         # The final run is longer than any run that ranked its rate, so a rate that was stable for the
@@ -255,8 +286,106 @@ def _final(base: RunConfig, values: dict[str, Any], data: Any, out: Path, epochs
         lr = final_cfg.train.lr * FINAL_LR_CUT
         notes.append(f"{why}; retrained at train.lr {lr:.3g} ({FINAL_LR_CUT:.3g} x {final_cfg.train.lr:.3g}) for {again} epochs")
         final_cfg = trial_config(base, {**values, "train.lr": lr}, again)
-        done = start_run(final_cfg, runs_dir=out, name=f"final-{attempt}", progress=False, data=data, callbacks=[guard, view])
+        fitted = FitToBudget(aim)
+        done = start_run(final_cfg, runs_dir=out, name=f"final-{attempt}", progress=False, data=data, callbacks=[fitted, guard, view])
+        _replanned(fitted, aim, notes, deviations)
+    if fitted.changes:  # the length it re-planned itself to is the one best.toml trains
+        final_cfg = replace(final_cfg, train=replace(final_cfg.train, epochs=fitted.changes[-1][2]))
     return done, final_cfg, guard
+
+
+def starting_values(cfg: RunConfig, space: dict[str, Param]) -> dict[str, Any]:
+    """`cfg`'s own values of the searched keys (an unset learning rate: the optimiser's default): where the search starts.
+
+    A log-scale key set to 0 (no weight decay) starts at its range's low end, which a log scale
+    has instead of zero (1e-6 of L2 changes nothing a run can measure).
+    """
+    raw = cfg.to_dict()
+    values = {}
+    for key, param in space.items():
+        section, name = key.split(".", 1)
+        value = raw[section].get(name)
+        if key == "train.lr" and value is None:
+            value = default_lr(cfg.train.optimizer)
+        if param.kind == "log_uniform" and isinstance(value, (int, float)) and value <= 0:
+            value = param.low
+        values[key] = value
+    return values
+
+
+def covering(space: dict[str, Param], values: dict[str, Any]) -> dict[str, Param]:
+    """`space` with each numeric range widened to take `values` (a configured rate may sit outside the range test's span)."""
+    out = {}
+    for key, param in space.items():
+        value = values.get(key)
+        if param.numeric and isinstance(value, (int, float)) and (param.kind != "log_uniform" or value > 0):
+            lo, hi = param.t_range()
+            t = param.to_t(value)
+            param = param.with_t_range(min(lo, t), max(hi, t)) if not lo <= t <= hi else param
+        out[key] = param
+    return out
+
+
+def grace_epochs(coarse: int) -> int:
+    """The epochs a coarse trial trains before successive halving may judge it: a third of its length.
+
+    Judged at epoch 1 a trial is still near chance and its rank says little about where its
+    schedule ends (62 of 76 pruned trials were cut there); at a third of the schedule the rate
+    has warmed up and the curves have separated. The first rung is then the only one inside a
+    coarse trial, and a second-stage trial (twice as long) meets it and the one 3x later.
+    """
+    return max(1, round(coarse / 3))
+
+
+def first_stage_verdict(trials: list[Any], first: int, n: int) -> tuple[Incumbent | None, dict[str, Any]]:
+    """The incumbent test once the first stage's `first` slots have all finished (slot 0 is the incumbent), and the best other
+    trial's values; (None, {}) before.
+
+    A trial the pruner stopped counts with the last accuracy it reported: it was compared, so it
+    counts among the configurations the best was picked from.
+    """
+    slots = slot_trials(trials)
+    stage = [slots.get((1, i)) for i in range(first)]
+    if not all(t is not None and t.state.is_finished() for t in stage):
+        return None, {}
+    scores = [_last_score(t) for t in stage]
+    others = [(x, t) for x, t in zip(scores[1:], stage[1:]) if x is not None]
+    best = max(others, key=lambda o: o[0])[1].user_attrs.get("config", {}) if others else {}
+    return incumbent_test(scores[0], [x for x, _ in others], n), best
+
+
+def _folds_verdict(base: RunConfig, incumbent: dict[str, Any], best: dict[str, Any], epochs: int, data: Any, seed: int, trials: int,
+                   callbacks: list[Any]) -> Incumbent:  # fmt: skip
+    """The incumbent test again on k-fold cross-validation: the start and the best first-stage trial, each on every fold at the stage's length.
+
+    The best was picked from `trials` on the split, but its fold scores are measured afresh, so the
+    margin is that of one comparison on the pooled samples.
+    """
+    k = min(FOLDS, int(torch.unique(torch.cat([data.train.y, data.val.y]), return_counts=True)[1].min()))
+    means = []
+    for values in (incumbent, best):
+        scores = [run(trial_config(base, values, epochs), callbacks=callbacks, progress=False, data=fold).result.history.records[-1]["val_accuracy"]
+                  for fold in folds(data, k, seed)]  # fmt: skip
+        means.append(sum(scores) / len(scores))
+    pooled = len(data.train.y) + len(data.val.y)
+    verdict = incumbent_test(means[0], [means[1]], pooled)
+    return replace(verdict, trials=trials, folds=k)
+
+
+def _last_score(trial: Any) -> float | None:
+    """A trial's last validation accuracy: its value, or for a pruned one the last it reported (None: it failed)."""
+    if trial.state == TrialState.COMPLETE:
+        return trial.value
+    reported = trial.intermediate_values
+    return reported[max(reported)] if trial.state == TrialState.PRUNED and reported else None
+
+
+def _replanned(fitted: FitToBudget, aim: float, notes: list[str], deviations: list[str]) -> None:
+    """Say how the final run re-planned itself; one that had to shorten by more than FINAL_OVERRUN_LIMIT is a deviation."""
+    for epoch, planned, epochs, per_epoch in fitted.changes:
+        said = (f"the final run re-planned itself at epoch {epoch} from {planned} to {epochs} epochs: its own epochs cost "
+                f"{per_epoch:.4f} CPU-s, so {epochs} end at the budget's end; its schedule was stretched to match")  # fmt: skip
+        (deviations if epochs < (1 - FINAL_OVERRUN_LIMIT) * planned else notes).append(said)
 
 
 def _pct(x: float | None) -> str:
@@ -311,7 +440,7 @@ def auto(
     deviations: list[str] = []
     data = load_data(cfg.data)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    report_s = REPORT_SHARE * budget
+    report_s = max(REPORT_SHARE * budget, REPORT_MIN_S)
     end = start + budget - report_s  # every run ends by here; the reports take the rest
 
     def left() -> float:
@@ -319,7 +448,7 @@ def auto(
 
     with _Progress(budget, start, progress) as view:
         view.refresh("preflight")
-        checks, base = _preflight(cfg, data, fix, clock)
+        checks, base = _preflight(cfg, data, fix, budget, clock, notes)
         t0 = cpu_seconds()
         reference = baselines(data)
         if reference:
@@ -339,7 +468,7 @@ def auto(
         runs, before_search = top * seeds, max(left(), 0.0)
         planned = plan_budget(before_search, bare, recorded, runs)
         plan: dict[str, Any] = {
-            "budget_s": budget, "clock": "time.process_time of this process", "report_share": REPORT_SHARE, "search_share": SEARCH_SHARE,
+            "budget_s": budget, "clock": "time.process_time of this process", "report_share": REPORT_SHARE, "report_s": round(report_s, 3), "search_share": SEARCH_SHARE,
             "calibrated": {"bare": bare.to_dict(), "recorded": recorded.to_dict(), "recorded_over_bare": round(ratio, 3)},
             "planned": planned.to_dict(), "top": top, "seeds": seeds, "trials": planned.trials, "coarse_epochs": planned.coarse_epochs,
         }  # fmt: skip
@@ -347,17 +476,33 @@ def auto(
         view.refresh("search")
         t0 = cpu_seconds()
         result, searched = None, None
+        verdict: Incumbent | None = None
         if planned.trials:
             found = default_space(base, proposal=checks.suggested_lr, dropout=planned.trials >= 2 * COARSE_TRIALS and base.model.script is None)
+            # The search starts from the configuration it was given (the profile's or the user's values), its first trial.
+            incumbent = starting_values(base if any(f.severity == "error" for f in checks.findings) else cfg, found.space)
             settings = TuneSettings(strategy="coarse_to_fine", trials=planned.trials, epochs=planned.coarse_epochs, stages=2,
-                                    epoch_growth=2.0, prune="halving", seed=seed)  # fmt: skip
-            job = Search(base, found.space, settings, None, "", out / "tune")
-            guard, meter = BudgetGuard(t0 + planned.search_s), EpochMeter()
-            # Once its share is spent the search claims no more trials: their fixed costs alone would overrun it.
-            work(job, data, on_change=lambda: view.refresh(), callbacks=[guard, meter, view], stop_when=lambda: cpu_seconds() >= guard.deadline)
+                                    epoch_growth=2.0, prune="halving", grace=grace_epochs(planned.coarse_epochs), seed=seed)  # fmt: skip
+            job = Search(base, covering(found.space, incumbent), settings, None, "", out / "tune", incumbent=incumbent)
+            guard, meter, first = BudgetGuard(t0 + planned.search_s), EpochMeter(), settings.stage_trials()[0]
+
+            def stop(trials: list[Any]) -> bool:
+                # Once its share is spent the search claims no more trials (their fixed costs alone would overrun it);
+                # once its first stage is done, a search that did not beat where it started stops there.
+                nonlocal verdict
+                if verdict is None:
+                    verdict, best = first_stage_verdict(trials, first, len(data.val.y))
+                    if verdict is not None and worth_folds(verdict, len(data.train.y) + len(data.val.y)):
+                        verdict = _folds_verdict(base, incumbent, best, settings.epochs, data, seed, verdict.trials, [guard, view])
+                return cpu_seconds() >= guard.deadline or (verdict is not None and verdict.holds)
+
+            work(job, data, on_change=lambda: view.refresh(), callbacks=[guard, meter, view], stop_when=stop)
             searched = meter.cost(cpu_seconds() - t0)
             result = collect(job.open(), job)
             notes += found.notes
+            if verdict is not None:
+                notes.append(verdict.describe())
+                plan["incumbent"] = {"values": incumbent, **verdict.to_dict()}
             if guard.fired:
                 notes.append(f"the search's share ({planned.search_s:.1f} CPU-s) ended it before all {planned.trials} planned trials finished")
             if result.best is None and not guard.fired:
@@ -381,10 +526,17 @@ def auto(
         # The search measured a bare run's cost over many runs, under the load of the moment: re-plan the rest from it.
         bare = searched or bare
         top_trials = _top_configs(result, top) if result is not None and result.best is not None else []
-        configs = [values for values, _ in top_trials]
+        held = verdict is not None and verdict.holds
+        if held:
+            top_trials = [(job.incumbent, verdict.score)]  # the search did not beat where it started: nothing to re-evaluate
+        configs = [] if held else [values for values, _ in top_trials]
         # A validation split too small to resolve a percentage point ranks by k-fold cross-validation instead; top
         # configurations within its noise of each other are not re-evaluated at all (workflows.ranking).
         rank = ranking([score for _, score in top_trials], data) if configs else None
+        if rank is not None and rank.method != "none" and verdict is not None and job.incumbent not in configs:
+            # A short trial favours a fast-learning rate over one that ends better (the first stage's lead may be just that):
+            # the start is re-evaluated beside the search's best, at the longest horizon before the final run.
+            configs.append(job.incumbent)
         trainings = [(s, data) for s in range(1, seeds + 1)]  # (seed offset, data) of each configuration's runs
         if rank is not None:
             notes.append(rank.describe())
@@ -401,7 +553,7 @@ def auto(
                               final_s=recorded.of(final))  # fmt: skip
             plan["planned"] = planned.to_dict()
         runs = len(configs) * len(trainings)
-        horizon, _ = split_rest(max(left(), 0.0), bare, Cost(bare.per_epoch_s * ratio, recorded.fixed_s, recorded.growth_s), runs) if configs else (0, 0)
+        horizon, _ = split_rest(max(left(), 0.0), bare, Cost(bare.per_epoch_s * ratio, recorded.fixed_s), runs) if configs else (0, 0)
         reevaluate_s = bare.of(horizon, runs) if horizon else 0.0
         deadline, meter, rows = t0 + reevaluate_s, EpochMeter(), []
         if configs and not horizon:
@@ -431,7 +583,7 @@ def auto(
         view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
         clock["reevaluate"] = cpu_seconds() - t0
         bare = meter.cost(clock["reevaluate"]) or bare  # the latest measure of an epoch, on the configurations the final run picks from
-        final_cost = Cost(bare.per_epoch_s * ratio, recorded.fixed_s, recorded.growth_s)
+        final_cost = Cost(bare.per_epoch_s * ratio, recorded.fixed_s)
         _overran("re-evaluation", clock["reevaluate"], reevaluate_s, final_cost.per_epoch_s, deviations)
         plan.update(horizon_epochs=horizon, reevaluate_s=round(reevaluate_s, 3))
         fallback = {"values": top_trials[0][0] if top_trials else {}}  # the search's best of its longest stage
@@ -453,14 +605,15 @@ def auto(
             deviations.append("the budget was spent before the final run; it trained 1 epoch past the budget: give a larger --budget")
         plan.update(final_epochs_planned=planned.final_epochs, final_epochs=epochs, final_epoch_s=round(final_cost.per_epoch_s, 4))
         done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, end, final_end, view, notes, deviations)
-        plan.update(final_epochs=final_cfg.train.epochs, final_epochs_trained=done.result.epochs)
+        # final_epochs: its length when it started; final_epochs_replanned: the length its own epochs' cost re-planned it to.
+        plan.update(final_epochs_replanned=final_cfg.train.epochs, final_epochs_trained=done.result.epochs)
         clock["final"] = cpu_seconds() - t0
         if final_guard.fired:
             deviations.append(f"the final run was cut at epoch {done.result.epochs} of {final_cfg.train.epochs} by the last-resort guard "
                               f"({FINAL_OVERRUN_LIMIT:.0%} of the budget past its planned end): its schedule did not finish "
                               f"(an epoch cost more than the {final_cost.per_epoch_s:.3f} CPU-s planned); train best.toml to finish it")  # fmt: skip
         elif final_end != math.inf:
-            _overran("final", clock["final"], final_cost.of(epochs), final_cost.per_epoch_s, deviations)
+            _overran("final", clock["final"], max(end - t0, final_cost.of(epochs)), final_cost.per_epoch_s, deviations)  # its share: all that was left
 
         view.refresh("report")
         t0 = cpu_seconds()
@@ -503,9 +656,15 @@ def auto(
 def split_text(plan: dict[str, Any]) -> str:
     """How the budget was split, in one sentence (the report's and the CLI's)."""
     p = plan["planned"]
+    start = plan.get("incumbent") or {}
+    if start.get("holds"):
+        return (f"split: the search stopped after its first stage ({start['trials'] + 1} trials of {plan['coarse_epochs']} epochs): no trial beat the "
+                f"starting configuration by more than the {start['margin']:.1%} chance explains on {start['n']} validation samples, so nothing was "
+                f"re-evaluated and the final run trained the starting configuration for {plan['final_epochs_trained']} epochs ({p['final_epochs']} planned "
+                f"before the search); {plan['report_s']:.1f} CPU-s kept for the reports")  # fmt: skip
     if not plan["trials"]:
-        return f"split: no search (its share bought fewer than {MIN_TRIALS} one-epoch trials); the final run trained {plan['final_epochs']} epochs ({p['final_epochs']} planned)"
+        return f"split: no search (its share bought fewer than {MIN_TRIALS} one-epoch trials); the final run trained {plan['final_epochs_trained']} epochs ({p['final_epochs']} planned)"
     return (f"split: search {plan['search_share']:.0%} of what the checks and calibration left ({plan['trials']} trials, {plan['coarse_epochs']} then "
             f"{2 * plan['coarse_epochs']} epochs, {p['search_s']:.1f} CPU-s), then {plan['top']}x{plan['seeds']} re-evaluations of {plan['horizon_epochs']} "
-            f"epochs and the final run, {FINAL_FACTOR}x as long ({plan['final_epochs']} epochs trained, {p['final_epochs']} planned), sized by measured "
-            f"epoch and run costs; {plan['report_share']:.0%} of the budget kept for the reports")  # fmt: skip
+            f"epochs and the final run, {FINAL_FACTOR}x as long ({plan['final_epochs_trained']} epochs trained, {p['final_epochs']} planned), sized by measured "
+            f"epoch and run costs; {plan['report_s']:.1f} CPU-s ({plan['report_s'] / plan['budget_s']:.0%} of the budget) kept for the reports")  # fmt: skip

@@ -8,8 +8,6 @@ A run's CPU cost is `fixed + epochs x per_epoch`, both measured, never assumed:
 - `fixed` is what a run costs besides its epochs (building the model, the first batch's
   warm-up, the test evaluation, and in a search Optuna's bookkeeping): a stage's CPU seconds
   minus its epochs x per_epoch, over its runs;
-- `growth`, for a recorded run only: its checkpoint carries the history so far, so each epoch
-  costs a little more than the one before (`history_growth`).
 
 Calibration measures both for a bare run (how search trials and re-evaluation runs train) and
 for a recorded one (how the final run trains); the recorded/bare ratio of their epochs carries
@@ -29,7 +27,6 @@ the final run gets everything.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Callable
@@ -47,7 +44,9 @@ REPORT_SHARE = 0.05  # of the budget, kept for writing the run report after the 
 FINAL_FACTOR = 2  # the final run trains this many times the re-evaluation's horizon
 MIN_TRIALS = 4  # a coarse-to-fine search of fewer trials (two stages) ranks nothing worth its cost
 COARSE_EPOCHS_PER = 24  # stage 1's epochs are about the search's epochs / this (16 trials over two stages)
-GROWTH_SAMPLE = 1000  # history records saved to measure what one more costs in a checkpoint
+REPLAN_AT = tuple(i / 20 for i in range(1, 20))  # shares of its planned epochs at which a run fitted to the budget re-plans: every 5%
+REPLAN_MIN_EPOCHS = 3  # two epoch-to-epoch intervals after the first epoch's warm-up, at least
+REPLAN_TOLERANCE = 0.02  # a new length within this share of the planned one is not worth a kink in the schedule
 STAGE_WORK = 1.5  # two stages, the second twice as long: a trial trains 1.5 x the coarse epochs on average, unpruned
 
 
@@ -94,16 +93,18 @@ class BudgetGuard:
 
 @dataclass(frozen=True)
 class Cost:
-    """What one run costs on the CPU clock: `fixed_s + epochs x per_epoch_s`, plus `growth_s` more for each epoch
-    than the one before (a recorded run: its checkpoint carries the history so far, see `history_growth`)."""
+    """What one run costs on the CPU clock: `fixed_s + epochs x per_epoch_s`.
+
+    A recorded run's checkpoints are written at most 1% of its time (`train.checkpoint.Checkpointer`),
+    so its epochs cost the same at epoch 2,000 as at epoch 20: the cost is linear in the epochs.
+    """
 
     per_epoch_s: float
     fixed_s: float
-    growth_s: float = 0.0
 
     def of(self, epochs: int, runs: int = 1) -> float:
         """CPU seconds of `runs` runs of `epochs` epochs each."""
-        return runs * (self.fixed_s + epochs * self.per_epoch_s + self.growth_s * epochs * (epochs - 1) / 2)
+        return runs * (self.fixed_s + epochs * self.per_epoch_s)
 
     def epochs_for(self, seconds: float) -> int:
         """The most epochs one run can train in `seconds` (0 when they do not pay its fixed cost and one epoch)."""
@@ -124,22 +125,6 @@ def _most(fits: Callable[[int], bool]) -> int:
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)
     return low
-
-
-def history_growth(records: list[dict[str, Any]]) -> float:
-    """CPU seconds one more history record adds to each later epoch of a recorded run.
-
-    A recorded run saves last.pt every epoch with the whole history in it, so its epoch i
-    pays for pickling i records: a few microseconds each, negligible for 50 epochs, more
-    than the training itself by epoch 1,500 of a small table. Measured by saving
-    `GROWTH_SAMPLE` copies of the run's own records the way the checkpoint does (torch.save).
-    """
-    if not records:
-        return 0.0
-    sample = [dict(records[i % len(records)]) for i in range(GROWTH_SAMPLE)]
-    t0 = cpu_seconds()
-    torch.save({"history": sample}, io.BytesIO())
-    return (cpu_seconds() - t0) / GROWTH_SAMPLE
 
 
 class EpochMeter:
@@ -175,6 +160,48 @@ class EpochMeter:
 
     def __repr__(self) -> str:
         return f"EpochMeter({len(self.runs)} runs, {self.epochs} epochs)"
+
+
+class FitToBudget:
+    """A training callback: at `REPLAN_AT` shares of its planned epochs, re-plan the run from its own epochs' CPU cost so it ends at `end`.
+
+    A run's length is fixed before it starts from an epoch measured elsewhere (calibration, the
+    search), and an epoch's CPU cost drifts by tens of percent with the machine's load, the probes
+    and the checkpoints: planned from that alone the final run was cut or left a third of the
+    budget unspent. Measured on the run itself (the mean between epoch ends since the last check),
+    the epochs left to `end` set its new length; `TrainState.replan` stretches
+    its schedule to it, so the schedule still decays to its end. `changes` lists each re-plan as
+    (epoch, planned, re-planned, CPU-s per epoch).
+    """
+
+    def __init__(self, end: float) -> None:
+        self.end = end
+        self.marks: list[float] = []
+        self.changes: list[tuple[int, int, int, float]] = []
+        self._checks, self._since = 0, 0
+
+    def on_fit_start(self, state: Any) -> None:
+        self.marks = [cpu_seconds()]
+
+    def on_epoch_end(self, state: Any) -> None:
+        now = cpu_seconds()
+        self.marks.append(now)
+        done, planned = len(self.marks) - 1, state.recipe.epochs
+        if self._checks >= len(REPLAN_AT) or done < max(REPLAN_MIN_EPOCHS, REPLAN_AT[self._checks] * planned) or state.stop:
+            return
+        self._checks += 1
+        deltas = [b - a for a, b in zip(self.marks[1:], self.marks[2:])]  # after the first epoch's warm-up
+        # The epochs since the last check (at the first, the later half): the cost under the load of the moment.
+        recent = deltas[self._since :] if self._since else deltas[len(deltas) // 2 :]
+        self._since = len(deltas)
+        per_epoch = max(sum(recent) / len(recent), 1e-9)
+        epochs = done + int(max(self.end - now, 0.0) // per_epoch)
+        if epochs > done and abs(epochs - planned) > REPLAN_TOLERANCE * planned:
+            state.replan(epochs)
+            self.changes.append((done, planned, epochs, per_epoch))
+
+    def __repr__(self) -> str:
+        return f"FitToBudget(end={self.end:.2f}, changes={self.changes})"
 
 
 class Enough:

@@ -112,3 +112,82 @@ def folds(data: Dataset, k: int, seed: int) -> list[Dataset]:
     y = torch.cat([data.train.y, data.val.y])
     split = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y.numpy())
     return [replace(data, train=Split(x[tr], y[tr]), val=Split(x[va], y[va])) for tr, va in split]
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """Whether a search's first stage beat the configuration it started from (its first trial: the profile's or the user's).
+
+    `holds`: no other trial's score passed the incumbent's by more than `margin`, the gap the
+    best of `trials` equally good configurations would show by chance on `n` validation samples.
+    """
+
+    holds: bool
+    score: float | None  # the incumbent's score in the first stage (None: it did not complete)
+    best: float | None  # the best other trial's
+    margin: float
+    trials: int  # the other trials that completed
+    n: int  # the samples the scores were measured on (the validation split, or train+val over `folds` folds)
+    folds: int = 0  # > 0: the incumbent and the best other trial were re-scored by k-fold cross-validation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+    def describe(self) -> str:
+        """One sentence for the report and the notes."""
+        if self.score is None:
+            return "the configuration the search started from did not complete its first-stage trial; the search goes on"
+        if self.best is None:
+            return "no other first-stage trial completed; the configuration the search started from is kept"
+        gap = f"the best of {self.trials} other first-stage trials scored {self.best:.4f} against {self.score:.4f} for the configuration the search started from"
+        if self.folds:
+            gap = (f"the validation split was too small to tell, so the starting configuration and the best first-stage trial were re-scored by "
+                   f"{self.folds}-fold cross-validation over {self.n} samples: {self.best:.4f} against {self.score:.4f}")  # fmt: skip
+            chance = f"within the {self.margin:.1%} chance explains on {self.n} samples" if self.holds else f"more than the {self.margin:.1%} chance explains"
+            then = ": the search stops, and the final run trains the starting configuration with the rest of the budget" if self.holds else ": the search goes on"
+            return f"{gap}, {chance}{then}"
+        if self.holds:
+            return (gap + f", within the {self.margin:.1%} that the best of {self.trials} equally good configurations reaches by chance on "
+                    f"{self.n} validation samples: the search stops, and the final run trains the starting configuration with the rest of the budget")  # fmt: skip
+        return gap + f", more than the {self.margin:.1%} that chance explains on {self.n} validation samples: the search goes on"
+
+
+def chance_margin(p: float, n: int, others: int) -> float:
+    """How far the best of `others` configurations as good as one scoring `p` on `n` samples lands above it by chance.
+
+    Each difference of two accuracies has the standard error sqrt(2) x SE; the largest of m such
+    differences sits below sqrt(2 ln m) of them (the expected maximum of m standard normals), so
+    a gap past that margin is evidence, not the luck of having tried m configurations.
+    """
+    z = math.sqrt(2 * math.log(others)) if others > 1 else 1.0
+    return z * math.sqrt(2) * standard_error(p, n)
+
+
+def incumbent_test(incumbent: float | None, others: list[float], n: int) -> Incumbent:
+    """Did any of `others` (first-stage scores) beat `incumbent` (the starting configuration's) beyond chance on `n` samples?
+
+    A search that cannot beat where it started is not worth its second stage and re-evaluation:
+    the final run gets that CPU instead (longer training is what the starting configuration lacks).
+    On a small split the margin is wide, so the start is kept unless a trial beat it by far: a gain
+    the split cannot show is not worth the final run's CPU (a search that goes on is then ranked by
+    cross-validation, `ranking`).
+    """
+    if incumbent is None:
+        return Incumbent(False, None, max(others, default=None), 0.0, len(others), n)
+    if not others:
+        return Incumbent(True, incumbent, None, 0.0, 0, n)
+    margin = chance_margin(incumbent, n, len(others))
+    best = max(others)
+    return Incumbent(best - incumbent <= margin, incumbent, best, margin, len(others), n)
+
+
+def worth_folds(verdict: Incumbent, pooled: int) -> bool:
+    """Whether cross-validation over `pooled` samples could overturn a verdict the validation split gave.
+
+    Only a start that held on a split too small to resolve `RESOLUTION`, against a best trial ahead
+    of it by more than chance explains on `pooled` samples: k-fold could then show the gain (the
+    lectures' advice for small data); otherwise it could not change the decision and is not run.
+    """
+    if not verdict.holds or verdict.best is None or verdict.score is None or standard_error(verdict.score, verdict.n) <= RESOLUTION:
+        return False
+    return verdict.best - verdict.score > chance_margin(verdict.score, pooled, 1)
