@@ -67,7 +67,6 @@ from typing import Any
 
 import optuna
 import tomli_w
-import torch
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.live import Live
@@ -106,7 +105,7 @@ from babysit.workflows.budget import (
     plan_budget,
     split_rest,
 )
-from babysit.workflows.ranking import FOLDS, Incumbent, folds, incumbent_test, ranking, worth_folds
+from babysit.workflows.ranking import Incumbent, fold_count, folds, incumbent_test, ranking, worth_folds
 from babysit.workflows.recorded import start_run
 
 BASELINE_SHARE = 0.05  # of the budget, at most, for the input-baseline check's two training runs (else it is left out)
@@ -361,7 +360,7 @@ def _folds_verdict(base: RunConfig, incumbent: dict[str, Any], best: dict[str, A
     The best was picked from `trials` on the split, but its fold scores are measured afresh, so the
     margin is that of one comparison on the pooled samples.
     """
-    k = min(FOLDS, int(torch.unique(torch.cat([data.train.y, data.val.y]), return_counts=True)[1].min()))
+    k = fold_count(data)
     means = []
     for values in (incumbent, best):
         scores = [run(trial_config(base, values, epochs), callbacks=callbacks, progress=False, data=fold).result.history.records[-1]["val_accuracy"]
@@ -492,7 +491,7 @@ def auto(
                 nonlocal verdict
                 if verdict is None:
                     verdict, best = first_stage_verdict(trials, first, len(data.val.y))
-                    if verdict is not None and worth_folds(verdict, len(data.train.y) + len(data.val.y)):
+                    if verdict is not None and worth_folds(verdict, len(data.train.y) + len(data.val.y)) and fold_count(data) >= 2:
                         verdict = _folds_verdict(base, incumbent, best, settings.epochs, data, seed, verdict.trials, [guard, view])
                 return cpu_seconds() >= guard.deadline or (verdict is not None and verdict.holds)
 

@@ -94,14 +94,19 @@ def ranking(scores: list[float], data: Dataset) -> Ranking:
     """
     n, best = len(data.val.y), max(scores)
     se, spread = standard_error(best, n), best - min(scores)
-    pooled = torch.cat([data.train.y, data.val.y])
-    smallest = int(torch.unique(pooled, return_counts=True)[1].min()) if len(pooled) else 0
-    k = min(FOLDS, smallest)  # stratified folds need each class in every fold
+    k = fold_count(data)
     if se > RESOLUTION and k >= 2 and len(scores) > 1:
-        return Ranking("kfold", n, best, se, spread, len(scores), k, len(pooled))
+        return Ranking("kfold", n, best, se, spread, len(scores), k, len(data.train.y) + len(data.val.y))
     if len(scores) < 2 or spread <= math.sqrt(2) * se:
         return Ranking("none", n, best, se, spread, len(scores))
     return Ranking("split", n, best, se, spread, len(scores))
+
+
+def fold_count(data: Dataset) -> int:
+    """k of the stratified k-fold over train+val: `FOLDS`, or fewer when a class has fewer samples (each fold needs every class)."""
+    pooled = torch.cat([data.train.y, data.val.y])
+    smallest = int(torch.unique(pooled, return_counts=True)[1].min()) if len(pooled) else 0
+    return min(FOLDS, smallest)
 
 
 def folds(data: Dataset, k: int, seed: int) -> list[Dataset]:
