@@ -7,6 +7,8 @@ goes through here: write a temporary file in the same folder, fsync it, then
 
 from __future__ import annotations
 
+import time
+
 import errno
 import json
 import math
@@ -185,3 +187,26 @@ def json_line(obj: Any) -> str:
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write `obj` as indented JSON to `path` atomically (NaN/inf kept as JSON's NaN/Infinity)."""
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+class Throttle:
+    """Lets a costly write (an atomic rewrite with its fsync) take at most `share` of the time.
+
+    After a write that took t seconds the next may start t / `share` seconds later; `ready` says
+    whether it may now, `wrote(start)` records one that began at `start` (`time.perf_counter`),
+    and `release` lets the next one through at once (a run that ended).
+    """
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.due: float | None = None
+
+    def ready(self) -> bool:
+        return self.due is None or time.perf_counter() >= self.due
+
+    def wrote(self, start: float) -> None:
+        done = time.perf_counter()
+        self.due = done + (done - start) / self.share
+
+    def release(self) -> None:
+        self.due = None

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from babysit.errors import DataError, safe_reason
-from babysit.io import atomic_write_bytes
+from babysit.io import Throttle, atomic_write_bytes
 from babysit.status import DIVERGED
 from babysit.train.history import History
 
@@ -185,7 +185,7 @@ class Checkpointer:
         self.best: float | None = None
         self._records: list[dict[str, Any]] = []  # the run's history records (the list itself, appended to by fit)
         self._pending: dict[Path, dict[str, Any]] = {}  # file -> the state to write there, history left out
-        self._due: float | None = None  # perf_counter time from which the next epoch may write; None: write now
+        self._writes = Throttle(WRITE_SHARE)  # when the next epoch may write
         self._failed = False  # the last write raised (a full disk): the run is failing because of it
 
     @property
@@ -235,12 +235,11 @@ class Checkpointer:
         if improved:
             self.best = value
             self._pending[self.best_path] = checkpoint
-        now = time.perf_counter()
-        if self._due is not None and now < self._due:
+        if not self._writes.ready():
             return
+        start = time.perf_counter()
         self.flush()
-        done = time.perf_counter()
-        self._due = done + (done - now) / WRITE_SHARE
+        self._writes.wrote(start)
 
     def on_fit_end(self, state: TrainState) -> None:
         self.flush()

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from babysit.errors import ConfigError, DataError
-from babysit.io import atomic_write_json, atomic_write_text, loads_json
+from babysit.io import Throttle, atomic_write_json, atomic_write_text, loads_json
 from babysit.secrets import mask_argv, mask_obj
 from babysit.status import FAILED, INCOMPLETE, INTERRUPTED, RUN, check, read
 from babysit.train.history import History
@@ -245,7 +245,7 @@ class RunRecorder:
         self.resumed = resumed
         self.state: TrainState | None = None  # set once the run has started
         self._program_facts: dict[str, Any] | None = None  # program facts not yet on disk (`program`)
-        self._program_due: float | None = None  # when program.json may be rewritten next (perf_counter)
+        self._program_writes = Throttle(PROGRAM_SHARE)  # when program.json may be rewritten next
         self._finished = False
 
     def event(self, step: int, event: str, detail: Any = "") -> None:
@@ -265,13 +265,13 @@ class RunRecorder:
         call that may write), so the record's last facts are never lost.
         """
         self._program_facts = facts
-        now = time.perf_counter()
-        if self._program_due is not None and now < self._program_due:
+        if not self._program_writes.ready():
             return
+        start = time.perf_counter()
         atomic_write_json(self.path / "program.json", facts)
         self._program_facts = None
-        done = time.perf_counter()
-        self._program_due = None if self._finished else done + (done - now) / PROGRAM_SHARE
+        if not self._finished:
+            self._program_writes.wrote(start)
 
     @property
     def started(self) -> bool:
@@ -310,7 +310,8 @@ class RunRecorder:
         """Write the ending event (`summary["status"]`, one of `status.RUN`, and its stop reason) and summary.json."""
         check(summary["status"], RUN, "a run record's")
         summary = mask_obj(summary)  # an error's text (the stop reason) may quote a URL with its password
-        self._finished, self._program_due = True, None  # from here on, every program call writes at once
+        self._finished = True  # from here on, every program call writes at once
+        self._program_writes.release()
         if self._program_facts is not None:
             self.program(self._program_facts)
         self.event(summary["steps"], summary["status"], summary.get("stop_reason", ""))
