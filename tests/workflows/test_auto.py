@@ -266,3 +266,13 @@ def test_a_small_table_is_ranked_by_kfold_cross_validation_and_auto_says_so(tmp_
     assert "45 samples" in said and "standard error" in said and "5-fold stratified" in said
     assert "5-fold stratified cross-validation over train+val (456 samples)" in (out / "report.html").read_text()
     assert summary["plan"]["final_epochs_trained"] == summary["plan"]["final_epochs_replanned"] or summary["status"] == "diverged"
+
+
+def test_the_split_says_on_which_samples_the_start_held():
+    from babysit.workflows.auto import split_text
+
+    plan = {"planned": {"final_epochs": 10}, "coarse_epochs": 2, "final_epochs_trained": 30, "report_s": 5.0,
+            "incumbent": {"holds": True, "trials": 7, "margin": 0.02, "n": 143, "folds": 0}}  # fmt: skip
+    assert "chance explains on 143 validation samples" in split_text(plan) and "8 trials of 2 epochs" in split_text(plan)
+    plan["incumbent"].update(n=1438, folds=5)
+    assert "chance explains on 1438 samples of train+val over 5 folds" in split_text(plan)

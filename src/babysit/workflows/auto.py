@@ -658,7 +658,8 @@ def split_text(plan: dict[str, Any]) -> str:
     start = plan.get("incumbent") or {}
     if start.get("holds"):
         return (f"split: the search stopped after its first stage ({start['trials'] + 1} trials of {plan['coarse_epochs']} epochs): no trial beat the "
-                f"starting configuration by more than the {start['margin']:.1%} chance explains on {start['n']} validation samples, so nothing was "
+                f"starting configuration by more than the {start['margin']:.1%} chance explains on {start['n']} "
+                f"{'samples of train+val over ' + str(start['folds']) + ' folds' if start.get('folds') else 'validation samples'}, so nothing was "
                 f"re-evaluated and the final run trained the starting configuration for {plan['final_epochs_trained']} epochs ({p['final_epochs']} planned "
                 f"before the search); {plan['report_s']:.1f} CPU-s kept for the reports")  # fmt: skip
     if not plan["trials"]:
