@@ -276,3 +276,7 @@ def test_the_split_says_on_which_samples_the_start_held():
     assert "chance explains on 143 validation samples" in split_text(plan) and "8 trials of 2 epochs" in split_text(plan)
     plan["incumbent"].update(n=1438, folds=5)
     assert "chance explains on 1438 samples of train+val over 5 folds" in split_text(plan)
+    # Kept because the trials were too short to judge: the split names the start's own late gain, not chance.
+    plan["incumbent"].update(n=400, folds=0, rising=0.1975, too_short=True)
+    said = split_text(plan)
+    assert "19.8% it gained itself over its trial's second half" in said and "chance" not in said

@@ -90,6 +90,36 @@ def test_the_search_stops_only_when_no_trial_beat_its_start_beyond_chance():
     assert incumbent_test(0.92, [0.93, 0.96], 45).holds and not incumbent_test(0.5, [0.93, 0.9], 45).holds
 
 
+def test_a_lead_no_larger_than_what_the_start_still_gained_late_in_its_trial_does_not_end_the_start():
+    from babysit.workflows.ranking import incumbent_test, still_rising, worth_folds
+
+    # The MNIST-1D convnet's first stage at 2 epochs (seed 0 of bench/auto_results/2.5m.jsonl): a 7-point lead on 400
+    # samples is past chance (5.8 points) but the start gained 20 points in its second epoch: a faster rate, not a better one.
+    short = incumbent_test(0.75, [0.82, 0.70, 0.78, 0.66, 0.80, 0.74], 400, still_rising([0.55, 0.75], 0.1))
+    assert short.holds and short.too_short and short.margin < 0.07 < short.rising
+    assert "second half of its trial" in short.describe() and "the search stops" in short.describe()
+    assert short.to_dict()["too_short"] is True
+    # The same lead after a start that had levelled off (1 point over its last half) is evidence: the search goes on.
+    levelled = incumbent_test(0.75, [0.82, 0.70, 0.78, 0.66, 0.80, 0.74], 400, still_rising([0.5, 0.7, 0.74, 0.745, 0.75, 0.75], 0.1))
+    assert not levelled.holds and not levelled.too_short and levelled.rising == pytest.approx(0.01)
+    # A lead far past both (a start at a rate that barely learns) ends it however short the trials were.
+    assert not incumbent_test(0.30, [0.85, 0.6], 400, still_rising([0.2, 0.3], 0.1)).holds
+    # A one-epoch trial's late gain runs from chance (an untrained model's accuracy).
+    assert still_rising([0.4], 0.1) == pytest.approx(0.3) and still_rising([], 0.1) == 0.0 and still_rising([0.6, 0.5], 0.1) == 0.0
+    # More samples cannot make a trial longer: a start kept as too short is not re-scored by folds.
+    kept = incumbent_test(0.80, [0.86, 0.81], 143, rising=0.1)
+    assert kept.holds and not worth_folds(kept, 1437)
+
+
+@given(curve=st.lists(st.floats(0.0, 1.0), max_size=50), chance=st.floats(0.0, 0.5))
+def test_the_late_gain_is_a_share_of_accuracy_and_zero_for_a_flat_curve(curve, chance):
+    from babysit.workflows.ranking import still_rising
+
+    assert 0.0 <= still_rising(curve, chance) <= 1.0
+    if curve:
+        assert still_rising([curve[-1]] * max(2, len(curve)), chance) == 0.0
+
+
 @given(p=st.floats(0.05, 0.95), n=st.integers(400, 100_000), m=st.integers(1, 200))
 def test_the_chance_margin_shrinks_with_samples_and_grows_with_trials(p, n, m):
     from babysit.workflows.ranking import chance_margin

@@ -20,7 +20,9 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
    when no other first-stage trial beats it by more than chance explains (the best of
    m equally good configurations on n validation samples: `ranking.incumbent_test`;
    re-scored on k folds where the split is too small to tell and the folds could:
-   `ranking.worth_folds`), the search stops there, nothing is re-evaluated, and the final run trains it with
+   `ranking.worth_folds`), or by no more than the start itself gained over the second
+   half of its trial (trials that short rank speed, not where a long run ends:
+   `ranking.still_rising`), the search stops there, nothing is re-evaluated, and the final run trains it with
    everything left: a search that cannot beat the recipe it started from does not
    get to spend the recipe's training time;
 5. re-evaluate: the top few of the last stage (and the starting configuration, which
@@ -105,7 +107,7 @@ from babysit.workflows.budget import (
     plan_budget,
     split_rest,
 )
-from babysit.workflows.ranking import Incumbent, fold_count, folds, incumbent_test, ranking, worth_folds
+from babysit.workflows.ranking import Incumbent, fold_count, folds, incumbent_test, ranking, still_rising, worth_folds
 from babysit.workflows.recorded import start_run
 
 BASELINE_SHARE = 0.05  # of the budget, at most, for the input-baseline check's two training runs (else it is left out)
@@ -336,12 +338,13 @@ def grace_epochs(coarse: int) -> int:
     return max(1, round(coarse / 3))
 
 
-def first_stage_verdict(trials: list[Any], first: int, n: int) -> tuple[Incumbent | None, dict[str, Any]]:
+def first_stage_verdict(trials: list[Any], first: int, n: int, chance: float) -> tuple[Incumbent | None, dict[str, Any]]:
     """The incumbent test once the first stage's `first` slots have all finished (slot 0 is the incumbent), and the best other
     trial's values; (None, {}) before.
 
     A trial the pruner stopped counts with the last accuracy it reported: it was compared, so it
-    counts among the configurations the best was picked from.
+    counts among the configurations the best was picked from. The incumbent's own curve says
+    whether the trials were long enough to judge (`ranking.still_rising`; `chance`: 1 / classes).
     """
     slots = slot_trials(trials)
     stage = [slots.get((1, i)) for i in range(first)]
@@ -350,7 +353,8 @@ def first_stage_verdict(trials: list[Any], first: int, n: int) -> tuple[Incumben
     scores = [_last_score(t) for t in stage]
     others = [(x, t) for x, t in zip(scores[1:], stage[1:]) if x is not None]
     best = max(others, key=lambda o: o[0])[1].user_attrs.get("config", {}) if others else {}
-    return incumbent_test(scores[0], [x for x, _ in others], n), best
+    curve = [v for _, v in sorted(stage[0].intermediate_values.items())]
+    return incumbent_test(scores[0], [x for x, _ in others], n, still_rising(curve, chance)), best
 
 
 def _folds_verdict(base: RunConfig, incumbent: dict[str, Any], best: dict[str, Any], epochs: int, data: Any, seed: int, trials: int,
@@ -358,16 +362,18 @@ def _folds_verdict(base: RunConfig, incumbent: dict[str, Any], best: dict[str, A
     """The incumbent test again on k-fold cross-validation: the start and the best first-stage trial, each on every fold at the stage's length.
 
     The best was picked from `trials` on the split, but its fold scores are measured afresh, so the
-    margin is that of one comparison on the pooled samples.
+    margin is that of one comparison on the pooled samples; the start's late gain is its mean over its folds.
     """
     k = fold_count(data)
-    means = []
+    curves: list[list[list[float]]] = []
     for values in (incumbent, best):
-        scores = [run(trial_config(base, values, epochs), callbacks=callbacks, progress=False, data=fold).result.history.records[-1]["val_accuracy"]
-                  for fold in folds(data, k, seed)]  # fmt: skip
-        means.append(sum(scores) / len(scores))
+        runs = [run(trial_config(base, values, epochs), callbacks=callbacks, progress=False, data=fold).result.history.records
+                for fold in folds(data, k, seed)]  # fmt: skip
+        curves.append([[r["val_accuracy"] for r in records] for records in runs])
+    means = [sum(c[-1] for c in runs) / len(runs) for runs in curves]
+    rising = sum(still_rising(c, 1 / data.num_classes) for c in curves[0]) / k
     pooled = len(data.train.y) + len(data.val.y)
-    verdict = incumbent_test(means[0], [means[1]], pooled)
+    verdict = incumbent_test(means[0], [means[1]], pooled, rising)
     return replace(verdict, trials=trials, folds=k)
 
 
@@ -490,7 +496,7 @@ def auto(
                 # once its first stage is done, a search that did not beat where it started stops there.
                 nonlocal verdict
                 if verdict is None:
-                    verdict, best = first_stage_verdict(trials, first, len(data.val.y))
+                    verdict, best = first_stage_verdict(trials, first, len(data.val.y), 1 / data.num_classes)
                     if verdict is not None and worth_folds(verdict, len(data.train.y) + len(data.val.y)) and fold_count(data) >= 2:
                         verdict = _folds_verdict(base, incumbent, best, settings.epochs, data, seed, verdict.trials, [guard, view])
                 return cpu_seconds() >= guard.deadline or (verdict is not None and verdict.holds)
@@ -657,9 +663,11 @@ def split_text(plan: dict[str, Any]) -> str:
     p = plan["planned"]
     start = plan.get("incumbent") or {}
     if start.get("holds"):
-        return (f"split: the search stopped after its first stage ({start['trials'] + 1} trials of {plan['coarse_epochs']} epochs): no trial beat the "
-                f"starting configuration by more than the {start['margin']:.1%} chance explains on {start['n']} "
-                f"{'samples of train+val over ' + str(start['folds']) + ' folds' if start.get('folds') else 'validation samples'}, so nothing was "
+        samples = f"{start['n']} {'samples of train+val over ' + str(start['folds']) + ' folds' if start.get('folds') else 'validation samples'}"
+        why = (f"no trial beat the starting configuration by more than the {start['margin']:.1%} chance explains on {samples}" if not start.get("too_short")
+               else f"no trial beat the starting configuration by more than the {start['rising']:.1%} it gained itself over its trial's second half "
+                    f"(trials this short rank how fast a configuration learns, not where it ends)")  # fmt: skip
+        return (f"split: the search stopped after its first stage ({start['trials'] + 1} trials of {plan['coarse_epochs']} epochs): {why}, so nothing was "
                 f"re-evaluated and the final run trained the starting configuration for {plan['final_epochs_trained']} epochs ({p['final_epochs']} planned "
                 f"before the search); {plan['report_s']:.1f} CPU-s kept for the reports")  # fmt: skip
     if not plan["trials"]:

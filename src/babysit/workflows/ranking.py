@@ -124,7 +124,11 @@ class Incumbent:
     """Whether a search's first stage beat the configuration it started from (its first trial: the profile's or the user's).
 
     `holds`: no other trial's score passed the incumbent's by more than `margin`, the gap the
-    best of `trials` equally good configurations would show by chance on `n` validation samples.
+    best of `trials` equally good configurations would show by chance on `n` validation samples,
+    nor by more than `rising`, what the incumbent itself gained over the second half of its trial:
+    a lead smaller than that is one a faster-learning configuration shows at this length and a
+    run many times longer closes (the short-horizon bias of ranking by short trials; Wu et al.
+    2018, "Understanding Short-Horizon Bias in Stochastic Meta-Optimization").
     """
 
     holds: bool
@@ -134,9 +138,15 @@ class Incumbent:
     trials: int  # the other trials that completed
     n: int  # the samples the scores were measured on (the validation split, or train+val over `folds` folds)
     folds: int = 0  # > 0: the incumbent and the best other trial were re-scored by k-fold cross-validation
+    rising: float = 0.0  # the incumbent's validation-accuracy gain over the second half of its trial (`still_rising`)
+
+    @property
+    def too_short(self) -> bool:
+        """Whether the trials were too short to judge: the best's lead passed chance but not the incumbent's own late gain."""
+        return self.best is not None and self.score is not None and self.margin < self.best - self.score <= self.rising
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {**{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}, "too_short": self.too_short}
 
     def describe(self) -> str:
         """One sentence for the report and the notes."""
@@ -145,10 +155,17 @@ class Incumbent:
         if self.best is None:
             return "no other first-stage trial completed; the configuration the search started from is kept"
         gap = f"the best of {self.trials} other first-stage trials scored {self.best:.4f} against {self.score:.4f} for the configuration the search started from"
+        samples = f"{self.n} samples" if self.folds else f"{self.n} validation samples"
         if self.folds:
             gap = (f"the validation split was too small to tell, so the starting configuration and the best first-stage trial were re-scored by "
                    f"{self.folds}-fold cross-validation over {self.n} samples: {self.best:.4f} against {self.score:.4f}")  # fmt: skip
-            chance = f"within the {self.margin:.1%} chance explains on {self.n} samples" if self.holds else f"more than the {self.margin:.1%} chance explains"
+        if self.too_short:
+            return (gap + f", more than the {self.margin:.1%} chance explains on {samples} but not more than the "
+                    f"{self.rising:.1%} the starting configuration itself gained over the second half of its trial: at this length a "
+                    "faster-learning configuration leads by that much and a longer run closes the gap, so the search stops, and the "
+                    "final run trains the starting configuration with the rest of the budget")  # fmt: skip
+        if self.folds:
+            chance = f"within the {self.margin:.1%} chance explains on {samples}" if self.holds else f"more than the {self.margin:.1%} chance explains"
             then = ": the search stops, and the final run trains the starting configuration with the rest of the budget" if self.holds else ": the search goes on"
             return f"{gap}, {chance}{then}"
         if self.holds:
@@ -168,8 +185,22 @@ def chance_margin(p: float, n: int, others: int) -> float:
     return z * math.sqrt(2) * standard_error(p, n)
 
 
-def incumbent_test(incumbent: float | None, others: list[float], n: int) -> Incumbent:
-    """Did any of `others` (first-stage scores) beat `incumbent` (the starting configuration's) beyond chance on `n` samples?
+def still_rising(curve: list[float], chance: float) -> float:
+    """What a run's validation accuracy gained over the second half of its epochs (`curve`, one value per epoch), at least 0.
+
+    A one-epoch run's second half is its only epoch, measured from `chance` (an untrained model's
+    accuracy, 1 / classes). Large next to a lead between two trials, it says the trials stopped
+    while still learning fast: their ranking reflects how fast each learns, not where it ends.
+    """
+    if not curve:
+        return 0.0
+    before = curve[len(curve) // 2 - 1] if len(curve) >= 2 else chance
+    return max(0.0, curve[-1] - before)
+
+
+def incumbent_test(incumbent: float | None, others: list[float], n: int, rising: float = 0.0) -> Incumbent:
+    """Did any of `others` (first-stage scores) beat `incumbent` (the starting configuration's) beyond chance on `n` samples,
+    and beyond `rising` (the incumbent's own gain over its trial's second half, `still_rising`)?
 
     A search that cannot beat where it started is not worth its second stage and re-evaluation:
     the final run gets that CPU instead (longer training is what the starting configuration lacks).
@@ -180,10 +211,10 @@ def incumbent_test(incumbent: float | None, others: list[float], n: int) -> Incu
     if incumbent is None:
         return Incumbent(False, None, max(others, default=None), 0.0, len(others), n)
     if not others:
-        return Incumbent(True, incumbent, None, 0.0, 0, n)
+        return Incumbent(True, incumbent, None, 0.0, 0, n, rising=rising)
     margin = chance_margin(incumbent, n, len(others))
     best = max(others)
-    return Incumbent(best - incumbent <= margin, incumbent, best, margin, len(others), n)
+    return Incumbent(best - incumbent <= max(margin, rising), incumbent, best, margin, len(others), n, rising=rising)
 
 
 def worth_folds(verdict: Incumbent, pooled: int) -> bool:
@@ -192,7 +223,11 @@ def worth_folds(verdict: Incumbent, pooled: int) -> bool:
     Only a start that held on a split too small to resolve `RESOLUTION`, against a best trial ahead
     of it by more than chance explains on `pooled` samples: k-fold could then show the gain (the
     lectures' advice for small data); otherwise it could not change the decision and is not run.
+    A start kept because the trials were too short (`Incumbent.too_short`) is not re-scored: more
+    samples do not make a trial longer.
     """
     if not verdict.holds or verdict.best is None or verdict.score is None or standard_error(verdict.score, verdict.n) <= RESOLUTION:
+        return False
+    if verdict.best - verdict.score <= verdict.rising:
         return False
     return verdict.best - verdict.score > chance_margin(verdict.score, pooled, 1)
