@@ -398,7 +398,7 @@ PROFILES[("mnist1d", "mlp")] = {
 # inputs (data.preprocess's default), a BN MLP with dropout 0.2, AdamW with decoupled weight decay 0.05
 # and one cosine decay over 100 epochs. Measured on scikit-learn's breast-cancer table (seeds 0-2): 0.974
 # test accuracy against 0.950 for the plain Adam MLP's 10 epochs (a standardised logistic regression:
-# 0.991). `babysit auto` sets the length from a look at the validation curve (early stopping's evidence).
+# 0.991). `babysit auto` sets the length from its CPU budget (a final run that diverges late is retrained at a lower rate).
 PROFILES[("arrays", "mlp")] = {
     "model": {"batchnorm": True, "dropout": 0.2},
     "train": {"epochs": 100, "optimizer": "adamw", "schedule": "cosine", "lr": 3e-3, "weight_decay": 0.05},

@@ -74,3 +74,47 @@ def test_a_run_fitted_to_the_budget_re_plans_from_its_own_epochs_and_still_compl
     assert result.status == "completed" and result.epochs == expected and clock[0] <= 50.0
     assert fitted.changes[0][:3] == (5, 100, expected) and fitted.changes[0][3] == pytest.approx(epoch_s)
     assert result.history.records[-1]["lr"] < 1e-6
+
+
+
+def _fitted_run(monkeypatch, epoch_cost):
+    """A 120-epoch cosine run fitted to end at 120 CPU-s, whose epochs cost epoch_cost(clock) on the budget's clock."""
+    import torch
+
+    import babysit as bs
+    import babysit.workflows.budget as budget
+    from babysit.workflows.budget import FitToBudget
+
+    clock = [0.0]
+    monkeypatch.setattr(budget, "cpu_seconds", lambda: clock[0])
+
+    class Tick:
+        def on_epoch_end(self, state):
+            clock[0] += epoch_cost(clock[0])
+
+    fitted = FitToBudget(end=120.0)
+    data = bs.Dataset.from_arrays(torch.randn(64, 3), torch.arange(64) % 2)
+    result = bs.fit(torch.nn.Linear(3, 2), data, bs.Recipe(epochs=120, schedule="cosine"), callbacks=[Tick(), fitted], progress=False)
+    return result, fitted, clock[0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_run_fitted_to_the_budget_does_not_re_plan_for_the_noise_of_its_epochs(monkeypatch, seed):
+    import random
+
+    draw = random.Random(seed)
+    # Epochs of 1 CPU-s on average, each off by up to 30% (a loaded machine): the plan of 120 was right.
+    result, fitted, spent = _fitted_run(monkeypatch, lambda now: draw.uniform(0.7, 1.3))
+    assert result.status == "completed" and len(fitted.changes) <= 2  # from the epochs since its last look: 9-18 kinks
+    assert 110 <= result.epochs <= 130 and 0.95 * 120 <= spent <= 1.03 * 120
+    assert result.history.records[-1]["lr"] < 1e-6  # the schedule still ended
+
+
+def test_a_run_fitted_to_the_budget_follows_a_real_rise_in_its_epochs_cost(monkeypatch):
+    import random
+
+    draw = random.Random(0)
+    # Half-way through, the machine gets busier: epochs cost 40% more. The run shortens and still ends its schedule at the budget.
+    result, fitted, spent = _fitted_run(monkeypatch, lambda now: draw.uniform(0.9, 1.1) * (1.0 if now < 60 else 1.4))
+    assert result.status == "completed" and result.epochs < 110 and fitted.changes[-1][2] == result.epochs
+    assert spent <= 1.03 * 120 and result.history.records[-1]["lr"] < 1e-6

@@ -27,7 +27,9 @@ the final run gets everything.
 
 from __future__ import annotations
 
+import math
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -46,6 +48,9 @@ MIN_TRIALS = 4  # a coarse-to-fine search of fewer trials (two stages) ranks not
 COARSE_EPOCHS_PER = 24  # stage 1's epochs are about the search's epochs / this (16 trials over two stages)
 REPLAN_AT = tuple(i / 20 for i in range(1, 20))  # shares of its planned epochs at which a run fitted to the budget re-plans: every 5%
 REPLAN_MIN_EPOCHS = 3  # two epoch-to-epoch intervals after the first epoch's warm-up, at least
+# How many standard errors of the mean epoch a re-plan must be out by: sqrt(2 ln m) for the m = 19 looks a run takes
+# (the expected largest of m standard normals), so that noise alone rarely moves a run that was planned right.
+REPLAN_Z = math.sqrt(2 * math.log(len(REPLAN_AT)))
 REPLAN_TOLERANCE = 0.02  # a new length within this share of the planned one is not worth a kink in the schedule
 STAGE_WORK = 1.5  # two stages, the second twice as long: a trial trains 1.5 x the coarse epochs on average, unpruned
 
@@ -162,15 +167,26 @@ class EpochMeter:
         return f"EpochMeter({len(self.runs)} runs, {self.epochs} epochs)"
 
 
+def _noise(samples: list[float]) -> float:
+    """How far the mean of `samples` may be off by noise alone: `REPLAN_Z` standard errors, widened to Student's t for few samples."""
+    if len(samples) < 2:
+        return math.inf
+    from scipy.stats import norm, t
+
+    z = float(t.ppf(norm.cdf(REPLAN_Z), df=len(samples) - 1))
+    return z * statistics.stdev(samples) / math.sqrt(len(samples))
+
+
 class FitToBudget:
     """A training callback: at `REPLAN_AT` shares of its planned epochs, re-plan the run from its own epochs' CPU cost so it ends at `end`.
 
     A run's length is fixed before it starts from an epoch measured elsewhere (calibration, the
     search), and an epoch's CPU cost drifts by tens of percent with the machine's load, the probes
     and the checkpoints: planned from that alone the final run was cut or left a third of the
-    budget unspent. Measured on the run itself (the mean between epoch ends since the last check),
-    the epochs left to `end` set its new length; `TrainState.replan` stretches
-    its schedule to it, so the schedule still decays to its end. `changes` lists each re-plan as
+    budget unspent. Measured on the run itself (the mean of its epochs after the first), the epochs left to `end` set its new
+    length; `TrainState.replan` stretches its schedule to it, so the schedule still decays to its end.
+    A new length inside `REPLAN_Z` standard errors of that mean (or `REPLAN_TOLERANCE` of the plan) is
+    noise, not worth a kink in the schedule, and is not taken. `changes` lists each re-plan as
     (epoch, planned, re-planned, CPU-s per epoch).
     """
 
@@ -178,7 +194,7 @@ class FitToBudget:
         self.end = end
         self.marks: list[float] = []
         self.changes: list[tuple[int, int, int, float]] = []
-        self._checks, self._since = 0, 0
+        self._checks = 0
 
     def on_fit_start(self, state: Any) -> None:
         self.marks = [cpu_seconds()]
@@ -191,12 +207,11 @@ class FitToBudget:
             return
         self._checks += 1
         deltas = [b - a for a, b in zip(self.marks[1:], self.marks[2:])]  # after the first epoch's warm-up
-        # The epochs since the last check (at the first, the later half): the cost under the load of the moment.
-        recent = deltas[self._since :] if self._since else deltas[len(deltas) // 2 :]
-        self._since = len(deltas)
-        per_epoch = max(sum(recent) / len(recent), 1e-9)
-        epochs = done + int(max(self.end - now, 0.0) // per_epoch)
-        if epochs > done and abs(epochs - planned) > REPLAN_TOLERANCE * planned:
+        per_epoch = max(statistics.fmean(deltas), 1e-9)
+        left = int(max(self.end - now, 0.0) // per_epoch)
+        epochs = done + left
+        noise = left * _noise(deltas) / per_epoch  # the epochs left, as far off as the noise of the mean epoch puts them
+        if epochs > done and abs(epochs - planned) > max(REPLAN_TOLERANCE * planned, noise):
             state.replan(epochs)
             self.changes.append((done, planned, epochs, per_epoch))
 
