@@ -198,7 +198,7 @@ def _measure(row: dict[str, Any], cfg: bs.RunConfig, family: str, seed: int, met
         out = Path(root) / f"{family}-{seed}-{budget:g}"
         done = bs.auto(cfg, budget_s=budget, out_dir=out, seed=seed, progress=False)
         final = load_run(sorted(glob.glob(str(out / "final*")))[-1])
-        errors = [f.kind for f in diagnose(final) if f.severity == "error"]
+        errors = [f.rule for f in diagnose(final) if f.severity == "error"]
         row.update(test_accuracy=done.test_accuracy, stages=done.stages, cpu_minutes=done.cpu_minutes, plan=done.plan, budget_spent=done.budget_spent,
                    deviations=done.deviations, truncated=done.plan["final_epochs_trained"] < done.plan["final_epochs_replanned"], errors=errors,
                    baselines=[b.to_dict() for b in done.baselines], incumbent=done.plan.get("incumbent"))  # fmt: skip
