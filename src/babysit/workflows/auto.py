@@ -473,6 +473,11 @@ def auto(
         bare_cal = bare
         clock["calibrate"] = cpu_seconds() - t0
         ratio = recorded.per_epoch_s / bare.per_epoch_s  # what probes and records add to an epoch, measured
+
+        def as_recorded(measured: Cost) -> Cost:
+            """A recorded run's cost from a bare epoch measured later (under the load of the moment) and calibration's ratio."""
+            return Cost(measured.per_epoch_s * ratio, recorded.fixed_s)
+
         runs, before_search = top * seeds, max(left(), 0.0)
         planned = plan_budget(before_search, bare, recorded, runs)
         plan: dict[str, Any] = {
@@ -561,7 +566,7 @@ def auto(
                               final_s=recorded.of(final))  # fmt: skip
             plan["planned"] = planned.to_dict()
         runs = len(configs) * len(trainings)
-        horizon, _ = split_rest(max(left(), 0.0), bare, Cost(bare.per_epoch_s * ratio, recorded.fixed_s), runs) if configs else (0, 0)
+        horizon, _ = split_rest(max(left(), 0.0), bare, as_recorded(bare), runs) if configs else (0, 0)
         reevaluate_s = bare.of(horizon, runs) if horizon else 0.0
         deadline, meter, rows = t0 + reevaluate_s, EpochMeter(), []
         if configs and not horizon:
@@ -591,7 +596,7 @@ def auto(
         view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
         clock["reevaluate"] = cpu_seconds() - t0
         bare = meter.cost(clock["reevaluate"]) or bare  # the latest measure of an epoch, on the configurations the final run picks from
-        final_cost = Cost(bare.per_epoch_s * ratio, recorded.fixed_s)
+        final_cost = as_recorded(bare)
         _overran("re-evaluation", clock["reevaluate"], reevaluate_s, final_cost.per_epoch_s, deviations)
         plan.update(horizon_epochs=horizon, reevaluate_s=round(reevaluate_s, 3))
         fallback = {"values": top_trials[0][0] if top_trials else {}}  # the search's best of its longest stage
