@@ -118,6 +118,34 @@ def test_a_high_update_ratio_warning_asks_to_lower_the_rate_only_when_the_curve_
     assert [f.severity for f in diagnose(record, rules=["update_ratio"])] == ["error"]
 
 
+def _annealed(ratio_at_peak, train_accuracy, shares=(1.0, 0.5, 0.1, 0.01)):
+    """A run whose probes, one per epoch, saw updates of `ratio_at_peak` x the epoch's share of the peak rate (a decay schedule)."""
+    record = probe_record(params=params([1e-3], ratio=ratio_at_peak), probes=len(shares))
+    for i, (probe, share) in enumerate(zip(record["probes"], shares)):
+        probe["epoch"] = i + 1
+        probe["params"]["0.weight"]["update_ratio"] = ratio_at_peak * share
+    losses = [2.3, 1.2, 1.3, 1.25]  # bounced: the curve does not vouch for the rate
+    record["metrics"] = [{"epoch": i + 1, "train_loss": v, "train_accuracy": train_accuracy, "lr": 1e-2 * share}
+                         for i, (v, share) in enumerate(zip(losses, shares))]  # fmt: skip
+    return record
+
+
+def test_updates_a_decay_schedule_shrank_are_judged_at_the_peak_rate():
+    # Healthy updates at the peak rate (1e-3), shrunk 10-100x by the schedule's end: raising the rate is not the fix.
+    assert diagnose(_annealed(1e-3, 0.5), rules=["update_ratio"]) == []
+    # Far too small even at the peak rate: still an error, and the title says it was judged there.
+    found = diagnose(_annealed(1e-7, 0.3), rules=["update_ratio"])
+    assert [(f.rule, f.severity) for f in found] == [("update_ratio_low", "error")] and "at the peak learning rate" in found[0].title
+    assert found[0].evidence["update_ratio_at_peak_lr"]["0.weight"] == pytest.approx(1e-7)
+
+
+def test_a_run_that_fit_its_training_set_is_not_told_to_raise_its_rate():
+    # A final run of 2,000 epochs (digits 16x16 in bench/bench_auto.py) ends with updates of 1e-6 of its weights:
+    # it fit its training set at the rate it had, so its gradients, not its rate, are small.
+    assert diagnose(_annealed(1e-6, 1.0, shares=(1.0, 1.0, 1.0, 1.0)), rules=["update_ratio"]) == []
+    assert [f.rule for f in diagnose(_annealed(1e-6, 0.3, shares=(1.0, 1.0, 1.0, 1.0)), rules=["update_ratio"])] == ["update_ratio_low"]
+
+
 def test_frozen_layers_with_zero_updates_are_not_flagged():
     assert layer_rules.update_ratios({"0.weight": 0.0, "2.weight": 1e-3}) == []
 

@@ -302,15 +302,21 @@ def zero_weights(params: dict[str, dict[str, Any]], where: dict[str, Any] | None
     ]
 
 
-def update_ratios(ratios: dict[str, float], where: dict[str, Any] | None = None) -> list[Finding]:
-    """Per-layer ||ΔW||/||W|| (typically a median over steps) far from the lectures' 1e-3."""
+def update_ratios(ratios: dict[str, float], where: dict[str, Any] | None = None, at_peak: dict[str, float] | None = None) -> list[Finding]:
+    """Per-layer ||ΔW||/||W|| (typically a median over steps) far from the lectures' 1e-3.
+
+    `at_peak`: the same ratios scaled to the run's peak learning rate (an update is proportional
+    to the rate, for SGD and Adam alike), which the too-small side is judged on: a decay schedule
+    shrinks the updates by design, and raising the rate is not the fix for that.
+    """
     # A ratio of exactly 0 is a frozen layer (transfer learning), not a learning-rate problem.
     live = {n: r for n, r in ratios.items() if _finite(r) and r > 0}
     if not live:
         return []
-    hi_name, lo_name = max(live, key=live.get), min(live, key=live.get)
-    hi, lo = live[hi_name], live[lo_name]
-    evidence = {**(where or {}), "update_ratio": live}
+    peak = {n: r for n, r in (at_peak or {}).items() if n in live and _finite(r) and r > 0} or live
+    hi_name, lo_name = max(live, key=live.get), min(peak, key=peak.get)
+    hi, lo = live[hi_name], peak[lo_name]
+    evidence = {**(where or {}), "update_ratio": live, **({"update_ratio_at_peak_lr": peak} if peak is not live else {})}
     if sev := _severity(hi, UPDATE_HIGH_WARN, UPDATE_HIGH_ERROR):
         return [
             Finding(
@@ -327,7 +333,7 @@ def update_ratios(ratios: dict[str, float], where: dict[str, Any] | None = None)
             Finding(
                 "update_ratio_low",
                 sev,
-                f"updates are too small: ||ΔW||/||W|| = {lo:.2g} in {lo_name} (about 1e-3 is healthy)",
+                f"updates are too small: ||ΔW||/||W|| = {lo:.2g} in {lo_name}{' at the peak learning rate' if peak is not live else ''} (about 1e-3 is healthy)",
                 evidence=evidence,
                 lecture_rule=RULE_UPDATES,
                 fix=f"raise the learning rate about {1e-3 / lo:.0f}x (run the learning-rate range test)",

@@ -294,17 +294,35 @@ def update_ratio(run: RunView) -> list[Finding]:
     probes = [p for p in run.probes if p.get("params")]
     settled = probes[min(len(probes) // 2, max(0, len(probes) - 3)) :]
     per_param: dict[str, list[float]] = {}
+    at_peak: dict[str, list[float]] = {}
+    shares = _rate_shares(run)
     for probe in settled:
+        epoch = probe.get("epoch")
+        share = shares[epoch - 1] if isinstance(epoch, int) and 1 <= epoch <= len(shares) else 1.0
         for name, p in probe["params"].items():
             r = p.get("update_ratio")
             if not layer_rules.is_bias(name) and isinstance(r, (int, float)) and math.isfinite(r):
                 per_param.setdefault(name, []).append(float(r))
+                if share > 0:
+                    at_peak.setdefault(name, []).append(float(r) / share)
     medians = {n: statistics.median(v) for n, v in per_param.items()}
     steps = [p.get("step") for p in settled]
-    found = layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []})
+    found = layer_rules.update_ratios(medians, {"probes": len(settled), "steps": [steps[0], steps[-1]] if steps else []},
+                                      at_peak={n: statistics.median(v) for n, v in at_peak.items()})  # fmt: skip
     # The 1e-3 ratio is the lectures' rule of thumb, not a symptom: a warning asks to change the rate only when
     # the curve agrees (the loss rose in some epoch, for updates too large; it fell slowly, for updates too small).
-    return [f for f in found if f.severity == "error" or not rate_shown_to_work(run, f.rule)]
+    # A run that fit its training set learnt at the rate it had: its late updates are small because its
+    # gradients are (little is left to fit), and raising the rate would point the wrong way.
+    accs = run.series("train_accuracy")
+    fitted = bool(accs) and math.isfinite(accs[-1]) and accs[-1] >= CONVERGED
+    return [f for f in found if not (fitted and f.rule == "update_ratio_low") and (f.severity == "error" or not rate_shown_to_work(run, f.rule))]
+
+
+def _rate_shares(run: RunView) -> list[float]:
+    """Each epoch's learning rate as a share of the run's peak rate (1.0 where the record has no rate for it)."""
+    lrs = run.series("lr")
+    peak = max(_finite(lrs), default=0.0)
+    return [lr / peak if peak > 0 and math.isfinite(lr) else 1.0 for lr in lrs]
 
 
 # A loss that fell in every epoch to at most this share of its first value: the learning rate is not too low.
