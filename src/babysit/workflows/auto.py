@@ -40,7 +40,7 @@ it; panda mode trains every trial here, so there are no child processes to add).
 Every run's cost is `fixed + epochs x per_epoch`, both measured (`workflows.budget`):
 calibration measures them for a bare and a recorded run, the search re-measures a
 bare run over all its trials, the re-evaluation once more just before the final run.
-After preflight and calibration, `REPORT_SHARE` of the budget (at least `REPORT_MIN_S`) is kept for the report,
+After preflight and calibration, `REPORT_SHARE` of the budget (from `REPORT_MIN_S` to `REPORT_MAX_S`) is kept for the report,
 `SEARCH_SHARE` of the rest goes to the search (its trial count from one trial's whole
 cost, fixed cost included) and the remainder to the re-evaluation (h epochs a run) and
 the final run (`FINAL_FACTOR` x h epochs): the final run is the model the user gets,
@@ -124,9 +124,11 @@ FINAL_OVERRUN_LIMIT = 0.1
 # The final stage's share is all that is left; its last epoch and test evaluation run past it by a little in every run,
 # so it is a deviation only past this share of the budget (or one final epoch).
 FINAL_SLACK = 0.01
-# The reports' least reserve: the run report's figures cost 2-6 CPU-seconds whatever the budget (measured on
-# MNIST-1D, digits and tables; matplotlib's first figure dominates), past REPORT_SHARE of a budget under 2 minutes.
+# The reports' reserve is REPORT_SHARE of the budget between these bounds: the run report's figures cost 2-7
+# CPU-seconds whatever the budget (measured on MNIST-1D, digits and tables at 1 to 10 CPU-minutes; matplotlib's
+# first figure dominates), so 5% of 10 minutes (30 s) left 4-5% of the budget unspent.
 REPORT_MIN_S = 5.0
+REPORT_MAX_S = 7.5
 
 
 class _Progress:
@@ -448,7 +450,7 @@ def auto(
     deviations: list[str] = []
     data = load_data(cfg.data)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    report_s = max(REPORT_SHARE * budget, REPORT_MIN_S)
+    report_s = min(max(REPORT_SHARE * budget, REPORT_MIN_S), REPORT_MAX_S)
     end = start + budget - report_s  # every run ends by here; the reports take the rest
 
     def left() -> float:
