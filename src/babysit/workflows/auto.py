@@ -623,14 +623,15 @@ def auto(
         # final_epochs: its length when it started; final_epochs_replanned: the length its own epochs' cost re-planned it to.
         plan.update(final_epochs_replanned=final_cfg.train.epochs, final_epochs_trained=done.result.epochs)
         clock["final"] = cpu_seconds() - t0
+        final_share = max(end - t0, final_cost.of(epochs))  # all that was left when it started
         if final_guard.fired:
             deviations.append(f"the final run was cut at epoch {done.result.epochs} of {final_cfg.train.epochs} by the last-resort guard "
                               f"({FINAL_OVERRUN_LIMIT:.0%} of the budget past its planned end): its schedule did not finish "
                               f"(an epoch cost more than the {final_cost.per_epoch_s:.3f} CPU-s planned); train best.toml to finish it")  # fmt: skip
-        elif final_end != math.inf and clock["final"] - max(end - t0, final_cost.of(epochs)) >= max(final_cost.per_epoch_s, FINAL_SLACK * budget):
-            # Its share is all that was left; the last epoch and the test evaluation pass it by a little in every run.
-            share = max(end - t0, final_cost.of(epochs))
-            deviations.append(f"the final stage spent {clock['final']:.1f} CPU-s of its {share:.1f} s share: it ran {clock['final'] - share:.1f} s into the reports' reserve")
+        elif final_end != math.inf and clock["final"] - final_share >= max(final_cost.per_epoch_s, FINAL_SLACK * budget):
+            # The last epoch and the test evaluation pass its share by a little in every run.
+            deviations.append(f"the final stage spent {clock['final']:.1f} CPU-s of its {final_share:.1f} s share: it ran "
+                              f"{clock['final'] - final_share:.1f} s into the reports' reserve")  # fmt: skip
 
         view.refresh("report")
         t0 = cpu_seconds()
