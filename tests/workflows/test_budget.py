@@ -118,3 +118,47 @@ def test_a_run_fitted_to_the_budget_follows_a_real_rise_in_its_epochs_cost(monke
     result, fitted, spent = _fitted_run(monkeypatch, lambda now: draw.uniform(0.9, 1.1) * (1.0 if now < 60 else 1.4))
     assert result.status == "completed" and result.epochs < 110 and fitted.changes[-1][2] == result.epochs
     assert spent <= 1.03 * 120 and result.history.records[-1]["lr"] < 1e-6
+
+
+def _calibration_run(monkeypatch, epoch_cost, until, precision):
+    """A calibration run (as auto's: at least 3 epochs, at most until `until` on the budget's clock) whose epochs cost epoch_cost()."""
+    import torch
+
+    import babysit as bs
+    import babysit.workflows.budget as budget
+    from babysit.workflows.budget import Enough, EpochMeter
+
+    clock = [0.0]
+    monkeypatch.setattr(budget, "cpu_seconds", lambda: clock[0])
+
+    class Tick:
+        def on_epoch_end(self, state):
+            clock[0] += epoch_cost()
+
+    meter = EpochMeter()
+    data = bs.Dataset.from_arrays(torch.randn(16, 3), torch.arange(16) % 2)
+    result = bs.fit(torch.nn.Linear(3, 2), data, bs.Recipe(epochs=1000, batch_size=16), callbacks=[Tick(), Enough(3, until, precision), meter], progress=False)
+    return result, meter.cost(clock[0]), clock[0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_calibration_stops_once_a_noisy_millisecond_epoch_is_known_not_at_its_share(monkeypatch, seed):
+    import random
+
+    from babysit.workflows.auto import CALIBRATE_PRECISION
+
+    draw = random.Random(seed)
+    # A table's epoch: 4 ms, varying by a quarter (measured on the wine table: 28%); the share is 3 CPU-s (2% of 2.5 minutes).
+    result, cost, spent = _calibration_run(monkeypatch, lambda: draw.gauss(0.004, 0.0011), until=3.0, precision=CALIBRATE_PRECISION)
+    assert result.status == "stopped" and spent < 1.0 and result.epochs < 250  # the share alone measured 750 epochs
+    assert cost.per_epoch_s == pytest.approx(0.004, rel=CALIBRATE_PRECISION)
+
+
+def test_calibration_of_a_steady_epoch_takes_its_few_epochs_and_of_a_wild_one_its_whole_share(monkeypatch):
+    import random
+
+    steady, _, _ = _calibration_run(monkeypatch, lambda: 1.0, until=30.0, precision=0.07)
+    assert steady.epochs == 4  # three epochs after the warm-up, the later two of them alike
+    draw = random.Random(0)
+    wild, _, spent = _calibration_run(monkeypatch, lambda: draw.expovariate(1.0), until=30.0, precision=0.07)
+    assert wild.status == "stopped" and 30.0 <= spent < 36.0  # an epoch varying by 100% is not known to 7% in 30 of them

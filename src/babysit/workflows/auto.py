@@ -11,7 +11,8 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
    `BASELINE_SHARE` of the budget (priced by the range test's steps), else a note says so;
 3. calibrate: two short runs of the base config measure what a run costs
    (`workflows.budget`): one bare, as a search trial trains, one recorded, as the
-   final run trains (probes, checkpoints, the same batch size and augmentation);
+   final run trains (probes, checkpoints, the same batch size and augmentation),
+   each until its mean epoch is known to `CALIBRATE_PRECISION`;
 4. search: coarse random search on log scales over lr and weight decay (and
    dropout when the budget buys 32+ trials), then one narrowing stage around the
    best (coarse_to_fine, with its edge warnings), with divergence pruning and
@@ -111,16 +112,20 @@ from babysit.workflows.ranking import Incumbent, fold_count, folds, incumbent_te
 from babysit.workflows.recorded import start_run
 
 BASELINE_SHARE = 0.05  # of the budget, at most, for the input-baseline check's two training runs (else it is left out)
-CALIBRATE_SHARE = 0.02  # of the budget, for each of the two calibration runs (at least CALIBRATE_EPOCHS epochs each)
-CALIBRATE_EPOCHS = 3  # two epoch-to-epoch intervals after the first epoch's warm-up
-CALIBRATE_MAX_EPOCHS = 1000  # the calibration runs' nominal length: their share ends them first
-COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropout
-FINAL_ATTEMPTS = 3  # a final run that diverges is retrained at a lower rate at most twice
-FINAL_LR_CUT = 10**-0.5  # half a decade on the log scale the search used
 # The final run's last-resort guard: this share of the budget past the point its plan ends at. CPU time per
 # epoch drifts by tens of percent with the machine's load, so a run is cut only when its plan was badly wrong,
 # and the budget is overrun by at most this much (and the report's cost past its share).
 FINAL_OVERRUN_LIMIT = 0.1
+CALIBRATE_SHARE = 0.02  # of the budget, at most, for each of the two calibration runs (at least CALIBRATE_EPOCHS epochs each)
+CALIBRATE_EPOCHS = 3  # two epoch-to-epoch intervals after the first epoch's warm-up
+CALIBRATE_MAX_EPOCHS = 1000  # the calibration runs' nominal length: their share ends them first
+# A calibration run stops once its mean epoch is known to this share (budget.Enough): the recorded/bare ratio of the
+# two is then known to FINAL_OVERRUN_LIMIT (errors add in quadrature), the error past which a re-plan of the final run
+# is a deviation. A fixed 2% of the budget measured a table's millisecond epoch hundreds of times over.
+CALIBRATE_PRECISION = FINAL_OVERRUN_LIMIT / math.sqrt(2)
+COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropout
+FINAL_ATTEMPTS = 3  # a final run that diverges is retrained at a lower rate at most twice
+FINAL_LR_CUT = 10**-0.5  # half a decade on the log scale the search used
 # The final stage's share is all that is left; its last epoch and test evaluation run past it by a little in every run,
 # so it is a deviation only past this share of the budget (or one final epoch).
 FINAL_SLACK = 0.01
@@ -242,13 +247,13 @@ def _preflight(cfg: RunConfig, data: Any, fix: bool, budget: float, clock: dict[
 def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, view: _Progress) -> tuple[Cost, Cost]:
     """What a bare run (a search trial) and a recorded run (the final run: probes, checkpoints) cost.
 
-    Two runs of `base`, each for `share` CPU seconds and at least `CALIBRATE_EPOCHS` epochs (and never past
-    `end`).
+    Two runs of `base`, each until its mean epoch is known to `CALIBRATE_PRECISION`, for at most `share` CPU seconds
+    and at least `CALIBRATE_EPOCHS` epochs (and never past `end`).
     """
     costs = []
     for recorded in (False, True):
         meter, t0 = EpochMeter(), cpu_seconds()
-        callbacks = [BudgetGuard(end), Enough(CALIBRATE_EPOCHS, t0 + share), meter, view]
+        callbacks = [BudgetGuard(end), Enough(CALIBRATE_EPOCHS, t0 + share, CALIBRATE_PRECISION), meter, view]
         cfg = trial_config(base, {}, CALIBRATE_MAX_EPOCHS)
         if recorded:
             start_run(cfg, runs_dir=out, name="calibrate", progress=False, data=data, callbacks=callbacks)
