@@ -141,9 +141,14 @@ class Incumbent:
     rising: float = 0.0  # the incumbent's validation-accuracy gain over the second half of its trial (`still_rising`)
 
     @property
+    def lead(self) -> float | None:
+        """How far the best other trial scored above the incumbent (None when either did not complete)."""
+        return None if self.best is None or self.score is None else self.best - self.score
+
+    @property
     def too_short(self) -> bool:
         """Whether the trials were too short to judge: the best's lead passed chance but not the incumbent's own late gain."""
-        return self.best is not None and self.score is not None and self.margin < self.best - self.score <= self.rising
+        return self.lead is not None and self.margin < self.lead <= self.rising
 
     def to_dict(self) -> dict[str, Any]:
         return {**{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}, "too_short": self.too_short}
@@ -226,8 +231,7 @@ def worth_folds(verdict: Incumbent, pooled: int) -> bool:
     A start kept because the trials were too short (`Incumbent.too_short`) is not re-scored: more
     samples do not make a trial longer.
     """
-    if not verdict.holds or verdict.best is None or verdict.score is None or standard_error(verdict.score, verdict.n) <= RESOLUTION:
+    lead = verdict.lead
+    if not verdict.holds or lead is None or lead <= verdict.rising or standard_error(verdict.score, verdict.n) <= RESOLUTION:
         return False
-    if verdict.best - verdict.score <= verdict.rising:
-        return False
-    return verdict.best - verdict.score > chance_margin(verdict.score, pooled, 1)
+    return lead > chance_margin(verdict.score, pooled, 1)
