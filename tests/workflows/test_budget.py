@@ -27,12 +27,23 @@ def test_runs_of_one_epoch_only_plan_with_their_first_epoch():
 
 
 def test_the_rest_is_split_so_reevaluation_and_the_final_run_fill_it():
-    bare, recorded = Cost(per_epoch_s=0.1, fixed_s=0.5), Cost(per_epoch_s=0.2, fixed_s=1.0)
+    bare, recorded = Cost(per_epoch_s=0.1, fixed_s=0.5), Cost(per_epoch_s=0.3, fixed_s=1.0)  # a recorded epoch: 3x a bare one (a table's probes)
     h, final = split_rest(100.0, bare, recorded, runs=4)
     assert final == FINAL_FACTOR * h and h > 0
     assert bare.of(h, runs=4) + recorded.of(final) <= 100.0 < bare.of(h + 1, runs=4) + recorded.of(FINAL_FACTOR * (h + 1))
     # When no re-evaluation epoch fits, the final run gets everything.
-    assert split_rest(3.5, bare, recorded, runs=4) == (0, recorded.epochs_for(3.5)) == (0, 12)
+    assert split_rest(3.5, bare, recorded, runs=4) == (0, recorded.epochs_for(3.5)) == (0, 8)
+
+
+@pytest.mark.parametrize("runs", [4, 10, 15])
+def test_the_reevaluation_never_costs_more_than_the_final_run(runs):
+    # Bare and recorded epochs alike (a convnet's probes cost little): 2 configurations x 5 folds at half the final run's
+    # length would spend five sixths of the rest choosing and one sixth training the model the user gets.
+    bare, recorded = Cost(per_epoch_s=0.13, fixed_s=0.5), Cost(per_epoch_s=0.13, fixed_s=0.6)
+    h, final = split_rest(100.0, bare, recorded, runs=runs)
+    assert h >= 1 and final >= FINAL_FACTOR * h
+    assert bare.of(h, runs) <= recorded.of(final) and bare.of(h, runs) + recorded.of(final) <= 100.0 < bare.of(h, runs) + recorded.of(final + 1)
+    assert bare.of(h + 1, runs) > recorded.of(recorded.epochs_for(100.0 - bare.of(h + 1, runs)))  # the longest re-evaluation that does
 
 
 def test_a_cheap_epoch_with_a_dear_fixed_cost_buys_few_trials_not_hundreds():

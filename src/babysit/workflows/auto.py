@@ -26,8 +26,7 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
    `ranking.still_rising`), the search stops there, nothing is re-evaluated, and the final run trains it with
    everything left: a search that cannot beat the recipe it started from does not
    get to spend the recipe's training time;
-5. re-evaluate: the top few of the last stage (and the starting configuration, which
-   a short trial's ranking can wrongly put behind) retrained on more than one seed at
+5. re-evaluate: the top few of the last stage retrained on more than one seed at
    half the final run's length (one successive-halving rung below it), because a
    short trial's ranking does not predict a long run (it picks too little
    regularization) and one seed's is noise;
@@ -45,13 +44,14 @@ After preflight and calibration, `REPORT_SHARE` of the budget (from `REPORT_MIN_
 `SEARCH_SHARE` of the rest goes to the search (its trial count from one trial's whole
 cost, fixed cost included) and the remainder to the re-evaluation (h epochs a run) and
 the final run (`FINAL_FACTOR` x h epochs): the final run is the model the user gets,
-so it gets the largest single share. The search stops claiming trials once its share
+so it gets the largest single share, and never less than the re-evaluation in all (10
+runs of k-fold would otherwise take five sixths of the rest: `budget.split_rest`). The search stops claiming trials once its share
 is spent. Before each later stage the plan is re-made from what is left and the
 latest costs; the final run's length is set, before it starts, by what is left and a
 recorded epoch's cost (the bare epoch just measured x the recorded/bare ratio of
 calibration), so a stage that overran shortens the final run instead of cutting it.
 The guard at the budget's end stops the final run only as a last resort. Every
-deviation from the plan (a stage past its share by at least one final epoch, the
+deviation from the plan (a stage past its share by at least one final epoch and 1% of the budget, the
 final run re-planned shorter, the final run cut, the budget overrun) is listed first
 in the report, the printed summary and the JSON. Since the budget sets every run's
 length, a base without a learning-rate schedule gets one cosine decay over each run.
@@ -127,7 +127,7 @@ COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropo
 FINAL_ATTEMPTS = 3  # a final run that diverges is retrained at a lower rate at most twice
 FINAL_LR_CUT = 10**-0.5  # half a decade on the log scale the search used
 # The final stage's share is all that is left; its last epoch and test evaluation run past it by a little in every run,
-# so it is a deviation only past this share of the budget (or one final epoch).
+# so it is a deviation only past this share of the budget (and one final epoch); so is any other stage's overrun.
 FINAL_SLACK = 0.01
 # The reports' reserve is REPORT_SHARE of the budget between these bounds: the run report's figures cost 2-7
 # CPU-seconds whatever the budget (measured on MNIST-1D, digits and tables at 1 to 10 CPU-minutes; matplotlib's
@@ -265,9 +265,10 @@ def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, 
     return costs[0], costs[1]
 
 
-def _overran(stage: str, used: float, share: float, epoch_s: float, deviations: list[str]) -> None:
-    """Record `stage` as a deviation when it spent more than its share by at least one final-run epoch (what it cost the final run)."""
-    if used - share >= epoch_s:
+def _overran(stage: str, used: float, share: float, epoch_s: float, budget: float, deviations: list[str]) -> None:
+    """Record `stage` as a deviation when it spent more than its share by at least one final-run epoch (what it cost the final run)
+    and `FINAL_SLACK` of the budget: a table's 0.035 s epoch made 0.1 s past an 18.6 s share one."""
+    if used - share >= max(epoch_s, FINAL_SLACK * budget):
         deviations.append(f"the {stage} stage spent {used:.1f} CPU-s of its {share:.1f} s share; the final run lost about {int((used - share) // epoch_s)} epochs to it")
 
 
@@ -530,7 +531,7 @@ def auto(
             if result.best is not None:
                 view.refresh(best=result.best.score)
         searched_s = cpu_seconds() - t0  # the trials and their results: what the search's share pays for
-        _overran("search", searched_s, planned.search_s, recorded.per_epoch_s, deviations)
+        _overran("search", searched_s, planned.search_s, recorded.per_epoch_s, budget, deviations)
         if result is None or result.best is None:
             why = (f"the checks and calibration spent the budget ({budget - left() - report_s:.1f} of {budget:g} CPU-s)" if left() <= 0
                    else f"the search's share ({SEARCH_SHARE:.0%} of what was left: {SEARCH_SHARE * max(left(), 0.0):.1f} CPU-s, one trial "
@@ -553,10 +554,9 @@ def auto(
         # A validation split too small to resolve a percentage point ranks by k-fold cross-validation instead; top
         # configurations within its noise of each other are not re-evaluated at all (workflows.ranking).
         rank = ranking([score for _, score in top_trials], data) if configs else None
-        if rank is not None and rank.method != "none" and verdict is not None and job.incumbent not in configs:
-            # A short trial favours a fast-learning rate over one that ends better (the first stage's lead may be just that):
-            # the start is re-evaluated beside the search's best, at the longest horizon before the final run.
-            configs.append(job.incumbent)
+        # The start is not re-evaluated beside them: the first stage's verdict already discounted what a short trial owes
+        # to learning fast (its lead had to pass the start's own late gain, `still_rising`), so a start that lost there
+        # lost by more than a longer run closes; re-scoring it took a third of the re-evaluation.
         trainings = [(s, data) for s in range(1, seeds + 1)]  # (seed offset, data) of each configuration's runs
         if rank is not None:
             notes.append(rank.describe())
@@ -604,7 +604,7 @@ def auto(
         clock["reevaluate"] = cpu_seconds() - t0
         bare = meter.cost(clock["reevaluate"]) or bare  # the latest measure of an epoch, on the configurations the final run picks from
         final_cost = as_recorded(bare)
-        _overran("re-evaluation", clock["reevaluate"], reevaluate_s, final_cost.per_epoch_s, deviations)
+        _overran("re-evaluation", clock["reevaluate"], reevaluate_s, final_cost.per_epoch_s, budget, deviations)
         plan.update(horizon_epochs=horizon, reevaluate_s=round(reevaluate_s, 3))
         fallback = {"values": top_trials[0][0] if top_trials else {}}  # the search's best of its longest stage
         chosen = max((r for r in rows if r["mean"] is not None), key=lambda r: r["mean"], default=fallback)
@@ -691,6 +691,7 @@ def split_text(plan: dict[str, Any]) -> str:
     if not plan["trials"]:
         return f"split: no search (its share bought fewer than {MIN_TRIALS} one-epoch trials); the final run trained {plan['final_epochs_trained']} epochs ({p['final_epochs']} planned)"
     return (f"split: search {plan['search_share']:.0%} of what the checks and calibration left ({plan['trials']} trials, {plan['coarse_epochs']} then "
-            f"{2 * plan['coarse_epochs']} epochs, {p['search_s']:.1f} CPU-s), then {plan['top']}x{plan['seeds']} re-evaluations of {plan['horizon_epochs']} "
-            f"epochs and the final run, {FINAL_FACTOR}x as long ({plan['final_epochs_trained']} epochs trained, {p['final_epochs']} planned), sized by measured "
+            f"{2 * plan['coarse_epochs']} epochs, {p['search_s']:.1f} CPU-s), then re-evaluation runs of {plan['horizon_epochs']} epochs "
+            f"({plan['reevaluate_s']:.1f} CPU-s in all, at most the final run's) and the final run, {FINAL_FACTOR}x as long or longer "
+            f"({plan['final_epochs_trained']} epochs trained, {p['final_epochs']} planned), sized by measured "
             f"epoch and run costs; {plan['report_s']:.1f} CPU-s ({plan['report_s'] / plan['budget_s']:.0%} of the budget) kept for the reports")  # fmt: skip

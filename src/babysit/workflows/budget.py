@@ -19,8 +19,9 @@ the budget is kept for the reports and `SEARCH_SHARE` goes to the search; the re
 between `top x seeds` re-evaluation runs of h epochs (bare) and the final run of
 `FINAL_FACTOR x h` epochs (recorded), solving
 `rest = top*seeds*(bare.fixed + h*bare.epoch) + recorded.fixed + FINAL_FACTOR*h*recorded.epoch`
-for h. The search's trial count comes from the cost of one trial, fixed cost included, so a
-cheap epoch never buys hundreds of trials whose fixed costs eat the budget. When the search
+for h, with the re-evaluation never costing more than the final run (`split_rest`). The
+search's trial count comes from the cost of one trial, fixed cost included, so a cheap
+epoch never buys hundreds of trials whose fixed costs eat the budget. When the search
 share buys fewer than `MIN_TRIALS` one-epoch trials there is no search and no re-evaluation:
 the final run gets everything.
 """
@@ -279,10 +280,18 @@ class Plan:
 def split_rest(rest: float, bare: Cost, recorded: Cost, runs: int) -> tuple[int, int]:
     """The re-evaluation's horizon h and the final run's epochs that `rest` CPU seconds buy.
 
-    The largest h with runs x bare.of(h) + recorded.of(FINAL_FACTOR x h) <= rest; when that
-    buys no epoch of re-evaluation (h < 1), h is 0 and the final run gets all of `rest`.
+    The largest h with runs x bare.of(h) + recorded.of(FINAL_FACTOR x h) <= rest, unless the
+    re-evaluation would then cost more than the final run: it only chooses the final run's
+    configuration, and the final run is the model the user gets (k-fold's 10 runs took twice to
+    six times the final run's CPU). Then h is the most that leaves the final run at least as much
+    as the re-evaluation, and the final run gets all the rest. When that buys no epoch of re-evaluation (h < 1), h is 0 and the final
+    run gets all of `rest`.
     """
     h = _most(lambda h: bare.of(h, runs) + recorded.of(FINAL_FACTOR * h) <= rest) if runs else 0
+    if h >= 1 and bare.of(h, runs) > recorded.of(FINAL_FACTOR * h):
+        h = _most(lambda h: bare.of(h, runs) <= recorded.of(recorded.epochs_for(rest - bare.of(h, runs))))
+        if h >= 1:
+            return h, recorded.epochs_for(rest - bare.of(h, runs))
     if h < 1:
         return 0, recorded.epochs_for(rest)
     return h, FINAL_FACTOR * h
