@@ -27,7 +27,8 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
    everything left: a search that cannot beat the recipe it started from does not
    get to spend the recipe's training time;
 5. re-evaluate: the top few of the last stage retrained on more than one seed at
-   half the final run's length (one successive-halving rung below it), because a
+   half the final run's length (one successive-halving rung below it; shorter where
+   that would cost more than the final run), because a
    short trial's ranking does not predict a long run (it picks too little
    regularization) and one seed's is noise;
 6. final: the best mean configuration trained, recorded with probes, for as many
@@ -35,29 +36,30 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
 7. report: the run report with the checks, a budget table and the re-evaluation,
    the search report beside it, and the exported TOML config.
 
-The budget is CPU seconds of this process (`time.process_time`: every thread of
-it; panda mode trains every trial here, so there are no child processes to add).
-Every run's cost is `fixed + epochs x per_epoch`, both measured (`workflows.budget`):
-calibration measures them for a bare and a recorded run, the search re-measures a
-bare run over all its trials, the re-evaluation once more just before the final run.
-After preflight and calibration, `REPORT_SHARE` of the budget (from `REPORT_MIN_S` to `REPORT_MAX_S`) is kept for the report,
-`SEARCH_SHARE` of the rest goes to the search (its trial count from one trial's whole
-cost, fixed cost included) and the remainder to the re-evaluation (h epochs a run) and
-the final run (`FINAL_FACTOR` x h epochs): the final run is the model the user gets,
-so it gets the largest single share, and never less than the re-evaluation in all (10
-runs of k-fold would otherwise take five sixths of the rest: `budget.split_rest`). The search stops claiming trials once its share
-is spent. Before each later stage the plan is re-made from what is left and the
-latest costs; the final run's length is set, before it starts, by what is left and a
-recorded epoch's cost (the bare epoch just measured x the recorded/bare ratio of
-calibration), so a stage that overran shortens the final run instead of cutting it.
-The guard at the budget's end stops the final run only as a last resort. Every
-deviation from the plan (a stage past its share by at least one final epoch and 1% of the budget, the
-final run re-planned shorter, the final run cut, the budget overrun) is listed first
-in the report, the printed summary and the JSON. Since the budget sets every run's
-length, a base without a learning-rate schedule gets one cosine decay over each run.
-If the budget buys no search of `MIN_TRIALS` trials, the final run trains the base
-config (with the range test's rate) with all of it and says so. A final run that
-diverges is retrained with the rest of the budget at half a decade lower rate.
+The budget is CPU seconds of this process (`time.process_time`: every thread of it;
+panda mode trains every trial here, so there are no child processes to add). Every run's
+cost is `fixed + epochs x per_epoch`, both measured (`workflows.budget`): calibration
+measures them for a bare and a recorded run, the search re-measures a bare run over all
+its trials, the re-evaluation once more just before the final run. After preflight and
+calibration, `REPORT_SHARE` of the budget (from `REPORT_MIN_S` to `REPORT_MAX_S`) is
+kept for the report, `SEARCH_SHARE` of the rest goes to the search (its trial count from
+one trial's whole cost, fixed cost included) and the remainder to the re-evaluation (h
+epochs a run) and the final run (`FINAL_FACTOR` x h epochs): the final run is the model
+the user gets, so it gets the largest single share, and never less than the re-
+evaluation in all (10 runs of k-fold would otherwise take five sixths of the rest:
+`budget.split_rest`). The search stops claiming trials once its share is spent. Before
+each later stage the plan is re-made from what is left and the latest costs; the final
+run's length is set, before it starts, by what is left and a recorded epoch's cost (the
+bare epoch just measured x the recorded/bare ratio of calibration), so a stage that
+overran shortens the final run instead of cutting it. The guard at the budget's end
+stops the final run only as a last resort. Every deviation from the plan (a stage past
+its share by at least one final epoch and 1% of the budget, the final run re-planned
+shorter, the final run cut, the budget overrun) is listed first in the report, the
+printed summary and the JSON. Since the budget sets every run's length, a base without a
+learning-rate schedule gets one cosine decay over each run. If the budget buys no search
+of `MIN_TRIALS` trials, the final run trains the base config (with the range test's
+rate) with all of it and says so. A final run that diverges is retrained with the rest
+of the budget at half a decade lower rate.
 """
 
 from __future__ import annotations

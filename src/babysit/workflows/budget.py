@@ -284,8 +284,8 @@ def split_rest(rest: float, bare: Cost, recorded: Cost, runs: int) -> tuple[int,
     re-evaluation would then cost more than the final run: it only chooses the final run's
     configuration, and the final run is the model the user gets (k-fold's 10 runs took twice to
     six times the final run's CPU). Then h is the most that leaves the final run at least as much
-    as the re-evaluation, and the final run gets all the rest. When that buys no epoch of re-evaluation (h < 1), h is 0 and the final
-    run gets all of `rest`.
+    as the re-evaluation, and the final run gets all the rest. When that buys no epoch of
+    re-evaluation (h < 1), h is 0 and the final run gets all of `rest`.
     """
     h = _most(lambda h: bare.of(h, runs) + recorded.of(FINAL_FACTOR * h) <= rest) if runs else 0
     if h >= 1 and bare.of(h, runs) > recorded.of(FINAL_FACTOR * h):
