@@ -45,8 +45,8 @@ calibration, `REPORT_SHARE` of the budget (from `REPORT_MIN_S` to `REPORT_MAX_S`
 kept for the report, `SEARCH_SHARE` of the rest goes to the search (its trial count from
 one trial's whole cost, fixed cost included) and the remainder to the re-evaluation (h
 epochs a run) and the final run (`FINAL_FACTOR` x h epochs): the final run is the model
-the user gets, so it gets the largest single share, and never less than the re-
-evaluation in all (10 runs of k-fold would otherwise take five sixths of the rest:
+the user gets, so it gets the largest single share, and never less than the
+re-evaluation in all (10 runs of k-fold would otherwise take five sixths of the rest:
 `budget.split_rest`). The search stops claiming trials once its share is spent. Before
 each later stage the plan is re-made from what is left and the latest costs; the final
 run's length is set, before it starts, by what is left and a recorded epoch's cost (the
