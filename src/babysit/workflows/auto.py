@@ -121,9 +121,10 @@ FINAL_OVERRUN_LIMIT = 0.1
 CALIBRATE_SHARE = 0.02  # of the budget, at most, for each of the two calibration runs (at least CALIBRATE_EPOCHS epochs each)
 CALIBRATE_EPOCHS = 3  # two epoch-to-epoch intervals after the first epoch's warm-up
 CALIBRATE_MAX_EPOCHS = 1000  # the calibration runs' nominal length: their share ends them first
-# A calibration run stops once its mean epoch is known to this share (budget.Enough): the recorded/bare ratio of the
-# two is then known to FINAL_OVERRUN_LIMIT (errors add in quadrature), the error past which a re-plan of the final run
-# is a deviation. A fixed 2% of the budget measured a table's millisecond epoch hundreds of times over.
+# A calibration run stops once the sampling noise of its mean epoch is within this share (budget.Enough): that of the
+# recorded/bare ratio of the two is then within FINAL_OVERRUN_LIMIT (errors add in quadrature), the error past which a
+# re-plan of the final run is a deviation. A fixed 2% of the budget measured a table's millisecond epoch hundreds of
+# times over. A load that changes between the runs is not noise it can see: the final run's re-plan (FitToBudget) is.
 CALIBRATE_PRECISION = FINAL_OVERRUN_LIMIT / math.sqrt(2)
 COARSE_TRIALS = 16  # a search of this many trials per stage also searches dropout
 FINAL_ATTEMPTS = 3  # a final run that diverges is retrained at a lower rate at most twice
