@@ -133,6 +133,17 @@ def _most(fits: Callable[[int], bool]) -> int:
     return low
 
 
+def _intervals(marks: list[float]) -> list[float]:
+    """The CPU seconds between consecutive epoch ends of one run (`marks`: its start, then each epoch's end), the
+    first epoch left out: it carries the run's warm-up."""
+    return [b - a for a, b in zip(marks[1:], marks[2:])]
+
+
+def _later_half(intervals: list[float]) -> list[float]:
+    """The later half of a run's epoch intervals: a recorded run probes its first steps densely and saves more often early."""
+    return intervals[len(intervals) // 2 :]
+
+
 class EpochMeter:
     """A training callback: the CPU clock at each run's start and at each epoch's end, to split a stage's cost."""
 
@@ -157,7 +168,7 @@ class EpochMeter:
         early on: that extra lands in the fixed cost). Runs that all stopped after one epoch have
         only first epochs, which carry the warm-up: the estimate errs high.
         """
-        late = [d for r in self.runs for deltas in [[b - a for a, b in zip(r[1:], r[2:])]] for d in deltas[len(deltas) // 2 :]]
+        late = [d for r in self.runs for d in _later_half(_intervals(r))]
         first = [r[1] - r[0] for r in self.runs if len(r) > 1]
         if not first:
             return None
@@ -207,7 +218,7 @@ class FitToBudget:
         if self._checks >= len(REPLAN_AT) or done < max(REPLAN_MIN_EPOCHS, REPLAN_AT[self._checks] * planned) or state.stop:
             return
         self._checks += 1
-        deltas = [b - a for a, b in zip(self.marks[1:], self.marks[2:])]  # after the first epoch's warm-up
+        deltas = _intervals(self.marks)
         per_epoch = max(statistics.fmean(deltas), 1e-9)
         left = int(max(self.end - now, 0.0) // per_epoch)
         epochs = done + left
@@ -248,8 +259,7 @@ class Enough:
             state.request_stop(STOPPED, "calibrated: its share of the budget is spent")
         elif epochs >= self._next:
             self._next = math.ceil(1.25 * epochs)
-            deltas = [b - a for a, b in zip(self.marks[1:], self.marks[2:])]
-            late = deltas[len(deltas) // 2 :]
+            late = _later_half(_intervals(self.marks))
             if len(late) >= 2 and _noise(late) <= self.precision * statistics.fmean(late):
                 state.request_stop(STOPPED, f"calibrated: its mean epoch is known to within {self.precision:.0%}")
 
