@@ -268,10 +268,15 @@ def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, 
     return costs[0], costs[1]
 
 
+def _past(used: float, share: float, epoch_s: float, budget: float) -> bool:
+    """Whether a stage that spent `used` CPU-s of its `share` passed it by one final-run epoch and `FINAL_SLACK` of the budget."""
+    return used - share >= max(epoch_s, FINAL_SLACK * budget)
+
+
 def _overran(stage: str, used: float, share: float, epoch_s: float, budget: float, deviations: list[str]) -> None:
     """Record `stage` as a deviation when it spent more than its share by at least one final-run epoch (what it cost the final run)
     and `FINAL_SLACK` of the budget: a table's 0.035 s epoch made 0.1 s past an 18.6 s share one."""
-    if used - share >= max(epoch_s, FINAL_SLACK * budget):
+    if _past(used, share, epoch_s, budget):
         deviations.append(f"the {stage} stage spent {used:.1f} CPU-s of its {share:.1f} s share; the final run lost about {int((used - share) // epoch_s)} epochs to it")
 
 
@@ -636,7 +641,7 @@ def auto(
             deviations.append(f"the final run was cut at epoch {done.result.epochs} of {final_cfg.train.epochs} by the last-resort guard "
                               f"({FINAL_OVERRUN_LIMIT:.0%} of the budget past its planned end): its schedule did not finish "
                               f"(an epoch cost more than the {final_cost.per_epoch_s:.3f} CPU-s planned); train best.toml to finish it")  # fmt: skip
-        elif final_end != math.inf and clock["final"] - final_share >= max(final_cost.per_epoch_s, FINAL_SLACK * budget):
+        elif final_end != math.inf and _past(clock["final"], final_share, final_cost.per_epoch_s, budget):
             # The last epoch and the test evaluation pass its share by a little in every run.
             deviations.append(f"the final stage spent {clock['final']:.1f} CPU-s of its {final_share:.1f} s share: it ran "
                               f"{clock['final'] - final_share:.1f} s into the reports' reserve")  # fmt: skip
