@@ -166,6 +166,15 @@ def test_run_view_reads_dicts_records_and_fit_results(digits):
     assert "RunView(epochs=2" in repr(view)
 
 
+def test_a_series_read_twice_is_the_same_and_follows_new_epochs():
+    view = run_view({"metrics": [{"epoch": 1, "train_loss": 2.0}, {"epoch": 2}]})
+    first = view.series("train_loss")
+    first[0] = 99.0  # a caller's list is its own: the next read is not changed by it
+    assert view.series("train_loss")[0] == 2.0 and math.isnan(view.series("train_loss")[1])
+    view.metrics.append({"epoch": 3, "train_loss": 1.0})  # an epoch recorded after the first read
+    assert view.series("train_loss")[2] == 1.0
+
+
 def test_run_view_refuses_what_is_not_a_record():
     with pytest.raises(DataError, match="run record"):
         run_view({"foo": 1})

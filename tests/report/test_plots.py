@@ -143,3 +143,27 @@ def test_finite_turns_anything_into_floats_or_nan(values):
             assert x == v
         else:
             assert math.isnan(x)
+
+
+@given(st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(math.nan)), max_size=3000), st.integers(1, 50))
+def test_thinning_keeps_order_the_extremes_and_at_most_two_points_a_bucket(ys, buckets):
+    xs = list(range(len(ys)))
+    tx, ty = plots.thin(xs, ys, buckets)
+    assert len(tx) == len(ty) <= max(len(ys), 2 * buckets)
+    assert tx == sorted(set(tx)) and all(ty[i] is ys[x] or ty[i] == ys[x] for i, x in enumerate(tx))  # the points themselves, in order
+    kept = [y for y in ty if math.isfinite(y)]
+    values = [y for y in ys if math.isfinite(y)]
+    if values:  # the lowest and highest value of the whole series always survive: a spike is not thinned away
+        assert min(kept) == min(values) and max(kept) == max(values)
+
+
+def test_a_100000_epoch_run_draws_a_thinned_curve_that_still_shows_its_one_spike():
+    losses = [1.0 / (1 + i) for i in range(100_000)]
+    losses[73_210] = 50.0  # one epoch's blow-up
+    fig = plots.learning_curves(metrics(losses))
+    loss_line = fig.axes[0].get_lines()[0]
+    assert len(loss_line.get_xdata()) <= 2 * plots.BUCKETS
+    assert 50.0 in list(loss_line.get_ydata()) and 73_211 in list(loss_line.get_xdata())  # the spike's epoch, 1-based
+    assert loss_line.get_marker() in ("None", "", None)  # 1,000 markers would merge into a band
+    short = plots.learning_curves(metrics([2.3, 1.5, 1.0])).axes[0].get_lines()[0]
+    assert short.get_marker() == "o" and list(short.get_xdata()) == [1, 2, 3]  # a short run keeps every point and its markers

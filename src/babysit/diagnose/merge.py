@@ -29,10 +29,10 @@ def merge_findings(record: Any, check: dict[str, Any] | None = None) -> list[Fin
     split = next((i + 1 for i, c in enumerate(checks) if c.get("name") == "init_health"), 0)
     before, after = ([Finding.from_dict(f) for c in part for f in c.get("findings", [])] for part in (checks[:split], checks[split:]))
     curve_rules = [name for name in RULES.names() if name not in LAYER_RULES]
-    found = before + diagnose(record, rules=LAYER_RULES) + after + diagnose(record, rules=curve_rules)
+    run = run_view(record)  # read once: a long run's record is read, checked and cached here for every rule below
+    found = before + diagnose(run, rules=LAYER_RULES) + after + diagnose(run, rules=curve_rules)
     # The range test's warnings predict a rate's trouble before training; the run's curve can show there is
     # none (a loss that never rose, for "too high"; one that fell steadily, for "too low"). Errors stay.
-    run = run_view(record)
     found = [f for f in found if f.severity == "error" or f.rule not in ("lr_too_high", "lr_too_low") or not rate_shown_to_work(run, f.rule)]
     seen: set[str] = set()
     unique = []

@@ -82,6 +82,9 @@ class RunView:
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     program: dict[str, Any] | None = None
+    # series() per key, with the epoch count it was read at: the rules ask for the same few series many times,
+    # and on a table trained for 100,000 epochs each read is a pass over as many dicts.
+    _series: dict[str, tuple[int, list[float]]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @staticmethod
     def recorded(metrics: dict[str, Any], key: str) -> bool:
@@ -89,8 +92,12 @@ class RunView:
         return isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool)
 
     def series(self, key: str) -> list[float]:
-        """Per-epoch values of `key` (NaN where an epoch lacks it, so index i is epoch i+1)."""
-        return [float(m[key]) if isinstance(m.get(key), (int, float)) else float("nan") for m in self.metrics]
+        """Per-epoch values of `key` (NaN where an epoch lacks it, so index i is epoch i+1); a new list each call."""
+        cached = self._series.get(key)
+        if cached is None or cached[0] != len(self.metrics):
+            cached = (len(self.metrics), [float(m[key]) if isinstance(m.get(key), (int, float)) else float("nan") for m in self.metrics])
+            self._series[key] = cached
+        return list(cached[1])
 
     def __repr__(self) -> str:
         status = (self.summary or {}).get("status", "?")
