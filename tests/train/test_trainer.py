@@ -139,3 +139,36 @@ def test_a_last_batch_of_one_sample_is_skipped_so_a_batchnorm_net_trains():
 
     result = bs.fit(model, data, bs.Recipe(epochs=3, batch_size=100, device="cpu"), callbacks=[Count()], progress=False)
     assert result.status == "completed" and steps == list(range(1, 7))  # two full batches per epoch, none of one sample
+
+
+def test_training_on_the_cpu_flushes_subnormal_floats_and_restores_the_mode_after(digits):
+    from babysit.train.trainer import flushing_denormals
+
+    seen = []
+
+    class Look:  # what the arithmetic does inside the loop: a float32 below 1.2e-38 times one
+        def on_epoch_end(self, state):
+            seen.append((torch.tensor([1e-39]) * 1.0).item())
+
+    assert not flushing_denormals()
+    bs.fit(bs.blocks.mlp(digits.input_shape, 10, hidden=(8,)), digits, bs.Recipe(epochs=2, device="cpu"), callbacks=[Look()], progress=False)
+    assert seen == [0.0, 0.0]  # flushed while it trained: no slow subnormal arithmetic late in a run that fits its data
+    assert not flushing_denormals() and (torch.tensor([1e-39]) * 1.0).item() > 0  # the caller's default mode is back
+    torch.set_flush_denormal(True)  # a caller that flushes already keeps flushing
+    try:
+        bs.fit(bs.blocks.mlp(digits.input_shape, 10, hidden=(8,)), digits, bs.Recipe(epochs=1, device="cpu"), progress=False)
+        assert flushing_denormals()
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_a_run_that_fails_still_gives_back_the_callers_mode(digits):
+    from babysit.train.trainer import flushing_denormals
+
+    class Boom:
+        def on_epoch_end(self, state):
+            raise RuntimeError("a callback's own error")
+
+    with pytest.raises(RuntimeError, match="own error"):
+        bs.fit(bs.blocks.mlp(digits.input_shape, 10, hidden=(8,)), digits, bs.Recipe(epochs=2, device="cpu"), callbacks=[Boom()], progress=False)
+    assert not flushing_denormals()
