@@ -167,3 +167,4 @@ def test_a_100000_epoch_run_draws_a_thinned_curve_that_still_shows_its_one_spike
     assert loss_line.get_marker() in ("None", "", None)  # 1,000 markers would merge into a band
     short = plots.learning_curves(metrics([2.3, 1.5, 1.0])).axes[0].get_lines()[0]
     assert short.get_marker() == "o" and list(short.get_xdata()) == [1, 2, 3]  # a short run keeps every point and its markers
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss (cross-entropy)", "accuracy"]

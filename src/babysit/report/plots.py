@@ -98,9 +98,9 @@ def learning_curves(metrics: list[dict[str, Any]], best_epoch: int | None = None
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, key, label in ((loss_ax, "loss", "loss (cross-entropy)"), (acc_ax, "accuracy", "accuracy")):
         train, val = finite([m.get(f"train_{key}") for m in metrics]), finite([m.get(f"val_{key}") for m in metrics])
-        for marker, colour, label, values in (("o", "C0", "train", train), ("s", "C1", "validation", val)):
+        for marker, colour, line, values in (("o", "C0", "train", train), ("s", "C1", "validation", val)):
             x, y = thin(epochs, values)
-            ax.plot(x, y, _style(marker, len(x)), color=colour, ms=3, label=label)
+            ax.plot(x, y, _style(marker, len(x)), color=colour, ms=3, label=line)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="0.4", ls=":", lw=1, label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
