@@ -14,6 +14,7 @@ where without it the ratio grows with the run's length. Both runs compute the sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -52,7 +53,7 @@ def measure(cfg: bs.RunConfig, flush: bool) -> tuple[float, float, float]:
         done = run(cfg, progress=False, callbacks=[clock]).result
     else:
         keep = trainer.flush_denormals
-        trainer.flush_denormals = lambda device: trainer.contextlib.nullcontext()  # the loop as it was before
+        trainer.flush_denormals = lambda device: contextlib.nullcontext()  # the loop as it was before the flush
         try:
             done = run(cfg, progress=False, callbacks=[clock]).result
         finally:
