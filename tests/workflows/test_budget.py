@@ -173,3 +173,46 @@ def test_calibration_of_a_steady_epoch_takes_its_few_epochs_and_of_a_wild_one_it
     draw = random.Random(0)
     wild, _, spent = _calibration_run(monkeypatch, lambda: draw.expovariate(1.0), until=30.0, precision=0.07)
     assert wild.status == "stopped" and 30.0 <= spent < 36.0  # an epoch varying by 100% is not known to 7% in 30 of them
+
+
+def _metered_runs(monkeypatch, stops: list[int | None]) -> tuple[EpochMeter, float]:
+    """Runs of 3 epochs x 4 batches, each batch one CPU-second on a fake clock; run i stops itself after stops[i] steps (None: never)."""
+    import torch
+
+    import babysit as bs
+    import babysit.workflows.budget as budget
+    from babysit.status import DIVERGED
+
+    clock = [0.0]
+    monkeypatch.setattr(budget, "cpu_seconds", lambda: clock[0])
+
+    class Batches:
+        def __init__(self, stop_at: int | None) -> None:
+            self.stop_at = stop_at
+
+        def on_batch_end(self, state):
+            clock[0] += 1.0
+            if state.step == self.stop_at:  # as a divergence guard or a stage's budget guard stops a run: between two batches
+                state.request_stop(DIVERGED, "loss exploded")
+
+    meter = EpochMeter()
+    x, y = torch.randn(64, 3), torch.arange(64) % 2
+    data = bs.Dataset.from_arrays(x, y, x_val=x[:8], y_val=y[:8], x_test=x[:8], y_test=y[:8])
+    for stop_at in stops:
+        bs.fit(torch.nn.Linear(3, 2), data, bs.Recipe(epochs=3, batch_size=16), callbacks=[Batches(stop_at), meter], progress=False)
+    return meter, clock[0]
+
+
+def test_an_epoch_a_stop_cut_short_does_not_pass_for_a_cheap_epoch(monkeypatch):
+    # A whole run, then a fast trial that diverged one batch into its second epoch: fit still ends that epoch, after 1 s, not 4.
+    meter, spent = _metered_runs(monkeypatch, [None, 5])
+    cost = meter.cost(spent)
+    assert cost.per_epoch_s == pytest.approx(4.0)  # counting the cut epoch as one gave (4 + 1) / 2 = 2.5
+    assert meter.epochs == pytest.approx(3 + 1 + 0.25)  # the cut epoch counts as the quarter of one it trained
+    assert cost.fixed_s == pytest.approx(0.0)  # so the stage's 17 s are all epochs: no cost is left over as fixed
+    assert meter.cost(spent + 4.0).fixed_s == pytest.approx(2.0)  # 4 s more of the stage: 2 s of fixed cost per run
+
+
+def test_runs_cut_inside_their_first_epoch_price_an_epoch_by_the_share_they_trained(monkeypatch):
+    meter, spent = _metered_runs(monkeypatch, [2])  # the budget spent half-way through the only epoch
+    assert meter.cost(spent) == Cost(per_epoch_s=4.0, fixed_s=0.0)

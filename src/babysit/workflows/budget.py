@@ -145,20 +145,37 @@ def _later_half(intervals: list[float]) -> list[float]:
 
 
 class EpochMeter:
-    """A training callback: the CPU clock at each run's start and at each epoch's end, to split a stage's cost."""
+    """A training callback: the CPU clock at each run's start and at each whole epoch's end, to split a stage's cost.
+
+    An epoch that a stop cut short (a divergence guard, the stage's budget guard: `fit` still ends
+    it, evaluation included) is not an epoch's cost: a search trial that diverges a few batches
+    into its second epoch has one interval after its warm-up, and that one is a few batches long.
+    Such an epoch ends its run's marks and counts, as the share of its steps it trained, only
+    towards the epochs the stage's fixed cost is split from.
+    """
 
     def __init__(self) -> None:
         self.runs: list[list[float]] = []
+        self.cut_epochs = 0.0  # the trained share of each epoch a stop cut short, summed
+        self._epoch_step = 0
 
     def on_fit_start(self, state: Any) -> None:
         self.runs.append([cpu_seconds()])
 
+    def on_epoch_start(self, state: Any) -> None:
+        self._epoch_step = state.step
+
     def on_epoch_end(self, state: Any) -> None:
-        self.runs[-1].append(cpu_seconds())
+        steps, whole = state.step - self._epoch_step, state.total_steps // max(1, state.recipe.epochs)
+        if state.stop and steps < whole:
+            self.cut_epochs += steps / whole
+        else:
+            self.runs[-1].append(cpu_seconds())
 
     @property
-    def epochs(self) -> int:
-        return sum(len(r) - 1 for r in self.runs)
+    def epochs(self) -> float:
+        """The epochs these runs trained: each whole one, and the share of each one a stop cut short."""
+        return sum(len(r) - 1 for r in self.runs) + self.cut_epochs
 
     def cost(self, total_s: float) -> Cost | None:
         """`total_s`, the CPU seconds of the stage these runs trained in, as fixed + epochs x per_epoch (None: no epoch).
@@ -171,12 +188,14 @@ class EpochMeter:
         late = [d for r in self.runs for d in _later_half(_intervals(r))]
         first = [r[1] - r[0] for r in self.runs if len(r) > 1]
         if not first:
-            return None
+            # Only epochs a stop cut short (the budget spent inside a first epoch): their seconds over their share
+            # of an epoch, warm-up and all, which errs high as a first epoch does.
+            return Cost(max(total_s / self.cut_epochs, 1e-6), 0.0) if self.cut_epochs else None
         per_epoch = max(sum(late) / len(late) if late else sum(first) / len(first), 1e-6)
         return Cost(per_epoch, max(0.0, (total_s - self.epochs * per_epoch) / len(self.runs)))
 
     def __repr__(self) -> str:
-        return f"EpochMeter({len(self.runs)} runs, {self.epochs} epochs)"
+        return f"EpochMeter({len(self.runs)} runs, {self.epochs:g} epochs)"
 
 
 def _noise(samples: list[float]) -> float:
