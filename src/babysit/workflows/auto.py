@@ -607,7 +607,10 @@ def auto(
                 rows.append({"values": values, "val_accuracy": scores})
         # Every configuration is ranked on the same seeds or folds: those all of them completed.
         common = min((len(r["val_accuracy"]) for r in rows), default=0)
-        if rows and (common < len(trainings) or len(rows) < len(configs)):
+        if configs and horizon and not rows:
+            notes.append(f"the re-evaluation's share ({reevaluate_s:.1f} CPU-s) ended it early, before any configuration completed a run: "
+                         "the final run trains the search's best")  # fmt: skip
+        elif rows and (common < len(trainings) or len(rows) < len(configs)):
             notes.append(f"the re-evaluation's share ({reevaluate_s:.1f} CPU-s) ended it early: {len(rows)} configurations ranked on the "
                          f"{common} {'folds' if rank is not None and rank.method == 'kfold' else 'seeds'} each of them completed, of {len(trainings)} planned")  # fmt: skip
         for row in rows:
