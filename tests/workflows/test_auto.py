@@ -58,11 +58,6 @@ def test_auto_runs_every_stage_within_the_budget_and_writes_a_runnable_config(tm
         assert summary["plan"]["ranking"]["n"] == 143 and any("standard error" in w for w in summary["warnings"])
     assert json.loads((out / "auto.json").read_text())["test_accuracy"] == summary["test_accuracy"]
     assert "babysit auto: budget and search" in (out / "report.html").read_text()
-    # The delivered weights: the final run's last epoch's, or its best validation epoch's when the last fell below it beyond chance.
-    delivered = summary["plan"]["delivered"]
-    assert Path(summary["weights"]).is_file() and summary["weights"] == delivered["weights"] and Path(summary["weights"]).name == f"{delivered['which']}.pt"
-    gap_beyond_chance = delivered["val_best"] - delivered["val_last"] > delivered["margin"]
-    assert (delivered["which"] == "best") == gap_beyond_chance and any(w.startswith("the final run's") for w in summary["warnings"])
     plan = summary["plan"]
     # The final run completes its schedule (its cosine decays to its end), as long as it re-planned itself from the cost of its
     # own epochs; it is the longest run unless that cost (the machine's load moves it) made it re-plan much shorter, which it says.

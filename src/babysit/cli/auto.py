@@ -32,7 +32,7 @@ def print_auto(result: AutoResult) -> None:
         out.print(f"baseline: {b.name}, test accuracy {b.test_accuracy:.4f} ({b.cpu_s:.2f} CPU-s) beside auto's {result.test_accuracy:.4f}", highlight=False)
     for w in result.warnings:
         out.print(f"[yellow]{w}[/]", highlight=False)
-    out.print(f"report: {result.report_path}\nweights: {result.weights}\nconfig: {result.config_path} (run it with: babysit train --config {result.config_path})")
+    out.print(f"report: {result.report_path}\nconfig: {result.config_path} (run it with: babysit train --config {result.config_path})")
 
 
 @app.command(context_settings=OVERRIDES)

@@ -33,8 +33,6 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
    regularization) and one seed's is noise;
 6. final: the best mean configuration trained, recorded with probes, for as many
    epochs as the budget left buys, so that its schedule decays to its end inside the budget;
-   its last epoch's weights are delivered unless its best validation epoch beat them by more
-   than chance explains (it overfit; the lectures' early stopping: `workflows.snapshot`);
 7. report: the run report with the checks, a budget table and the re-evaluation,
    the search report beside it, and the exported TOML config.
 
@@ -114,7 +112,6 @@ from babysit.workflows.budget import (
 )
 from babysit.workflows.ranking import Incumbent, fold_count, folds, incumbent_test, ranking, still_rising, worth_folds
 from babysit.workflows.recorded import start_run
-from babysit.workflows.snapshot import deliver
 
 BASELINE_SHARE = 0.05  # of the budget, at most, for the input-baseline check's two training runs (else it is left out)
 # The final run's last-resort guard: this share of the budget past the point its plan ends at. CPU time per
@@ -189,7 +186,6 @@ class AutoResult:
     baselines: list[Baseline] = field(default_factory=list)  # what a user would try first, on the same splits
     deviations: list[str] = field(default_factory=list)  # where the procedure did not go as planned, first in every output
     spent_s: float = 0.0  # CPU seconds from auto's start to its end (the stages and loading the data)
-    weights: Path | None = None  # the delivered weights: the final run's checkpoints/best.pt or last.pt (workflows.snapshot)
 
     @property
     def cpu_minutes(self) -> float:
@@ -212,7 +208,6 @@ class AutoResult:
             "plan": self.plan,
             "config": self.config_text,
             "config_path": str(self.config_path),
-            "weights": None if self.weights is None else str(self.weights),
             "report": str(self.report_path),
             "reevaluated": self.reevaluated,
             "warnings": self.warnings,
@@ -656,15 +651,8 @@ def auto(
 
         view.refresh("report")
         t0 = cpu_seconds()
-        run_dir = Path(done.record)
-        # The last epoch's weights unless validation shows the run overfit past its best epoch (the lectures' early stopping).
-        chosen = deliver(run_dir, done.result.history.records, data, done.result.test_accuracy)
-        weights = run_dir / "checkpoints" / f"{chosen.which}.pt"
-        plan["delivered"] = {**chosen.to_dict(), "weights": str(weights)}
-        notes.append(chosen.describe())
         checks.save(done.record)
-        config_text = (f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {final_cfg.train.epochs} epochs; delivered weights: {weights} "
-                       f"(epoch {chosen.epoch})\n" + tomli_w.dumps(final_cfg.to_dict()))  # fmt: skip
+        config_text = f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {final_cfg.train.epochs} epochs\n" + tomli_w.dumps(final_cfg.to_dict())
         config_path = atomic_write_text(out / "best.toml", config_text)
         report = run_report(done.record, data=data)
         page = report.page()
@@ -673,7 +661,6 @@ def auto(
             sec.text(f"deviation from the plan: {d}", "sev-error")
         sec.text(f"budget {budget:.0f} CPU-seconds ({plan['clock']}); search report: search.html; config: best.toml")
         sec.text(split_text(plan))
-        sec.text(f"delivered: {chosen.describe()}", "sev-warning" if chosen.which == "best" else "")
         sec.table(["stage", "CPU seconds"], [[k, f"{v:.1f}"] for k, v in clock.items()])
         sec.table(["planned", "value"], [[k, json.dumps(json_safe(v)) if isinstance(v, dict) else str(v)] for k, v in plan.items()])
         if rank is not None:
@@ -682,8 +669,8 @@ def auto(
         sec.table(["re-evaluated configuration", f"val accuracy per {per} ({horizon} epochs)", "mean"],
                   [[json.dumps(json_safe(r["values"])), ", ".join(f"{x:.4f}" for x in r["val_accuracy"]), "" if r["mean"] is None else f"{r['mean']:.4f}"] for r in rows])  # fmt: skip
         if reference:
-            final_val = chosen.val_best if chosen.which == "best" else chosen.val_last
-            shown = [[f"babysit auto (this run, epoch {chosen.epoch})", _pct(final_val), _pct(chosen.test_accuracy), f"{clock['final']:.1f}"]]
+            final_val = done.result.history.records[-1].get("val_accuracy") if done.result.history.records else None
+            shown = [["babysit auto (this run)", _pct(final_val), _pct(done.result.test_accuracy), f"{clock['final']:.1f}"]]
             sec.table(["model", "val accuracy", "test accuracy", "CPU seconds"], shown + [[b.name, _pct(b.val_accuracy), _pct(b.test_accuracy), f"{b.cpu_s:.2f}"] for b in reference])
         for w in result.warnings if result is not None else []:
             sec.text(f"edge: {w}", "sev-warning")
@@ -694,8 +681,8 @@ def auto(
     if spent > budget:
         # Known only once the report is written, so the JSON line and the printed summary say it, not report.html.
         deviations.append(f"auto spent {spent:.1f} CPU-s, {spent / budget:.0%} of the {budget:g} s budget (the report took {clock['report']:.1f} s of its {report_s:.1f} s share)")
-    final = AutoResult(done.result.status, chosen.test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
-                       [str(w) for w in (result.warnings if result is not None else [])] + notes, reference, deviations, spent, weights)  # fmt: skip
+    final = AutoResult(done.result.status, done.result.test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
+                       [str(w) for w in (result.warnings if result is not None else [])] + notes, reference, deviations, spent)  # fmt: skip
     atomic_write_text(out / "auto.json", json.dumps(json_safe(final.summary()), indent=2) + "\n")
     return final
 
