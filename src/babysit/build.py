@@ -11,13 +11,13 @@ from torch import nn
 
 import torch
 
-from babysit.config import DataConfig, ModelConfig, RunConfig, build_config
+from babysit.config import DataConfig, ModelConfig, RunConfig
 from babysit.data.memory import available_memory
 from babysit.data.augment import AUGMENTATIONS, with_augmentation
 from babysit.data.datasets import DATASETS, Dataset, load_dataset
 from babysit.data.preprocess import PREPROCESSORS, prepare
 from babysit.nn.models import MODELS, build_model
-from babysit.errors import BabysitError, ConfigError, DataError, ModelError
+from babysit.errors import BabysitError, ConfigError, ModelError
 from babysit.registry import accepted_options, section_options
 from babysit.train.trainer import FitResult, fit, seed_everything
 
@@ -213,22 +213,3 @@ def _check_same_model(model: nn.Module, checkpoint: dict[str, Any]) -> None:
         else:
             what = f"the checkpoint {'lacks' if missing else 'has extra'} weights {(missing or extra)[0]!r}"
         raise ModelError(f"the checkpoint does not match the configured model ({what}); it belongs to another architecture: start a new run")
-
-
-def scored_model(checkpoint: dict[str, Any], config: dict[str, Any], data: Dataset, name: str = "the checkpoint") -> nn.Module:
-    """The run's model (rebuilt from `config`, its RunConfig dict) holding the weights a checkpoint's validation scored, in eval mode.
-
-    Those are the parameter average when `train.averaging` was on (what validation and the test
-    evaluate), else the model's own. A DataError names `name` when the weights do not fit the
-    model the config builds now (the model or its script changed since the run).
-    """
-    cfg = build_config(config)
-    model = model_from_config(cfg.model, data, seed=cfg.train.seed)
-    averaged = (checkpoint.get("callbacks") or {}).get("ParameterAveraging")
-    # AveragedModel keeps the network under "module." (plus its "n_averaged" counter).
-    state = {k.removeprefix("module."): v for k, v in averaged.items() if k.startswith("module.")} if averaged else checkpoint["model"]
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise DataError(f"{name} does not fit the model config.json builds ({str(e).splitlines()[0]}); the model changed since the run") from None
-    return model.eval()

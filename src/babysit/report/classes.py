@@ -23,7 +23,7 @@ from babysit.config import build_config
 from babysit.data.datasets import Dataset
 from babysit.data.loader import batches
 from babysit.errors import DataError
-from babysit.build import load_data, scored_model
+from babysit.build import load_data, model_from_config
 from babysit.train.checkpoint import load_checkpoint
 from babysit.train.record import RunRecord
 
@@ -85,8 +85,16 @@ def class_accuracy(record: RunRecord, data: Dataset | None = None) -> ClassAccur
     checkpoint = load_checkpoint(record.path / "checkpoints" / "best.pt")
     if checkpoint.get("metric") is None:
         raise DataError("best.pt still holds the initial weights: no epoch finished with a finite validation accuracy")
-    data = data if data is not None else load_data(build_config(record.config).data)
-    model = scored_model(checkpoint, record.config, data, "best.pt")
+    cfg = build_config(record.config)
+    data = data if data is not None else load_data(cfg.data)
+    model = model_from_config(cfg.model, data, seed=cfg.train.seed)
+    averaged = (checkpoint.get("callbacks") or {}).get("ParameterAveraging")
+    # AveragedModel keeps the network under "module." (plus its "n_averaged" counter).
+    state = {k.removeprefix("module."): v for k, v in averaged.items() if k.startswith("module.")} if averaged else checkpoint["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise DataError(f"best.pt does not fit the model config.json builds ({str(e).splitlines()[0]}); the model changed since the run") from None
     y = data.val.y
     predicted = _predict(model, data.val.x, y)
     c = data.num_classes
