@@ -227,6 +227,11 @@ class TrainState:
     generator: torch.Generator | None = None  # the shuffling RNG, saved in checkpoints
     callbacks: list[object] = field(default_factory=list)  # this fit's callbacks, whose state checkpoints save
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """The optimiser steps of one whole epoch (an epoch a stop cut short has fewer)."""
+        return self.total_steps // max(1, self.recipe.epochs)
+
     def replan(self, epochs: int) -> None:
         """Change the run's length to `epochs` (more than those done) while it trains: the loop runs to it and
         every callback with `on_replan` (the per-batch schedules, the progress bar) stretches to it.
@@ -236,7 +241,7 @@ class TrainState:
         """
         if epochs <= len(self.history):
             raise ValueError(f"a run re-planned to {epochs} epochs has already trained {len(self.history)}")
-        per_epoch = self.total_steps // max(1, self.recipe.epochs)
+        per_epoch = self.steps_per_epoch
         self.recipe = replace(self.recipe, epochs=epochs)
         self.total_steps = per_epoch * epochs
         for cb in self.callbacks:

@@ -166,7 +166,7 @@ class EpochMeter:
         self._epoch_step = state.step
 
     def on_epoch_end(self, state: Any) -> None:
-        steps, whole = state.step - self._epoch_step, state.total_steps // max(1, state.recipe.epochs)
+        steps, whole = state.step - self._epoch_step, state.steps_per_epoch
         if state.stop and steps < whole:
             self.cut_epochs += steps / whole
         else:
