@@ -46,7 +46,7 @@ def load_data(cfg: DataConfig) -> Dataset:
         lambda: None, {k: v for k, v in augment.items() if k not in used}, section="data", defaults=defaults,
         what=f"augmentation {', '.join(cfg.augment) or 'none'}", keys=keys,
     )  # fmt: skip
-    return with_augmentation(data, cfg.augment, **used)
+    return with_augmentation(data, cfg.augment, average_at_test=cfg.test_augment, **used)
 
 
 # Bytes per parameter of training: fp32 weights, their gradients and an optimiser's two moments

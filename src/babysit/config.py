@@ -42,7 +42,9 @@ class DataConfig:
     `pca_components` (k, a variance fraction in (0, 1), or all when unset) and
     `whiten_eps` go to the PCA / whitening preprocessors; `augment` lists
     training-only batch augmentations (flip, crop, jitter, affine) with
-    `crop_padding`, `jitter` (its strength) and `affine_degrees` / `affine_stretch`.
+    `crop_padding`, `jitter` (its strength) and `affine_degrees` / `affine_stretch`;
+    `test_augment` averages the test predictions over fixed flips and crops of
+    them (the lectures: random crops in training, fixed crops averaged at test).
     """
 
     name: str = "mnist1d"
@@ -58,6 +60,7 @@ class DataConfig:
     jitter: float = 0.4
     affine_degrees: float = 10.0
     affine_stretch: float = 0.1
+    test_augment: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS and (Path(self.name).suffix or "/" in self.name):

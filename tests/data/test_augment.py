@@ -1,4 +1,4 @@
-"""Batched augmentation: flips, crops and colour jitter, on the batch's device, for training batches only."""
+"""Batched augmentation: flips, crops and colour jitter, on the batch's device, for training batches; fixed views averaged at test."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import babysit as bs
-from babysit.data.augment import AUGMENTATIONS, Augment, with_augmentation
+from babysit.data.augment import AUGMENTATIONS, MAX_VIEWS, Augment, crop_offsets, fixed_views, with_augmentation
 from babysit.errors import ConfigError
 
 
@@ -134,3 +134,81 @@ def test_affine_without_rotation_or_stretch_is_the_identity_and_otherwise_moves_
 def test_affine_rejects_bad_ranges():
     with pytest.raises(ConfigError, match="stretch in"):
         AUGMENTATIONS.get("affine")(stretch=1.5)
+
+
+@pytest.mark.parametrize(("padding", "dims", "count"), [(3, 1, 7), (1, 2, 9), (0, 2, 1), (4, 2, 5), (10, 1, 9)])
+def test_a_crop_is_averaged_over_every_training_window_while_few_else_over_fixed_ones(padding, dims, count):
+    offsets = crop_offsets(padding, dims)
+    assert len(offsets) == len(set(offsets)) == count <= MAX_VIEWS
+    assert (0,) * dims in offsets and all(abs(o) <= padding for offset in offsets for o in offset)
+    assert set(offsets) == {tuple(-o for o in offset) for offset in offsets}  # symmetric about the centre
+    if (2 * padding + 1) ** dims <= MAX_VIEWS:
+        assert set(offsets) == set(itertools.product(range(-padding, padding + 1), repeat=dims))  # the training distribution exactly
+    elif dims == 2:
+        assert set(offsets) == {(0, 0), (-4, -4), (-4, 4), (4, -4), (4, 4)}  # the lectures' centre and four corners
+    else:
+        assert {(-10,), (10,)} <= set(offsets)  # evenly spaced, ends included
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 5), (2, 9)], ids=["2d", "1d"])
+def test_every_test_view_is_a_window_the_training_crop_draws(shape):
+    p, spatial = 2, shape[1:]
+    x = (torch.arange(torch.Size(shape).numel()) + 1.0).reshape(shape).expand(4, *shape)
+    padded = torch.nn.functional.pad(x, [p] * 2 * len(spatial))
+    views = fixed_views(["crop"], p, len(spatial))
+    for view, offset in zip(views, crop_offsets(p, len(spatial)), strict=True):
+        expected = padded[(..., *[slice(p + o, p + o + k) for o, k in zip(offset, spatial)])]
+        assert torch.equal(view(x), expected)
+
+
+def test_flips_and_crops_of_an_image_make_the_lectures_ten_crops_and_jitter_has_no_fixed_view():
+    x = _coords(n=2, h=8, w=8)
+    views = fixed_views(["flip", "crop", "jitter"], 4, 2)
+    assert len(views) == 10
+    outs = [v(x) for v in views]
+    assert sum(torch.equal(o, x) for o in outs) == 1 and sum(torch.equal(o, x.flip(-1)) for o in outs) == 1  # the centre, as is and mirrored
+    assert len({o.numpy().tobytes() for o in outs}) == 10
+    assert fixed_views(["jitter", "affine"], 4, 2) == () and fixed_views(["crop"], 0, 1) == ()
+
+
+def test_evaluate_averages_class_probabilities_over_the_views_and_one_identity_view_is_the_plain_evaluation():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.randn(50, 1, 12), torch.randint(0, 3, (50,))
+    views = fixed_views(["crop"], 1, 1)
+    loss, acc = bs.train.evaluate(model, x, y, views=views)
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(model(v(x)), 1) for v in views]).mean(0)
+    assert acc == pytest.approx((probs.argmax(1) == y).float().mean().item())
+    assert loss == pytest.approx(torch.nn.functional.nll_loss(probs.log(), y).item(), rel=1e-5)
+    plain = bs.train.evaluate(model, x, y)
+    assert bs.train.evaluate(model, x, y, views=[lambda t: t]) == pytest.approx(plain, rel=1e-5)
+
+
+def test_fit_reports_the_averaged_test_accuracy_beside_the_single_view_one_and_the_config_turns_it_off():
+    from babysit.build import load_data, run
+
+    raw = {"data": {"name": "digits"}, "model": {"name": "convnet"}, "train": {"epochs": 2}}
+    on = run(bs.build_config(raw), progress=False).result
+    assert on.test_views == 9  # the digits profile's crop of 1 pixel: all nine windows
+    summary = on.summary()
+    assert summary["test_views"] == 9 and 0 <= summary["test_accuracy_single"] <= 1
+    off_cfg = bs.build_config({**raw, "data": {"name": "digits", "test_augment": False}})
+    assert load_data(off_cfg.data).test_views == ()
+    off = run(off_cfg, progress=False).result
+    assert off.test_views == 1 and off.test_accuracy_single is None and "test_views" not in off.summary()
+    assert off.test_accuracy == pytest.approx(summary["test_accuracy_single"])  # same seed, same weights: the single view
+
+
+def test_search_trials_test_on_one_view(tmp_path, digits, monkeypatch):
+    import babysit.train.trainer as trainer
+
+    seen = []
+    real = trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate", lambda *a, views=(), **k: seen.append(len(views)) or real(*a, views=views, **k))
+    data = with_augmentation(digits, ["crop"], padding=1)
+    assert len(data.test_views) == 9
+    settings = bs.tune.TuneSettings(trials=2, epochs=1, seed=0)
+    bs.search({"data": {"name": "digits"}, "model": {"name": "convnet", "channels": [4]}}, {"train.lr": "log_uniform(1e-3, 1e-2)"}, settings,
+              root=tmp_path, progress=False, data=data)  # fmt: skip
+    assert seen and set(seen) == {0}  # validation every epoch and the test once, each on one view

@@ -7,14 +7,21 @@ numbers drawn on the batch's device (no per-sample Python, no host round trip).
 
 Contract: `AUGMENTATIONS.get(name)(**options)` returns `transform(x) -> x` of the
 same shape; `with_augmentation(data, names)` attaches their composition to a
-`Dataset`, and `fit` applies it to training batches only (validation and test
-are never augmented). Batches arrive preprocessed, so crops pad with 0, the
-training mean after zero-centring.
+`Dataset`, and `fit` applies it to training batches only. Batches arrive
+preprocessed, so crops pad with 0, the training mean after zero-centring.
+
+At test, the randomness is averaged out: `fixed_views(names, padding, dims)` lists
+fixed versions of the flips and crops (the lectures' "random crops in training,
+fixed crops averaged at test"), and `fit` averages the test set's predicted
+probabilities over them (`data.test_augment`, on by default). Validation stays
+one view: it is evaluated every epoch, and ranks runs the same way either way.
+Jitter and affine draw from a continuum and have no fixed views.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -30,6 +37,8 @@ from babysit.registry import Registry, accepted_options
 AUGMENTATIONS: Registry = Registry("augmentation")
 
 Transform = Callable[[Tensor], Tensor]
+# Test-time views of one transform at most: the lectures' ten crops (the centre, four corners and their mirrors).
+MAX_VIEWS = 10
 
 
 def _per_sample(x: Tensor, values: Tensor) -> Tensor:
@@ -75,6 +84,64 @@ def crop(padding: int = 4) -> Transform:
         return out.permute(0, 3, 1, 2)
 
     return transform
+
+
+def _shift(offsets: tuple[int, ...], padding: int) -> Transform:
+    """A crop's fixed window: zero-pad by `padding`, cut the window moved by `offsets` (one per spatial axis) from the centre."""
+
+    def transform(x: Tensor) -> Tensor:
+        spatial = x.shape[2:]
+        padded = F.pad(x, [padding] * 2 * len(spatial))
+        index = tuple(slice(padding + o, padding + o + size) for o, size in zip(offsets, spatial, strict=True))
+        return padded[(..., *index)]
+
+    return transform
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def _mirror(x: Tensor) -> Tensor:
+    return x.flip(-1)
+
+
+def crop_offsets(padding: int, dims: int) -> list[tuple[int, ...]]:
+    """The window offsets a crop is averaged over at test: every one the training draws from while there are at most
+    `MAX_VIEWS` (all 7 shifts of a signal padded by 3, all 9 of an image padded by 1: the exact mean over the
+    training distribution), else evenly spaced shifts of a signal, or an image's centre and four corners (the lectures)."""
+    if padding == 0:
+        return [(0,) * dims]
+    every = list(itertools.product(range(-padding, padding + 1), repeat=dims))
+    if len(every) <= MAX_VIEWS:
+        return every
+    if dims == 1:
+        spaced = torch.linspace(-padding, padding, MAX_VIEWS - 1).round().int().tolist()  # an odd count: the centre is one
+        return [(o,) for o in sorted(set(spaced))]
+    return [(0,) * dims, *itertools.product((-padding, padding), repeat=dims)]
+
+
+def fixed_views(names: Sequence[str], padding: int, dims: int) -> tuple[Transform, ...]:
+    """The fixed views of augmentation `names` that test-time averaging uses: every combination of a flip's two
+    and a crop's `crop_offsets` (in `names`' order); () when `names` has neither (nothing to average)."""
+    per_name = []
+    for name in names:
+        if name == "flip":
+            per_name.append([_identity, _mirror])
+        elif name == "crop" and padding > 0:
+            per_name.append([_shift(o, padding) for o in crop_offsets(padding, dims)])
+    if not per_name:
+        return ()
+
+    def composed(chain: tuple[Transform, ...]) -> Transform:
+        def transform(x: Tensor) -> Tensor:
+            for t in chain:
+                x = t(x)
+            return x
+
+        return transform
+
+    return tuple(composed(chain) for chain in itertools.product(*per_name))
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -166,17 +233,21 @@ class Augment:
         return f"Augment({list(self.names)}, {self.options})"
 
 
-def with_augmentation(data: Dataset, names: Sequence[str], **options: Any) -> Dataset:
-    """A copy of `data` whose training batches `fit` augments with `names` (none: no augmentation).
+def with_augmentation(data: Dataset, names: Sequence[str], *, average_at_test: bool = True, **options: Any) -> Dataset:
+    """A copy of `data` whose training batches `fit` augments with `names` (none: no augmentation), and whose test
+    predictions it averages over their fixed views (`fixed_views`) unless `average_at_test` is False.
 
     Example:
         >>> data = with_augmentation(prepare(load_dataset("digits")), ["flip", "crop"], padding=1)
     """
     if not names:
-        return replace(data, augment=None)
+        return replace(data, augment=None, test_views=())
     if len(data.input_shape) not in (2, 3):
         raise ConfigError(
             f"data.augment works on images or signals shaped (C, H, W) or (C, L); '{data.name}' inputs are "
             f"{data.input_shape}; remove data.augment"
         )
-    return replace(data, augment=Augment(names, **options))
+    augment = Augment(names, **options)
+    padding = augment.options.get("padding", inspect.signature(crop).parameters["padding"].default)
+    views = fixed_views(names, padding, len(data.input_shape) - 1) if average_at_test else ()
+    return replace(data, augment=augment, test_views=views)

@@ -66,6 +66,8 @@ class Dataset:
     preprocessor: object | None = field(default=None, repr=False)
     # Random batch transform `fit` applies to training batches only (see `data.augment`).
     augment: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
+    # Fixed views of that augmentation whose predictions `fit` averages on the test split (`data.augment.fixed_views`).
+    test_views: tuple[Callable[[Tensor], Tensor], ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         return (

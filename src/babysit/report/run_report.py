@@ -424,6 +424,8 @@ def _facts(record: RunRecord) -> dict[str, Any]:
         facts["best epoch"] = best["epoch"]
     if isinstance(summary.get("test_accuracy"), (int, float)):
         facts["test accuracy"] = f"{summary['test_accuracy']:.2%}"
+        if isinstance(summary.get("test_accuracy_single"), (int, float)):  # data.test_augment: fixed crops averaged at test
+            facts["test accuracy"] += f" (mean of {summary['test_views']} fixed views; the inputs as they are: {summary['test_accuracy_single']:.2%})"
     model = cfg.get("model", {})
     net = Path(model["script"]).name if model.get("script") else model.get("name", "?")
     facts["setup"] = f"{cfg.get('data', {}).get('name', '?')} / {net} / {train.get('optimizer', '?')} lr {fmt(train.get('lr'))}"

@@ -173,6 +173,8 @@ class FitResult:
     seconds: float
     stop_reason: str = ""
     program: dict[str, Any] | None = None  # the program observer's facts (`watch.program`), read by `diagnose`
+    test_views: int = 1  # the fixed views of the augmentation the test predictions were averaged over (`data.test_augment`)
+    test_accuracy_single: float | None = None  # with more than one view: the test accuracy of the unaugmented inputs alone
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready scalars (what `babysit train --json` prints).
@@ -181,7 +183,9 @@ class FitResult:
         (the last epoch's, or their average when `train.averaging` is on), the
         same weights as `final_val_accuracy`; `best_val_accuracy` is the best
         epoch's (`best_epoch`), whose weights were not kept, so it is not the
-        epoch the test numbers belong to.
+        epoch the test numbers belong to. With `test_views` > 1 the test
+        predictions are averaged over that many fixed flips and crops, and
+        `test_accuracy_single` is the accuracy of one view (the inputs as they are).
         """
         best = self.history.best("val_accuracy")
         last = self.history.records[-1] if len(self.history) else {}
@@ -195,6 +199,7 @@ class FitResult:
             "best_epoch": best["epoch"] if best else None,
             "seconds": round(self.seconds, 3),
             "stop_reason": self.stop_reason,
+            **({"test_views": self.test_views, "test_accuracy_single": self.test_accuracy_single} if self.test_views > 1 else {}),
         }
 
     def _repr_html_(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,15 +90,24 @@ def flush_denormals(device: torch.device) -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode (restored afterwards)."""
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000, views: Sequence[Callable[[Tensor], Tensor]] = ()) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode (restored afterwards).
+
+    With `views` (fixed versions of the training augmentation, `data.augment.fixed_views`), the prediction is
+    the mean of the class probabilities over them, and the loss that mean's cross-entropy.
+    """
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for xb, yb in batches(x, y, batch_size, shuffle=False):
-        scores = model(xb)
-        total_loss += F.cross_entropy(scores, yb, reduction="sum")
+        if views:
+            probs = torch.stack([F.softmax(model(view(xb)), dim=1) for view in views]).mean(0)
+            total_loss += F.nll_loss(probs.clamp_min(torch.finfo(probs.dtype).tiny).log(), yb, reduction="sum")
+            scores = probs
+        else:
+            scores = model(xb)
+            total_loss += F.cross_entropy(scores, yb, reduction="sum")
         correct += (scores.argmax(1) == yb).sum()
     model.train(was_training)
     n = len(y)
@@ -214,7 +223,12 @@ def fit(
                     break
                 epoch += 1
 
-            test_loss, test_acc = evaluate(state.eval_model, data.test.x.to(device), data.test.y.to(device))
+            x_test, y_test = data.test.x.to(device), data.test.y.to(device)
+            test_loss, test_acc = evaluate(state.eval_model, x_test, y_test)
+            single = None
+            if data.test_views:  # the training augmentation's randomness averaged out (data.augment.fixed_views)
+                single = test_acc
+                test_loss, test_acc = evaluate(state.eval_model, x_test, y_test, views=data.test_views)
             status = state.status if state.stop else COMPLETED
             state.status = status
             state.result = FitResult(
@@ -225,6 +239,8 @@ def fit(
                 test_accuracy=test_acc,
                 seconds=time.perf_counter() - start,
                 stop_reason=state.stop_reason,
+                test_views=len(data.test_views) or 1,
+                test_accuracy_single=single,
             )
             emit(callbacks, "fit_end", state)
         except BaseException:

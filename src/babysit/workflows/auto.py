@@ -261,7 +261,7 @@ def _calibrate(base: RunConfig, data: Any, out: Path, share: float, end: float, 
         if recorded:
             start_run(cfg, runs_dir=out, name="calibrate", progress=False, data=data, callbacks=callbacks)
         else:
-            run(cfg, callbacks=callbacks, progress=False, data=data)
+            run(cfg, callbacks=callbacks, progress=False, data=replace(data, test_views=()))  # as a trial tests: one view
         cost = meter.cost(cpu_seconds() - t0)
         assert cost is not None  # fit ends every epoch it starts, a stopped one included
         costs.append(cost)
@@ -594,7 +594,7 @@ def auto(
                 c = trial_config(base, values, horizon)
                 c = replace(c, train=replace(c.train, seed=base.train.seed + s))
                 cut = BudgetGuard(deadline)
-                r = run(c, callbacks=[cut, meter, view], progress=False, data=on).result
+                r = run(c, callbacks=[cut, meter, view], progress=False, data=replace(on, test_views=())).result  # ranked on val
                 if cut.fired:  # a run stopped short is not scored beside complete ones
                     break
                 scores.append(r.history.records[-1]["val_accuracy"] if r.history.records else float("nan"))

@@ -110,13 +110,16 @@ def fold_count(data: Dataset) -> int:
 
 
 def folds(data: Dataset, k: int, seed: int) -> list[Dataset]:
-    """`data` with train and val replaced by the k stratified folds of train+val (the test split is untouched)."""
+    """`data` with train and val replaced by the k stratified folds of train+val (the test split is untouched).
+
+    Fold runs rank configurations on their validation fold, so they test on one view (no `test_views`).
+    """
     from sklearn.model_selection import StratifiedKFold
 
     x = torch.cat([data.train.x, data.val.x])
     y = torch.cat([data.train.y, data.val.y])
     split = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y.numpy())
-    return [replace(data, train=Split(x[tr], y[tr]), val=Split(x[va], y[va])) for tr, va in split]
+    return [replace(data, train=Split(x[tr], y[tr]), val=Split(x[va], y[va]), test_views=()) for tr, va in split]
 
 
 @dataclass(frozen=True)
