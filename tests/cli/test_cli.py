@@ -81,6 +81,7 @@ def test_demo_smoke_prints_the_paper_row(tmp_path):
     result = invoke("demo", "--budget", "12s", "--out", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
     assert "CNN (paper)" in result.stdout and "babysit auto convnet" in result.stdout
+    assert "one view (no averaging over 7 shifts)" in result.stdout  # beside the paper's one-view rows, the like-for-like number
     assert f"report: {tmp_path / 'demo' / 'report.html'}" in result.stdout.replace("\n", "")
 
 

@@ -20,7 +20,8 @@ def print_auto(result: AutoResult) -> None:
     """What did not go as planned first, then the budget as spent, stage by stage, and where the results are."""
     for d in result.deviations:
         out.print(f"[bold red]deviation from the plan:[/] {d}", highlight=False)
-    table = Table(title=f"babysit auto: {result.status}, test accuracy {result.test_accuracy:.4f}")
+    views = f" (mean of {result.test_views} fixed views; one view {result.test_accuracy_single:.4f})" if result.test_accuracy_single is not None else ""
+    table = Table(title=f"babysit auto: {result.status}, test accuracy {result.test_accuracy:.4f}{views}")
     table.add_column("stage")
     table.add_column("CPU minutes", justify="right")
     for stage, seconds in result.stages.items():

@@ -1,4 +1,4 @@
-"""Batched data augmentation on the batch's device, for the training split only (docs/lectures.md §9).
+"""Batched data augmentation on the batch's device: random on training batches, fixed views at test (docs/lectures.md §9).
 
 "Add randomness in training, average it out at test": flips, random crops and
 colour jitter make new training images from old ones. Every transform here acts
@@ -14,7 +14,7 @@ At test, the randomness is averaged out: `fixed_views(names, padding, dims)` lis
 fixed versions of the flips and crops (the lectures' "random crops in training,
 fixed crops averaged at test"), and `fit` averages the test set's predicted
 probabilities over them (`data.test_augment`, on by default). Validation stays
-one view: it is evaluated every epoch, and ranks runs the same way either way.
+one view: it is evaluated every epoch, where several views would multiply its cost.
 Jitter and affine draw from a continuum and have no fixed views.
 """
 

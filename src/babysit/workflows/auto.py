@@ -186,6 +186,8 @@ class AutoResult:
     baselines: list[Baseline] = field(default_factory=list)  # what a user would try first, on the same splits
     deviations: list[str] = field(default_factory=list)  # where the procedure did not go as planned, first in every output
     spent_s: float = 0.0  # CPU seconds from auto's start to its end (the stages and loading the data)
+    test_views: int = 1  # the fixed flips and crops the test predictions were averaged over (data.test_augment)
+    test_accuracy_single: float | None = None  # with more than one view: the one-view test accuracy
 
     @property
     def cpu_minutes(self) -> float:
@@ -202,6 +204,7 @@ class AutoResult:
             "deviations": self.deviations,
             "status": self.status,
             "test_accuracy": self.test_accuracy,
+            **({"test_views": self.test_views, "test_accuracy_single": self.test_accuracy_single} if self.test_views > 1 else {}),
             "cpu_minutes": round(self.cpu_minutes, 3),
             "budget_spent": round(self.budget_spent, 3),
             "stage_cpu_minutes": {k: round(v / 60.0, 3) for k, v in self.stages.items()},
@@ -682,7 +685,8 @@ def auto(
         # Known only once the report is written, so the JSON line and the printed summary say it, not report.html.
         deviations.append(f"auto spent {spent:.1f} CPU-s, {spent / budget:.0%} of the {budget:g} s budget (the report took {clock['report']:.1f} s of its {report_s:.1f} s share)")
     final = AutoResult(done.result.status, done.result.test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
-                       [str(w) for w in (result.warnings if result is not None else [])] + notes, reference, deviations, spent)  # fmt: skip
+                       [str(w) for w in (result.warnings if result is not None else [])] + notes, reference, deviations, spent,
+                       done.result.test_views, done.result.test_accuracy_single)  # fmt: skip
     atomic_write_text(out / "auto.json", json.dumps(json_safe(final.summary()), indent=2) + "\n")
     return final
 
