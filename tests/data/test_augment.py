@@ -212,3 +212,17 @@ def test_search_trials_test_on_one_view(tmp_path, digits, monkeypatch):
     bs.search({"data": {"name": "digits"}, "model": {"name": "convnet", "channels": [4]}}, {"train.lr": "log_uniform(1e-3, 1e-2)"}, settings,
               root=tmp_path, progress=False, data=data)  # fmt: skip
     assert seen and set(seen) == {0}  # validation every epoch and the test once, each on one view
+
+
+def test_augmented_data_pickles_with_the_same_transforms_and_views(digits):
+    import pickle
+
+    data = with_augmentation(digits, ["flip", "crop"], padding=1)
+    again = pickle.loads(pickle.dumps(data))  # as tune's caviar mode sends it to a spawned worker
+    assert again.augment.names == ("flip", "crop") and again.augment.options == {"padding": 1} and len(again.test_views) == 18
+    x = digits.test.x[:8]
+    assert all(torch.equal(a(x), b(x)) for a, b in zip(data.test_views, again.test_views, strict=True))
+    torch.manual_seed(3)
+    first = data.augment(x)
+    torch.manual_seed(3)
+    assert torch.equal(again.augment(x), first)

@@ -153,3 +153,14 @@ def test_a_staged_search_with_every_kind_of_parameter_runs_through_optuna(tmp_pa
     # The per-batch cosine follows each stage's length: longer stage-2 trials still end at lr 0.
     assert min(len(t.history) for t in second) > max(len(t.history) for t in first)
     assert all(t.history[-1]["lr"] < 1e-12 for t in first + second if t.status == "completed")
+
+
+def test_caviar_workers_train_on_augmented_data(tmp_path, digits):
+    # The Dataset is pickled into each spawned worker: its augmentation and test views must survive that.
+    from babysit.data.augment import with_augmentation
+
+    data = with_augmentation(digits, ["flip", "crop"], padding=1)
+    cfg = {"data": {"name": "digits"}, "model": {"name": "convnet", "channels": [4]}}
+    result = bs.search(cfg, {"train.lr": "log_uniform(1e-3, 1e-2)"}, bs.tune.TuneSettings(trials=4, epochs=1, seed=0), mode="caviar", workers=2,
+                       root=tmp_path, progress=False, data=data)  # fmt: skip
+    assert result.finished and len(result.trials) == 4 and all(t.score is not None for t in result.trials)

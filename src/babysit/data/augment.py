@@ -24,6 +24,7 @@ import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -86,16 +87,14 @@ def crop(padding: int = 4) -> Transform:
     return transform
 
 
-def _shift(offsets: tuple[int, ...], padding: int) -> Transform:
+# The fixed views are module-level functions bound with functools.partial, not closures: a Dataset carrying them
+# is pickled into each worker of a multi-process search (tune's caviar mode starts them with spawn).
+def _shift(x: Tensor, offsets: tuple[int, ...], padding: int) -> Tensor:
     """A crop's fixed window: zero-pad by `padding`, cut the window moved by `offsets` (one per spatial axis) from the centre."""
-
-    def transform(x: Tensor) -> Tensor:
-        spatial = x.shape[2:]
-        padded = F.pad(x, [padding] * 2 * len(spatial))
-        index = tuple(slice(padding + o, padding + o + size) for o, size in zip(offsets, spatial, strict=True))
-        return padded[(..., *index)]
-
-    return transform
+    spatial = x.shape[2:]
+    padded = F.pad(x, [padding] * 2 * len(spatial))
+    index = tuple(slice(padding + o, padding + o + size) for o, size in zip(offsets, spatial, strict=True))
+    return padded[(..., *index)]
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -104,6 +103,12 @@ def _identity(x: Tensor) -> Tensor:
 
 def _mirror(x: Tensor) -> Tensor:
     return x.flip(-1)
+
+
+def _chain(x: Tensor, chain: tuple[Transform, ...]) -> Tensor:
+    for transform in chain:
+        x = transform(x)
+    return x
 
 
 def crop_offsets(padding: int, dims: int) -> list[tuple[int, ...]]:
@@ -129,19 +134,8 @@ def fixed_views(names: Sequence[str], padding: int, dims: int) -> tuple[Transfor
         if name == "flip":
             per_name.append([_identity, _mirror])
         elif name == "crop" and padding > 0:
-            per_name.append([_shift(o, padding) for o in crop_offsets(padding, dims)])
-    if not per_name:
-        return ()
-
-    def composed(chain: tuple[Transform, ...]) -> Transform:
-        def transform(x: Tensor) -> Tensor:
-            for t in chain:
-                x = t(x)
-            return x
-
-        return transform
-
-    return tuple(composed(chain) for chain in itertools.product(*per_name))
+            per_name.append([partial(_shift, offsets=o, padding=padding) for o in crop_offsets(padding, dims)])
+    return tuple(partial(_chain, chain=chain) for chain in itertools.product(*per_name)) if per_name else ()
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -222,6 +216,10 @@ class Augment:
                 f"{'it takes ' + ', '.join(taken) if taken else 'it takes no options'}"
             )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its names and options in the process that unpickles it (its transforms are closures).
+        return (_rebuild, (self.names, self.options))
+
     def __call__(self, x: Tensor) -> Tensor:
         if x.ndim not in (3, 4):
             raise ConfigError(f"augmentation needs (N, C, L) or (N, C, H, W) batches, got shape {tuple(x.shape)}")
@@ -231,6 +229,10 @@ class Augment:
 
     def __repr__(self) -> str:
         return f"Augment({list(self.names)}, {self.options})"
+
+
+def _rebuild(names: tuple[str, ...], options: dict[str, Any]) -> Augment:
+    return Augment(names, **options)
 
 
 def with_augmentation(data: Dataset, names: Sequence[str], *, average_at_test: bool = True, **options: Any) -> Dataset:
