@@ -22,9 +22,10 @@ Methods, each with the same B CPU-seconds (`time.process_time`, like auto; one t
     random, tpe   a one-stage search of about 20 trials over auto's default space in 60% of B, and
               the best trial retrained with what is left
 Tables get a standardised logistic regression (scikit-learn) beside them. Every row is a final
-model's test accuracy (on a family with flips or crops, averaged over their fixed views as `fit`
-tests, for every method alike; auto's and the recipe's rows also keep the one-view accuracy); auto's rows also record the share of the budget spent, whether its final
-run finished its schedule, its deviations, and the error-level findings on its final model.
+model's test accuracy: on a family with flips or crops, averaged over their fixed views as `fit`
+tests, for every method alike (auto's and the recipe's rows also keep the one-view accuracy).
+Auto's rows also record the share of the budget spent, whether its final run finished its
+schedule, its deviations, and the error-level findings on its final model.
 
     .venv/bin/python bench/bench_auto.py --budget 1m --jobs 2 --results runs/bench_auto.jsonl
     .venv/bin/python bench/bench_auto.py --budget 20s --seeds 1 --only wine   # a smoke run
