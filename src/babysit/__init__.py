@@ -41,6 +41,7 @@ _LAZY = {
     "checks": "babysit.checks",
     "config": "babysit.config",
     "doctor": "babysit.workflows.doctor",
+    "load_ensemble": "babysit.workflows.members",
     "run_report": "babysit.report.run_report",
     "search": "babysit.tune.session",
     "tune": "babysit.tune",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from babysit.tune.session import search
     from babysit.workflows.auto import auto
     from babysit.workflows.doctor import doctor
+    from babysit.workflows.members import load_ensemble
 
 __version__ = "0.1.0"
 
@@ -78,6 +80,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load_dataset",
+    "load_ensemble",
     "load_run",
     "merge_findings",
     "prepare",

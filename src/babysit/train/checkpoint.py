@@ -117,8 +117,8 @@ def _serialize(checkpoint: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with `torch.load(weights_only=True)` onto the CPU; DataError if missing or damaged."""
+def load_checkpoint(path: str | Path, kind: str = FORMAT) -> dict[str, Any]:
+    """Read a checkpoint with `torch.load(weights_only=True)` onto the CPU; DataError if missing, damaged or not of format `kind`."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"checkpoint '{p}' does not exist; a run writes checkpoints/last.pt after its first epoch")
@@ -129,8 +129,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # torch raises several types for truncated or foreign files
         # safe_reason: torch's refusal suggests weights_only=False, which would run the file's code.
         raise DataError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {safe_reason(e)}); it is damaged or not a babysit checkpoint") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise DataError(f"'{p}' is not a babysit checkpoint (format {FORMAT})")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != kind:
+        raise DataError(f"'{p}' is not a babysit checkpoint (format {kind})")
     return checkpoint
 
 

@@ -85,7 +85,7 @@ from babysit.errors import BabysitError, ConfigError
 from babysit.io import atomic_write_text, json_safe
 from babysit.optim.optimizers import FULL_BATCH, default_lr
 from babysit.report.run_report import run_report
-from babysit.status import DIVERGED
+from babysit.status import COMPLETED, DIVERGED
 from babysit.tune.defaults import default_space
 from babysit.tune.report import write_report
 from babysit.tune.results import TuneResult, collect
@@ -111,6 +111,7 @@ from babysit.workflows.budget import (
     split_rest,
 )
 from babysit.workflows.ranking import Incumbent, fold_count, folds, incumbent_test, ranking, still_rising, worth_folds
+from babysit.workflows.members import Member, ensemble_accuracy, first_share, member_count, save_ensemble, train_members
 from babysit.workflows.recorded import start_run
 
 BASELINE_SHARE = 0.05  # of the budget, at most, for the input-baseline check's two training runs (else it is left out)
@@ -638,9 +639,27 @@ def auto(
             epochs, final_end = 1, math.inf
             deviations.append("the budget was spent before the final run; it trained 1 epoch past the budget: give a larger --budget")
         plan.update(final_epochs_planned=planned.final_epochs, final_epochs=epochs, final_epoch_s=round(final_cost.per_epoch_s, 4))
-        done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, end, final_end, view, notes, deviations)
+        # A budget that buys many times the length the re-evaluation validated trains an ensemble of runs about
+        # FINAL_FACTOR x that long instead of one run stretched over all of it (workflows.members).
+        count = member_count(epochs, horizon if rows else 0)
+        first_end = end
+        if count > 1:
+            first_end = t0 + final_cost.of(first_share(left(), count, final_cost, bare))
+            epochs = final_cost.epochs_for(first_end - t0)
+            plan.update(final_epochs=epochs)
+        done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, first_end, final_end, view, notes, deviations)
         # final_epochs: its length when it started; final_epochs_replanned: the length its own epochs' cost re-planned it to.
         plan.update(final_epochs_replanned=final_cfg.train.epochs, final_epochs_trained=done.result.epochs)
+        test_accuracy, test_single = done.result.test_accuracy, done.result.test_accuracy_single
+        if count > 1 and done.result.status == COMPLETED:
+            seeds_after = [base.train.seed + seeds + k for k in range(1, count)]  # apart from the re-evaluation's seeds
+            extra = train_members(base, chosen["values"], data, seeds_after, bare, end, final_end, horizon, [view], notes)
+            first = Member(final_cfg.train.seed, done.result.epochs, done.result.status, done.result.test_accuracy, done.model)
+            if extra:
+                test_accuracy, test_single = ensemble_accuracy([first.model, *(m.model for m in extra)], data)
+                save_ensemble(out / "ensemble.pt", final_cfg, [first, *extra])
+            plan["ensemble"] = {"planned": count, "members": [first.to_dict(), *(m.to_dict() for m in extra)], "test_accuracy": test_accuracy,
+                                "horizon_epochs": horizon, "saved": "ensemble.pt" if extra else None}  # fmt: skip
         clock["final"] = cpu_seconds() - t0
         final_share = max(end - t0, final_cost.of(epochs))  # all that was left when it started
         if final_guard.fired:
@@ -655,7 +674,13 @@ def auto(
         view.refresh("report")
         t0 = cpu_seconds()
         checks.save(done.record)
-        config_text = f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {final_cfg.train.epochs} epochs\n" + tomli_w.dumps(final_cfg.to_dict())
+        ensemble = plan.get("ensemble") or {}
+        trained = ensemble.get("members", [])
+        config_text = f"# babysit auto: {final_cfg.data.name} {final_cfg.model.name}, {final_cfg.train.epochs} epochs\n"
+        if len(trained) > 1:
+            config_text += (f"# delivered as an ensemble of {len(trained)} runs of this config, train.seed {', '.join(str(m['seed']) for m in trained)} "
+                            f"(weights: ensemble.pt, read by babysit.load_ensemble)\n")  # fmt: skip
+        config_text += tomli_w.dumps(final_cfg.to_dict())
         config_path = atomic_write_text(out / "best.toml", config_text)
         report = run_report(done.record, data=data)
         page = report.page()
@@ -663,6 +688,11 @@ def auto(
         for d in deviations:  # what did not go as planned comes before everything else
             sec.text(f"deviation from the plan: {d}", "sev-error")
         sec.text(f"budget {budget:.0f} CPU-seconds ({plan['clock']}); search report: search.html; config: best.toml")
+        if len(trained) > 1:
+            sec.text(f"delivered: the mean of the class probabilities of {len(trained)} independent runs of the chosen configuration (ensemble.pt), "
+                     f"test accuracy {_pct(test_accuracy)}; the curves and checks below are the first run's (test {_pct(done.result.test_accuracy)})")  # fmt: skip
+            sec.table(["ensemble member", "train.seed", "epochs", "test accuracy"],
+                      [[str(i + 1), str(m["seed"]), str(m["epochs"]), _pct(m["test_accuracy"])] for i, m in enumerate(trained)])  # fmt: skip
         sec.text(split_text(plan))
         sec.table(["stage", "CPU seconds"], [[k, f"{v:.1f}"] for k, v in clock.items()])
         sec.table(["planned", "value"], [[k, json.dumps(json_safe(v)) if isinstance(v, dict) else str(v)] for k, v in plan.items()])
@@ -673,7 +703,7 @@ def auto(
                   [[json.dumps(json_safe(r["values"])), ", ".join(f"{x:.4f}" for x in r["val_accuracy"]), "" if r["mean"] is None else f"{r['mean']:.4f}"] for r in rows])  # fmt: skip
         if reference:
             final_val = done.result.history.records[-1].get("val_accuracy") if done.result.history.records else None
-            shown = [["babysit auto (this run)", _pct(final_val), _pct(done.result.test_accuracy), f"{clock['final']:.1f}"]]
+            shown = [["babysit auto (this run)", _pct(final_val), _pct(test_accuracy), f"{clock['final']:.1f}"]]
             sec.table(["model", "val accuracy", "test accuracy", "CPU seconds"], shown + [[b.name, _pct(b.val_accuracy), _pct(b.test_accuracy), f"{b.cpu_s:.2f}"] for b in reference])
         for w in result.warnings if result is not None else []:
             sec.text(f"edge: {w}", "sev-warning")
@@ -684,9 +714,9 @@ def auto(
     if spent > budget:
         # Known only once the report is written, so the JSON line and the printed summary say it, not report.html.
         deviations.append(f"auto spent {spent:.1f} CPU-s, {spent / budget:.0%} of the {budget:g} s budget (the report took {clock['report']:.1f} s of its {report_s:.1f} s share)")
-    final = AutoResult(done.result.status, done.result.test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
+    final = AutoResult(done.result.status, test_accuracy, final_cfg, config_path, config_text, report_path, out, clock, plan, rows,
                        [str(w) for w in (result.warnings if result is not None else [])] + notes, reference, deviations, spent,
-                       done.result.test_views, done.result.test_accuracy_single)  # fmt: skip
+                       done.result.test_views, test_single)  # fmt: skip
     atomic_write_text(out / "auto.json", json.dumps(json_safe(final.summary()), indent=2) + "\n")
     return final
 
@@ -703,10 +733,17 @@ def split_text(plan: dict[str, Any]) -> str:
         return (f"split: the search stopped after its first stage ({start['trials'] + 1} trials of {plan['coarse_epochs']} epochs): {why}, so nothing was "
                 f"re-evaluated and the final run trained the starting configuration for {plan['final_epochs_trained']} epochs ({p['final_epochs']} planned "
                 f"before the search); {plan['report_s']:.1f} CPU-s kept for the reports")  # fmt: skip
+    ensemble = plan.get("ensemble") or {}
+    if len(ensemble.get("members", [])) > 1:
+        lengths = [m["epochs"] for m in ensemble["members"]]
+        final = (f"the final stage, an ensemble of {len(lengths)} runs of {min(lengths)}-{max(lengths)} epochs (the budget bought more than "
+                 f"{FINAL_FACTOR}x the {plan['horizon_epochs']} epochs that ranked the configuration, so it trained independent runs "
+                 f"at least that long and averages their predictions)")  # fmt: skip
+    else:
+        final = f"the final run, {FINAL_FACTOR}x as long or longer ({plan['final_epochs_trained']} epochs trained, {p['final_epochs']} planned)"
     if not plan["trials"]:
         return f"split: no search (its share bought fewer than {MIN_TRIALS} one-epoch trials); the final run trained {plan['final_epochs_trained']} epochs ({p['final_epochs']} planned)"
     return (f"split: search {plan['search_share']:.0%} of what the checks and calibration left ({plan['trials']} trials, {plan['coarse_epochs']} then "
             f"{2 * plan['coarse_epochs']} epochs, {p['search_s']:.1f} CPU-s), then re-evaluation runs of {plan['horizon_epochs']} epochs "
-            f"({plan['reevaluate_s']:.1f} CPU-s in all, at most the final run's) and the final run, {FINAL_FACTOR}x as long or longer "
-            f"({plan['final_epochs_trained']} epochs trained, {p['final_epochs']} planned), sized by measured "
-            f"epoch and run costs; {plan['report_s']:.1f} CPU-s ({plan['report_s'] / plan['budget_s']:.0%} of the budget) kept for the reports")  # fmt: skip
+            f"({plan['reevaluate_s']:.1f} CPU-s in all, at most the final run's) and {final}, sized by measured epoch and run costs; "
+            f"{plan['report_s']:.1f} CPU-s ({plan['report_s'] / plan['budget_s']:.0%} of the budget) kept for the reports")  # fmt: skip
