@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import babysit as bs
 from babysit.cli import app
 from babysit.config import load_toml
 from babysit.errors import ConfigError
@@ -266,6 +267,26 @@ def test_a_small_table_is_ranked_by_kfold_cross_validation_and_auto_says_so(tmp_
     assert "45 samples" in said and "standard error" in said and "5-fold stratified" in said
     assert "5-fold stratified cross-validation over train+val (456 samples)" in (out / "report.html").read_text()
     assert summary["plan"]["final_epochs_trained"] == summary["plan"]["final_epochs_replanned"] or summary["status"] == "diverged"
+    if summary["reevaluated"] and summary["status"] == "completed":
+        # k-fold's ten runs of h epochs leave the final stage about ten horizons: not one run stretched over all of it (trained far past
+        # anything that ranked its configuration) but independent runs of at least FINAL_FACTOR x h, their probabilities averaged.
+        from babysit.build import load_data
+        from babysit.train.trainer import evaluate
+        from babysit.workflows.budget import FINAL_FACTOR
+
+        ensemble, h = summary["plan"]["ensemble"], summary["plan"]["horizon_epochs"]
+        assert ensemble["planned"] >= 2 and ensemble["horizon_epochs"] == h
+        members = ensemble["members"]
+        assert len(members) >= 2 or any("delivered alone" in w for w in summary["warnings"])
+        assert len({m["seed"] for m in members}) == len(members) and all(m["epochs"] >= h for m in members)
+        assert members[0]["epochs"] >= 0.8 * FINAL_FACTOR * h or any("re-planned itself" in d for d in summary["deviations"])
+        if len(members) >= 2:
+            # What the summary reports is what ensemble.pt holds: the saved members, rebuilt, score it again.
+            cfg = load_toml(out / "best.toml")
+            test = load_data(bs.build_config(cfg).data).test
+            assert evaluate(bs.load_ensemble(out / "ensemble.pt"), test.x, test.y)[1] == summary["test_accuracy"] == ensemble["test_accuracy"]
+            assert f"delivered as an ensemble of {len(members)} runs" in summary["config"].splitlines()[1]
+            assert "independent runs of the chosen configuration" in (out / "report.html").read_text()
 
 
 def test_the_split_says_on_which_samples_the_start_held():

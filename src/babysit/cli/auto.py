@@ -21,6 +21,8 @@ def print_auto(result: AutoResult) -> None:
     for d in result.deviations:
         out.print(f"[bold red]deviation from the plan:[/] {d}", highlight=False)
     views = f" (mean of {result.test_views} fixed views; one view {result.test_accuracy_single:.4f})" if result.test_accuracy_single is not None else ""
+    members = len((result.plan.get("ensemble") or {}).get("members", []))
+    views += f", an ensemble of {members} runs (ensemble.pt)" if members > 1 else ""
     table = Table(title=f"babysit auto: {result.status}, test accuracy {result.test_accuracy:.4f}{views}")
     table.add_column("stage")
     table.add_column("CPU minutes", justify="right")

@@ -33,6 +33,8 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
    regularization) and one seed's is noise;
 6. final: the best mean configuration trained, recorded with probes, for as many
    epochs as the budget left buys, so that its schedule decays to its end inside the budget;
+   when that is more than twice `FINAL_FACTOR` x the horizon that ranked it, an ensemble of
+   independent runs at least that long instead of one run stretched past it (`workflows.members`);
 7. report: the run report with the checks, a budget table and the re-evaluation,
    the search report beside it, and the exported TOML config.
 
@@ -643,9 +645,9 @@ def auto(
         # FINAL_FACTOR x that long instead of one run stretched over all of it (workflows.members).
         count = member_count(epochs, horizon if rows else 0)
         first_end = end
-        if count > 1:
-            first_end = t0 + final_cost.of(first_share(left(), count, final_cost, bare))
-            epochs = final_cost.epochs_for(first_end - t0)
+        if count > 1:  # the first run's share: all the runs as long, the others bare
+            epochs = first_share(left(), count, final_cost, bare)
+            first_end = t0 + final_cost.of(epochs)
             plan.update(final_epochs=epochs)
         done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, first_end, final_end, view, notes, deviations)
         # final_epochs: its length when it started; final_epochs_replanned: the length its own epochs' cost re-planned it to.

@@ -86,8 +86,9 @@ def train_members(base: RunConfig, values: dict[str, Any], data: Dataset, seeds:
         share = (end - cpu_seconds()) / (len(seeds) - k)
         epochs = cost.epochs_for(share)
         if epochs < max(min_epochs, 1):
-            notes.append(f"the budget left bought {epochs} epochs for ensemble member {k + 2}, fewer than the {min_epochs} that ranked its "
-                         f"configuration: the ensemble has {k + 1} members")  # fmt: skip
+            kept = f"the ensemble has {len(members) + 1} members" if members else "the first run is delivered alone"
+            notes.append(f"the budget left bought {epochs} epoch{'s' if epochs != 1 else ''} for ensemble member {k + 2}, fewer than the {min_epochs} that ranked its "
+                         f"configuration: {kept}")  # fmt: skip
             break
         cfg = trial_config(base, values, epochs)
         cfg = replace(cfg, train=replace(cfg.train, seed=seed))
