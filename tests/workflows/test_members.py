@@ -87,3 +87,23 @@ def test_members_train_on_their_own_seeds_for_the_length_their_share_buys(digits
     assert [m.seed for m in extra] == [7, 8] and all(m.status == "completed" and m.epochs >= 3 for m in extra), notes
     weights = [next(m.model.parameters()) for m in (*extra, done[0])]
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])  # independent initialisations
+
+
+def test_the_printed_summary_names_the_ensemble_and_why_it_was_trained(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from babysit.cli import auto as cli_auto
+    from babysit.workflows.auto import AutoResult
+
+    printed = io.StringIO()
+    monkeypatch.setattr(cli_auto, "out", Console(file=printed, width=400))
+    members = [{"seed": s, "epochs": e, "status": "completed", "test_accuracy": 0.85} for s, e in ((2, 1466), (5, 1517), (6, 1323))]
+    plan = {"budget_s": 600.0, "search_share": 0.35, "trials": 15, "coarse_epochs": 146, "horizon_epochs": 705, "reevaluate_s": 190.0,
+            "report_s": 7.5, "planned": {"search_s": 205.0, "final_epochs": 2893}, "final_epochs_trained": 1466,
+            "ensemble": {"planned": 3, "members": members, "test_accuracy": 0.875, "horizon_epochs": 705, "saved": "ensemble.pt"}}  # fmt: skip
+    cli_auto.print_auto(AutoResult("completed", 0.875, None, tmp_path / "best.toml", "", tmp_path / "report.html", tmp_path, {"final": 270.0}, plan))
+    said = " ".join(printed.getvalue().split())  # the table's title wraps to its width
+    assert "test accuracy 0.8750, an ensemble of 3 runs (ensemble.pt)" in said
+    assert f"an ensemble of 3 runs of 1323-1517 epochs (the budget bought more than {FINAL_FACTOR}x the 705 epochs that ranked" in said
