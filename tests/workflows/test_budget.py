@@ -26,6 +26,14 @@ def test_runs_of_one_epoch_only_plan_with_their_first_epoch():
     assert cost.per_epoch_s == pytest.approx(2.0) and cost.fixed_s == pytest.approx(0.5)
 
 
+def test_an_epoch_measured_on_folds_is_priced_for_the_final_runs_samples():
+    # 5-fold runs over MNIST-1D-small's 1,600 samples of train+val train 1,280 an epoch; the final run trains the 1,440 of the train split.
+    on_folds = Cost(per_epoch_s=0.032, fixed_s=0.4)
+    final = on_folds.for_samples(measured_on=1280, used_on=1440)
+    assert final.per_epoch_s == pytest.approx(0.036) and final.fixed_s == 0.4
+    assert final.epochs_for(36.4) == 1000 < on_folds.epochs_for(36.4)  # priced on the folds, it planned 12% past the budget
+
+
 def test_the_rest_is_split_so_reevaluation_and_the_final_run_fill_it():
     bare, recorded = Cost(per_epoch_s=0.1, fixed_s=0.5), Cost(per_epoch_s=0.3, fixed_s=1.0)  # a recorded epoch: 3x a bare one (a table's probes)
     h, final = split_rest(100.0, bare, recorded, runs=4)

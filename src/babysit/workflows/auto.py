@@ -619,7 +619,11 @@ def auto(
             row["mean"] = sum(finite) / len(finite) if finite else None
         view.refresh(best=max((r["mean"] for r in rows if r["mean"] is not None), default=None))
         clock["reevaluate"] = cpu_seconds() - t0
-        bare = meter.cost(clock["reevaluate"]) or bare  # the latest measure of an epoch, on the configurations the final run picks from
+        measured = meter.cost(clock["reevaluate"])  # the latest measure of an epoch, on the configurations the final run picks from
+        if measured is not None and rank is not None and rank.method == "kfold":
+            # A fold's epoch trains (k-1)/k of train+val, the final run's the train split: an epoch costs in proportion to its samples.
+            measured = measured.for_samples(len(trainings[0][1].train.y), len(data.train.y))
+        bare = measured or bare
         final_cost = as_recorded(bare)
         _overran("re-evaluation", clock["reevaluate"], reevaluate_s, final_cost.per_epoch_s, budget, deviations)
         plan.update(horizon_epochs=horizon, reevaluate_s=round(reevaluate_s, 3))

@@ -116,6 +116,10 @@ class Cost:
         """The most epochs one run can train in `seconds` (0 when they do not pay its fixed cost and one epoch)."""
         return _most(lambda e: self.of(e) <= seconds)
 
+    def for_samples(self, measured_on: int, used_on: int) -> Cost:
+        """This cost, measured on epochs of `measured_on` training samples, for epochs of `used_on` (an epoch costs in proportion to its samples)."""
+        return Cost(self.per_epoch_s * used_on / measured_on, self.fixed_s)
+
     def to_dict(self) -> dict[str, float]:
         return {k: float(f"{v:.4g}") for k, v in asdict(self).items()}
 
