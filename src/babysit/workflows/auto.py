@@ -33,7 +33,7 @@ The stages, in the lectures' order (docs/lectures.md; CS231n Neural Networks 3):
    regularization) and one seed's is noise;
 6. final: the best mean configuration trained, recorded with probes, for as many
    epochs as the budget left buys, so that its schedule decays to its end inside the budget;
-   when that is more than twice `FINAL_FACTOR` x the horizon that ranked it, an ensemble of
+   when that is at least twice `FINAL_FACTOR` x the horizon that ranked it, an ensemble of
    independent runs at least that long instead of one run stretched past it (`workflows.members`);
 7. report: the run report with the checks, a budget table and the re-evaluation,
    the search report beside it, and the exported TOML config.
@@ -112,8 +112,8 @@ from babysit.workflows.budget import (
     plan_budget,
     split_rest,
 )
-from babysit.workflows.ranking import Incumbent, fold_count, folds, incumbent_test, ranking, still_rising, worth_folds
 from babysit.workflows.members import Member, ensemble_accuracy, first_share, member_count, save_ensemble, train_members
+from babysit.workflows.ranking import Incumbent, fold_count, folds, incumbent_test, ranking, still_rising, worth_folds
 from babysit.workflows.recorded import start_run
 
 BASELINE_SHARE = 0.05  # of the budget, at most, for the input-baseline check's two training runs (else it is left out)
@@ -650,7 +650,7 @@ def auto(
         count = member_count(epochs, horizon if rows else 0)
         first_end = end
         if count > 1:  # the first run's share: all the runs as long, the others bare
-            epochs = first_share(left(), count, final_cost, bare)
+            epochs = max(1, first_share(left(), count, final_cost, bare))
             first_end = t0 + final_cost.of(epochs)
             plan.update(final_epochs=epochs)
         done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, first_end, final_end, view, notes, deviations)
