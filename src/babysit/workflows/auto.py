@@ -742,9 +742,9 @@ def split_text(plan: dict[str, Any]) -> str:
     ensemble = plan.get("ensemble") or {}
     if len(ensemble.get("members", [])) > 1:
         lengths = [m["epochs"] for m in ensemble["members"]]
-        final = (f"the final stage, an ensemble of {len(lengths)} runs of {min(lengths)}-{max(lengths)} epochs (the budget bought more than "
-                 f"{FINAL_FACTOR}x the {plan['horizon_epochs']} epochs that ranked the configuration, so it trained independent runs "
-                 f"at least that long and averages their predictions)")  # fmt: skip
+        final = (f"the final stage, an ensemble of {len(lengths)} runs of {min(lengths)}-{max(lengths)} epochs (the budget bought at least two "
+                 f"final runs of {FINAL_FACTOR}x the {plan['horizon_epochs']} epochs that ranked the configuration: independent runs, "
+                 f"their predictions averaged)")  # fmt: skip
     else:
         final = f"the final run, {FINAL_FACTOR}x as long or longer ({plan['final_epochs_trained']} epochs trained, {p['final_epochs']} planned)"
     if not plan["trials"]:
