@@ -312,3 +312,26 @@ def test_a_stage_past_its_share_is_a_deviation_only_when_it_cost_the_final_run_a
     assert deviations == []
     _overran("re-evaluation", 20.25, 18.75, 0.25, 60.0, deviations)
     assert deviations == ["the re-evaluation stage spent 20.2 CPU-s of its 18.8 s share; the final run lost about 6 epochs to it"]
+
+
+def test_the_runners_up_are_ranked_at_the_rung_they_reached_and_the_beaten_start_is_not_one():
+    from babysit.tune.results import TrialRecord, TuneResult
+    from babysit.workflows.auto import _top_configs
+
+    def trial(number, stage, values, status, reached, score):
+        curve = {e: score - 0.1 * (reached - e) / reached for e in range(1, reached + 1)}  # rising to `score` at the last epoch it trained
+        return TrialRecord(number, stage, number, status, values, score if status == "completed" else None, reached, reported=curve)
+
+    start, best, wide, narrow, slow = ({"train.lr": lr, "train.weight_decay": wd} for lr, wd in
+                                       ((1e-3, 1e-6), (0.027, 1e-5), (0.033, 4.6e-4), (0.017, 1e-5), (0.0015, 1e-5)))  # fmt: skip
+    # Seed 0 of MNIST-1D-small at 10 CPU-minutes: the pruner let only the start and the winner finish the first stage (298 epochs)
+    # and stopped every second-stage trial, the winner's copy at 297 of its 596 epochs, the rest at the first rung (99).
+    trials = [trial(0, 1, start, "completed", 298, 0.6625), trial(1, 1, best, "completed", 298, 0.85), trial(2, 1, wide, "pruned", 99, 0.8375),
+              trial(3, 1, slow, "pruned", 99, 0.69), trial(8, 2, best, "pruned", 297, 0.84375), trial(9, 2, narrow, "pruned", 99, 0.80625),
+              trial(10, 2, slow, "diverged", 50, 0.1)]  # fmt: skip
+    result = TuneResult(None, "", trials, [], {}, [], True)
+    # The winner first (its copy got furthest in the longer stage), then the best of the rest at the rung they reached: never the start.
+    assert _top_configs(result, 2, start) == [(best, 0.84375), (narrow, 0.80625)]
+    assert _top_configs(result, 3, start)[2] == (wide, 0.8375)  # the longer stage first, then the shorter one's, by the rung reached
+    # Before this ranking the two were the stage's complete trials: the winner and the start, already beaten by 19 points.
+    assert start in [values for values, _ in _top_configs(result, 5)] and start not in [values for values, _ in _top_configs(result, 5, start)]
