@@ -14,8 +14,8 @@ overfit (validation peaked a third of the way in; test 0.80-0.86, their best che
 0.88-0.90). The lectures' use for the extra compute is a model ensemble: train independent models
 and average their predictions at test time. So the final stage trains `member_count` runs of
 at least `FINAL_FACTOR` x h epochs, seeds apart, and delivers the mean of their class
-probabilities: there 0.8858 ± 0.0302 over 3 seeds against 0.8358 ± 0.0313 for the one long run,
-its 5-6 members alone 0.81-0.86 on average (bench/auto_results/10m.jsonl, README).
+probabilities: there 0.9092 ± 0.0201 over 3 seeds against 0.8358 ± 0.0313 for the one long run,
+its 5 members alone 0.83-0.87 on average (bench/auto_results/10m.jsonl, README).
 """
 
 from __future__ import annotations
