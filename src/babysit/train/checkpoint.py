@@ -111,7 +111,8 @@ def restore_callback_states(state: TrainState, checkpoint: dict[str, Any]) -> No
     state.optimizer.load_state_dict(checkpoint["optimizer"])
 
 
-def _serialize(checkpoint: dict[str, Any]) -> bytes:
+def serialize(checkpoint: dict[str, Any]) -> bytes:
+    """`checkpoint` as the bytes `torch.save` writes, for an atomic write (`io.atomic_write_bytes`)."""
     buf = io.BytesIO()
     torch.save(checkpoint, buf)
     return buf.getvalue()
@@ -208,7 +209,7 @@ class Checkpointer:
         for path, checkpoint in list(self._pending.items()):
             key = id(checkpoint)
             if key not in written:  # last and best are often the same epoch: serialise it once
-                written[key] = _serialize({**checkpoint, "history": [dict(r) for r in self._records[: checkpoint["epoch"]]]})
+                written[key] = serialize({**checkpoint, "history": [dict(r) for r in self._records[: checkpoint["epoch"]]]})
             self._failed = True  # until the write returns: a failing run does not retry a write that just failed
             atomic_write_bytes(path, written[key])
             self._failed = False

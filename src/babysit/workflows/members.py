@@ -20,7 +20,6 @@ its 5 members alone 0.83-0.87 on average (bench/auto_results/10m.jsonl, README).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from babysit.data.datasets import Dataset
 from babysit.ensemble import Ensemble
 from babysit.io import atomic_write_bytes
 from babysit.status import COMPLETED
-from babysit.train.checkpoint import load_checkpoint
+from babysit.train.checkpoint import load_checkpoint, serialize
 from babysit.train.trainer import evaluate
 from babysit.tune.runner import trial_config
 from babysit.workflows.budget import FINAL_FACTOR, BudgetGuard, Cost, FitToBudget, cpu_seconds
@@ -119,9 +118,7 @@ def save_ensemble(path: str | Path, cfg: RunConfig, members: list[Member]) -> Pa
         "config": cfg.to_dict(),
         "members": [{**m.to_dict(), "model": {k: v.detach().cpu() for k, v in m.model.state_dict().items()}} for m in members],
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, serialize(payload))
 
 
 def load_ensemble(path: str | Path, data: Dataset | None = None) -> Ensemble:
