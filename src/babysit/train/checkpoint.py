@@ -118,7 +118,7 @@ def serialize(checkpoint: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def load_checkpoint(path: str | Path, kind: str = FORMAT) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, kind: int | str = FORMAT) -> dict[str, Any]:
     """Read a checkpoint with `torch.load(weights_only=True)` onto the CPU; DataError if missing, damaged or not of format `kind`."""
     p = Path(path)
     if not p.is_file():

@@ -431,12 +431,12 @@ def _top_configs(result: TuneResult, k: int, start: dict[str, Any] | None = None
     2,000-sample MNIST-1D only the winner and the start had completed, and the re-evaluation spent
     half its runs on a start the first stage had already beaten by 19 points.
     """
-    reached = [t for t in result.trials if t.status in (COMPLETED, PRUNED) and t.reported]
-    order = sorted(reached, key=lambda t: (-t.stage, -max(t.reported), -t.reported[max(t.reported)], t.number))
+    reached = {t.number: (max(t.reported), t.reported[max(t.reported)]) for t in result.trials if t.status in (COMPLETED, PRUNED) and t.reported}
+    order = sorted((t for t in result.trials if t.number in reached), key=lambda t: (-t.stage, -reached[t.number][0], -reached[t.number][1], t.number))
     picked: list[tuple[dict[str, Any], float]] = []
     for t in order:
         if t.values != start and t.values not in [values for values, _ in picked]:
-            picked.append((t.values, t.score if t.score is not None else t.reported[max(t.reported)]))
+            picked.append((t.values, t.score if t.score is not None else reached[t.number][1]))
     return picked[:k]
 
 
