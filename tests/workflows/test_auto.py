@@ -273,9 +273,12 @@ def test_a_small_table_is_ranked_by_kfold_cross_validation_and_auto_says_so(tmp_
         from babysit.build import load_data
         from babysit.train.trainer import evaluate
         from babysit.workflows.budget import FINAL_FACTOR
+        from babysit.workflows.members import MAX_MEMBERS
 
         ensemble, h = summary["plan"]["ensemble"], summary["plan"]["horizon_epochs"]
         assert ensemble["planned"] >= 2 and ensemble["horizon_epochs"] == h
+        # final_epochs is what the stage bought in all (a re-plan is judged by it), each run's share is ensemble.epochs.
+        assert ensemble["planned"] == summary["plan"]["final_epochs"] // (FINAL_FACTOR * h) or ensemble["planned"] == MAX_MEMBERS
         members = ensemble["members"]
         assert len(members) >= 2 or any("delivered alone" in w for w in summary["warnings"])
         assert len({m["seed"] for m in members}) == len(members) and all(m["epochs"] >= h for m in members)

@@ -660,8 +660,7 @@ def auto(
         first_end = end
         if count > 1:  # the first run's share: all the runs as long, the others bare
             epochs = max(1, first_share(left(), count, final_cost, bare))
-            first_end = t0 + final_cost.of(epochs)
-            plan.update(final_epochs=epochs)
+            first_end = t0 + final_cost.of(epochs)  # final_epochs stays what the stage bought in all, which a re-plan is judged by
         done, final_cfg, final_guard = _final(base, chosen["values"], data, out, epochs, final_cost, first_end, final_end, view, notes, deviations)
         # final_epochs: its length when it started; final_epochs_replanned: the length its own epochs' cost re-planned it to.
         plan.update(final_epochs_replanned=final_cfg.train.epochs, final_epochs_trained=done.result.epochs)
@@ -673,8 +672,8 @@ def auto(
             if extra:
                 test_accuracy, test_single = ensemble_accuracy([first.model, *(m.model for m in extra)], data)
                 save_ensemble(out / "ensemble.pt", final_cfg, [first, *extra])
-            plan["ensemble"] = {"planned": count, "members": [first.to_dict(), *(m.to_dict() for m in extra)], "test_accuracy": test_accuracy,
-                                "horizon_epochs": horizon, "saved": "ensemble.pt" if extra else None}  # fmt: skip
+            plan["ensemble"] = {"planned": count, "epochs": epochs, "members": [first.to_dict(), *(m.to_dict() for m in extra)],
+                                "test_accuracy": test_accuracy, "horizon_epochs": horizon, "saved": "ensemble.pt" if extra else None}  # fmt: skip
         clock["final"] = cpu_seconds() - t0
         final_share = max(end - t0, final_cost.of(epochs))  # all that was left when it started
         if final_guard.fired:
